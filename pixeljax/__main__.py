@@ -1,0 +1,5 @@
+import sys
+
+from pixeljax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,155 @@
+"""Checkpoint I/O: the one module that talks to orbax.
+
+Two kinds of checkpoint live here:
+  * a *victim* (``checkpoints/NAME/``): final weights plus ``metadata.json`` (architecture,
+    parameter count, data, epochs, accuracy), loaded by name with :func:`load_victim`;
+  * *training* checkpoints in a work dir, through an orbax ``CheckpointManager``
+    (:class:`TrainingCheckpoints`), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from pixeljax.errors import CheckpointError
+from pixeljax.models import create_model, split_for_inference
+
+METADATA = "metadata.json"
+WEIGHTS = "weights"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = PROJECT_ROOT / "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class Victim:
+    """A loaded victim network.
+
+    Attributes:
+      name: the registry name of its architecture.
+      model: the Flax NNX module, in eval mode.
+      apply: pure ``apply(params, images) -> logits``.
+      params: every variable of the model (weights and batch-norm statistics).
+      metadata: the checkpoint's metadata.
+    """
+
+    name: str
+    model: nnx.Module
+    apply: Any
+    params: Any
+    metadata: dict
+
+    @property
+    def predict(self) -> jax.tree_util.Partial:
+        """``predict(images) -> logits`` with the weights bound; a pytree, so it can be passed
+        to jitted functions without baking the weights into the program."""
+        return jax.tree_util.Partial(self.apply, self.params)
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """Where the project ships the trained victim ``name``."""
+    return SHIPPED / name
+
+
+def _abstract(tree):
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def save_victim(directory: str | Path, model: nnx.Module, metadata: dict) -> Path:
+    """Writes a victim's weights and metadata; replaces ``directory`` atomically."""
+    directory = Path(directory).absolute()
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp / WEIGHTS, nnx.to_pure_dict(nnx.state(model)))
+    checkpointer.wait_until_finished()
+    (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+    return directory
+
+
+def read_metadata(directory: str | Path) -> dict:
+    directory = Path(directory)
+    path = directory / METADATA
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint {directory} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not a pixeljax checkpoint: no {METADATA}")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
+    if not isinstance(meta, dict) or "architecture" not in meta:
+        raise CheckpointError(f"{path}: metadata has no 'architecture' field")
+    return meta
+
+
+def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
+    """Loads a trained victim by architecture name.
+
+    Args:
+      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...).
+      checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME``.
+
+    Raises:
+      CheckpointError: missing or corrupt checkpoint, or one of another architecture.
+      PixeljaxError: unknown model name.
+    """
+    model = create_model(name)  # fails first on an unknown name
+    directory = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
+    meta = read_metadata(directory)
+    if meta["architecture"] != name:
+        raise CheckpointError(f"checkpoint {directory} holds a {meta['architecture']!r} "
+                              f"network, not {name!r}")
+    if meta.get("num_classes", 10) != 10:
+        model = create_model(name, num_classes=int(meta["num_classes"]))
+    target = nnx.to_pure_dict(nnx.state(model))
+    try:
+        restored = ocp.StandardCheckpointer().restore(
+            (directory / WEIGHTS).absolute(), _abstract(target))
+    except Exception as e:  # orbax/tensorstore raise many kinds for damaged files
+        raise CheckpointError(f"checkpoint {directory}: cannot restore {name!r} weights "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+    state = nnx.state(model)
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(model, state)
+    apply, params = split_for_inference(model)
+    return Victim(name=name, model=model, apply=apply, params=params, metadata=meta)
+
+
+class TrainingCheckpoints:
+    """Training state in ``WORKDIR/checkpoints`` through an orbax ``CheckpointManager``."""
+
+    def __init__(self, workdir: str | Path, max_to_keep: int = 2):
+        self.directory = (Path(workdir) / "checkpoints").absolute()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                                 create=True))
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any) -> None:
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, like: Any) -> Any:
+        try:
+            return self.manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
+        except Exception as e:
+            raise CheckpointError(f"training checkpoint {self.directory}/{step} cannot be "
+                                  f"restored ({type(e).__name__}: {str(e)[:300]}); was the work "
+                                  f"dir made with another recipe?") from None
+
+    def close(self) -> None:
+        self.manager.close()

@@ -1,0 +1,76 @@
+"""One ``--data`` argument for every source of CIFAR-10.
+
+Accepted specs:
+  * ``sample``: the few hundred real CIFAR-10 test images shipped inside the package;
+  * ``tfds`` or ``tfds:DATA_DIR``: tensorflow-datasets;
+  * a path to ``cifar-10-python.tar.gz`` or to the extracted ``cifar-10-batches-py/`` folder;
+  * a path to one ``.npz`` file (``x`` uint8 NHWC, ``y`` int);
+  * a folder of ``.npz`` files laid out as ``test.npz``, ``train-0.npz``, ``train-1.npz``, ...
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pixeljax.data.arrays import ImageSet
+from pixeljax.data.npz import load_npz_file, load_npz_folder, read_npz, split_files
+from pixeljax.data.official import is_official_folder, load_official_folder, load_official_tarball
+from pixeljax.data.tfds import load_tfds
+from pixeljax.errors import DataError
+
+SPLITS = ("train", "test")
+SAMPLE = "sample"
+_SAMPLE_FILE = "cifar10_test_sample.npz"
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("pixeljax.data") / _SAMPLE_FILE))
+
+
+def load_sample() -> ImageSet:
+    """The shipped sample of real CIFAR-10 test images (``index`` = position in the test split)."""
+    x, y, index = read_npz(sample_path())
+    from pixeljax.data.arrays import make_image_set
+    return make_image_set(x, y, index=index, source="shipped CIFAR-10 test sample")
+
+
+def load_dataset(spec: str | Path | None = SAMPLE, split: str = "test") -> ImageSet:
+    """Loads CIFAR-10 images and labels from any supported source.
+
+    Args:
+      spec: where the data lives (see the module docstring); ``None`` means the shipped sample.
+      split: ``"train"`` or ``"test"`` (ignored for a single ``.npz`` file).
+
+    Returns:
+      An :class:`ImageSet` with uint8 NHWC images and int32 labels.
+
+    Raises:
+      DataError: the spec names nothing readable, or the arrays are malformed.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    spec = SAMPLE if spec is None else str(spec)
+    if spec == SAMPLE:
+        if split != "test":
+            raise DataError("the shipped sample holds test images only; use --split test")
+        return load_sample()
+    if spec == "tfds" or spec.startswith("tfds:"):
+        return load_tfds(split, spec[5:] or None)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist; expected 'sample', 'tfds[:DIR]', "
+                        f"a .npz file, a folder of .npz files, or the official CIFAR-10 "
+                        f"python-version tarball or folder")
+    if path.is_file():
+        if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+            return load_official_tarball(path, split)
+        if path.suffix == ".npz":
+            return load_npz_file(path)
+        raise DataError(f"{path}: unknown file type; expected .npz or cifar-10-python.tar.gz")
+    if is_official_folder(path):
+        return load_official_folder(path, split)
+    if split_files(path, split):
+        return load_npz_folder(path, split)
+    raise DataError(f"{path}: no CIFAR-10 data for split {split!r} (expected {split}.npz, "
+                    f"{split}-<k>.npz or the official cifar-10-batches-py files)")

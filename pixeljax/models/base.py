@@ -1,0 +1,41 @@
+"""The shared shape of every victim: named layers applied in order.
+
+A victim is a sequence of named layers. ``model(images)`` returns logits; ``model.activations``
+returns the output of every layer in order (input first, logits last), which the propagation-map
+analysis needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+from flax import nnx
+
+from pixeljax.models.layers import normalize
+
+
+class SequentialVictim(nnx.Module):
+    """Named layers applied in order to normalised pixel-space images."""
+
+    def __init__(self, layers: Sequence[tuple[str, nnx.Module]], *, num_classes: int = 10,
+                 image_shape: tuple[int, int, int] = (32, 32, 3)):
+        self.layer_names = tuple(name for name, _ in layers)
+        self.layers = nnx.List([layer for _, layer in layers])
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = normalize(images)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def activations(self, images: jax.Array) -> list[tuple[str, jax.Array]]:
+        """Returns ``[(name, output)]`` for the input and every layer, logits last."""
+        x = normalize(images)
+        out = [("input", jax.numpy.asarray(images, jax.numpy.float32))]
+        for name, layer in zip(self.layer_names, self.layers):
+            x = layer(x)
+            out.append((name, x))
+        return out

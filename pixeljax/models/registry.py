@@ -1,0 +1,70 @@
+"""Victims by name, and the pure ``apply(params, images) -> logits`` view of a model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from flax import nnx
+
+from pixeljax.errors import PixeljaxError
+from pixeljax.models.allconv import allconv
+from pixeljax.models.base import SequentialVictim
+from pixeljax.models.nin import nin
+from pixeljax.models.tiny import tiny
+from pixeljax.models.vgg import vgg16
+
+_REGISTRY: dict[str, Callable[..., nnx.Module]] = {
+    "allconv": allconv,
+    "nin": nin,
+    "vgg16": vgg16,
+    "tiny": tiny,
+}
+
+
+def register_model(name: str, builder: Callable[..., nnx.Module]) -> None:
+    """Adds a model family. ``builder(rngs=..., num_classes=...)`` returns an NNX module whose
+    ``__call__(images)`` maps pixel-space NHWC images to logits."""
+    _REGISTRY[name] = builder
+
+
+def model_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, *, seed: int = 0, num_classes: int = 10) -> nnx.Module:
+    """Builds a freshly initialised victim by name."""
+    if name not in _REGISTRY:
+        raise PixeljaxError(f"unknown model {name!r}; expected one of {', '.join(model_names())}")
+    return _REGISTRY[name](rngs=nnx.Rngs(seed), num_classes=num_classes)
+
+
+def parameter_count(model: nnx.Module) -> int:
+    """Number of trainable parameters (batch-norm statistics excluded)."""
+    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def split_for_inference(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
+    """Returns ``(apply, params)`` with ``apply(params, images) -> logits`` pure and in eval mode.
+
+    ``params`` holds every variable of the model (weights and batch-norm statistics).
+    """
+    model.eval()
+    graphdef, params = nnx.split(model)
+
+    def apply(params, images):
+        return nnx.merge(graphdef, params)(images)
+
+    return apply, params
+
+
+def split_activations(model: SequentialVictim):
+    """Returns ``(activations, params)`` with ``activations(params, images) -> [(name, array)]``."""
+    model.eval()
+    graphdef, params = nnx.split(model)
+
+    def activations(params, images):
+        return nnx.merge(graphdef, params).activations(images)
+
+    return activations, params

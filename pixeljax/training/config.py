@@ -1,0 +1,64 @@
+"""A training recipe: every number that decides a training run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pixeljax.errors import PixeljaxError
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (SGD with Nesterov momentum, warm-up then cosine).
+
+    Attributes:
+      model: registry name of the architecture.
+      epochs: passes over the training set; the schedule anneals to zero at the last one.
+      batch_size: images per step (the last partial batch of an epoch is dropped).
+      learning_rate: peak learning rate.
+      warmup_epochs: linear warm-up length.
+      momentum: Nesterov momentum.
+      weight_decay: L2 decay on convolution and dense kernels.
+      label_smoothing: cross-entropy label smoothing.
+      crop_padding: random-crop padding in pixels (0 disables cropping).
+      flip: random horizontal flips.
+      seed: initialisation, data order and augmentation.
+      checkpoint_every: steps between checkpoints (also saved at every epoch's end).
+      eval_batch_size: images per evaluation batch.
+    """
+
+    model: str
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    crop_padding: int = 4
+    flip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 200
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "checkpoint_every", "eval_batch_size")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise PixeljaxError(f"training config: {name} must be a positive integer, "
+                                    f"got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise PixeljaxError(f"training config: learning_rate must be > 0, "
+                                f"got {self.learning_rate}")
+        for name in ("warmup_epochs", "weight_decay", "label_smoothing", "crop_padding"):
+            if getattr(self, name) < 0:
+                raise PixeljaxError(f"training config: {name} must be >= 0, "
+                                    f"got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1 or not self.label_smoothing < 1:
+            raise PixeljaxError("training config: momentum and label_smoothing must lie in [0, 1)")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

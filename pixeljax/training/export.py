@@ -1,0 +1,38 @@
+"""Turning a training run into a shipped victim: weights plus metadata."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from flax import nnx
+
+from pixeljax.accuracy import accuracy
+from pixeljax.checkpoint import save_victim
+from pixeljax.data import ImageSet, load_sample
+from pixeljax.models import parameter_count, split_for_inference
+
+
+def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test_set: ImageSet,
+                  training: dict) -> dict:
+    """Evaluates ``model`` on ``test_set`` and the shipped sample, then writes it to ``out``.
+
+    Returns the metadata written beside the weights.
+    """
+    apply, params = split_for_inference(model)
+    sample = load_sample()
+    metadata = {
+        "architecture": architecture,
+        "num_classes": int(model.num_classes),
+        "parameter_count": parameter_count(model),
+        "dtype": "float32",
+        "test_data": test_set.source,
+        "test_images": len(test_set),
+        "test_accuracy": accuracy(apply, params, test_set.x, test_set.y),
+        "sample_images": len(sample),
+        "sample_accuracy": accuracy(apply, params, sample.x, sample.y),
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **training,
+    }
+    save_victim(out, model, metadata)
+    return metadata

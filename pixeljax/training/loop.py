@@ -1,0 +1,239 @@
+"""The training loop for victim networks: SGD with Nesterov momentum, warm-up and cosine decay,
+standard augmentation, per-epoch test evaluation, a JSON-lines metrics log and resumable orbax
+checkpoints.
+
+Resuming is exact: data order and augmentation are pure functions of (seed, epoch, step), and
+checkpoints hold the model, the optimiser and the epoch's running meters, so a killed run
+continued from its last checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from pixeljax.accuracy import accuracy
+from pixeljax.checkpoint import TrainingCheckpoints
+from pixeljax.data import ImageSet
+from pixeljax.errors import PixeljaxError
+from pixeljax.models import create_model
+from pixeljax.training.augment import augment
+from pixeljax.training.config import TrainConfig
+
+METRICS = "metrics.jsonl"
+CONFIG = "config.json"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: nnx.Module  # in eval mode
+    steps: int
+    epochs: int
+    test_accuracy: float
+    training_seconds: float
+    history: list[dict]
+
+
+def make_schedule(config: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    """Linear warm-up to the peak learning rate, then cosine decay to zero at the last step."""
+    total = config.epochs * steps_per_epoch
+    warmup = min(max(1, int(config.warmup_epochs * steps_per_epoch)), total - 1) if total > 1 else 0
+    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, warmup,
+                                              max(total, warmup + 1), end_value=0.0)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    schedule = make_schedule(config, steps_per_epoch)
+    kernels_only = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)  # noqa: E731
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay, mask=kernels_only),
+        optax.sgd(schedule, momentum=config.momentum, nesterov=True),
+    )
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The training-set permutation of one epoch, a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _zero_meters():
+    return {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+            "count": jnp.zeros((), jnp.int32), "seconds": jnp.zeros((), jnp.float64)
+            if jax.config.jax_enable_x64 else jnp.zeros((), jnp.float32)}
+
+
+def _check_workdir(workdir: Path, config: TrainConfig) -> None:
+    path = workdir / CONFIG
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != config.to_dict():
+            changed = sorted(k for k in set(previous) | set(config.to_dict())
+                             if previous.get(k) != config.to_dict().get(k))
+            raise PixeljaxError(f"work dir {workdir} holds a run of another recipe (differs in "
+                                f"{', '.join(changed)}); use a new --workdir")
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _read_history(workdir: Path, upto_step: int) -> list[dict]:
+    """Metric lines up to ``upto_step``; later ones (written after the last checkpoint) go."""
+    path = workdir / METRICS
+    if not path.is_file():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if line["step"] <= upto_step]
+    if len(kept) != len(lines):
+        path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+    return kept
+
+
+def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir: str | Path, *,
+          progress: bool = True, stop_after: int | None = None) -> TrainResult | None:
+    """Trains ``config.model`` and returns the trained model.
+
+    Resumes from the newest checkpoint in ``workdir`` when there is one.
+
+    Args:
+      config: the recipe.
+      train_set, test_set: training images and the images evaluated after every epoch.
+      workdir: checkpoints, ``config.json`` and ``metrics.jsonl`` go here.
+      progress: show a progress bar.
+      stop_after: stop (without saving) once this many steps are done, as a killed run would;
+        returns None then.
+    """
+    workdir = Path(workdir)
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch < 1:
+        raise PixeljaxError(f"training set has {len(train_set)} images, fewer than one batch "
+                            f"of {config.batch_size}")
+    _check_workdir(workdir, config)
+    total = config.epochs * steps_per_epoch
+    model = create_model(config.model, seed=config.seed, num_classes=train_set.num_classes)
+    model.eval()
+    eval_graph = nnx.graphdef(model)
+    model.train()
+    train_graph, state = nnx.split(model)
+    tx = make_optimizer(config, steps_per_epoch)
+    schedule = make_schedule(config, steps_per_epoch)
+    opt_state = tx.init(nnx.state(model, nnx.Param))
+    meters = _zero_meters()
+    aug_root = jax.random.fold_in(jax.random.key(config.seed), 1)
+
+    @jax.jit
+    def train_step(state, opt_state, meters, images, labels, step):
+        images = augment(jax.random.fold_in(aug_root, step), images,
+                         padding=config.crop_padding, flip=config.flip)
+        model = nnx.merge(train_graph, state)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, train_set.num_classes),
+                                      config.label_smoothing)
+
+        def loss_fn(model):
+            logits = model(images)
+            return optax.softmax_cross_entropy(logits, targets).mean(), logits
+
+        (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        params = nnx.state(model, nnx.Param)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        nnx.update(model, optax.apply_updates(params, updates))
+        n = labels.shape[0]
+        meters = {**meters, "loss_sum": meters["loss_sum"] + loss * n,
+                  "correct": meters["correct"] + jnp.sum(logits.argmax(-1) == labels),
+                  "count": meters["count"] + n}
+        return nnx.state(model), opt_state, meters
+
+    def eval_apply(state, images):
+        return nnx.merge(eval_graph, state)(images)
+
+    checkpoints = TrainingCheckpoints(workdir)
+    step = 0
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        restored = checkpoints.restore(latest, {"state": state, "opt_state": opt_state,
+                                                "meters": meters})
+        state, opt_state, meters, step = (restored["state"], restored["opt_state"],
+                                          restored["meters"], latest)
+    history = _read_history(workdir, step)
+    bar = tqdm(total=total, initial=step, disable=not progress, unit="step",
+               desc=f"train {config.model}")
+    started = time.perf_counter()
+    seconds_before = float(meters["seconds"])
+    try:
+        while step < total:
+            epoch, i = divmod(step, steps_per_epoch)
+            order = epoch_order(config.seed, epoch, len(train_set))
+            batch = order[i * config.batch_size:(i + 1) * config.batch_size]
+            state, opt_state, meters = train_step(state, opt_state, meters, train_set.x[batch],
+                                                  train_set.y[batch], step)
+            step += 1
+            bar.update(1)
+            if stop_after is not None and step >= stop_after:
+                return None
+            end_of_epoch = step % steps_per_epoch == 0
+            if end_of_epoch:
+                test_acc = accuracy(eval_apply, state, test_set.x, test_set.y,
+                                    batch_size=config.eval_batch_size)
+                count = int(meters["count"])
+                line = {"epoch": epoch + 1, "step": step,
+                        "train_loss": float(meters["loss_sum"]) / count,
+                        "train_accuracy": int(meters["correct"]) / count,
+                        "test_accuracy": test_acc,
+                        "learning_rate": float(schedule(step)),
+                        "elapsed_seconds": seconds_before + time.perf_counter() - started}
+                history.append(line)
+                with open(workdir / METRICS, "a") as f:
+                    f.write(json.dumps(line) + "\n")
+                bar.set_postfix(loss=f"{line['train_loss']:.3f}", test=f"{test_acc:.4f}")
+                meters = {**_zero_meters(), "seconds": meters["seconds"]}
+            if end_of_epoch or step % config.checkpoint_every == 0:
+                elapsed = seconds_before + time.perf_counter() - started
+                meters = {**meters, "seconds": jnp.asarray(elapsed, meters["seconds"].dtype)}
+                checkpoints.save(step, {"state": state, "opt_state": opt_state,
+                                        "meters": meters})
+    finally:
+        bar.close()
+        checkpoints.close()
+    nnx.update(model, state)
+    model.eval()
+    final = history[-1]["test_accuracy"] if history else float("nan")
+    return TrainResult(model=model, steps=step, epochs=config.epochs, test_accuracy=final,
+                       training_seconds=float(meters["seconds"]), history=history)
+
+
+
+def restore_model(workdir: str | Path, num_classes: int = 10) -> tuple[nnx.Module, TrainConfig,
+                                                                        int, list[dict], float]:
+    """The model of the newest checkpoint in a training work dir, in eval mode.
+
+    Returns ``(model, config, step, history, training_seconds)``.
+    """
+    workdir = Path(workdir)
+    if not (workdir / CONFIG).is_file():
+        raise PixeljaxError(f"{workdir} is not a training work dir (no {CONFIG})")
+    config = TrainConfig(**json.loads((workdir / CONFIG).read_text()))
+    checkpoints = TrainingCheckpoints(workdir)
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise PixeljaxError(f"{workdir} holds no training checkpoint yet")
+        model = create_model(config.model, seed=config.seed, num_classes=num_classes)
+        model.train()
+        state = nnx.state(model)
+        opt_state = make_optimizer(config, 1).init(nnx.state(model, nnx.Param))  # structure only
+        restored = checkpoints.restore(step, {"state": state, "opt_state": opt_state,
+                                              "meters": _zero_meters()})
+    finally:
+        checkpoints.close()
+    nnx.update(model, restored["state"])
+    model.eval()
+    return (model, config, step, _read_history(workdir, step),
+            float(restored["meters"]["seconds"]))

@@ -1,0 +1,1 @@
+"""Training recipes, one per victim: ``pixeljax train NAME --data SPEC --workdir DIR``."""
