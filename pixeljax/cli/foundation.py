@@ -1,16 +1,11 @@
-"""The ``pixeljax`` command line: parses arguments and calls the library.
-
-Every problem a user can cause is reported as one ``error: ...`` line (exit status 2).
-"""
+"""``pixeljax train``, ``export``, ``accuracy`` and ``models``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from pixeljax.errors import PixeljaxError
 
 
 def _cmd_train(args) -> int:
@@ -84,9 +79,7 @@ def _cmd_models(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixeljax", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
     p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
@@ -118,21 +111,3 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the registered architectures")
     p.set_defaults(func=_cmd_models)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except PixeljaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The one-pixel attack's encoding: a candidate is ``pixels`` tuples (x, y, c_1, ..., c_C).
+
+x is the column and y the row; both are continuous during the search and floored when applied.
+Colours are clipped to [0, 255] and rounded, so every adversarial image is a genuine uint8 image.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def decode(candidate: jax.Array, image_shape: tuple[int, int, int]):
+    """Splits ``(..., pixels * (2 + C))`` candidates into integer rows, columns and colours.
+
+    Returns:
+      ``(rows, cols, colours)`` of shapes ``(..., pixels)``, ``(..., pixels)`` and
+      ``(..., pixels, C)``; rows and columns are int32 inside the image, colours float32
+      integers in [0, 255].
+    """
+    h, w, c = image_shape
+    genes = candidate.reshape(*candidate.shape[:-1], -1, 2 + c)
+    cols = jnp.clip(jnp.floor(genes[..., 0]), 0, w - 1).astype(jnp.int32)
+    rows = jnp.clip(jnp.floor(genes[..., 1]), 0, h - 1).astype(jnp.int32)
+    colours = jnp.round(jnp.clip(genes[..., 2:], 0.0, 255.0))
+    return rows, cols, colours
+
+
+def apply_candidate(image: jax.Array, candidate: jax.Array) -> jax.Array:
+    """Writes one candidate's pixels into one (H, W, C) image; returns float32 pixel values."""
+    rows, cols, colours = decode(candidate, image.shape)
+    return jnp.asarray(image, jnp.float32).at[rows, cols].set(colours)
+
+
+def canonical(candidate: jax.Array, image_shape: tuple[int, int, int]) -> jax.Array:
+    """The candidate as applied: integer coordinates and clipped, rounded colours."""
+    rows, cols, colours = decode(candidate, image_shape)
+    genes = jnp.concatenate([cols[..., None].astype(jnp.float32),
+                             rows[..., None].astype(jnp.float32), colours], axis=-1)
+    return genes.reshape(candidate.shape)
+
+
+apply_candidates = jax.vmap(apply_candidate)  # (N, H, W, C), (N, D) -> (N, H, W, C)
