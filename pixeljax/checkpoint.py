@@ -94,6 +94,36 @@ def read_metadata(directory: str | Path) -> dict:
     return meta
 
 
+def _shapes(tree) -> dict[str, tuple[int, ...] | None]:
+    """``{"layers.0.conv.kernel": shape}`` for every leaf of a nested dict."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+            getattr(leaf, "shape", None) and tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
+    """Compares the stored weights' names and shapes with ``target`` before restoring, so a
+    checkpoint of another network is one clear error rather than orbax's many."""
+    try:
+        stored = ocp.StandardCheckpointer().metadata((directory / WEIGHTS).absolute())
+        stored = _shapes(stored.item_metadata)
+    except Exception as e:  # missing or damaged weights folder
+        raise CheckpointError(f"checkpoint {directory}: cannot read the weights in "
+                              f"{directory / WEIGHTS} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
+    expected = _shapes(target)
+    missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    if missing or extra:
+        raise CheckpointError(f"checkpoint {directory}: its weights do not fit a {name!r} network "
+                              f"(missing {', '.join(missing[:3]) or 'none'}; unexpected "
+                              f"{', '.join(extra[:3]) or 'none'})")
+    wrong = [k for k in sorted(expected) if stored[k] != expected[k]]
+    if wrong:
+        raise CheckpointError(f"checkpoint {directory}: weight {wrong[0]} has shape "
+                              f"{stored[wrong[0]]}, expected {expected[wrong[0]]} for a {name!r} "
+                              f"network ({len(wrong)} weights of the wrong shape)")
+
+
 def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
     """Loads a trained victim by architecture name.
 
@@ -114,6 +144,7 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
     if meta.get("num_classes", 10) != 10:
         model = create_model(name, num_classes=int(meta["num_classes"]))
     target = nnx.to_pure_dict(nnx.state(model))
+    _check_weight_shapes(directory, target, name)
     try:
         restored = ocp.StandardCheckpointer().restore(
             (directory / WEIGHTS).absolute(), _abstract(target))

@@ -34,9 +34,21 @@ INT_COLUMNS = {"attack_id", "image_index", "label", "target", "success", "advers
 PIXEL_FIELDS = ("x", "y", "r", "g", "b")
 
 
-def columns(pixels: int) -> tuple[str, ...]:
+def pixel_fields(channels: int = 3) -> tuple[str, ...]:
+    """Names of one changed pixel's fields: x, y, then r, g, b (or v for grey images)."""
+    return PIXEL_FIELDS if channels == 3 else ("x", "y") + (
+        ("v",) if channels == 1 else tuple(f"c{m}" for m in range(channels)))
+
+
+def columns(pixels: int, channels: int = 3) -> tuple[str, ...]:
     """Column names of a results table for ``pixels``-pixel attacks."""
-    return BASE_COLUMNS + tuple(f"{f}{k}" for k in range(pixels) for f in PIXEL_FIELDS)
+    return BASE_COLUMNS + tuple(f"{f}{k}" for k in range(pixels) for f in pixel_fields(channels))
+
+
+def perturbation(row: Mapping, pixels: int, channels: int = 3) -> np.ndarray:
+    """The (pixels * (2 + C),) candidate of a row, as ``attack.perturb`` applies it."""
+    return np.asarray([row[f"{f}{k}"] for k in range(pixels) for f in pixel_fields(channels)],
+                      np.float32)
 
 
 def check_config(directory: str | Path, config: Mapping) -> None:
@@ -127,9 +139,9 @@ def read_rows(directory: str | Path, *, repair: bool = False) -> list[dict]:
 class ResultsWriter:
     """Appends rows to ``results.csv``, flushed to disk after every call of :meth:`write`."""
 
-    def __init__(self, directory: str | Path, pixels: int):
+    def __init__(self, directory: str | Path, pixels: int, channels: int = 3):
         self.path = Path(directory) / RESULTS
-        self.columns = columns(pixels)
+        self.columns = columns(pixels, channels)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns, lineterminator="\n")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pixeljax.cli import foundation
+from pixeljax.cli import analysis, attack, foundation
 from pixeljax.errors import PixeljaxError
 
-COMMAND_GROUPS = [foundation]
+COMMAND_GROUPS = [foundation, attack, analysis]
 
 
 def build_parser() -> argparse.ArgumentParser:

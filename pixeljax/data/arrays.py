@@ -63,6 +63,13 @@ def make_image_set(x, y, *, source: str, index=None,
     if len(y) and (y.min() < 0 or y.max() >= len(class_names)):
         raise DataError(f"{source}: labels must lie in [0, {len(class_names) - 1}], "
                         f"got values from {y.min()} to {y.max()}")
-    index = np.arange(len(y), dtype=np.int64) if index is None else np.asarray(index, np.int64)
+    if index is None:
+        index = np.arange(len(y), dtype=np.int64)
+    else:
+        index = np.asarray(index)
+        if index.shape != y.shape or not np.issubdtype(index.dtype, np.integer):
+            raise DataError(f"{source}: 'index' must hold {len(y)} integers, got "
+                            f"{index.dtype} {index.shape}")
+        index = index.astype(np.int64)
     return ImageSet(x=x, y=y.astype(np.int32), index=index, source=source,
                     class_names=tuple(class_names))

@@ -56,8 +56,15 @@ def _unpickle_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(batch["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataError(f"{name}: 'data' must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    try:
+        labels = np.asarray(batch["labels"], np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DataError(f"{name}: 'labels' must be a list of integers ({e})") from None
+    if labels.shape != (len(data),):
+        raise DataError(f"{name}: 'labels' must hold one integer per image ({len(data)}), "
+                        f"got shape {labels.shape}")
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # CHW rows -> NHWC
-    return np.ascontiguousarray(x), np.asarray(batch["labels"], np.int64)
+    return np.ascontiguousarray(x), labels
 
 
 def _batches(split: str) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Victim networks: AllConv, NiN, VGG16 and a tiny test model, chosen by name."""
+"""Victim networks: AllConv, NiN, VGG16, ResNet-20 and a tiny test model, chosen by name."""
 
 from pixeljax.models.base import SequentialVictim
 from pixeljax.models.layers import CIFAR10_MEAN, CIFAR10_STD, normalize

@@ -12,6 +12,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.models.allconv import allconv
 from pixeljax.models.base import SequentialVictim
 from pixeljax.models.nin import nin
+from pixeljax.models.resnet import resnet20
 from pixeljax.models.tiny import tiny
 from pixeljax.models.vgg import vgg16
 
@@ -19,6 +20,7 @@ _REGISTRY: dict[str, Callable[..., nnx.Module]] = {
     "allconv": allconv,
     "nin": nin,
     "vgg16": vgg16,
+    "resnet20": resnet20,
     "tiny": tiny,
 }
 

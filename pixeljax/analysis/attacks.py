@@ -1,0 +1,159 @@
+"""The attacks of a results folder as arrays: clean images, candidates, labels and targets.
+
+Reads the folder written by the attack engine (see :mod:`pixeljax.results`), loads the victim and
+the attacked images it names, and checks that they belong together, so that every analysis of
+Vargas & Su ("Understanding the One-Pixel Attack: Propagation Maps and Locality Analysis",
+arXiv 1902.02947) starts from the exact adversarial images the attack found:
+``apply_candidate(images[i], candidates[i])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pixeljax.checkpoint import Victim, load_victim
+from pixeljax.data import SAMPLE, ImageSet, load_dataset
+from pixeljax.errors import PixeljaxError
+from pixeljax.results import (CONFIG, STATUS_FAILURE, STATUS_SUCCESS, perturbation, read_config,
+                              read_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSet:
+    """The finished (successful or failed) attacks of one results folder.
+
+    Attributes:
+      directory: the results folder.
+      config: its ``config.json``.
+      victim: the attacked network.
+      attack_ids: (N,) int64 ``attack_id`` of each attack.
+      images: (N, H, W, C) uint8 clean images.
+      candidates: (N, pixels * (2 + C)) float32 perturbations ``[x0, y0, r0, g0, b0, x1, ...]``.
+      labels: (N,) int32 true classes.
+      targets: (N,) int32 target classes, -1 for non-targeted attacks.
+      success: (N,) bool, the recorded outcome.
+      adversarial_class: (N,) int32 class of the adversarial image, as recorded.
+      class_names: names of the data set's classes, in label order.
+    """
+
+    directory: Path
+    config: dict
+    victim: Victim
+    attack_ids: np.ndarray
+    images: np.ndarray
+    candidates: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray
+    success: np.ndarray
+    adversarial_class: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.attack_ids)
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]
+
+    @property
+    def pixels(self) -> int:
+        return self.candidates.shape[1] // (2 + self.images.shape[-1])
+
+    def take(self, selection) -> "AttackSet":
+        """The attacks at ``selection`` (indices or a boolean mask)."""
+        fields = ("attack_ids", "images", "candidates", "labels", "targets", "success",
+                  "adversarial_class")
+        return dataclasses.replace(self, **{f: getattr(self, f)[selection] for f in fields})
+
+    def successful(self) -> "AttackSet":
+        return self.take(self.success)
+
+
+def _positions(data: ImageSet, image_index: np.ndarray, spec, directory: Path) -> np.ndarray:
+    """Positions in ``data`` of the attacked images.
+
+    ``image_index`` is the position in the split, except for the shipped sample, whose
+    ``ImageSet.index`` holds positions in the real test split: there it is matched on ``index``.
+    """
+    if spec in (None, SAMPLE):
+        lookup = {int(v): p for p, v in enumerate(data.index)}
+        missing = sorted({int(i) for i in image_index} - set(lookup))
+        if missing:
+            raise PixeljaxError(f"{directory}: image_index {missing[:5]} not in the shipped "
+                                f"sample; the results were made on other data")
+        return np.asarray([lookup[int(i)] for i in image_index], np.int64)
+    bad = (image_index < 0) | (image_index >= len(data))
+    if bad.any():
+        raise PixeljaxError(f"{directory}: image_index {int(image_index[bad][0])} is outside "
+                            f"{data.source}, which holds {len(data)} images; the results were "
+                            f"made on other data")
+    return image_index.astype(np.int64)
+
+
+def load_attacks(directory: str | Path, *, model: str | None = None,
+                 limit: int | None = None) -> AttackSet:
+    """Loads the finished attacks of a results folder with their victim and clean images.
+
+    Skipped rows (images that were not attacked) are left out.
+
+    Args:
+      directory: a results folder written by ``pixeljax attack``.
+      model: when given, the registry name the results must be of.
+      limit: keep only the first ``limit`` finished attacks (in file order).
+
+    Raises:
+      PixeljaxError: a missing folder or ``config.json``, results of another model than
+        ``model``, rows that do not match the data set named in the config, or a victim that
+        cannot be loaded.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise PixeljaxError(f"results folder {directory} does not exist")
+    if not (directory / CONFIG).is_file():
+        raise PixeljaxError(f"{directory} is not an attack results folder (no {CONFIG})")
+    config = read_config(directory)
+    missing = {"model", "data", "split"} - set(config)
+    if missing:
+        raise PixeljaxError(f"{directory / CONFIG} lacks {', '.join(sorted(missing))}")
+    if model is not None and config["model"] != model:
+        raise PixeljaxError(f"{directory} holds attacks on {config['model']!r}, not on "
+                            f"{model!r}")
+    if limit is not None and limit < 1:
+        raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
+    rows = [r for r in read_rows(directory) if r["status"] in (STATUS_SUCCESS, STATUS_FAILURE)]
+    rows = rows[:limit] if limit is not None else rows
+    victim = load_victim(config["model"], config.get("checkpoint"))
+    data = load_dataset(config.get("data"), config["split"])
+    channels = data.x.shape[-1]
+    pixels = int(config.get("pixels", 1))
+    try:
+        candidates = np.stack([perturbation(r, pixels, channels) for r in rows]) if rows else \
+            np.zeros((0, pixels * (2 + channels)), np.float32)  # (N, pixels * (2 + C))
+    except KeyError as e:
+        raise PixeljaxError(f"{directory}: results.csv has no column {e.args[0]} for "
+                            f"{pixels}-pixel attacks on {channels}-channel images") from None
+
+    def column(name):
+        return np.asarray([r[name] for r in rows], np.int64)
+
+    image_index = column("image_index")
+    positions = _positions(data, image_index, config.get("data"), directory)
+    labels = column("label").astype(np.int32)
+    wrong = labels != data.y[positions]
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise PixeljaxError(f"{directory}: attack {rows[i]['attack_id']} records label "
+                            f"{labels[i]} for image {image_index[i]}, but {data.source} says "
+                            f"{data.y[positions[i]]}; the results were made on other data")
+    return AttackSet(
+        directory=directory, config=config, victim=victim,
+        attack_ids=column("attack_id"),
+        images=data.x[positions],
+        candidates=candidates, labels=labels,
+        targets=column("target").astype(np.int32),
+        success=column("success").astype(bool),
+        adversarial_class=column("adversarial_class").astype(np.int32),
+        class_names=data.class_names)

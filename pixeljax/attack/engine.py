@@ -1,0 +1,335 @@
+"""The streaming attack engine: many one-pixel attacks advanced together by compiled DE.
+
+A run of N attacks streams through a fixed number of *slots*. A compiled *segment* advances all
+slots by up to ``segment`` generations; inside each generation the children of every active
+slot are gathered into one flat buffer, turned into perturbed images micro-batch by micro-batch
+and scored by the model, so finished slots cost nothing and memory stays bounded by
+``slots x popsize`` candidates plus one micro-batch of images. Between segments the host harvests
+finished attacks and loads new ones into the freed slots. Shapes never change, so everything
+compiles once.
+
+Every random draw of an attack comes from ``fold_in(fold_in(key, attack_id), generation)``, so
+results do not depend on the slot count, the micro-batch size or the order of attacks.
+
+Reference: Su, Vargas, Sakurai, "One pixel attack for fooling deep neural networks",
+arXiv 1710.08864 (TEVC 2019).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from pixeljax.attack.perturb import apply_candidates, canonical
+from pixeljax.de.core import DEParams, DEState, ask
+
+NON_TARGETED = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """Static sizes of the engine (each distinct value compiles once).
+
+    Attributes:
+      pixels: pixels changed per attack.
+      popsize: DE population (the paper: 400).
+      maxiter: DE generations after the initial population (the paper: 100).
+      strategy: "rand1" (the paper) or "best1".
+      slots: attacks in flight at once.
+      batch_size: perturbed images per model call.
+      segment: generations per compiled segment between host refills.
+    """
+
+    pixels: int = 1
+    popsize: int = 400
+    maxiter: int = 100
+    strategy: str = "rand1"
+    slots: int = 32
+    batch_size: int = 1024
+    segment: int = 10
+
+
+@struct.dataclass
+class AttackParams:
+    """Tunable numbers of the attack (data: changing them does not recompile).
+
+    Attributes:
+      de: the DE's F and crossover rate.
+      target_threshold: a targeted attack stops once the target's probability exceeds this
+        (the paper's TEVC version: 0.5).
+      true_threshold: a non-targeted attack stops once the true class's probability falls below
+        this; a negative value means: stop as soon as the image is misclassified.
+    """
+
+    de: DEParams = DEParams()
+    target_threshold: float = 0.5
+    true_threshold: float = -1.0
+
+
+@struct.dataclass
+class Slots:
+    """The attacks in flight, one per slot (leading axis S)."""
+
+    image: jax.Array        # (S, H, W, C) original images
+    label: jax.Array        # (S,) true classes
+    target: jax.Array       # (S,) target classes, NON_TARGETED for non-targeted attacks
+    attack_id: jax.Array    # (S,) ids; -1 marks an empty slot
+    population: jax.Array   # (S, P, D)
+    fitness: jax.Array      # (S, P) lower is better
+    true_prob: jax.Array    # (S, P) probability of the true class
+    top_class: jax.Array    # (S, P) predicted class
+    top_prob: jax.Array     # (S, P) its probability
+    generation: jax.Array   # (S,) generations done; -1 until the initial population is scored
+    evaluations: jax.Array  # (S,) model evaluations spent
+    done: jax.Array         # (S,) finished: early stop or budget spent
+
+
+def bounds(image_shape: tuple[int, int, int], pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds of a candidate: x in [0, W), y in [0, H), colours in [0, 255]."""
+    h, w, c = image_shape
+    eps = 1e-3
+    lower = np.zeros((pixels, 2 + c), np.float32)
+    upper = np.concatenate([np.full((pixels, 1), w - eps), np.full((pixels, 1), h - eps),
+                            np.full((pixels, c), 255.0)], axis=1).astype(np.float32)
+    return lower.reshape(-1), upper.reshape(-1)
+
+
+def initial_population(key: jax.Array, image_shape: tuple[int, int, int], pixels: int,
+                       popsize: int) -> jax.Array:
+    """The paper's initialisation: x, y uniform over the image, colours N(128, 127) clipped."""
+    h, w, c = image_shape
+    kx, ky, kc = jax.random.split(key, 3)
+    x = jax.random.uniform(kx, (popsize, pixels, 1), maxval=w - 1e-3)
+    y = jax.random.uniform(ky, (popsize, pixels, 1), maxval=h - 1e-3)
+    colour = jnp.clip(128.0 + 127.0 * jax.random.normal(kc, (popsize, pixels, c)), 0.0, 255.0)
+    return jnp.concatenate([x, y, colour], axis=-1).reshape(popsize, -1)
+
+
+def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_dtype) -> Slots:
+    s, p = config.slots, config.popsize
+    d = config.pixels * (2 + image_shape[-1])
+    return Slots(
+        image=jnp.zeros((s, *image_shape), image_dtype),
+        label=jnp.zeros((s,), jnp.int32), target=jnp.full((s,), NON_TARGETED, jnp.int32),
+        attack_id=jnp.full((s,), -1, jnp.int32),
+        population=jnp.zeros((s, p, d), jnp.float32),
+        fitness=jnp.full((s, p), jnp.inf, jnp.float32),
+        true_prob=jnp.ones((s, p), jnp.float32),
+        top_class=jnp.zeros((s, p), jnp.int32), top_prob=jnp.zeros((s, p), jnp.float32),
+        generation=jnp.zeros((s,), jnp.int32), evaluations=jnp.zeros((s,), jnp.int32),
+        done=jnp.ones((s,), bool))
+
+
+def _attack_key(root: jax.Array, attack_id: jax.Array, generation: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(root, attack_id), generation)
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
+         target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
+         config: EngineConfig) -> Slots:
+    """Starts new attacks in the slots where ``take``; empties the slots where ``clear``."""
+    shape = slots.image.shape[1:]
+    init = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
+                                                 config.pixels, config.popsize))(attack_id)
+
+    def pick(new, old):
+        mask = take.reshape(take.shape + (1,) * (old.ndim - 1))
+        return jnp.where(mask, new, old)
+
+    s, p = config.slots, config.popsize
+    fresh = Slots(image=image, label=label, target=target, attack_id=attack_id, population=init,
+                  fitness=jnp.full((s, p), jnp.inf), true_prob=jnp.ones((s, p)),
+                  top_class=jnp.zeros((s, p), jnp.int32), top_prob=jnp.zeros((s, p)),
+                  generation=jnp.full((s,), -1, jnp.int32),
+                  evaluations=jnp.zeros((s,), jnp.int32), done=jnp.zeros((s,), bool))
+    slots = jax.tree.map(pick, fresh, slots)
+    return slots.replace(attack_id=jnp.where(clear, -1, slots.attack_id),
+                         done=slots.done | clear)
+
+
+def _score(apply: Callable, images: jax.Array, label: jax.Array, target: jax.Array):
+    """Fitness and class statistics of perturbed images (B, H, W, C)."""
+    logits = jnp.asarray(apply(images), jnp.float32)
+    probs = jax.nn.softmax(logits, axis=-1)
+    rows = jnp.arange(images.shape[0])
+    true_prob = probs[rows, label]
+    target_prob = probs[rows, jnp.maximum(target, 0)]
+    fitness = jnp.where(target >= 0, 1.0 - target_prob, true_prob)  # minimised
+    return fitness, true_prob, jnp.argmax(probs, -1).astype(jnp.int32), jnp.max(probs, -1)
+
+
+def _evaluate(apply: Callable, slots: Slots, children: jax.Array, active: jax.Array,
+              batch_size: int):
+    """Scores the children of active slots only, in micro-batches.
+
+    Active slots are moved to the front; a while loop runs ceil(active * P / B) micro-batches,
+    so finished or empty slots cost nothing. Returns four (S, P) arrays.
+    """
+    s, p, d = children.shape
+    order = jnp.argsort(~active, stable=True)  # active slots first
+    flat = children[order].reshape(s * p, d)
+    owner = jnp.repeat(order, p)
+    n_batches = (jnp.sum(active) * p + batch_size - 1) // batch_size
+    padded = -(-s * p // batch_size) * batch_size
+    flat = jnp.pad(flat, ((0, padded - s * p), (0, 0)))
+    owner = jnp.pad(owner, (0, padded - s * p))
+    outputs = (jnp.zeros((padded,), jnp.float32), jnp.zeros((padded,), jnp.float32),
+               jnp.zeros((padded,), jnp.int32), jnp.zeros((padded,), jnp.float32))
+
+    def body(b, outputs):
+        start = b * batch_size
+        cand = jax.lax.dynamic_slice_in_dim(flat, start, batch_size)      # (B, D)
+        who = jax.lax.dynamic_slice_in_dim(owner, start, batch_size)      # (B,)
+        images = apply_candidates(slots.image[who], cand)                 # (B, H, W, C)
+        scores = _score(apply, images, slots.label[who], slots.target[who])
+        return tuple(jax.lax.dynamic_update_slice_in_dim(o, v, start, 0)
+                     for o, v in zip(outputs, scores))
+
+    outputs = jax.lax.fori_loop(0, n_batches, body, outputs)
+    # Back from sorted order to slot order.
+    return tuple(jnp.zeros((s, p), o.dtype).at[order].set(o[:s * p].reshape(s, p))
+                 for o in outputs)
+
+
+def _generation(apply, slots: Slots, root, params: AttackParams, lower, upper,
+                config: EngineConfig) -> Slots:
+    """One generation of every active slot (the initial scoring for freshly loaded ones)."""
+    active = ~slots.done
+    fresh = slots.generation < 0
+
+    def children_of(attack_id, generation, population, fitness):
+        state = DEState(population=population, fitness=fitness, generation=generation,
+                        evaluations=jnp.zeros((), jnp.int32))
+        return ask(_attack_key(root, attack_id, generation + 1), state, lower, upper,
+                   params.de, strategy=config.strategy)
+
+    children = jax.vmap(children_of)(slots.attack_id, slots.generation, slots.population,
+                                     slots.fitness)
+    children = jnp.where(fresh[:, None, None], slots.population, children)
+    fitness, true_prob, top_class, top_prob = _evaluate(apply, slots, children, active,
+                                                        config.batch_size)
+    better = ((fitness < slots.fitness) | fresh[:, None]) & active[:, None]
+    keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
+    generation = jnp.where(active, slots.generation + 1, slots.generation)
+    slots = slots.replace(
+        population=jnp.where(better[..., None], children, slots.population),
+        fitness=keep(fitness, slots.fitness), true_prob=keep(true_prob, slots.true_prob),
+        top_class=keep(top_class, slots.top_class), top_prob=keep(top_prob, slots.top_prob),
+        generation=generation,
+        evaluations=jnp.where(active, slots.evaluations + config.popsize, slots.evaluations))
+    return slots.replace(done=slots.done | (active & (stopped(slots, params) |
+                                                      (generation >= config.maxiter))))
+
+
+def _best(slots: Slots) -> jax.Array:
+    return jnp.argmin(slots.fitness, axis=1)
+
+
+def _at_best(slots: Slots, field: jax.Array) -> jax.Array:
+    return jnp.take_along_axis(field, _best(slots)[:, None], axis=1)[:, 0]
+
+
+def stopped(slots: Slots, params: AttackParams) -> jax.Array:
+    """The paper's early-stop test on each slot's best member."""
+    best_fitness = _at_best(slots, slots.fitness)
+    targeted_hit = (1.0 - best_fitness) > params.target_threshold
+    fooled = _at_best(slots, slots.top_class) != slots.label
+    below = _at_best(slots, slots.true_prob) < params.true_threshold
+    untargeted_hit = jnp.where(params.true_threshold < 0, fooled, below)
+    return jnp.where(slots.target >= 0, targeted_hit, untargeted_hit)
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(1,))
+def run_segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
+                config: EngineConfig) -> Slots:
+    """Up to ``config.segment`` generations; ends early once fewer than ``min_active`` slots
+    are still running (so the host can refill them)."""
+    lower, upper = bounds(slots.image.shape[1:], config.pixels)
+
+    def cond(carry):
+        g, slots = carry
+        running = jnp.sum(~slots.done)
+        return (g < config.segment) & (running > 0) & (running >= min_active)
+
+    def body(carry):
+        g, slots = carry
+        return g + 1, _generation(apply, slots, root, params, lower, upper, config)
+
+    return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), slots))[1]
+
+
+@jax.jit
+def _summaries(slots: Slots) -> dict:
+    best = _best(slots)
+    pick = lambda f: jnp.take_along_axis(f, best[:, None], axis=1)[:, 0]  # noqa: E731
+    candidate = jnp.take_along_axis(slots.population, best[:, None, None], axis=1)[:, 0]
+    return {"attack_id": slots.attack_id, "done": slots.done,
+            "perturbation": canonical(candidate, slots.image.shape[1:]),
+            "adversarial_class": pick(slots.top_class), "confidence": pick(slots.top_prob),
+            "true_prob_after": pick(slots.true_prob), "generations": slots.generation,
+            "evaluations": slots.evaluations}
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    """One attack to run: an image, its label, a target (or NON_TARGETED) and a unique id."""
+
+    attack_id: int
+    image: np.ndarray
+    label: int
+    target: int
+
+
+def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: EngineConfig,
+           params: AttackParams = AttackParams()) -> Iterator[list[dict]]:
+    """Runs ``attacks`` through the slots; yields the results of each harvest as dicts.
+
+    Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
+    adversarial_class, confidence, true_prob_after, generations, evaluations and success.
+    """
+    if not attacks:
+        return
+    if not isinstance(apply, jax.tree_util.Partial):
+        apply = jax.tree_util.Partial(apply)
+    first = np.asarray(attacks[0].image)
+    slots = empty_slots(config, first.shape, first.dtype)
+    pending = list(reversed(attacks))
+    in_slot: list[Attack | None] = [None] * config.slots
+    s = config.slots
+    clear = np.zeros(s, bool)
+    while pending or any(a is not None for a in in_slot):
+        take = np.zeros(s, bool)
+        image = np.zeros((s, *first.shape), first.dtype)
+        label, target, ids = (np.zeros(s, np.int32), np.full(s, NON_TARGETED, np.int32),
+                              np.full(s, -1, np.int32))
+        for i in range(s):
+            if in_slot[i] is None and pending:
+                a = in_slot[i] = pending.pop()
+                take[i] = True
+                image[i], label[i], target[i], ids[i] = a.image, a.label, a.target, a.attack_id
+        if take.any() or clear.any():
+            slots = load(slots, take, clear & ~take, image, label, target, ids, key,
+                         config=config)
+        min_active = s // 2 + 1 if pending else 1
+        slots = run_segment(apply, slots, key, params, min_active, config=config)
+        summary = jax.device_get(_summaries(slots))
+        finished, clear = [], np.zeros(s, bool)
+        for i in range(s):
+            a = in_slot[i]
+            if a is None or not summary["done"][i]:
+                continue
+            row = {k: v[i] for k, v in summary.items() if k != "done"}
+            row["attack_id"] = a.attack_id
+            row["success"] = bool(row["adversarial_class"] == a.target if a.target >= 0
+                                  else row["adversarial_class"] != a.label)
+            finished.append(row)
+            in_slot[i], clear[i] = None, True
+        if finished:
+            yield finished

@@ -1,0 +1,182 @@
+"""An attack run written to a results folder: resumable, one CSV row per attack.
+
+A killed run started again with the same configuration keeps every finished attack, recomputes
+nothing and appends only the missing ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from pixeljax import results
+from pixeljax.attack import validation
+from pixeljax.attack.api import ALL_TARGETS, attack_id, clean_logits, plan_attacks
+from pixeljax.attack.engine import NON_TARGETED, Attack, AttackParams, EngineConfig, stream
+from pixeljax.data import ImageSet
+from pixeljax.de.core import DEParams
+
+MODES = ("non-targeted", "targeted", "all-targets")
+
+
+def select_images(n_images: int, total: int, *, seed: int, first: bool) -> np.ndarray:
+    """Positions of the images to attack: the first N, or a seeded random sample of N."""
+    n = min(n_images, total)
+    if first:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
+def _targets_for(mode: str, target_class: int | None, n: int):
+    if mode == "non-targeted":
+        return None
+    if mode == "all-targets":
+        return ALL_TARGETS
+    return np.full(n, target_class, np.int32)
+
+
+def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: dict, *,
+                  engine: EngineConfig, params: AttackParams, seed: int, n_images: int,
+                  first: bool = False, mode: str = "non-targeted",
+                  target_class: int | None = None, progress: bool = True,
+                  on_rows: Callable[[list[dict]], None] | None = None) -> dict:
+    """Attacks images of ``data`` and writes ``out/results.csv`` and ``out/summary.json``.
+
+    ``run_config`` describes the run (model, checkpoint, data, ...) and is stored as
+    ``config.json``; a folder holding another configuration is refused.
+
+    Returns:
+      The summary (also written to ``out/summary.json``).
+    """
+    out = Path(out)
+    results.check_config(out, run_config)
+    done_rows = results.read_rows(out, repair=True)
+    done_ids = {row["attack_id"] for row in done_rows}
+    positions = select_images(n_images, len(data), seed=seed, first=first)
+    subset = data.take(positions)
+    num_classes = validation.check_model(apply, subset.x)
+    validation.check_labels(subset.y, num_classes)
+    targets = _targets_for(mode, target_class, len(subset))
+    plan = plan_attacks(subset.y, subset.y, targets, num_classes, subset.index)
+    ids = [attack_id(subset.index[i], t, subset.y[i], num_classes) for i, t in plan]
+    pending = [(a, i, t) for a, (i, t) in zip(ids, plan) if a not in done_ids]
+    started = time.perf_counter()
+    previous = _previous_wall(out)
+    with results.ResultsWriter(out, engine.pixels, data.x.shape[-1]) as writer:
+        if pending:
+            need = sorted({i for _, i, _ in pending})
+            probs = np.zeros((len(subset), num_classes), np.float32)
+            logits = clean_logits(apply, subset.x[need], engine.batch_size)
+            probs[need] = np.asarray(jax.nn.softmax(logits, axis=-1))
+            correct = probs.argmax(-1) == subset.y
+            skipped = [_row(a, subset, i, t, probs, None, engine.pixels)
+                       for a, i, t in pending if not correct[i]]
+            writer.write(skipped)
+            done_rows += skipped
+            attacks = [Attack(a, subset.x[i], int(subset.y[i]), t)
+                       for a, i, t in pending if correct[i]]
+            where = {a: (i, t) for a, i, t in pending}
+            bar = tqdm(total=len(ids), initial=len(done_rows), disable=not progress,
+                       unit="attack", desc=f"attack {run_config.get('model', '')}")
+            try:
+                for batch in stream(apply, attacks, jax.random.key(seed), engine, params):
+                    rows = [_row(r["attack_id"], subset, *where[r["attack_id"]], probs, r,
+                                 engine.pixels) for r in batch]
+                    writer.write(rows)
+                    done_rows += rows
+                    if on_rows is not None:
+                        on_rows(rows)
+                    summary = summarize(done_rows, run_config, mode,
+                                        previous + time.perf_counter() - started)
+                    results.write_summary(out, summary)
+                    bar.update(len(rows))
+                    bar.set_postfix(success=f"{summary['success_rate']:.1%}")
+            finally:
+                bar.close()
+    summary = summarize(done_rows, run_config, mode, previous + time.perf_counter() - started)
+    results.write_summary(out, summary)
+    return summary
+
+
+def _previous_wall(out: Path) -> float:
+    try:
+        return float(json.loads((out / results.SUMMARY).read_text())["wall_seconds"])
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
+         found: dict | None, pixels: int) -> dict:
+    c = subset.x.shape[-1]
+    label = int(subset.y[i])
+    row = {"attack_id": aid, "image_index": int(subset.index[i]), "label": label,
+           "target": int(target), "true_prob_before": float(probs[i, label])}
+    if found is None:
+        row.update(status=results.STATUS_SKIPPED, success=0,
+                   adversarial_class=int(probs[i].argmax()), confidence=float(probs[i].max()),
+                   true_prob_after=float(probs[i, label]), generations=0, evaluations=0)
+        genes = np.zeros((pixels, 2 + c), np.float32)
+    else:
+        row.update(status=results.STATUS_SUCCESS if found["success"] else results.STATUS_FAILURE,
+                   success=int(found["success"]),
+                   adversarial_class=int(found["adversarial_class"]),
+                   confidence=float(found["confidence"]),
+                   true_prob_after=float(found["true_prob_after"]),
+                   generations=int(found["generations"]), evaluations=int(found["evaluations"]))
+        genes = np.asarray(found["perturbation"]).reshape(pixels, 2 + c)
+    for k in range(pixels):
+        for j, name in enumerate(results.pixel_fields(c)):
+            row[f"{name}{k}"] = float(genes[k, j])
+    return row
+
+
+def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float) -> dict:
+    """The run's totals. Under all-targets, an image succeeds if any of its targets does."""
+    by_image: dict[int, list[dict]] = {}
+    for row in rows:
+        by_image.setdefault(row["image_index"], []).append(row)
+    attacked = {k: v for k, v in by_image.items() if v[0]["status"] != results.STATUS_SKIPPED}
+    won = {k for k, v in attacked.items() if any(r["success"] for r in v)}
+    confidences = [r["confidence"] for r in rows if r["success"]]
+    evaluations = int(sum(r["evaluations"] for r in rows))
+    summary = {
+        "model": run_config.get("model"), "pixels": run_config.get("pixels"), "mode": mode,
+        "n_images": len(by_image), "n_attacked": len(attacked),
+        "n_skipped": len(by_image) - len(attacked), "n_success": len(won),
+        "success_rate": len(won) / len(attacked) if attacked else 0.0,
+        "mean_confidence": float(np.mean(confidences)) if confidences else 0.0,
+        "evaluations": evaluations, "wall_seconds": round(wall_seconds, 3),
+        "evaluations_per_second": evaluations / wall_seconds if wall_seconds > 0 else 0.0,
+        "device": jax.devices()[0].device_kind,
+    }
+    if mode == "all-targets":
+        pairs = [r for v in attacked.values() for r in v]
+        reached = [sum(r["success"] for r in v) for v in attacked.values()]
+        summary.update(n_pairs=len(pairs),
+                       targeted_success_rate=(sum(r["success"] for r in pairs) / len(pairs)
+                                              if pairs else 0.0),
+                       mean_classes_reached=float(np.mean(reached)) if reached else 0.0)
+    return summary
+
+
+def engine_settings(args) -> tuple[EngineConfig, AttackParams]:
+    """Engine sizes and attack numbers from parsed command-line options."""
+    engine = EngineConfig(pixels=args.pixels, popsize=args.popsize, maxiter=args.maxiter,
+                          strategy=args.strategy, slots=args.slots, batch_size=args.batch_size,
+                          segment=args.segment)
+    params = AttackParams(de=DEParams(F=args.F, crossover_rate=1.0 if args.crossover is None
+                                      else args.crossover),
+                          target_threshold=args.target_threshold,
+                          true_threshold=-1.0 if args.true_threshold is None
+                          else args.true_threshold)
+    return engine, params
+
+
+__all__ = ["MODES", "NON_TARGETED", "attack_folder", "engine_settings", "select_images",
+           "summarize"]

@@ -1,0 +1,123 @@
+"""``pixeljax bench``: the engine's throughput against the model's own, side by side.
+
+Three measurements on the same model and images, in one run (so machine noise hits all alike):
+  (a) the compiled forward pass alone, at the engine's micro-batch size (images per second);
+  (b) the attack engine (model evaluations per second, compile time excluded);
+  (c) a one-image-at-a-time NumPy DE that evaluates each generation's population in one model
+      call, which is what the existing implementations do.
+The ratios (b)/(a) (engine overhead: 1.0 means none) and (b)/(c) (speed-up) are the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixeljax.attack.api import pixel_attack
+from pixeljax.attack.engine import initial_population
+from pixeljax.data import ImageSet
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    images: int = 8
+    baseline_images: int = 2
+    pixels: int = 1
+    popsize: int = 400
+    maxiter: int = 4
+    slots: int = 4
+    batch_size: int = 400
+    repeats: int = 3
+    seed: int = 0
+
+    @classmethod
+    def for_platform(cls, platform: str) -> "BenchConfig":
+        """Sizes that finish in about two minutes: small on a CPU, full-scale on accelerators."""
+        if platform == "cpu":
+            return cls()
+        return cls(images=2048, baseline_images=4, maxiter=20, slots=512, batch_size=8000,
+                   repeats=10)
+
+
+def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
+    """(a) images per second of the compiled forward pass at ``batch_size``."""
+    batch = jnp.asarray(np.resize(images, (batch_size, *images.shape[1:])), jnp.float32)
+    forward = jax.jit(lambda p, x: p(x))
+    forward(predict, batch).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        forward(predict, batch).block_until_ready()
+    return batch_size * repeats / (time.perf_counter() - start)
+
+
+def engine_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
+    """(b) model evaluations per second of the attack engine, compile time excluded."""
+    kwargs = dict(pixels=config.pixels, popsize=config.popsize, maxiter=config.maxiter,
+                  slots=config.slots, batch_size=config.batch_size, key=jax.random.key(0))
+    pixel_attack(predict, data.x[:1], data.y[:1], **kwargs)  # compile every shape once
+    start = time.perf_counter()
+    result = pixel_attack(predict, data.x[:config.images], data.y[:config.images], **kwargs)
+    seconds = time.perf_counter() - start
+    evaluations = int(result.evaluations.sum())
+    return evaluations / seconds, {"evaluations": evaluations, "seconds": seconds,
+                                   "attacked": int((~result.skipped).sum()),
+                                   "success": int(result.success.sum())}
+
+
+def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
+    """(c) a NumPy DE/rand/1 attacking one image at a time, one model call per generation."""
+    forward = jax.jit(lambda p, x: jax.nn.softmax(p(x), -1))
+    rng = np.random.default_rng(config.seed)
+    p, shape = config.popsize, data.x.shape[1:]
+    h, w, _ = shape
+    rows = np.arange(p)
+
+    def fitness(image, label, population):
+        images = np.repeat(image[None].astype(np.float32), p, axis=0)
+        genes = population.reshape(p, config.pixels, -1)
+        for k in range(config.pixels):
+            ys = np.clip(genes[:, k, 1].astype(int), 0, h - 1)
+            xs = np.clip(genes[:, k, 0].astype(int), 0, w - 1)
+            images[rows, ys, xs] = np.round(np.clip(genes[:, k, 2:], 0, 255))
+        probs = np.asarray(forward(predict, images))
+        return probs[:, label], probs.argmax(-1)
+
+    image, label = data.x[0], int(data.y[0])
+    fitness(image, label, np.asarray(initial_population(jax.random.key(0), shape,
+                                                        config.pixels, p)))  # compile
+    evaluations, start = 0, time.perf_counter()
+    for image, label in zip(data.x[:config.baseline_images], data.y[:config.baseline_images]):
+        population = np.asarray(initial_population(jax.random.key(int(rng.integers(1 << 30))),
+                                                    shape, config.pixels, p))
+        fit, top = fitness(image, int(label), population)
+        evaluations += p
+        for _ in range(config.maxiter):
+            if (top[fit.argmin()] != label):
+                break
+            r = np.stack([rng.choice(np.delete(np.arange(p), i), 3, replace=False)
+                          for i in range(p)])
+            children = population[r[:, 0]] + 0.5 * (population[r[:, 1]] - population[r[:, 2]])
+            child_fit, child_top = fitness(image, int(label), children)
+            evaluations += p
+            better = child_fit < fit
+            population[better], fit[better], top[better] = (children[better], child_fit[better],
+                                                            child_top[better])
+    return evaluations / (time.perf_counter() - start)
+
+
+def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
+    forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
+                                 config.repeats)
+    engine, detail = engine_throughput(predict, data, config)
+    baseline = numpy_de_throughput(predict, data, config)
+    return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
+            "config": dataclasses.asdict(config),
+            "forward_images_per_second": forward,
+            "engine_evaluations_per_second": engine,
+            "numpy_de_evaluations_per_second": baseline,
+            "engine_over_forward": engine / forward,
+            "engine_over_numpy_de": engine / baseline, "engine_run": detail}

@@ -1,0 +1,165 @@
+"""``pixeljax attack``, ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+DEMO_CPU = dict(images=12, popsize=100, maxiter=15)
+DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100)
+
+
+def _run_config(args, mode: str) -> dict:
+    return {"model": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "data": args.data, "split": args.split, "pixels": args.pixels, "mode": mode,
+            "target_class": args.targeted, "n_images": args.images, "first": args.first,
+            "seed": args.seed, "popsize": args.popsize, "maxiter": args.maxiter,
+            "strategy": args.strategy, "F": args.F, "crossover": args.crossover,
+            "target_threshold": args.target_threshold, "true_threshold": args.true_threshold}
+
+
+def _attack(args, *, quiet_summary: bool = False) -> dict:
+    from pixeljax.attack.run import attack_folder, engine_settings
+    from pixeljax.checkpoint import load_victim
+    from pixeljax.data import load_dataset
+    from pixeljax.errors import PixeljaxError
+
+    mode = ("all-targets" if args.all_targets else
+            "targeted" if args.targeted is not None else "non-targeted")
+    victim = load_victim(args.model, args.checkpoint)
+    data = load_dataset(args.data, args.split)
+    if args.targeted is not None and not 0 <= args.targeted < data.num_classes:
+        raise PixeljaxError(f"--targeted must be a class in [0, {data.num_classes - 1}], "
+                            f"got {args.targeted}")
+    if args.images < 1:
+        raise PixeljaxError(f"--images must be >= 1, got {args.images}")
+    engine, params = engine_settings(args)
+    from pixeljax.attack.validation import check_budget
+    check_budget(engine.pixels, engine.popsize, engine.maxiter, data.x.shape[1:],
+                 slots=engine.slots, batch_size=engine.batch_size, segment=engine.segment)
+    if mode == "targeted":
+        # Images of the target class cannot be attacked towards it: attack the others.
+        data = data.take(np.flatnonzero(data.y != args.targeted))
+    return attack_folder(victim.predict, data, args.out, _run_config(args, mode),
+                         engine=engine, params=params, seed=args.seed, n_images=args.images,
+                         first=args.first, mode=mode, target_class=args.targeted,
+                         progress=not args.quiet)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{summary['model']} {summary['pixels']}-pixel {summary['mode']}: "
+          f"{summary['n_success']}/{summary['n_attacked']} images fooled "
+          f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
+          f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
+          f"evaluations in {summary['wall_seconds']:.1f} s "
+          f"({summary['evaluations_per_second']:,.0f}/s on {summary['device']})")
+
+
+def _cmd_attack(args) -> int:
+    _print_summary(_attack(args), args.json)
+    print(f"results: {Path(args.out) / 'results.csv'}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    import jax
+
+    from pixeljax import results
+    from pixeljax.data import load_dataset
+    from pixeljax.figures import adversarial_grid
+
+    budget = DEMO_CPU if jax.default_backend() == "cpu" else DEMO_ACCELERATOR
+    for key, value in budget.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    print(f"one-pixel attack on the shipped {args.model} with {args.images} shipped CIFAR-10 "
+          f"test images (population {args.popsize}, {args.maxiter} generations)")
+    summary = _attack(args)
+    _print_summary(summary, args.json)
+    rows = [r for r in results.read_rows(args.out) if r["status"] != results.STATUS_SKIPPED]
+    rows.sort(key=lambda r: -r["success"])
+    data = load_dataset(args.data, args.split)
+    images = {int(i): x for i, x in zip(data.index, data.x)}
+    png = adversarial_grid(rows, images, args.pixels, data.class_names,
+                           Path(args.out) / "demo.png",
+                           title=f"{args.model}: {args.pixels}-pixel attack "
+                                 f"({summary['success_rate']:.0%} fooled)")
+    print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    import jax
+
+    from pixeljax.bench import BenchConfig, run_bench
+    from pixeljax.checkpoint import load_victim
+    from pixeljax.data import load_dataset
+
+    victim = load_victim(args.model, args.checkpoint)
+    data = load_dataset(args.data, "test")
+    config = BenchConfig.for_platform(jax.default_backend())
+    report = run_bench(victim.predict, data, config)
+    report["model"] = args.model
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{args.model} on {report['device']} ({report['platform']}), config {report['config']}")
+    print(f"(a) forward pass      {report['forward_images_per_second']:12,.0f} images/s")
+    print(f"(b) pixeljax engine   {report['engine_evaluations_per_second']:12,.0f} evaluations/s")
+    print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
+    print(f"(b)/(a) = {report['engine_over_forward']:.3f}   "
+          f"(b)/(c) = {report['engine_over_numpy_de']:.2f}")
+    return 0
+
+
+def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    p.add_argument("--checkpoint", type=Path, help="default: the shipped checkpoints/MODEL")
+    p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--pixels", type=int, default=1)
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--targeted", type=int, metavar="CLASS", help="attack towards CLASS")
+    goal.add_argument("--all-targets", action="store_true",
+                      help="the paper's protocol: each image towards each other class")
+    p.add_argument("--images", type=int, default=None if demo else 100)
+    p.add_argument("--first", action="store_true", help="the first N images, not a sample")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--popsize", type=int, default=None if demo else 400)
+    p.add_argument("--maxiter", type=int, default=None if demo else 100)
+    p.add_argument("--strategy", default="rand1", choices=("rand1", "best1"))
+    p.add_argument("--F", type=float, default=0.5)
+    p.add_argument("--crossover", type=float, default=None, help="binomial rate (default none)")
+    p.add_argument("--target-threshold", type=float, default=0.5)
+    p.add_argument("--true-threshold", type=float, default=None)
+    p.add_argument("--slots", type=int, default=32, help="attacks in flight")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per model call")
+    p.add_argument("--segment", type=int, default=10, help="generations between refills")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attack", help="attack N images and write a results folder")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, type=Path)
+    _attack_options(p)
+    p.set_defaults(func=_cmd_attack)
+
+    p = sub.add_parser("demo", help="a one-pixel attack on the shipped AllConv and sample")
+    p.add_argument("--model", default="allconv")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    _attack_options(p, demo=True)
+    p.set_defaults(func=_cmd_demo, first=True)
+
+    p = sub.add_parser("bench", help="engine throughput vs forward pass vs NumPy DE")
+    p.add_argument("--model", default="allconv")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--data", default="sample")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_bench)
