@@ -5,7 +5,9 @@ Three measurements on the same model and images, in one run (so machine noise hi
   (b) the attack engine (model evaluations per second, compile time excluded);
   (c) a one-image-at-a-time NumPy DE that evaluates each generation's population in one model
       call, which is what the existing implementations do.
-The ratios (b)/(a) (engine overhead: 1.0 means none) and (b)/(c) (speed-up) are the results.
+The ratios (b)/(a) (engine overhead: 1.0 means none) and (b)/(c) (speed-up) are the results;
+(a) to (c) use one device. With ``--devices 1,2,4,8``:
+  (d) the engine on each device count, as ratios to one device (:func:`device_scaling`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax.attack.api import pixel_attack
-from pixeljax.attack.engine import initial_population
+from pixeljax.attack.api import clean_logits, pixel_attack
+from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
+from pixeljax.errors import PixeljaxError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +57,21 @@ def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: in
     return batch_size * repeats / (time.perf_counter() - start)
 
 
-def engine_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
-    """(b) model evaluations per second of the attack engine, compile time excluded."""
+def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: int = 1,
+                      warm_up_all: bool = False) -> tuple[float, dict]:
+    """(b) model evaluations per second of the attack engine on ``devices`` devices, compile
+    time excluded (``warm_up_all``: warm up on all the images, so that not even the host-side
+    steps whose shapes follow the image count compile in the timed run)."""
     kwargs = dict(pixels=config.pixels, popsize=config.popsize, maxiter=config.maxiter,
-                  slots=config.slots, batch_size=config.batch_size, key=jax.random.key(0))
-    pixel_attack(predict, data.x[:1], data.y[:1], **kwargs)  # compile every shape once
+                  slots=config.slots, batch_size=config.batch_size, key=jax.random.key(0),
+                  devices=devices)
+    # Only correctly classified images are attacked; the first one compiles every shape.
+    correct = np.flatnonzero(clean_logits(predict, data.x, 500).argmax(-1) == data.y)
+    chosen = correct[:config.images]
+    warm = chosen if warm_up_all else correct[:1]
+    pixel_attack(predict, data.x[warm], data.y[warm], **kwargs)
     start = time.perf_counter()
-    result = pixel_attack(predict, data.x[:config.images], data.y[:config.images], **kwargs)
+    result = pixel_attack(predict, data.x[chosen], data.y[chosen], **kwargs)
     seconds = time.perf_counter() - start
     evaluations = int(result.evaluations.sum())
     return evaluations / seconds, {"evaluations": evaluations, "seconds": seconds,
@@ -91,9 +102,9 @@ def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
                                                         config.pixels, p)))  # compile
     evaluations, start = 0, time.perf_counter()
     for image, label in zip(data.x[:config.baseline_images], data.y[:config.baseline_images]):
-        population = np.asarray(initial_population(jax.random.key(int(rng.integers(1 << 30))),
-                                                    shape, config.pixels, p))
-        fit, top = fitness(image, int(label), population)
+        population = np.array(initial_population(jax.random.key(int(rng.integers(1 << 30))),
+                                                  shape, config.pixels, p))
+        fit, top = (np.array(a) for a in fitness(image, int(label), population))
         evaluations += p
         for _ in range(config.maxiter):
             if (top[fit.argmin()] != label):
@@ -107,6 +118,35 @@ def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
             population[better], fit[better], top[better] = (children[better], child_fit[better],
                                                             child_top[better])
     return evaluations / (time.perf_counter() - start)
+
+
+def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict:
+    """(d) the engine's throughput on each device count in ``counts``, as ratios to one device.
+
+    Each run holds ``config.slots`` slots and ``config.images`` images per device (the images
+    repeat where the data set is too small), so perfect scaling reads ``speedup == devices``.
+    On a CPU the "devices" (``--xla_force_host_platform_device_count``) share the same cores:
+    the numbers show that the mechanism works, not a speed-up.
+    """
+    counts = sorted(set(counts) | {1})
+    for n in counts:
+        local_devices(n)  # every count must fit before anything runs
+    correct = np.flatnonzero(clean_logits(predict, data.x, 500).argmax(-1) == data.y)
+    if not correct.size:
+        raise PixeljaxError("the model classifies none of the images correctly: nothing to "
+                            "attack")
+    runs = []
+    for n in counts:
+        scaled = dataclasses.replace(config, slots=config.slots * n, images=config.images * n)
+        images = data.take(correct[np.arange(scaled.images) % correct.size])
+        rate, detail = engine_throughput(predict, images, scaled, devices=n, warm_up_all=True)
+        runs.append({"devices": n, "evaluations_per_second": rate, **detail})
+    for run in runs:
+        run["speedup"] = run["evaluations_per_second"] / runs[0]["evaluations_per_second"]
+        run["efficiency"] = run["speedup"] / run["devices"]
+    return {"device": jax.local_devices()[0].device_kind, "platform": jax.default_backend(),
+            "config": dataclasses.asdict(config), "slots": config.slots,
+            "images": config.images, "runs": runs}
 
 
 def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:

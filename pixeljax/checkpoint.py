@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from pixeljax.errors import CheckpointError
-from pixeljax.models import create_model, split_for_inference
+from pixeljax.models import create_model, model_names, split_for_inference
 
 METADATA = "metadata.json"
 WEIGHTS = "weights"
@@ -87,11 +87,21 @@ def read_metadata(directory: str | Path) -> dict:
         raise CheckpointError(f"{directory} is not a pixeljax checkpoint: no {METADATA}")
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8 or not JSON
         raise CheckpointError(f"{path}: corrupt metadata ({e})") from None
     if not isinstance(meta, dict) or "architecture" not in meta:
         raise CheckpointError(f"{path}: metadata has no 'architecture' field")
     return meta
+
+
+def _describe(error: BaseException) -> str:
+    """The innermost cause of an orbax/tensorstore error, on one line."""
+    seen = set()
+    while (error.__cause__ or error.__context__) is not None and id(error) not in seen:
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    text = str(error).splitlines()[0][:300] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...] | None]:
@@ -104,15 +114,20 @@ def _shapes(tree) -> dict[str, tuple[int, ...] | None]:
 def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
     """Compares the stored weights' names and shapes with ``target`` before restoring, so a
     checkpoint of another network is one clear error rather than orbax's many."""
+    weights = (directory / WEIGHTS).absolute()
+    if not weights.is_dir():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}/ folder")
     try:
-        stored = ocp.StandardCheckpointer().metadata((directory / WEIGHTS).absolute())
-        stored = _shapes(stored.item_metadata)
-    except Exception as e:  # missing or damaged weights folder
-        raise CheckpointError(f"checkpoint {directory}: cannot read the weights in "
-                              f"{directory / WEIGHTS} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''})") from None
+        stored = _shapes(ocp.StandardCheckpointer().metadata(weights).item_metadata)
+    except Exception as e:  # damaged orbax metadata
+        raise CheckpointError(f"checkpoint {directory}: cannot read {weights} "
+                              f"({_describe(e)})") from None
+    if not stored:
+        raise CheckpointError(f"checkpoint {directory}: {weights} holds no readable weights "
+                              f"(damaged or incomplete orbax checkpoint)")
     expected = _shapes(target)
-    missing, extra = sorted(expected.keys() - stored.keys()), sorted(stored.keys() - expected.keys())
+    missing = sorted(expected.keys() - stored.keys())
+    extra = sorted(stored.keys() - expected.keys())
     if missing or extra:
         raise CheckpointError(f"checkpoint {directory}: its weights do not fit a {name!r} network "
                               f"(missing {', '.join(missing[:3]) or 'none'}; unexpected "
@@ -135,25 +150,34 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
-    model = create_model(name)  # fails first on an unknown name
+    if name not in model_names():
+        create_model(name)  # raises the unknown-name error before any file is read
     directory = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
+    if checkpoint is None and not directory.is_dir():
+        raise CheckpointError(f"no shipped checkpoint for {name!r} at {directory}; pass a "
+                              f"checkpoint folder, or train one with 'pixeljax train {name} "
+                              f"--data SPEC --workdir DIR --export {directory}'")
     meta = read_metadata(directory)
     if meta["architecture"] != name:
         raise CheckpointError(f"checkpoint {directory} holds a {meta['architecture']!r} "
                               f"network, not {name!r}")
-    if meta.get("num_classes", 10) != 10:
-        model = create_model(name, num_classes=int(meta["num_classes"]))
-    target = nnx.to_pure_dict(nnx.state(model))
+    num_classes = meta.get("num_classes", 10)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise CheckpointError(f"{directory / METADATA}: num_classes must be a positive integer, "
+                              f"got {num_classes!r}")
+    # Restore into an abstract model: no random initialisation that the weights overwrite.
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: create_model(name,
+                                                                    num_classes=num_classes)))
+    target = nnx.to_pure_dict(state)
     _check_weight_shapes(directory, target, name)
     try:
         restored = ocp.StandardCheckpointer().restore(
             (directory / WEIGHTS).absolute(), _abstract(target))
     except Exception as e:  # orbax/tensorstore raise many kinds for damaged files
-        raise CheckpointError(f"checkpoint {directory}: cannot restore {name!r} weights "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
-    state = nnx.state(model)
+        raise CheckpointError(f"checkpoint {directory}: cannot restore {name!r} weights, the "
+                              f"weight files are damaged ({_describe(e)})") from None
     nnx.replace_by_pure_dict(state, restored)
-    nnx.update(model, state)
+    model = nnx.merge(graphdef, state)
     apply, params = split_for_inference(model)
     return Victim(name=name, model=model, apply=apply, params=params, metadata=meta)
 

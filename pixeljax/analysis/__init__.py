@@ -16,13 +16,13 @@ from pixeljax.analysis.attacks import AttackSet, load_attacks
 from pixeljax.analysis.figures import draw_locality, draw_maps
 from pixeljax.analysis.locality import LocalityResult, check_radius, locality, offsets
 from pixeljax.analysis.propagation import (PropagationMaps, aligned_average, as_activations,
-                                           average_maps, batch_propagation_maps, layer_names,
-                                           propagation_maps)
+                                           average_maps, batch_propagation_maps, layer_maps,
+                                           layer_names, propagation_maps)
 from pixeljax.analysis.report import run_locality, run_propagation
 
 __all__ = [
     "AttackSet", "LocalityResult", "PropagationMaps", "aligned_average", "as_activations",
     "average_maps", "batch_propagation_maps", "check_radius", "draw_locality", "draw_maps",
-    "layer_names", "load_attacks", "locality", "offsets", "propagation_maps", "run_locality",
-    "run_propagation",
+    "layer_maps", "layer_names", "load_attacks", "locality", "offsets", "propagation_maps",
+    "run_locality", "run_propagation",
 ]

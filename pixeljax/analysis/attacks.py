@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.checkpoint import Victim, load_victim
-from pixeljax.data import SAMPLE, ImageSet, load_dataset
+from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.results import (CONFIG, STATUS_FAILURE, STATUS_SUCCESS, perturbation, read_config,
                               read_rows)
@@ -72,25 +72,18 @@ class AttackSet:
         return self.take(self.success)
 
 
-def _positions(data: ImageSet, image_index: np.ndarray, spec, directory: Path) -> np.ndarray:
+def _positions(data: ImageSet, image_index: np.ndarray, directory: Path) -> np.ndarray:
     """Positions in ``data`` of the attacked images.
 
-    ``image_index`` is the position in the split, except for the shipped sample, whose
-    ``ImageSet.index`` holds positions in the real test split: there it is matched on ``index``.
+    ``image_index`` is what the attack engine records: ``ImageSet.index`` of the image, i.e. its
+    position in the split (for the shipped sample, its position in the real test split).
     """
-    if spec in (None, SAMPLE):
-        lookup = {int(v): p for p, v in enumerate(data.index)}
-        missing = sorted({int(i) for i in image_index} - set(lookup))
-        if missing:
-            raise PixeljaxError(f"{directory}: image_index {missing[:5]} not in the shipped "
-                                f"sample; the results were made on other data")
-        return np.asarray([lookup[int(i)] for i in image_index], np.int64)
-    bad = (image_index < 0) | (image_index >= len(data))
-    if bad.any():
-        raise PixeljaxError(f"{directory}: image_index {int(image_index[bad][0])} is outside "
-                            f"{data.source}, which holds {len(data)} images; the results were "
-                            f"made on other data")
-    return image_index.astype(np.int64)
+    lookup = {int(v): p for p, v in enumerate(data.index)}
+    missing = sorted({int(i) for i in image_index} - set(lookup))
+    if missing:
+        raise PixeljaxError(f"{directory}: image_index {missing[:5]} not in {data.source} "
+                            f"({len(data)} images); the results were made on other data")
+    return np.asarray([lookup[int(i)] for i in image_index], np.int64)
 
 
 def load_attacks(directory: str | Path, *, model: str | None = None,
@@ -140,7 +133,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         return np.asarray([r[name] for r in rows], np.int64)
 
     image_index = column("image_index")
-    positions = _positions(data, image_index, config.get("data"), directory)
+    positions = _positions(data, image_index, directory)
     labels = column("label").astype(np.int32)
     wrong = labels != data.y[positions]
     if wrong.any():

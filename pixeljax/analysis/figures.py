@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pixeljax.analysis.propagation import PropagationMaps
 
@@ -31,6 +32,8 @@ def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
               markers: Sequence[tuple[int, int]] | None = None) -> Path:
     """One panel pair per layer, in the model's order: PM_avg above PM_max.
 
+    Each panel's colours run from 0 (black) to its own largest value (written in its title).
+
     Args:
       maps: the ``(h, w)`` maps of one attack, or an average (NaN cells are left blank).
       path: the PNG to write.
@@ -44,8 +47,10 @@ def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
     n = len(maps.names)
     cols = min(n, MAX_COLUMNS)
     blocks = math.ceil(n / cols)
-    fig = Figure(figsize=(2.1 * cols, 4.3 * blocks + 0.6), layout="constrained")
+    fig = Figure(figsize=(1.7 * cols, 3.6 * blocks + 0.5))
     axes = fig.subplots(2 * blocks, cols, squeeze=False)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.75 / fig.get_figheight(),
+                        wspace=0.15, hspace=0.45)
     for ax in axes.flat:
         ax.set_axis_off()
     for i, (name, mean, peak) in enumerate(zip(maps.names, maps.mean, maps.max)):
@@ -53,12 +58,12 @@ def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
         for row, (kind, m) in enumerate((("avg", mean), ("max", peak))):
             ax = axes[2 * block + row, col]
             top = np.nanmax(m) if np.isfinite(m).any() else 0.0
-            image = ax.imshow(m, cmap="magma", vmin=0.0, vmax=max(float(top), 1e-12),
-                              interpolation="nearest")
+            ax.imshow(m, cmap="magma", vmin=0.0, vmax=max(float(top), 1e-12),
+                      interpolation="nearest")
             if markers is not None:
-                ax.plot(markers[i][1], markers[i][0], "c+", markersize=6)
+                ax.plot(markers[i][1], markers[i][0], marker="s", markersize=7,
+                        markerfacecolor="none", markeredgecolor="cyan", markeredgewidth=0.8)
             ax.set_title(f"{name} PM_{kind}\nmax {top:.3g}", fontsize=7)
-            fig.colorbar(image, ax=ax, shrink=0.7).ax.tick_params(labelsize=5)
     fig.suptitle(title or "propagation maps (relative to the clean layer's maximum)",
                  fontsize=9)
     return _save(fig, path)
@@ -82,6 +87,7 @@ def draw_locality(curves: Mapping[str, Sequence[Mapping]], path: str | Path, *,
         d = [r["distance"] for r in rows]
         rate = [r["success_rate"] for r in rows]
         ax.plot(d, rate, marker="o", label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Chebyshev distance max(|dx|, |dy|) from the attacked pixel")
     ax.set_ylabel("attack success rate")
     ax.set_ylim(-0.02, 1.02)

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -31,7 +32,6 @@ from flax import nnx
 
 from pixeljax.attack.perturb import apply_candidates, decode
 from pixeljax.errors import PixeljaxError
-from pixeljax.models import split_activations
 
 Activations = Callable[[jax.Array], Sequence[tuple[str, jax.Array]]]
 
@@ -87,11 +87,25 @@ class PropagationMaps:
         return out
 
 
+@functools.cache
+def _merged_activations(graphdef: nnx.GraphDef) -> Callable:
+    """``activations(params, images)`` of one architecture, one function per graph definition,
+    so every model of that architecture reuses the compiled programs."""
+
+    def activations(params, images):
+        return nnx.merge(graphdef, params).activations(images)
+
+    return activations
+
+
 def as_activations(model) -> Activations:
     """``activations(images) -> [(name, array)]`` for a victim, an NNX model or a callable.
 
-    NNX modules are split into a graph and weights, so the weights are passed to the compiled
-    program as arguments rather than baked into it as constants.
+    NNX modules are split into a graph and weights (as :func:`pixeljax.models.split_activations`
+    does), so the weights are passed to the compiled program as arguments rather than baked into
+    it as constants, and models of one architecture share compiled programs. A module is
+    switched to eval mode (batch-norm running statistics), as every analysis of a trained
+    victim needs.
     """
     module = getattr(model, "model", model)  # a loaded checkpoint.Victim holds its module
     if isinstance(getattr(model, "__self__", None), nnx.Module) and \
@@ -101,8 +115,9 @@ def as_activations(model) -> Activations:
         if not callable(getattr(module, "activations", None)):
             raise PixeljaxError(f"{type(module).__name__} exposes no activations(images); pass "
                                 f"a callable activations(images) -> [(name, array)] instead")
-        fn, params = split_activations(module)
-        return jax.tree_util.Partial(fn, params)
+        module.eval()
+        graphdef, params = nnx.split(module)
+        return jax.tree_util.Partial(_merged_activations(graphdef), params)
     if isinstance(model, jax.tree_util.Partial):
         return model
     if callable(model):
@@ -112,15 +127,18 @@ def as_activations(model) -> Activations:
 
 
 def layer_names(activations: Activations, image_shape: tuple[int, int, int]) -> tuple[str, ...]:
-    """The names ``activations`` gives its layers, found by an abstract (free) evaluation."""
+    """The names a model (see :func:`as_activations`) gives its layers, found by an abstract
+    (free) evaluation on one image of ``image_shape``."""
+    activations = as_activations(activations)
     names: list[str] = []
 
-    def arrays_only(images):
+    def arrays_only(activations, images):
         pairs = list(activations(images))
         names.extend(str(name) for name, _ in pairs)  # recorded while tracing
         return [a for _, a in pairs]
 
-    jax.eval_shape(arrays_only, jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+    jax.eval_shape(arrays_only, activations,
+                   jax.ShapeDtypeStruct((1, *tuple(image_shape)), jnp.float32))
     if not names:
         raise PixeljaxError("activations(images) returned no layers")
     return tuple(names)
@@ -154,8 +172,16 @@ def relative_maps(clean: jax.Array, adversarial: jax.Array) -> tuple[jax.Array, 
 
 
 @jax.jit
-def _maps_batch(activations: Activations, clean: jax.Array, adversarial: jax.Array):
-    """(B, H, W, C) clean and adversarial images -> per layer ((B, h, w), (B, h, w))."""
+def layer_maps(activations: Activations, clean: jax.Array, adversarial: jax.Array):
+    """Relative PM_avg and PM_max of every layer, compiled.
+
+    Args:
+      activations: a pytree callable (``jax.tree_util.Partial``, see :func:`as_activations`).
+      clean, adversarial: (B, H, W, C) images in pixel space.
+
+    Returns:
+      Per layer, ``(mean_map, max_map)``, each (B, h, w).
+    """
     n = clean.shape[0]
     both = jnp.concatenate([clean.astype(jnp.float32), adversarial.astype(jnp.float32)])
     out = []
@@ -177,7 +203,8 @@ def adversarial_images(images: np.ndarray, perturbations: np.ndarray) -> np.ndar
             perturbations.shape[1] == 0 or perturbations.shape[1] % (2 + c):
         raise PixeljaxError(f"perturbations must be candidates (N, pixels * {2 + c}) or images "
                             f"{images.shape}; got shape {perturbations.shape}")
-    return np.asarray(apply_candidates(jnp.asarray(images), jnp.asarray(perturbations, jnp.float32)))
+    return np.asarray(apply_candidates(jnp.asarray(images),
+                                       jnp.asarray(perturbations, jnp.float32)))
 
 
 def batch_propagation_maps(model, images: np.ndarray, perturbations: np.ndarray, *,
@@ -208,7 +235,7 @@ def batch_propagation_maps(model, images: np.ndarray, perturbations: np.ndarray,
     means, peaks = [], []
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size) % n  # pad by wrapping round
-        maps = _maps_batch(activations, images[idx], adversarial[idx])
+        maps = layer_maps(activations, images[idx], adversarial[idx])
         keep = min(batch_size, n - start)
         means.append([np.asarray(m)[:keep] for m, _ in maps])
         peaks.append([np.asarray(p)[:keep] for _, p in maps])

@@ -5,7 +5,8 @@ analyses of Vargas & Su, "Understanding the One-Pixel Attack: Propagation Maps a
 Analysis", arXiv 1902.02947, on the attacks found by ``pixeljax attack``.
 
 Files written to ``OUT``:
-  * ``propagation/attack_<id>.png``: every layer's PM_avg and PM_max of one attack;
+  * ``propagation/attack_<id>.png`` (id zero-padded to 6 digits): every layer's PM_avg and
+    PM_max of one attack;
   * ``propagation_average.png``: the maps averaged over all successful attacks, each aligned on
     its attacked pixel;
   * ``propagation_layers.csv``: per layer, mean and max relative difference and the fraction of
@@ -124,7 +125,7 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
                  f"{_class_name(attacks, int(attacks.adversarial_class[a]))}{target} "
                  f"({outcome}), pixel x={c} y={r}")
         files.append(draw_maps(maps.attack(a), out / PROPAGATION_FIGURES /
-                               f"attack_{attack_id}.png", title=title, markers=markers))
+                               f"attack_{attack_id:06d}.png", title=title, markers=markers))
     table = layer_table(maps, "all")
     successful = maps.take(attacks.success)
     if len(successful):

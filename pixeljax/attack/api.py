@@ -10,7 +10,8 @@ import numpy as np
 
 from pixeljax.accuracy import predict_logits
 from pixeljax.attack import validation
-from pixeljax.attack.engine import (NON_TARGETED, Attack, AttackParams, EngineConfig, stream)
+from pixeljax.attack.engine import (NON_TARGETED, Attack, AttackParams, EngineConfig,
+                                     local_devices, stream)
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.de.core import STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
@@ -101,7 +102,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
                  crossover_rate: float | None = None, strategy: str = "rand1",
                  target_threshold: float = 0.5, true_threshold: float | None = None,
                  slots: int = 32, batch_size: int = 1024, segment: int = 10,
-                 image_ids=None) -> AttackResult:
+                 image_ids=None, devices=None) -> AttackResult:
     """The one-pixel attack (Su, Vargas, Sakurai 2019) on a batch of images.
 
     Defaults are the paper's: DE/rand/1, F = 0.5, no crossover, population 400, 100 generations,
@@ -124,6 +125,9 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
       slots, batch_size, segment: attacks in flight, images per model call, generations per
         compiled segment. Results do not depend on them.
       image_ids: (N,) stable ids of the images (default: positions), for attack ids.
+      devices: the devices to spread the slots over: None (all of this process's), a count,
+        or a sequence of devices. Results do not depend on it; ``slots`` is rounded up to a
+        multiple of the device count and ``batch_size`` is per device.
 
     Returns:
       An :class:`AttackResult`. Images misclassified before the attack are skipped and
@@ -136,7 +140,8 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
         raise PixeljaxError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
     num_classes = validation.check_model(apply, images)
     validation.check_labels(labels, num_classes)
-    image_ids = np.arange(len(images)) if image_ids is None else np.asarray(image_ids)
+    devices = local_devices(devices)
+    image_ids = validation.check_image_ids(image_ids, len(images))
     plan = plan_attacks(labels, np.zeros_like(labels), targets, num_classes, image_ids)
     logits = clean_logits(apply, images, batch_size)
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))
@@ -151,7 +156,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
     todo = [Attack(attack_id=a, image=images[i], label=int(labels[i]), target=t)
             for a, (i, t) in zip(ids, plan) if predicted[i] == labels[i]]
     found = {}
-    for batch in stream(apply, todo, key, config, params):
+    for batch in stream(apply, todo, key, config, params, devices=devices):
         found.update((row["attack_id"], row) for row in batch)
     return _assemble(images, labels, probs, plan, ids, found, pixels)
 

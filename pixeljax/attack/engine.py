@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from pixeljax.attack.perturb import apply_candidates, canonical
 from pixeljax.de.core import DEParams, DEState, ask
+from pixeljax.errors import PixeljaxError
 
 NON_TARGETED = -1
+SLOT_AXIS = "slots"  # the mesh axis the slots are split along
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +134,9 @@ def _attack_key(root: jax.Array, attack_id: jax.Array, generation: jax.Array) ->
     return jax.random.fold_in(jax.random.fold_in(root, attack_id), generation)
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
-def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
-         target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
-         config: EngineConfig) -> Slots:
-    """Starts new attacks in the slots where ``take``; empties the slots where ``clear``."""
+def _load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
+          target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
+          config: EngineConfig) -> Slots:
     shape = slots.image.shape[1:]
     init = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
                                                  config.pixels, config.popsize))(attack_id)
@@ -143,7 +145,7 @@ def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, labe
         mask = take.reshape(take.shape + (1,) * (old.ndim - 1))
         return jnp.where(mask, new, old)
 
-    s, p = config.slots, config.popsize
+    s, p = take.shape[0], config.popsize  # slots here (a device's share under shard_map)
     fresh = Slots(image=image, label=label, target=target, attack_id=attack_id, population=init,
                   fitness=jnp.full((s, p), jnp.inf), true_prob=jnp.ones((s, p)),
                   top_class=jnp.zeros((s, p), jnp.int32), top_prob=jnp.zeros((s, p)),
@@ -152,6 +154,14 @@ def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, labe
     slots = jax.tree.map(pick, fresh, slots)
     return slots.replace(attack_id=jnp.where(clear, -1, slots.attack_id),
                          done=slots.done | clear)
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
+         target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
+         config: EngineConfig) -> Slots:
+    """Starts new attacks in the slots where ``take``; empties the slots where ``clear``."""
+    return _load(slots, take, clear, image, label, target, attack_id, root, config=config)
 
 
 def _score(apply: Callable, images: jax.Array, label: jax.Array, target: jax.Array):
@@ -246,23 +256,36 @@ def stopped(slots: Slots, params: AttackParams) -> jax.Array:
     return jnp.where(slots.target >= 0, targeted_hit, untargeted_hit)
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(1,))
-def run_segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
-                config: EngineConfig) -> Slots:
-    """Up to ``config.segment`` generations; ends early once fewer than ``min_active`` slots
-    are still running (so the host can refill them)."""
+def _segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
+             config: EngineConfig, axis_name: str | None = None) -> Slots:
+    """The body of :func:`run_segment`. Under ``shard_map`` (``axis_name`` set) each device
+    runs the generations of its own slots; only the loop's stopping test is shared: all
+    devices stop together once one of them has fewer than ``min_active`` slots running (so
+    the host can refill it) or none has any."""
     lower, upper = bounds(slots.image.shape[1:], config.pixels)
 
     def cond(carry):
         g, slots = carry
         running = jnp.sum(~slots.done)
-        return (g < config.segment) & (running > 0) & (running >= min_active)
+        if axis_name is None:
+            return (g < config.segment) & (running > 0) & (running >= min_active)
+        total = jax.lax.psum(running, axis_name)
+        fewest = jax.lax.pmin(running, axis_name)
+        return (g < config.segment) & (total > 0) & (fewest >= min_active)
 
     def body(carry):
         g, slots = carry
         return g + 1, _generation(apply, slots, root, params, lower, upper, config)
 
     return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), slots))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(1,))
+def run_segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
+                config: EngineConfig) -> Slots:
+    """Up to ``config.segment`` generations; ends early once fewer than ``min_active`` slots
+    are still running (so the host can refill them)."""
+    return _segment(apply, slots, root, params, min_active, config=config)
 
 
 @jax.jit
@@ -287,19 +310,107 @@ class Attack:
     target: int
 
 
+def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
+    """The devices an attack run uses: by default all of this process's devices.
+
+    Args:
+      devices: None (all local devices), a count ``n`` (the first ``n`` local devices) or a
+        sequence of local devices.
+
+    Raises:
+      PixeljaxError: a count outside [1, local devices], or devices not of this process.
+    """
+    local = jax.local_devices()
+    if devices is None:
+        return local
+    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise PixeljaxError(f"devices must be between 1 and the {len(local)} "
+                                f"{local[0].platform.upper()} device(s) this process sees, "
+                                f"got {devices}")
+        return local[:int(devices)]
+    chosen = list(devices)
+    if not chosen or len(set(chosen)) != len(chosen) or any(d not in local for d in chosen):
+        raise PixeljaxError(f"devices must be distinct devices of this process "
+                            f"({len(local)} available), got {chosen}")
+    return chosen
+
+
+def slot_count(slots: int, n_devices: int) -> int:
+    """Slots rounded up to a multiple of the device count (each device runs the same number)."""
+    return -(-max(slots, 1) // n_devices) * n_devices
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sharded:
+    """The engine's compiled steps over a 1-D device mesh: slots split along axis 0, the rest
+    (the model's weights inside ``apply``, the key, the attack numbers) replicated."""
+
+    slots: NamedSharding
+    replicated: NamedSharding
+    load: Callable
+    segment: Callable
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded(config: EngineConfig, devices: tuple[jax.Device, ...]) -> _Sharded:
+    mesh = jax.make_mesh((len(devices),), (SLOT_AXIS,), devices=devices)
+    slot, rep = P(SLOT_AXIS), P()
+    # check_vma=False: the per-device code is the single-device code, whose loop carries
+    # start from constants (not typed as varying across devices).
+    load_fn = jax.shard_map(functools.partial(_load, config=config), mesh=mesh,
+                            in_specs=(slot,) * 7 + (rep,), out_specs=slot, check_vma=False)
+    segment_fn = jax.shard_map(functools.partial(_segment, config=config, axis_name=SLOT_AXIS),
+                               mesh=mesh, in_specs=(rep, slot, rep, rep, rep), out_specs=slot,
+                               check_vma=False)
+    return _Sharded(slots=NamedSharding(mesh, slot), replicated=NamedSharding(mesh, rep),
+                    load=jax.jit(load_fn, donate_argnums=(0,)),
+                    segment=jax.jit(segment_fn, donate_argnums=(1,)))
+
+
+def _fill_order(free: list[int], per_device: int) -> list[int]:
+    """Free slots in the order new attacks take them: each next one on the device with the
+    most free slots (ties: the lowest), so the devices stay evenly loaded. On one device this
+    is slot order."""
+    by_device: dict[int, list[int]] = {}
+    for i in free:
+        by_device.setdefault(i // per_device, []).append(i)
+    return [i for *_, i in sorted((r - len(v), d, i) for d, v in by_device.items()
+                                  for r, i in enumerate(v))]
+
+
 def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: EngineConfig,
-           params: AttackParams = AttackParams()) -> Iterator[list[dict]]:
+           params: AttackParams = AttackParams(), *,
+           devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[dict]]:
     """Runs ``attacks`` through the slots; yields the results of each harvest as dicts.
 
     Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
     adversarial_class, confidence, true_prob_after, generations, evaluations and success.
+
+    On several devices (``devices``: see :func:`local_devices`; default all of this process's)
+    the slots are split evenly between them (``config.slots`` is rounded up to a multiple of
+    the device count) and each device compacts and scores its own slots, ``config.batch_size``
+    images per model call; the results are those of one device.
     """
     if not attacks:
         return
     if not isinstance(apply, jax.tree_util.Partial):
         apply = jax.tree_util.Partial(apply)
+    devices = local_devices(devices)
+    n = len(devices)
     first = np.asarray(attacks[0].image)
-    slots = empty_slots(config, first.shape, first.dtype)
+    if n == 1 and devices[0] == jax.local_devices()[0]:
+        sharded, place = None, lambda x: x  # noqa: E731
+        # Commit every argument to the device up front: mixing committed and uncommitted
+        # arrays between calls would compile the segment twice.
+        slots, apply, key, params = jax.device_put(
+            (empty_slots(config, first.shape, first.dtype), apply, key, params), devices[0])
+    else:
+        config = dataclasses.replace(config, slots=slot_count(config.slots, n))
+        sharded = _sharded(config, tuple(devices))
+        place = functools.partial(jax.device_put, device=sharded.slots)
+        slots = place(empty_slots(config, first.shape, first.dtype))
+        apply, key, params = jax.device_put((apply, key, params), sharded.replicated)
     pending = list(reversed(attacks))
     in_slot: list[Attack | None] = [None] * config.slots
     s = config.slots
@@ -309,16 +420,23 @@ def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: Engin
         image = np.zeros((s, *first.shape), first.dtype)
         label, target, ids = (np.zeros(s, np.int32), np.full(s, NON_TARGETED, np.int32),
                               np.full(s, -1, np.int32))
-        for i in range(s):
-            if in_slot[i] is None and pending:
-                a = in_slot[i] = pending.pop()
-                take[i] = True
-                image[i], label[i], target[i], ids[i] = a.image, a.label, a.target, a.attack_id
-        if take.any() or clear.any():
-            slots = load(slots, take, clear & ~take, image, label, target, ids, key,
-                         config=config)
-        min_active = s // 2 + 1 if pending else 1
-        slots = run_segment(apply, slots, key, params, min_active, config=config)
+        free = [i for i in range(s) if in_slot[i] is None]
+        for i in _fill_order(free, s // n)[:len(pending)]:
+            a = in_slot[i] = pending.pop()
+            take[i] = True
+            image[i], label[i], target[i], ids[i] = a.image, a.label, a.target, a.attack_id
+        if sharded is None:
+            if take.any() or clear.any():
+                slots = load(slots, take, clear & ~take, image, label, target, ids, key,
+                             config=config)
+            min_active = s // 2 + 1 if pending else 1
+            slots = run_segment(apply, slots, key, params, min_active, config=config)
+        else:
+            if take.any() or clear.any():
+                slots = sharded.load(slots, *map(place, (take, clear & ~take, image, label,
+                                                         target, ids)), key)
+            min_active = (s // n) // 2 + 1 if pending else 0  # per device
+            slots = sharded.segment(apply, slots, key, params, min_active)
         summary = jax.device_get(_summaries(slots))
         finished, clear = [], np.zeros(s, bool)
         for i in range(s):

@@ -40,4 +40,4 @@ def canonical(candidate: jax.Array, image_shape: tuple[int, int, int]) -> jax.Ar
     return genes.reshape(candidate.shape)
 
 
-apply_candidates = jax.vmap(apply_candidate)  # (N, H, W, C), (N, D) -> (N, H, W, C)
+apply_candidates = jax.jit(jax.vmap(apply_candidate))  # (N, H, W, C), (N, D) -> (N, H, W, C)

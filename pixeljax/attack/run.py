@@ -1,26 +1,30 @@
 """An attack run written to a results folder: resumable, one CSV row per attack.
 
 A killed run started again with the same configuration keeps every finished attack, recomputes
-nothing and appends only the missing ones.
+nothing and appends only the missing ones. A run may use several devices (they share the slots)
+and several processes (each takes its share of the attack plan and writes its own shard).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixeljax import results
+from pixeljax import distributed, results
 from pixeljax.attack import validation
 from pixeljax.attack.api import ALL_TARGETS, attack_id, clean_logits, plan_attacks
-from pixeljax.attack.engine import NON_TARGETED, Attack, AttackParams, EngineConfig, stream
+from pixeljax.attack.engine import (NON_TARGETED, Attack, AttackParams, EngineConfig,
+                                    local_devices, stream)
 from pixeljax.data import ImageSet
 from pixeljax.de.core import DEParams
+from pixeljax.errors import PixeljaxError
 
 MODES = ("non-targeted", "targeted", "all-targets")
 
@@ -45,19 +49,29 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
                   engine: EngineConfig, params: AttackParams, seed: int, n_images: int,
                   first: bool = False, mode: str = "non-targeted",
                   target_class: int | None = None, progress: bool = True,
-                  on_rows: Callable[[list[dict]], None] | None = None) -> dict:
+                  on_rows: Callable[[list[dict]], None] | None = None,
+                  devices: int | Sequence[jax.Device] | None = None,
+                  process: int | None = None, num_processes: int | None = None) -> dict:
     """Attacks images of ``data`` and writes ``out/results.csv`` and ``out/summary.json``.
 
     ``run_config`` describes the run (model, checkpoint, data, ...) and is stored as
     ``config.json``; a folder holding another configuration is refused.
 
+    ``devices`` (default: all of this process's) share the slots; results do not depend on
+    them. In a run of several processes (``jax.distributed``: by default
+    ``jax.process_index()`` of ``jax.process_count()``), process ``p`` of ``n`` takes the
+    attacks ``k`` of the plan with ``k % n == p`` and writes them to its own shard
+    ``out/results-<p>-of-<n>.csv``; the processes refuse to start unless their
+    configurations agree, every process skips attacks that any shard already holds, and the
+    summary covers all shards. ``process``/``num_processes`` set the share by hand (then no
+    process waits for another).
+
     Returns:
       The summary (also written to ``out/summary.json``).
     """
     out = Path(out)
-    results.check_config(out, run_config)
-    done_rows = results.read_rows(out, repair=True)
-    done_ids = {row["attack_id"] for row in done_rows}
+    process, num_processes = _share(process, num_processes)
+    n_devices = len(local_devices(devices)) * num_processes  # checks ``devices`` first
     positions = select_images(n_images, len(data), seed=seed, first=first)
     subset = data.take(positions)
     num_classes = validation.check_model(apply, subset.x)
@@ -65,10 +79,29 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
     targets = _targets_for(mode, target_class, len(subset))
     plan = plan_attacks(subset.y, subset.y, targets, num_classes, subset.index)
     ids = [attack_id(subset.index[i], t, subset.y[i], num_classes) for i, t in plan]
-    pending = [(a, i, t) for a, (i, t) in zip(ids, plan) if a not in done_ids]
+    distributed.check_same("configuration", _agreement(run_config, engine, params, seed,
+                                                       n_images, first, mode, target_class,
+                                                       ids, num_processes))
+    results.check_config(out, run_config)
+    if num_processes == 1:
+        done_rows = results.read_rows(out, repair=True)
+    else:  # repair only this process's shard: the others may be writing theirs
+        results.read_file(out / results.shard_name(process, num_processes), repair=True)
+        done_rows = results.read_rows(out)
+    done_ids = {row["attack_id"] for row in done_rows}
+    mine = [(a, i, t) for k, (a, (i, t)) in enumerate(zip(ids, plan))
+            if k % num_processes == process]
+    pending = [(a, i, t) for a, i, t in mine if a not in done_ids]
     started = time.perf_counter()
     previous = _previous_wall(out)
-    with results.ResultsWriter(out, engine.pixels, data.x.shape[-1]) as writer:
+    report = process == 0  # one process writes the summary while the run goes on
+
+    def summary_of(rows):
+        return summarize(rows, run_config, mode, previous + time.perf_counter() - started,
+                         devices=n_devices, processes=num_processes)
+
+    with results.ResultsWriter(out, engine.pixels, data.x.shape[-1], process=process,
+                               num_processes=num_processes) as writer:
         if pending:
             need = sorted({i for _, i, _ in pending})
             probs = np.zeros((len(subset), num_classes), np.float32)
@@ -82,26 +115,61 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
             attacks = [Attack(a, subset.x[i], int(subset.y[i]), t)
                        for a, i, t in pending if correct[i]]
             where = {a: (i, t) for a, i, t in pending}
-            bar = tqdm(total=len(ids), initial=len(done_rows), disable=not progress,
-                       unit="attack", desc=f"attack {run_config.get('model', '')}")
+            total, initial = ((len(ids), len(done_rows)) if num_processes == 1 else
+                              (len(mine), len(mine) - len(pending) + len(skipped)))
+            bar = tqdm(total=total, initial=initial, disable=not progress, unit="attack",
+                       desc=f"attack {run_config.get('model', '')}"
+                            + (f" [{process}/{num_processes}]" if num_processes > 1 else ""))
             try:
-                for batch in stream(apply, attacks, jax.random.key(seed), engine, params):
+                for batch in stream(apply, attacks, jax.random.key(seed), engine, params,
+                                    devices=devices):
                     rows = [_row(r["attack_id"], subset, *where[r["attack_id"]], probs, r,
                                  engine.pixels) for r in batch]
                     writer.write(rows)
                     done_rows += rows
                     if on_rows is not None:
                         on_rows(rows)
-                    summary = summarize(done_rows, run_config, mode,
-                                        previous + time.perf_counter() - started)
-                    results.write_summary(out, summary)
+                    summary = summary_of(done_rows)
+                    if report:
+                        results.write_summary(out, summary)
                     bar.update(len(rows))
                     bar.set_postfix(success=f"{summary['success_rate']:.1%}")
             finally:
                 bar.close()
-    summary = summarize(done_rows, run_config, mode, previous + time.perf_counter() - started)
+    if num_processes > 1:
+        # The summary covers every shard: wait for the other processes (a dead one makes
+        # JAX's coordination service stop the rest), then read them all.
+        distributed.barrier("finished")
+        done_rows = results.read_rows(out)
+    summary = summary_of(done_rows)
     results.write_summary(out, summary)
     return summary
+
+
+def _share(process: int | None, num_processes: int | None) -> tuple[int, int]:
+    """This process's share of the attack plan: (process, number of processes)."""
+    if num_processes is None:
+        num_processes = jax.process_count()
+    if process is None:
+        process = jax.process_index() if num_processes == jax.process_count() else 0
+    if num_processes < 1 or not 0 <= process < num_processes:
+        raise PixeljaxError(f"process must lie in [0, num_processes - 1] with num_processes "
+                            f">= 1, got process {process} of {num_processes}")
+    return process, num_processes
+
+
+def _agreement(run_config, engine, params, seed, n_images, first, mode, target_class, ids,
+               num_processes) -> dict:
+    """What every process of a run must share: the configuration and the attack plan (slots,
+    batch size, segment and devices may differ: results do not depend on them)."""
+    return {"run_config": run_config, "seed": seed, "n_images": n_images, "first": first,
+            "mode": mode, "target_class": target_class, "processes": num_processes,
+            "engine": {k: getattr(engine, k) for k in ("pixels", "popsize", "maxiter",
+                                                       "strategy")},
+            "params": {"F": float(params.de.F), "crossover_rate": float(params.de.crossover_rate),
+                       "target_threshold": float(params.target_threshold),
+                       "true_threshold": float(params.true_threshold)},
+            "plan": hashlib.sha256(np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]}
 
 
 def _previous_wall(out: Path) -> float:
@@ -136,8 +204,11 @@ def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
     return row
 
 
-def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float) -> dict:
-    """The run's totals. Under all-targets, an image succeeds if any of its targets does."""
+def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float, *,
+              devices: int | None = None, processes: int = 1) -> dict:
+    """The run's totals. Under all-targets, an image succeeds if any of its targets does.
+
+    ``devices`` (default: this process's) and ``processes`` are recorded as the run's scale."""
     by_image: dict[int, list[dict]] = {}
     for row in rows:
         by_image.setdefault(row["image_index"], []).append(row)
@@ -154,6 +225,8 @@ def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float
         "evaluations": evaluations, "wall_seconds": round(wall_seconds, 3),
         "evaluations_per_second": evaluations / wall_seconds if wall_seconds > 0 else 0.0,
         "device": jax.devices()[0].device_kind,
+        "devices": len(jax.local_devices()) if devices is None else devices,
+        "processes": processes,
     }
     if mode == "all-targets":
         pairs = [r for v in attacked.values() for r in v]

@@ -22,6 +22,7 @@ def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
             raise PixeljaxError(f"pixel values must lie in [0, 255], got [{lo}, {hi}]; pass "
                                 f"images in pixel space, not normalised")
+        images = images.astype(np.float32, copy=False)  # JAX computes in float32 anyway
     if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise PixeljaxError(f"labels must be integers of shape ({images.shape[0]},), got "
                             f"{labels.dtype} {labels.shape}")
@@ -72,6 +73,21 @@ def check_targets(targets: np.ndarray, labels: np.ndarray, num_classes: int) -> 
         raise PixeljaxError(f"a target equals the true label (image {int(same[0])}, class "
                             f"{int(labels[same[0]])}); a targeted attack needs another class")
     return targets.astype(np.int32)
+
+
+def check_image_ids(image_ids, n: int) -> np.ndarray:
+    """The images' ids (default: positions); distinct, since each attack's id and random stream
+    derive from them."""
+    if image_ids is None:
+        return np.arange(n)
+    ids = np.asarray(image_ids)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer) or (ids < 0).any():
+        raise PixeljaxError(f"image_ids must be {n} non-negative integers, got {ids.dtype} "
+                            f"{ids.shape}")
+    if len(np.unique(ids)) != n:
+        raise PixeljaxError("image_ids must be distinct: two images with one id would share "
+                            "their attacks' ids and results")
+    return ids
 
 
 def check_budget(pixels: int, popsize: int, maxiter: int, image_shape, *, slots: int,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pixeljax.cli import analysis, attack, foundation
+from pixeljax.cli import analysis, attack, evaluate, foundation
 from pixeljax.errors import PixeljaxError
 
-COMMAND_GROUPS = [foundation, attack, analysis]
+COMMAND_GROUPS = [foundation, attack, analysis, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

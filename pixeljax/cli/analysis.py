@@ -11,7 +11,8 @@ def _cmd_propagation(args) -> int:
 
     summary = run_propagation(args.results, args.out, limit=args.limit, model=args.model,
                               batch_size=args.batch_size)
-    print(f"{summary['model']}: propagation maps of {summary['attacks']} attacks "
+    plural = "s" if summary["attacks"] != 1 else ""
+    print(f"{summary['model']}: propagation maps of {summary['attacks']} attack{plural} "
           f"({summary['successful']} successful) over {len(summary['layers'])} layers "
           f"written to {args.out}")
     return 0

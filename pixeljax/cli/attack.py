@@ -21,12 +21,28 @@ def _run_config(args, mode: str) -> dict:
             "target_threshold": args.target_threshold, "true_threshold": args.true_threshold}
 
 
+def join(args) -> tuple[int, int]:
+    """Joins a multi-process run per the options of :func:`distributed_options` (before
+    anything touches JAX's devices); returns ``(process_id, num_processes)``."""
+    from pixeljax import distributed
+
+    return distributed.initialize(getattr(args, "coordinator", None),
+                                  getattr(args, "num_processes", None),
+                                  getattr(args, "process_id", None),
+                                  auto=not getattr(args, "no_distributed", True),
+                                  timeout=getattr(args, "coordinator_timeout",
+                                                  distributed.DEFAULT_TIMEOUT_S))
+
+
 def _attack(args, *, quiet_summary: bool = False) -> dict:
+    from pixeljax.attack.engine import local_devices
     from pixeljax.attack.run import attack_folder, engine_settings
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
     from pixeljax.errors import PixeljaxError
 
+    join(args)
+    local_devices(args.devices)  # a count that does not fit fails before any work
     mode = ("all-targets" if args.all_targets else
             "targeted" if args.targeted is not None else "non-targeted")
     victim = load_victim(args.model, args.checkpoint)
@@ -46,7 +62,7 @@ def _attack(args, *, quiet_summary: bool = False) -> dict:
     return attack_folder(victim.predict, data, args.out, _run_config(args, mode),
                          engine=engine, params=params, seed=args.seed, n_images=args.images,
                          first=args.first, mode=mode, target_class=args.targeted,
-                         progress=not args.quiet)
+                         progress=not args.quiet, devices=args.devices)
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
@@ -58,12 +74,31 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
           f"evaluations in {summary['wall_seconds']:.1f} s "
-          f"({summary['evaluations_per_second']:,.0f}/s on {summary['device']})")
+          f"({summary['evaluations_per_second']:,.0f}/s on {_scale(summary)})")
+
+
+def _scale(summary: dict) -> str:
+    devices, processes = summary.get("devices", 1), summary.get("processes", 1)
+    if devices == 1 and processes == 1:
+        return str(summary["device"])
+    return (f"{devices} x {summary['device']}"
+            + (f" in {processes} processes" if processes > 1 else ""))
 
 
 def _cmd_attack(args) -> int:
-    _print_summary(_attack(args), args.json)
-    print(f"results: {Path(args.out) / 'results.csv'}")
+    summary = _attack(args)
+    import jax
+
+    process, count = jax.process_index(), jax.process_count()
+    if count == 1:
+        _print_summary(summary, args.json)
+        print(f"results: {Path(args.out) / 'results.csv'}")
+    elif process == 0:
+        _print_summary(summary, args.json)
+        print(f"results: {args.out} (one results-<p>-of-{count}.csv per process; "
+              f"pixeljax.results.read_rows merges them)")
+    else:
+        print(f"process {process} of {count} done: {Path(args.out) / f'results-{process}-of-{count}.csv'}")
     return 0
 
 
@@ -95,15 +130,27 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    import dataclasses
+
     import jax
 
-    from pixeljax.bench import BenchConfig, run_bench
+    from pixeljax.attack.engine import local_devices
+    from pixeljax.bench import BenchConfig, device_scaling, run_bench
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
 
+    for n in args.devices or ():
+        local_devices(n)  # a count that does not fit fails before any work
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, "test")
     config = BenchConfig.for_platform(jax.default_backend())
+    config = dataclasses.replace(config, **{k: getattr(args, k) for k in
+                                            ("images", "popsize", "maxiter", "slots",
+                                             "batch_size")
+                                            if getattr(args, k) is not None})
+    if args.devices:
+        return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
+                              args)
     report = run_bench(victim.predict, data, config)
     report["model"] = args.model
     if args.json:
@@ -116,6 +163,46 @@ def _cmd_bench(args) -> int:
     print(f"(b)/(a) = {report['engine_over_forward']:.3f}   "
           f"(b)/(c) = {report['engine_over_numpy_de']:.2f}")
     return 0
+
+
+def _print_scaling(report: dict, args) -> int:
+    report["model"] = args.model
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{args.model} on {report['device']} ({report['platform']}), {report['slots']} slots "
+          f"and {report['images']} images per device, config {report['config']}")
+    print(f"{'devices':>7}  {'evaluations/s':>14}  {'vs 1 device':>11}  {'per device':>10}")
+    for row in report["runs"]:
+        print(f"{row['devices']:>7}  {row['evaluations_per_second']:>14,.0f}  "
+              f"{row['speedup']:>10.2f}x  {row['efficiency']:>10.0%}")
+    if report["platform"] == "cpu":
+        print("(CPU 'devices' share the same cores: this shows the mechanism, not a speed-up)")
+    return 0
+
+
+def _device_list(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected device counts like 1,2,4,8, got {text!r}")
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"device counts must be >= 1, got {text!r}")
+    return counts
+
+
+def distributed_options(p: argparse.ArgumentParser) -> None:
+    """The options of a multi-process (multi-host) run; :func:`join` acts on them."""
+    g = p.add_argument_group("many hosts (jax.distributed; auto-detected under Slurm srun "
+                             "and on Cloud TPU pod slices)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="address of process 0 (with --num-processes and --process-id)")
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, in [0, N)")
+    g.add_argument("--coordinator-timeout", type=float, default=300, metavar="SECONDS",
+                   help="give up joining after this long (default 300)")
+    g.add_argument("--no-distributed", action="store_true",
+                   help="do not auto-detect a Slurm or TPU cluster: run as one process")
 
 
 def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
@@ -140,6 +227,9 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--slots", type=int, default=32, help="attacks in flight")
     p.add_argument("--batch-size", type=int, default=1024, help="images per model call")
     p.add_argument("--segment", type=int, default=10, help="generations between refills")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="use the first N local devices (default: all; slots are rounded up "
+                        "to a multiple of N, --batch-size is per device)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -149,6 +239,7 @@ def register(sub) -> None:
     p.add_argument("model")
     p.add_argument("--out", required=True, type=Path)
     _attack_options(p)
+    distributed_options(p)
     p.set_defaults(func=_cmd_attack)
 
     p = sub.add_parser("demo", help="a one-pixel attack on the shipped AllConv and sample")
@@ -161,5 +252,11 @@ def register(sub) -> None:
     p.add_argument("--model", default="allconv")
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--data", default="sample")
+    p.add_argument("--devices", type=_device_list, metavar="N,N,...",
+                   help="measure the engine on each device count (e.g. 1,2,4,8) with the same "
+                        "slots and images per device, as ratios to one device")
+    for name in ("images", "popsize", "maxiter", "slots", "batch-size"):
+        p.add_argument(f"--{name}", type=int, help="override the platform's bench size"
+                       + (" (per device with --devices)" if name in ("images", "slots") else ""))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)

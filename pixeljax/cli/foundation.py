@@ -7,6 +7,15 @@ import json
 from pathlib import Path
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
 
 def _cmd_train(args) -> int:
     from pixeljax.data import load_dataset
@@ -90,7 +99,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--limit", type=_positive_int,
+                   help="train on the first N training images only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -105,7 +115,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", type=Path, help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=_positive_int)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_accuracy)
 

@@ -2,7 +2,8 @@
 
 Accepted specs:
   * ``sample``: the few hundred real CIFAR-10 test images shipped inside the package;
-  * ``tfds`` or ``tfds:DATA_DIR``: tensorflow-datasets;
+  * ``tfds`` (downloads on first use) or ``tfds:DATA_DIR`` (offline, from a dir where cifar10 is
+    already prepared): tensorflow-datasets;
   * a path to ``cifar-10-python.tar.gz`` or to the extracted ``cifar-10-batches-py/`` folder;
   * a path to one ``.npz`` file (``x`` uint8 NHWC, ``y`` int);
   * a folder of ``.npz`` files laid out as ``test.npz``, ``train-0.npz``, ``train-1.npz``, ...

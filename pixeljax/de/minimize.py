@@ -33,7 +33,7 @@ class OptimizeResult:
     converged: jax.Array
 
 
-def _validate(lower, upper, popsize, maxiter, strategy):
+def _validate(lower, upper, popsize, maxiter, strategy, population):
     lower, upper = np.asarray(lower, np.float32), np.asarray(upper, np.float32)
     if lower.ndim != 1 or lower.shape != upper.shape:
         raise PixeljaxError(f"bounds must be two vectors of the same length, got shapes "
@@ -46,6 +46,9 @@ def _validate(lower, upper, popsize, maxiter, strategy):
         raise PixeljaxError(f"maxiter must be >= 0, got {maxiter}")
     if strategy not in STRATEGIES:
         raise PixeljaxError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    if population is not None and tuple(np.shape(population)) != (popsize, lower.shape[0]):
+        raise PixeljaxError(f"population must have shape ({popsize}, {lower.shape[0]}) "
+                            f"(popsize, dimensions), got {tuple(np.shape(population))}")
     return jnp.asarray(lower), jnp.asarray(upper)
 
 
@@ -83,7 +86,7 @@ def differential_evolution(fn: Callable[[jax.Array], jax.Array], lower, upper, *
       >>> bool(r.fun < 1e-3)
       True
     """
-    lower, upper = _validate(lower, upper, popsize, maxiter, strategy)
+    lower, upper = _validate(lower, upper, popsize, maxiter, strategy, population)
     params = DEParams(F=F, crossover_rate=1.0 if crossover_rate is None else crossover_rate)
     return _run(fn, lower, upper, key, params, population, popsize=popsize, maxiter=maxiter,
                 strategy=strategy,

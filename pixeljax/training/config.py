@@ -42,23 +42,39 @@ class TrainConfig:
     eval_batch_size: int = 500
 
     def __post_init__(self):
-        positive = ("epochs", "batch_size", "checkpoint_every", "eval_batch_size")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+        if not isinstance(self.model, str) or not self.model:
+            raise PixeljaxError(f"training config: model must be a model name, got {self.model!r}")
+        for name in ("epochs", "batch_size", "checkpoint_every", "eval_batch_size"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise PixeljaxError(f"training config: {name} must be a positive integer, "
                                     f"got {getattr(self, name)!r}")
+        for name in ("crop_padding", "seed"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                raise PixeljaxError(f"training config: {name} must be an integer >= 0, "
+                                    f"got {getattr(self, name)!r}")
+        for name in ("learning_rate", "warmup_epochs", "momentum", "weight_decay",
+                     "label_smoothing"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PixeljaxError(f"training config: {name} must be a number, got {value!r}")
         if not self.learning_rate > 0:
             raise PixeljaxError(f"training config: learning_rate must be > 0, "
                                 f"got {self.learning_rate}")
-        for name in ("warmup_epochs", "weight_decay", "label_smoothing", "crop_padding"):
-            if getattr(self, name) < 0:
+        for name in ("warmup_epochs", "weight_decay", "label_smoothing"):
+            if not getattr(self, name) >= 0:
                 raise PixeljaxError(f"training config: {name} must be >= 0, "
                                     f"got {getattr(self, name)}")
         if not 0 <= self.momentum < 1 or not self.label_smoothing < 1:
             raise PixeljaxError("training config: momentum and label_smoothing must lie in [0, 1)")
+        if not isinstance(self.flip, bool):
+            raise PixeljaxError(f"training config: flip must be True or False, got {self.flip!r}")
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

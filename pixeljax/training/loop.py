@@ -74,7 +74,11 @@ def _zero_meters():
 def _check_workdir(workdir: Path, config: TrainConfig) -> None:
     path = workdir / CONFIG
     if path.is_file():
-        previous = json.loads(path.read_text())
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise PixeljaxError(f"work dir {workdir}: unreadable {CONFIG} ({e}); use a new "
+                                f"--workdir") from None
         if previous != config.to_dict():
             changed = sorted(k for k in set(previous) | set(config.to_dict())
                              if previous.get(k) != config.to_dict().get(k))

@@ -1,0 +1,72 @@
+"""``pixeljax evaluate`` (run a suite) and ``pixeljax report`` (write its report)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _log(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _cmd_evaluate(args) -> int:
+    from pixeljax.evaluation import load_suite, make_plan, run_suite, write_report
+    from pixeljax.evaluation.runner import with_images
+
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        plan = make_plan(with_images(suite, images=args.images, sample=args.sample), args.out,
+                         data=args.data, train_data=args.train_data, slots=args.slots,
+                         batch_size=args.batch_size, segment=args.segment)
+        print(plan.describe())
+        return 0
+    summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
+                          images=args.images, sample=args.sample, slots=args.slots,
+                          batch_size=args.batch_size, segment=args.segment,
+                          progress=not args.quiet, log=_log)
+    for s in summaries:
+        if s is not None:
+            print(f"{s['model']} {s['pixels']}px {s['mode']}: {s['n_success']}/"
+                  f"{s['n_attacked']} fooled ({s['success_rate']:.1%}), "
+                  f"{s['wall_seconds']:.1f} s")
+    if not args.no_report:
+        print(f"report: {write_report(args.out, data=args.data)}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from pixeljax.evaluation import write_report
+
+    print(f"report: {write_report(args.results, data=args.data)}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): train "
+                                        "missing victims, attack every cell, resumably")
+    p.add_argument("suite", help="suite name (evaluate/NAME.py, e.g. paper-cifar10, quick) or "
+                                 "path to a suite .py file")
+    p.add_argument("--out", required=True, type=Path, help="results folder")
+    p.add_argument("--data", help="images to attack (default: the suite's)")
+    p.add_argument("--train-data", help="training images for victims without a checkpoint "
+                                        "(default: --data)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--sample", type=int, metavar="N",
+                       help="a seeded random sample of N images (the paper: 500)")
+    which.add_argument("--images", type=int, metavar="N", help="the first N images")
+    p.add_argument("--slots", type=int, default=32, help="attacks in flight")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per model call")
+    p.add_argument("--segment", type=int, default=10, help="generations between refills")
+    p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
+    p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="write DIR/report.md for a suite's results folder")
+    p.add_argument("results", type=Path, help="the --out folder of 'pixeljax evaluate'")
+    p.add_argument("--data", help="the attacked images, for example grids (default: the "
+                                  "suite's data as recorded)")
+    p.set_defaults(func=_cmd_report)

@@ -1,0 +1,399 @@
+"""Everything a suite run needs, checked before any work starts.
+
+:func:`make_plan` loads the data, finds each victim's checkpoint (or the recipe that will train
+it), reads every cell folder already in the results folder and checks it against what this run
+would write. Every problem found (an unknown model, a victim with neither checkpoint nor recipe,
+data that cannot be read, a results folder of another suite or configuration, a corrupt results
+file) is reported together in one :class:`PixeljaxError`, up front rather than after an hour of
+work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from pixeljax import results
+from pixeljax.attack.validation import check_budget
+from pixeljax.checkpoint import read_metadata, shipped_checkpoint
+from pixeljax.data import ImageSet, load_dataset
+from pixeljax.de.core import STRATEGIES
+from pixeljax.errors import PixeljaxError
+from pixeljax.evaluation.suite import Cell, Suite, Victim
+from pixeljax.models import model_names
+from pixeljax.training import TrainConfig, load_recipe
+
+RECORD = "suite.json"
+TRAINED = "checkpoint"  # OUT/<victim>/checkpoint: a victim this suite trained
+WORKDIR = "train"       # OUT/<victim>/train: its training run
+SETTINGS = ("data", "split", "n_images", "first", "seed", "popsize", "maxiter", "strategy",
+            "F", "crossover", "target_threshold", "true_threshold")
+
+
+@dataclasses.dataclass(frozen=True)
+class VictimPlan:
+    """Where a victim's weights come from.
+
+    Attributes:
+      victim: the suite's entry.
+      architecture: registry name of the network.
+      checkpoint: the checkpoint folder attacked (written by training when ``needs_training``).
+      checkpoint_id: how the cells' ``config.json`` names it.
+      fingerprint: the checkpoint's export time, so results of a re-exported checkpoint are
+        never mixed with older ones (None until trained).
+      recipe: the training recipe, if any.
+      needs_training: no checkpoint exists yet: train with ``recipe`` first.
+      num_classes: classes of the checkpoint's network (None until trained).
+    """
+
+    victim: Victim
+    architecture: str
+    checkpoint: Path
+    checkpoint_id: str
+    fingerprint: str | None
+    recipe: TrainConfig | None
+    needs_training: bool
+    num_classes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """A cell and how far it is.
+
+    Attributes:
+      cell: the (victim, pixels, mode).
+      directory: its results folder.
+      attacks: rows it has when finished.
+      done: rows already written.
+    """
+
+    cell: Cell
+    directory: Path
+    attacks: int
+    done: int
+
+    @property
+    def complete(self) -> bool:
+        return self.done >= self.attacks
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A checked suite run. ``n_images``/``first`` select the images as
+    ``pixeljax.attack.run.select_images`` does (seeded by ``suite.seed``)."""
+
+    suite: Suite
+    out: Path
+    data_spec: str
+    data: ImageSet
+    train_spec: str | None
+    train_set: ImageSet | None
+    n_images: int
+    first: bool
+    victims: dict[str, VictimPlan]
+    cells: list[CellPlan]
+
+    def settings(self) -> dict:
+        """What decides the results of every cell, recorded in ``suite.json``."""
+        s = self.suite
+        return {"data": data_key(self.data_spec), "split": s.split, "n_images": self.n_images,
+                "first": self.first, "seed": s.seed, "popsize": s.popsize, "maxiter": s.maxiter,
+                "strategy": s.strategy, "F": s.F, "crossover": s.crossover,
+                "target_threshold": s.target_threshold, "true_threshold": s.true_threshold}
+
+    def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
+        """The ``config.json`` of a cell's results folder."""
+        v = self.victims[cell.victim.name]
+        return {"suite": self.suite.name, "model": cell.victim.name,
+                "architecture": v.architecture, "checkpoint": v.checkpoint_id,
+                "checkpoint_exported": fingerprint, "pixels": cell.pixels, "mode": cell.mode,
+                "target_class": None, **self.settings()}
+
+    def record(self) -> dict:
+        """The contents of ``OUT/suite.json``."""
+        victims = {name: {"architecture": v.architecture, **v.victim.describe(),
+                          "checkpoint": v.checkpoint_id,
+                          "checkpoint_path": str(v.checkpoint.resolve())}
+                   for name, v in self.victims.items()}
+        return {"suite": self.suite.name, "description": self.suite.description,
+                "settings": self.settings(), "class_names": list(self.data.class_names),
+                "victims": victims, "cells": [c.cell.key for c in self.cells]}
+
+    @property
+    def total(self) -> int:
+        return sum(c.attacks for c in self.cells)
+
+    @property
+    def done(self) -> int:
+        return sum(min(c.done, c.attacks) for c in self.cells)
+
+    def describe(self) -> str:
+        """A few lines: images, budget, victims and how much is left to do."""
+        s = self.suite
+        how = (f"the first {self.n_images}" if self.first and self.n_images < len(self.data)
+               else "all" if self.first else f"a random sample (seed {s.seed}) of "
+               f"{self.n_images}")
+        lines = [f"suite {s.name}: {len(self.cells)} cells, {how} of {len(self.data):,} "
+                 f"images of {self.data.source}; population {s.popsize}, {s.maxiter} "
+                 f"generations"]
+        for name, v in self.victims.items():
+            if v.needs_training:
+                r = v.recipe
+                n = len(self.train_set) if self.train_set is not None else 0
+                if v.victim.train_images:
+                    n = min(n, v.victim.train_images)
+                epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
+                where = f"to train first ({epochs} on {n:,} images, then {v.checkpoint})"
+            else:
+                where = f"checkpoint {v.checkpoint}"
+            cells = [c for c in self.cells if c.cell.victim.name == name]
+            left = sum(not c.complete for c in cells)
+            lines.append(f"  {name} ({v.architecture}): {where}; {left} of {len(cells)} cells "
+                         f"to run")
+        lines.append(f"  attacks: {self.done:,} of {self.total:,} done")
+        return "\n".join(lines)
+
+
+def data_key(spec: str) -> str:
+    """A data spec as recorded: paths made absolute, so a rerun from elsewhere matches."""
+    if spec == "sample" or spec == "tfds" or spec.startswith("tfds:"):
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
+def _differences(old: dict, new: dict) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys)
+
+
+def _normalise(d: dict) -> dict:
+    return json.loads(json.dumps(d))
+
+
+def _recipe(victim: Victim, problems: list[str]) -> TrainConfig | None:
+    if victim.recipe is None or isinstance(victim.recipe, TrainConfig):
+        return victim.recipe
+    try:
+        return load_recipe(victim.recipe)
+    except PixeljaxError as e:
+        problems.append(f"victim {victim.name}: {e}")
+        return None
+
+
+def _checkpoint_meta(directory: Path, architecture: str, who: str,
+                     problems: list[str]) -> dict | None:
+    try:
+        meta = read_metadata(directory)
+    except PixeljaxError as e:
+        problems.append(f"victim {who}: {e}")
+        return None
+    if meta["architecture"] != architecture:
+        problems.append(f"victim {who}: checkpoint {directory} holds a "
+                        f"{meta['architecture']!r} network, not {architecture!r}")
+        return None
+    return meta
+
+
+def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | None:
+    """Finds a victim's checkpoint, or the recipe that will train it; None on a problem."""
+    recipe = _recipe(victim, problems)
+    if victim.recipe is not None and recipe is None:
+        return None
+    architecture = recipe.model if recipe is not None else victim.name
+    if architecture not in model_names():
+        problems.append(f"victim {victim.name}: unknown model {architecture!r}; expected one of "
+                        f"{', '.join(model_names())} (a recipe file may register its own)")
+        return None
+    trained = out / victim.name / TRAINED
+    shipped = shipped_checkpoint(architecture)
+    if victim.checkpoint is not None:
+        directory = Path(victim.checkpoint).expanduser().resolve()
+        ident = str(directory)
+    elif (trained / "metadata.json").is_file():
+        directory, ident = trained, f"{victim.name}/{TRAINED} (trained by this suite)"
+    elif (shipped / "metadata.json").is_file():
+        directory, ident = shipped, f"checkpoints/{architecture} (shipped)"
+    elif recipe is not None:
+        workdir = out / victim.name / WORKDIR
+        _check_workdir(workdir, recipe, victim.name, problems)
+        return VictimPlan(victim, architecture, trained,
+                          f"{victim.name}/{TRAINED} (trained by this suite)", None, recipe, True)
+    else:
+        problems.append(f"victim {victim.name}: no checkpoint (looked in {shipped} and "
+                        f"{trained}) and no recipe to train one; give Victim(checkpoint=...) "
+                        f"or Victim(recipe=...)")
+        return None
+    meta = _checkpoint_meta(directory, architecture, victim.name, problems)
+    if meta is None:
+        return None
+    return VictimPlan(victim, architecture, directory, ident, meta.get("exported"), recipe, False,
+                      meta.get("num_classes", 10))
+
+
+def _check_workdir(workdir: Path, recipe: TrainConfig, name: str, problems: list[str]) -> None:
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        problems.append(f"victim {name}: {path} is corrupt ({e}); move {workdir} away")
+        return
+    if previous != _normalise(recipe.to_dict()):
+        problems.append(f"victim {name}: {workdir} holds a training run of another recipe "
+                        f"({_differences(previous, _normalise(recipe.to_dict()))}); move it "
+                        f"away to train anew")
+
+
+def check_record(out: Path, suite: Suite, settings: dict, problems: list[str]) -> None:
+    """Checks ``out`` is new, empty or a results folder of this suite with these settings."""
+    if out.exists() and not out.is_dir():
+        problems.append(f"--out {out} is a file, not a folder")
+        return
+    path = out / RECORD
+    if not path.is_file():
+        if out.is_dir() and any(out.iterdir()):
+            problems.append(f"{out} is not empty and holds no {RECORD}: not a results folder "
+                            f"of a suite; use a new --out")
+        return
+    try:
+        previous = json.loads(path.read_text())
+        name, old = previous["suite"], previous["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        problems.append(f"{path} is corrupt ({type(e).__name__}: {e}); move the folder away")
+        return
+    if name != suite.name:
+        problems.append(f"{out} holds results of suite {name!r}, not {suite.name!r}; use "
+                        f"another --out")
+    elif old != _normalise(settings):
+        problems.append(f"{out} holds results of suite {name!r} with other settings "
+                        f"({_differences(old, _normalise(settings))}); use another --out or "
+                        f"the same options")
+
+
+def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
+              problems: list[str]) -> CellPlan:
+    """Reads a cell's folder (if any) and checks it against the configuration of this run."""
+    directory = cell.directory(plan_so_far.out)
+    done = 0
+    try:
+        rows = results.read_rows(directory)
+        done = len({r["attack_id"] for r in rows})
+    except PixeljaxError as e:
+        problems.append(f"cell {cell.key}: {e}")
+        return CellPlan(cell, directory, attacks, 0)
+    if not (directory / results.CONFIG).is_file():
+        if rows:
+            problems.append(f"cell {cell.key}: {directory} has results but no "
+                            f"{results.CONFIG}; move it away")
+        return CellPlan(cell, directory, attacks, done)
+    try:
+        stored = results.read_config(directory)
+    except PixeljaxError as e:
+        problems.append(f"cell {cell.key}: {e}")
+        return CellPlan(cell, directory, attacks, done)
+    if victim.needs_training:
+        if rows:
+            problems.append(f"cell {cell.key}: {directory} holds results, but the checkpoint "
+                            f"they were made with ({victim.checkpoint}) is gone; move the cell "
+                            f"folder away or restore the checkpoint")
+        return CellPlan(cell, directory, attacks, done)
+    expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint))
+    if stored != expected:
+        problems.append(f"cell {cell.key}: {directory} holds results of another configuration "
+                        f"({_differences(stored, expected)}); use another --out")
+    return CellPlan(cell, directory, attacks, done)
+
+
+def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | None:
+    try:
+        return load_dataset(spec, split)
+    except PixeljaxError as e:
+        problems.append(f"{what}: {e}")
+        return None
+
+
+def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
+              train_data: str | None = None, slots: int = 32, batch_size: int = 1024,
+              segment: int = 10) -> Plan:
+    """Checks everything a run of ``suite`` into ``out`` needs.
+
+    Args:
+      suite: the suite.
+      out: the results folder.
+      data: the data spec attacked (default: the suite's).
+      train_data: the data spec victims without a checkpoint train on (default: ``data``).
+      slots, batch_size, segment: engine sizes (checked here, not recorded: results do not
+        depend on them).
+
+    Raises:
+      PixeljaxError: listing every problem found.
+    """
+    out = Path(out)
+    problems: list[str] = []
+    spec = data if data is not None else suite.data
+    test = None
+    if spec is None:
+        problems.append(f"suite {suite.name} names no data; pass --data SPEC")
+    else:
+        test = _load(spec, suite.split, f"--data {spec}", problems)
+    if suite.strategy not in STRATEGIES:
+        problems.append(f"suite {suite.name}: unknown strategy {suite.strategy!r}; expected one "
+                        f"of {STRATEGIES}")
+    shape = test.x.shape[1:] if test is not None else (32, 32, 3)
+    for pixels in suite.pixels:
+        try:
+            check_budget(pixels, suite.popsize, suite.maxiter, shape, slots=slots,
+                         batch_size=batch_size, segment=segment)
+        except PixeljaxError as e:
+            problems.append(f"suite {suite.name}: {e}")
+    victims = {v.name: plan_victim(v, out, problems) for v in suite.victims}
+    if test is None:
+        raise PixeljaxError(_report(suite, problems))
+    for v in victims.values():
+        if v is not None and v.num_classes not in (None, test.num_classes):
+            problems.append(f"victim {v.victim.name}: its network has {v.num_classes} classes, "
+                            f"the data {test.num_classes}")
+    wanted = suite.sample if suite.sample is not None else suite.images
+    n_images = len(test) if wanted is None else min(wanted, len(test))
+    plan = Plan(suite=suite, out=out, data_spec=spec, data=test, train_spec=None,
+                train_set=None, n_images=n_images, first=suite.sample is None,
+                victims={k: v for k, v in victims.items() if v is not None}, cells=[])
+    check_record(out, suite, plan.settings(), problems)
+    cells = []
+    for cell in suite.cells():
+        victim = plan.victims.get(cell.victim.name)
+        if victim is None:
+            continue
+        k = test.num_classes
+        attacks = n_images * (k - 1 if cell.mode == "all-targets" else 1)
+        cells.append(plan_cell(cell, plan, victim, attacks, problems))
+    training = [v for v in plan.victims.values() if v.needs_training
+                and any(not c.complete for c in cells if c.cell.victim.name == v.victim.name)]
+    train_spec, train_set = None, None
+    if training:
+        train_spec = train_data if train_data is not None else spec
+        names = ", ".join(v.victim.name for v in training)
+        if train_spec == "sample":
+            problems.append(f"{names}: no checkpoint yet, so training comes first, but the "
+                            f"shipped sample holds test images only; pass --train-data SPEC "
+                            f"(e.g. a CIFAR-10 folder or tfds)")
+        else:
+            train_set = _load(train_spec, "train", f"{names}: no checkpoint yet, so training "
+                              f"comes first, on --train-data {train_spec}", problems)
+        for v in training if train_set is not None else ():
+            n = min(len(train_set), v.victim.train_images or len(train_set))
+            if n < v.recipe.batch_size:
+                problems.append(f"victim {v.victim.name}: {n} training images, fewer than one "
+                                f"batch of {v.recipe.batch_size}")
+    if problems:
+        raise PixeljaxError(_report(suite, problems))
+    return dataclasses.replace(plan, cells=cells, train_spec=train_spec, train_set=train_set)
+
+
+def _report(suite: Suite, problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"suite {suite.name} cannot run: {problems[0]}"
+    return (f"suite {suite.name} cannot run ({len(problems)} problems):\n"
+            + "\n".join(f"  - {p}" for p in problems))

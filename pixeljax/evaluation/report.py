@@ -1,0 +1,383 @@
+"""``OUT/report.md``: a suite's results, beside the paper's, with figures and tables.
+
+Files written into the results folder:
+  * ``report.md``: settings, progress, the results table with the paper's published numbers
+    and their caveats, figures, generations and evaluations to success, victims, cost;
+  * ``figures/success_by_pixels.png``, ``figures/class_pairs_<model>.png``,
+    ``figures/classes_reached_<model>.png``, ``figures/examples_<model>.png``;
+  * ``tables/*.csv``: every table of the report (``pandas.read_csv`` reads them).
+
+Everything is computed from the stored results; the only typed-in numbers are the paper's, in
+``pixeljax.evaluation.paper``. Reference: Su, Vargas, Sakurai, "One pixel attack for fooling
+deep neural networks", arXiv 1710.08864 (TEVC 2019).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+
+from pixeljax.data import load_dataset
+from pixeljax.errors import PixeljaxError
+from pixeljax.evaluation import figures, paper, tables
+from pixeljax.evaluation.store import ALL_TARGETS, CellResults, SuiteResults, load_results
+from pixeljax.stats import CellStats, Rate, cell_statistics
+
+REPORT = "report.md"
+FIGURES = "figures"
+TABLES = "tables"
+EXAMPLES = 8
+
+
+def _pct(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.1%}"
+
+
+def _rate(rate: Rate | None) -> str:
+    if rate is None or not rate.trials:
+        return "–"
+    low, high = rate.interval
+    return f"{rate.rate:.1%} [{low:.1%}, {high:.1%}] ({rate.successes}/{rate.trials})"
+
+
+def _num(value, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:,.{digits}f}"
+
+
+def _paper(metric: str, architecture: str | None, pixels: int, *, percent: bool = True) -> str:
+    """The published number for a paper network (or, with None, the networks together)."""
+    if architecture is not None and architecture not in paper.paper_models():
+        return "–"
+    own = paper.published(metric, architecture, pixels) if architecture else None
+    found = own or paper.published(metric, None, pixels)
+    if found is None:
+        return "–"
+    text = f"{found.value:.2%}" if percent else f"{found.value:g}"
+    return text + ("" if found.verified else "*") + ("" if own else " (all)")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+            + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def compute_statistics(results: SuiteResults) -> dict[str, CellStats]:
+    """Statistics of every cell that has results."""
+    k = len(results.class_names)
+    return {c.key: cell_statistics(c.rows, mode=c.mode, num_classes=k)
+            for c in results.cells if c.started}
+
+
+def write_report(out: str | Path, *, data: str | None = None) -> Path:
+    """Writes ``OUT/report.md`` with its figures and CSV tables; returns its path.
+
+    Args:
+      out: a suite's results folder (``pixeljax evaluate ... --out OUT``).
+      data: where the attacked images are, for the example grids (default: the data the suite
+        ran on, as recorded in ``suite.json``).
+
+    Raises:
+      PixeljaxError: not a suite's results folder, or its results are corrupt or mixed.
+    """
+    out = Path(out)
+    results = load_results(out)
+    stats = compute_statistics(results)
+    csvs = _write_tables(results, stats, out / TABLES)
+    pngs = _write_figures(results, stats, out / FIGURES)
+    examples, note = _write_examples(results, out / FIGURES, data)
+    lines = _header(results)
+    lines += _results_section(results, stats)
+    lines += _figures_section(results, pngs)
+    lines += _examples_section(results, examples, note)
+    lines += _effort_section(results, stats)
+    lines += _victims_section(results)
+    lines += _cost_section(results)
+    lines += ["## Tables", "", "Every table above as CSV:", ""]
+    lines += [f"- [{p.name}]({TABLES}/{p.name})" for p in csvs] + [""]
+    path = out / REPORT
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _write_tables(results, stats, folder: Path) -> list[Path]:
+    return [
+        tables.write_csv(folder / "cells.csv", tables.cells_table(results, stats)),
+        tables.write_csv(folder / "paper_comparison.csv", tables.paper_table(results, stats),
+                         tables.PAPER_COLUMNS),
+        tables.write_csv(folder / "pooled.csv", tables.pooled_table(results, stats),
+                         tables.POOLED_COLUMNS),
+        tables.write_csv(folder / "class_pairs.csv", tables.class_pair_table(results, stats),
+                         tables.PAIR_COLUMNS),
+        tables.write_csv(folder / "classes_reached.csv",
+                         tables.classes_reached_table(results, stats), tables.REACHED_COLUMNS),
+        tables.write_csv(folder / "cost.csv", tables.cost_table(results), tables.COST_COLUMNS),
+    ]
+
+
+def _header(results: SuiteResults) -> list[str]:
+    s = results.settings
+    done = [c for c in results.cells if c.complete]
+    rows_done = sum(min(len(c.rows), c.attacks) for c in results.cells)
+    rows_all = sum(c.attacks for c in results.cells)
+    images = (f"the first {s['n_images']:,}" if s["first"] else
+              f"a random sample of {s['n_images']:,} (seed {s['seed']})")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# One-pixel attack: suite `{results.name}`", ""]
+    if results.record.get("description"):
+        lines += [results.record["description"], ""]
+    lines += [f"Written by `pixeljax report` on {now} from the results in this folder. Every "
+              f"number is computed from them, except the paper's published numbers (constants "
+              f"of the paper, in `pixeljax/evaluation/paper.py`).", "",
+              "## Settings", ""]
+    lines += _table(["setting", "value"], [
+        ["data", f"`{s['data']}` ({s['split']} split)"], ["images", images],
+        ["population", s["popsize"]], ["generations", s["maxiter"]],
+        ["strategy", f"DE/{s['strategy']}, F = {s['F']}, " + (
+            "no crossover" if s["crossover"] is None else f"crossover {s['crossover']}")],
+        ["targeted early stop", f"target probability > {s['target_threshold']}"],
+        ["non-targeted early stop", "misclassified" if s["true_threshold"] is None
+         else f"true-class probability < {s['true_threshold']}"],
+        ["seed", s["seed"]]])
+    lines += ["", f"Progress: {len(done)} of {len(results.cells)} cells complete, "
+                  f"{rows_done:,} of {rows_all:,} attacks."]
+    unfinished = [f"`{c.key}` ({tables.status(c)}, {len(c.rows):,}/{c.attacks:,})"
+                  for c in results.cells if not c.complete]
+    if unfinished:
+        lines += ["", "Not finished (numbers below cover what is done): "
+                  + ", ".join(unfinished) + "."]
+    return lines + [""]
+
+
+def _results_section(results: SuiteResults, stats) -> list[str]:
+    header = ["model", "pixels", "mode", "accuracy on selected images", "success [95% CI]",
+              "paper", "targeted [95% CI]", "paper", "mean confidence", "paper",
+              "classes reached", "paper"]
+    rows = []
+    for c in results.cells:
+        s = stats.get(c.key)
+        if s is None:
+            continue
+        protocol = c.mode == ALL_TARGETS
+        arch = c.architecture
+        rows.append([c.model, c.pixels, c.mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
+                     _rate(s.success), _paper("success", arch, c.pixels) if protocol else "",
+                     _rate(s.targeted), _paper("targeted", arch, c.pixels) if protocol else "",
+                     _pct(s.mean_confidence),
+                     _paper("confidence", arch, c.pixels) if protocol else "",
+                     _num(s.mean_classes_reached),
+                     _paper("classes_reached", arch, c.pixels, percent=False)
+                     if protocol else ""])
+    lines = ["## Results", ""]
+    if not rows:
+        return lines + ["No cell has results yet.", ""]
+    lines += _table(header, rows) + [""]
+    pooled = tables.pooled_table(results, stats)
+    if pooled and len(results.models) > 1:
+        lines += ["All networks together (images pooled; the paper averages its networks' "
+                  "rates):", ""]
+        lines += _table(["pixels", "mode", "networks", "success [95% CI]", "mean of rates",
+                         "paper"],
+                        [[p["pixels"], p["mode"], p["models"],
+                          _rate(Rate(p["successes"], p["trials"])), _pct(p["mean_of_rates"]),
+                          _paper("success", None, p["pixels"])
+                          if p["mode"] == ALL_TARGETS else ""] for p in pooled]) + [""]
+    lines += ["Success counts images fooled out of images attacked (correctly classified); "
+              "under all-targets an image is fooled when any of its targets is reached, the "
+              "paper's definition. Targeted counts (image, target) pairs. Intervals are 95% "
+              "Wilson intervals. Paper numbers marked * are unverified, \"(all)\" marks a "
+              "number over the paper's networks together.", "", "Caveats of the comparison:", ""]
+    lines += [f"- {c}" for c in paper.CAVEATS] + [""]
+    return lines
+
+
+def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path]:
+    pngs: dict[str, Path] = {}
+    series = []
+    for model in results.models:
+        for mode in dict.fromkeys(c.mode for c in results.cells):
+            cells = [c for c in results.cells if (c.model, c.mode) == (model, mode)
+                     and c.key in stats]
+            if cells:
+                rates = [stats[c.key].success for c in cells]
+                series.append((model, mode, [c.pixels for c in cells],
+                               [r.rate for r in rates], [r.interval[0] for r in rates],
+                               [r.interval[1] for r in rates]))
+    if series:
+        published = [p for p in paper.PUBLISHED if p.metric == "success" and p.model is None]
+        pngs["success_by_pixels"] = figures.success_by_pixels(
+            series, folder / "success_by_pixels.png",
+            paper=[("paper: all networks, any target", p.pixels, p.value)
+                   for p in published],
+            title=f"{results.name}: success rate by pixels changed")
+    for model in results.models:
+        cells = [c for c in results.cells if c.model == model and c.key in stats]
+        if cells:
+            pngs[f"class_pairs_{model}"] = figures.class_pair_heatmaps(
+                [(f"{c.pixels} px {c.mode}", stats[c.key].class_pairs) for c in cells],
+                results.class_names, folder / f"class_pairs_{model}.png",
+                title=f"{model}: successful attacks by class pair")
+        reached = [(f"{c.pixels} px", stats[c.key].classes_reached) for c in cells
+                   if stats[c.key].classes_reached is not None]
+        if reached:
+            pngs[f"classes_reached_{model}"] = figures.classes_reached_histogram(
+                reached, folder / f"classes_reached_{model}.png",
+                title=f"{model}: classes each image can be perturbed to")
+    return pngs
+
+
+def _figures_section(results: SuiteResults, pngs: dict[str, Path]) -> list[str]:
+    lines = []
+    if "success_by_pixels" in pngs:
+        lines += ["## Success rate by pixel count", "",
+                  f"![success rate by pixels]({FIGURES}/success_by_pixels.png)", ""]
+    heatmaps = [m for m in results.models if f"class_pairs_{m}" in pngs]
+    if heatmaps:
+        lines += ["## Class pairs", "", "Successful attacks by original class (rows) and "
+                  "adversarial class (columns).", ""]
+        for m in heatmaps:
+            lines += [f"### {m}", "", f"![{m} class pairs]({FIGURES}/class_pairs_{m}.png)", ""]
+    reached = [m for m in results.models if f"classes_reached_{m}" in pngs]
+    if reached:
+        lines += ["## Number of classes reached", "", "For each attacked image, how many of "
+                  "the other classes an all-targets attack reaches.", ""]
+        for m in reached:
+            lines += [f"### {m}", "",
+                      f"![{m} classes reached]({FIGURES}/classes_reached_{m}.png)", ""]
+    return lines
+
+
+def _example_cell(results: SuiteResults, model: str) -> CellResults | None:
+    cells = [c for c in results.cells if c.model == model and c.started]
+    if not cells:
+        return None
+    return min(cells, key=lambda c: (c.pixels, c.mode != "non-targeted"))
+
+
+def _example_rows(cell: CellResults) -> list[dict]:
+    """Successes first (most confident first), one attack per image."""
+    rows = sorted((r for r in cell.rows if r["status"] != "skipped"),
+                  key=lambda r: (-r["success"], -r["confidence"]))
+    chosen, images = [], set()
+    for r in rows:
+        if r["image_index"] not in images:
+            chosen.append(r)
+            images.add(r["image_index"])
+        if len(chosen) == EXAMPLES:
+            break
+    return chosen
+
+
+def _write_examples(results: SuiteResults, folder: Path,
+                    data: str | None) -> tuple[dict[str, tuple[Path, CellResults]], str]:
+    from pixeljax.figures import adversarial_grid
+
+    wanted = {m: c for m in results.models if (c := _example_cell(results, m)) is not None}
+    wanted = {m: (c, rows) for m, c in wanted.items() if (rows := _example_rows(c))}
+    if not wanted:
+        return {}, ""
+    spec = data or results.settings["data"]
+    try:
+        images = load_dataset(spec, results.settings["split"])
+    except PixeljaxError as e:
+        return {}, (f"Examples left out: the attacked images cannot be read ({e}); "
+                    f"run `pixeljax report {results.out} --data SPEC`.")
+    needed = {r["image_index"] for _, rows in wanted.values() for r in rows}
+    lookup = {int(i): x for i, x in zip(images.index, images.x) if int(i) in needed}
+    missing = needed - lookup.keys()
+    if missing:
+        return {}, (f"Examples left out: {spec} lacks attacked image(s) "
+                    f"{sorted(missing)[:5]}; pass the data the suite ran on with --data.")
+    out = {}
+    for model, (cell, rows) in wanted.items():
+        won = sum(r["success"] for r in rows)
+        path = adversarial_grid(rows, lookup, cell.pixels, images.class_names,
+                                folder / f"examples_{model}.png",
+                                title=f"{model}: {cell.pixels}-pixel {cell.mode} "
+                                      f"({won} of {len(rows)} shown succeed)")
+        out[model] = (path, cell)
+    return out, ""
+
+
+def _examples_section(results, examples, note: str) -> list[str]:
+    if not examples and not note:
+        return []
+    lines = ["## Adversarial examples", "", "Originals (top) with their class and "
+             "probability, adversarial images (bottom) with the class they are given; the "
+             "changed pixels are circled (red: the attack succeeded, grey: it failed).", ""]
+    if note:
+        lines += [note, ""]
+    for model, (path, cell) in examples.items():
+        lines += [f"### {model} ({cell.pixels} px, {cell.mode})", "",
+                  f"![{model} examples]({FIGURES}/{path.name})", ""]
+    return lines
+
+
+def _spread(q) -> str:
+    if not q.count:
+        return "–"
+    return (f"{_num(q.median, 0)} ({_num(q.q25, 0)}–{_num(q.q75, 0)}; "
+            f"90%: {_num(q.q90, 0)})")
+
+
+def _effort_section(results: SuiteResults, stats) -> list[str]:
+    rows = []
+    for c in results.cells:
+        s = stats.get(c.key)
+        if s is None:
+            continue
+        rows.append([c.model, c.pixels, c.mode, s.successful_attacks,
+                     _spread(s.generations), _spread(s.evaluations),
+                     _num(s.evaluations.mean, 0)])
+    if not rows:
+        return []
+    s = results.settings
+    budget = s["popsize"] * (s["maxiter"] + 1)
+    return (["## Effort of successful attacks", "",
+             f"Generations and model evaluations a successful attack needed: median "
+             f"(quartiles; 90th percentile). The budget is {budget:,} evaluations "
+             f"({s['popsize']} x {s['maxiter']} generations plus the initial population).", ""]
+            + _table(["model", "pixels", "mode", "successful attacks", "generations",
+                      "evaluations", "mean evaluations"], rows) + [""])
+
+
+def _victims_section(results: SuiteResults) -> list[str]:
+    rows = []
+    for model in results.models:
+        entry = results.record["victims"].get(model, {})
+        meta = results.victim_metadata(model) or {}
+        seconds = meta.get("training_seconds")
+        published = paper.published("accuracy", entry.get("architecture"), 1)
+        rows.append([model, entry.get("architecture", model), f"`{entry.get('checkpoint')}`",
+                     _pct(meta.get("test_accuracy")), f"{meta.get('test_images', '–')}",
+                     f"{published.value:.1%}*" if published else "–",
+                     "–" if seconds is None else f"{seconds / 60:,.1f} min"])
+    return (["## Victims", ""]
+            + _table(["model", "architecture", "checkpoint", "test accuracy (checkpoint)",
+                      "test images", "paper", "training time"], rows) + [""])
+
+
+def _device(cost: dict) -> str:
+    """``H200``, or ``H200 x 8`` for a run over several devices."""
+    n = cost.get("devices")
+    return f"{cost['device']}" + (f" x {n}" if isinstance(n, int) and n > 1 else "")
+
+
+def _cost_section(results: SuiteResults) -> list[str]:
+    cost = tables.cost_table(results)
+    if not cost:
+        return []
+    rows = [[c["model"], c["pixels"], c["mode"], f"{c['wall_seconds']:,.1f} s",
+             f"{c['evaluations']:,}", f"{c['evaluations_per_second']:,.0f}", _device(c)]
+            for c in cost]
+    wall = sum(c["wall_seconds"] for c in cost)
+    evaluations = sum(c["evaluations"] for c in cost)
+    devices = ", ".join(sorted({_device(c) for c in cost}))
+    rows.append(["**total**", "", "", f"{wall:,.1f} s ({wall / 3600:.2f} h)",
+                 f"{evaluations:,}", f"{evaluations / wall:,.0f}" if wall else "–", devices])
+    return (["## Cost", "", "From each cell's `summary.json`: wall time of the attacks "
+             "(compilation included, training excluded), model evaluations and throughput.", ""]
+            + _table(["model", "pixels", "mode", "wall time", "model evaluations",
+                      "evaluations/s", "device"], rows) + [""])

@@ -1,0 +1,165 @@
+"""Runs a suite: trains the victims that need it, then attacks every cell, resumably.
+
+Each cell is one ``pixeljax.attack.run.attack_folder`` run into ``OUT/<victim>/<pixels>px-<mode>``;
+finished cells are skipped, a cell cut short resumes where it stopped (``attack_folder`` keeps
+every finished attack), and ``OUT/suite.json`` records the suite and its settings so a folder of
+another suite or configuration is refused instead of mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from pixeljax import results
+from pixeljax.attack.engine import AttackParams, EngineConfig
+from pixeljax.attack.run import attack_folder
+from pixeljax.checkpoint import Victim, load_victim
+from pixeljax.de.core import DEParams
+from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
+from pixeljax.evaluation.store import read_summary
+from pixeljax.evaluation.suite import Suite
+from pixeljax.evaluation.victims import train_victim
+
+
+def with_images(suite: Suite, *, images: int | None = None, sample: int | None = None) -> Suite:
+    """The suite attacking the first ``images`` images, or a random ``sample`` of them."""
+    if sample is not None:
+        return dataclasses.replace(suite, images=None, sample=sample)
+    if images is not None:
+        return dataclasses.replace(suite, images=images, sample=None)
+    return suite
+
+
+def engine_config(suite: Suite, pixels: int, *, slots: int, batch_size: int,
+                  segment: int) -> EngineConfig:
+    """The engine for one pixel count; sizes do not change results, only speed and memory."""
+    return EngineConfig(pixels=pixels, popsize=suite.popsize, maxiter=suite.maxiter,
+                        strategy=suite.strategy, slots=slots, batch_size=batch_size,
+                        segment=segment)
+
+
+def attack_params(suite: Suite) -> AttackParams:
+    return AttackParams(
+        de=DEParams(F=suite.F, crossover_rate=1.0 if suite.crossover is None
+                    else suite.crossover),
+        target_threshold=suite.target_threshold,
+        true_threshold=-1.0 if suite.true_threshold is None else suite.true_threshold)
+
+
+def write_record(plan: Plan) -> None:
+    """Writes ``OUT/suite.json`` (atomically)."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    path = plan.out / RECORD
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(plan.record(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _reset_unstarted(cell: CellPlan, config: dict) -> None:
+    """A cell folder with a ``config.json`` but no attack yet may be re-configured (e.g. after
+    its victim was retrained): there is nothing to mix."""
+    path = cell.directory / results.CONFIG
+    if path.is_file() and not results.read_rows(cell.directory):
+        if results.read_config(cell.directory) != json.loads(json.dumps(config)):
+            path.unlink()
+
+
+def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
+              train_data: str | None = None, images: int | None = None,
+              sample: int | None = None, slots: int = 32, batch_size: int = 1024,
+              segment: int = 10, progress: bool = True,
+              log: Callable[[str], None] | None = None) -> list[dict]:
+    """Runs every cell of ``suite`` into ``out``.
+
+    Args:
+      suite: the suite.
+      out: the results folder (``OUT/suite.json`` and one folder per cell).
+      data, train_data: data specs (see ``pixeljax.data.load_dataset``): the images attacked
+        (default: the suite's) and those victims without a checkpoint train on (default:
+        ``data``).
+      images, sample: override the suite's image selection: the first N, or a random N.
+      slots, batch_size, segment: engine sizes (attacks in flight, images per model call,
+        generations between refills); results do not depend on them.
+      progress: show progress bars.
+      log: called with a line per step (plan, training, each cell).
+
+    Returns:
+      The summary of every cell, in suite order.
+
+    Raises:
+      PixeljaxError: anything that keeps the suite from running, found before any work.
+    """
+    say = log or (lambda line: None)
+    suite = with_images(suite, images=images, sample=sample)
+    plan = make_plan(suite, out, data=data, train_data=train_data, slots=slots,
+                     batch_size=batch_size, segment=segment)
+    say(plan.describe())
+    write_record(plan)
+    params = attack_params(suite)
+    bar = tqdm(total=plan.total, initial=plan.done, disable=not progress, unit="attack",
+               desc=f"suite {suite.name}", position=0)
+    try:
+        for name, victim in plan.victims.items():
+            todo = [c for c in plan.cells if c.cell.victim.name == name and not c.complete]
+            if not todo:
+                continue
+            if victim.needs_training:
+                say(f"training {name} with its recipe ({victim.recipe.epochs} epochs)")
+                meta = train_victim(victim, plan.train_set, plan.data, plan.out,
+                                    suite=suite.name, progress=progress)
+                say(f"trained {name}: test accuracy {meta['test_accuracy']:.4f} on "
+                    f"{meta['test_images']} images; exported to {victim.checkpoint}")
+            loaded = _load_victim(victim.architecture, victim.checkpoint)
+            fingerprint = loaded.metadata.get("exported")
+            for cell in todo:
+                _run_cell(plan, cell, loaded.predict, fingerprint, params, bar, say,
+                          slots=slots, batch_size=batch_size, segment=segment)
+    finally:
+        bar.close()
+    return [read_summary(c.directory) for c in plan.cells]
+
+
+_LOADED: dict[tuple, Victim] = {}
+
+
+def _load_victim(architecture: str, checkpoint: Path) -> Victim:
+    """``load_victim``, reusing the last victim loaded from an unchanged checkpoint: the same
+    ``predict`` function means the attack engine's compiled programs are reused too."""
+    stat = (Path(checkpoint) / "metadata.json").stat()
+    key = (architecture, str(Path(checkpoint).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        _LOADED.clear()  # one victim at a time: weights can be large
+        _LOADED[key] = load_victim(architecture, checkpoint)
+    return _LOADED[key]
+
+
+def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, params, bar, say, *,
+              slots: int, batch_size: int, segment: int) -> None:
+    index = [c.cell.key for c in plan.cells].index(cell.cell.key) + 1
+    say(f"[{index}/{len(plan.cells)}] {cell.cell.key}: {cell.attacks - cell.done:,} of "
+        f"{cell.attacks:,} attacks to run")
+    config = plan.cell_config(cell.cell, fingerprint)
+    _reset_unstarted(cell, config)
+    seen = 0
+
+    def on_rows(rows):
+        nonlocal seen
+        seen += len(rows)
+        bar.update(len(rows))
+
+    bar.set_postfix_str(cell.cell.key)
+    engine = engine_config(plan.suite, cell.cell.pixels, slots=slots, batch_size=batch_size,
+                           segment=segment)
+    summary = attack_folder(predict, plan.data, cell.directory, config, engine=engine,
+                            params=params, seed=plan.suite.seed, n_images=plan.n_images,
+                            first=plan.first, mode=cell.cell.mode, progress=False,
+                            on_rows=on_rows)
+    bar.update(max(0, cell.attacks - cell.done - seen))  # rows of skipped images
+    say(f"  {cell.cell.key}: {summary['n_success']}/{summary['n_attacked']} images fooled "
+        f"({summary['success_rate']:.1%}), {summary['n_skipped']} skipped (misclassified)")

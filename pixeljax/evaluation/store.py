@@ -1,0 +1,168 @@
+"""Reading a suite's results folder back: ``suite.json`` and every cell's results.
+
+    OUT/suite.json                          the suite, its settings and its cells
+    OUT/<victim>/<pixels>px-<mode>/         one attack results folder per cell
+        (config.json, results, summary.json: see ``pixeljax.results``)
+    OUT/<victim>/checkpoint, OUT/<victim>/train   a victim the suite trained
+
+Results are read through ``pixeljax.results`` only, never by opening their files here, so the
+reader follows any change of how a results folder is laid out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from pixeljax import results
+from pixeljax.checkpoint import read_metadata
+from pixeljax.errors import PixeljaxError
+from pixeljax.evaluation.plan import RECORD, TRAINED
+
+ALL_TARGETS = "all-targets"
+
+
+def load_record(out: str | Path) -> dict:
+    """The ``suite.json`` of a results folder.
+
+    Raises:
+      PixeljaxError: no ``suite.json`` (not a suite's results folder), or a corrupt one.
+    """
+    path = Path(out) / RECORD
+    if not path.is_file():
+        raise PixeljaxError(f"{out} is not the results folder of a suite (no {RECORD}); run "
+                            f"'pixeljax evaluate SUITE --out {out}' first")
+    try:
+        record = json.loads(path.read_text())
+        for key in ("suite", "settings", "cells", "victims", "class_names"):
+            record[key]  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PixeljaxError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
+    return record
+
+
+def read_summary(directory: str | Path) -> dict | None:
+    """A cell's ``summary.json``, or None when the cell has not run."""
+    path = Path(directory) / results.SUMMARY
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class CellResults:
+    """One cell as stored.
+
+    Attributes:
+      key: ``<victim>/<pixels>px-<mode>``.
+      model: the victim's name; architecture: its network.
+      pixels, mode: the attack.
+      directory: the cell's results folder.
+      rows: its result rows (empty when it has not run).
+      summary: its ``summary.json`` (cost: wall time, evaluations, device), or None.
+      attacks: rows it has when finished.
+    """
+
+    key: str
+    model: str
+    architecture: str
+    pixels: int
+    mode: str
+    directory: Path
+    rows: list[dict]
+    summary: dict | None
+    attacks: int
+
+    @property
+    def started(self) -> bool:
+        return bool(self.rows)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.rows) >= self.attacks
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteResults:
+    """A suite's results folder: its record and every cell's results."""
+
+    out: Path
+    record: dict
+    cells: list[CellResults]
+
+    @property
+    def name(self) -> str:
+        return self.record["suite"]
+
+    @property
+    def settings(self) -> dict:
+        return self.record["settings"]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.record["class_names"])
+
+    @property
+    def models(self) -> list[str]:
+        """Victim names in suite order."""
+        return list(dict.fromkeys(c.model for c in self.cells))
+
+    def cell(self, model: str, pixels: int, mode: str) -> CellResults | None:
+        for c in self.cells:
+            if (c.model, c.pixels, c.mode) == (model, pixels, mode):
+                return c
+        return None
+
+    def victim_metadata(self, model: str) -> dict | None:
+        """The attacked checkpoint's metadata (accuracy, training time), if still readable."""
+        entry = self.record["victims"].get(model, {})
+        for directory in (self.out / model / TRAINED, entry.get("checkpoint_path")):
+            if directory and (Path(directory) / "metadata.json").is_file():
+                try:
+                    return read_metadata(directory)
+                except PixeljaxError:
+                    return None
+        return None
+
+
+def _parse_key(key: str) -> tuple[str, int, str]:
+    try:
+        model, rest = key.split("/")
+        pixels, mode = rest.split("px-", 1)
+        return model, int(pixels), mode
+    except ValueError:
+        raise PixeljaxError(f"{RECORD}: malformed cell {key!r}") from None
+
+
+def load_results(out: str | Path) -> SuiteResults:
+    """Reads a suite's results folder (read-only: nothing is repaired or rewritten).
+
+    Raises:
+      PixeljaxError: not a suite's results folder, a cell of another suite or configuration,
+        or a corrupt results file.
+    """
+    out = Path(out)
+    record = load_record(out)
+    settings = record["settings"]
+    k = len(record["class_names"])
+    cells = []
+    for key in record["cells"]:
+        model, pixels, mode = _parse_key(key)
+        directory = out / model / f"{pixels}px-{mode}"
+        rows, summary = [], None
+        if (directory / results.CONFIG).is_file():
+            config = results.read_config(directory)
+            mine = {name: config.get(name) for name in settings}
+            if config.get("suite") != record["suite"] or mine != settings:
+                raise PixeljaxError(f"{directory} holds results of another suite or "
+                                    f"configuration than {out / RECORD} records; move it away")
+            rows = results.read_rows(directory)
+            summary = read_summary(directory)
+        architecture = record["victims"].get(model, {}).get("architecture", model)
+        attacks = settings["n_images"] * (k - 1 if mode == ALL_TARGETS else 1)
+        cells.append(CellResults(key=key, model=model, architecture=architecture, pixels=pixels,
+                                 mode=mode, directory=directory, rows=rows, summary=summary,
+                                 attacks=attacks))
+    return SuiteResults(out=out, record=record, cells=cells)

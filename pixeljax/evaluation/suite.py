@@ -1,0 +1,203 @@
+"""Evaluation suites: which victims to attack, with how many pixels, how, on which images.
+
+A suite is a small Python file in ``evaluate/`` (or anywhere, given by path) that starts with the
+command that runs it and defines ``SUITE = Suite(...)``, in the manner of big_vision's configs.
+Its *cells* are every (victim, pixel count, mode) combination; each cell is one
+``pixeljax.attack.run.attack_folder`` run into ``OUT/<victim>/<pixels>px-<mode>/``.
+
+Example (``evaluate/quick.py``)::
+
+    \"\"\"The paper's grid on a handful of images.
+
+        pixeljax evaluate quick --out runs/quick
+    \"\"\"
+    from pixeljax.evaluation import Suite, Victim
+
+    SUITE = Suite(name="quick", victims=(Victim("allconv", recipe="allconv"),),
+                  pixels=(1, 3, 5), images=5, popsize=20, maxiter=10)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+from pathlib import Path
+
+from pixeljax.errors import PixeljaxError
+from pixeljax.training import TrainConfig
+
+SUITES = Path(__file__).resolve().parents[2] / "evaluate"
+MODES = ("non-targeted", "all-targets")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Victim:
+    """A network a suite attacks.
+
+    Its checkpoint is, in this order: ``checkpoint`` when given; the one an earlier run of the
+    suite trained into ``OUT/<name>/checkpoint``; the shipped ``checkpoints/<architecture>``.
+    When none exists, ``recipe`` trains it first (into ``OUT/<name>/train``).
+
+    Attributes:
+      name: the victim's folder name in the results; also its architecture when there is no
+        recipe.
+      recipe: a training recipe: a name in ``train/``, a path to a recipe ``.py`` file, or a
+        :class:`TrainConfig`. Its ``model`` is the architecture (a recipe file may register
+        its own).
+      checkpoint: a checkpoint folder to attack (relative paths: from the current directory).
+      train_images: train on the first N training images only (None: all of them).
+      eval_images: evaluate during training and at export on the first N test images only.
+    """
+
+    name: str
+    recipe: str | TrainConfig | None = None
+    checkpoint: str | None = None
+    train_images: int | None = None
+    eval_images: int | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PixeljaxError(f"victim name {self.name!r} must be a plain folder name "
+                                f"(letters, digits, '_', '-', '.')")
+        if self.recipe is not None and not isinstance(self.recipe, (str, TrainConfig)):
+            raise PixeljaxError(f"victim {self.name}: recipe must be a name, a path or a "
+                                f"TrainConfig, got {type(self.recipe).__name__}")
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", str(self.checkpoint))
+        for field in ("train_images", "eval_images"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise PixeljaxError(f"victim {self.name}: {field} must be a positive integer, "
+                                    f"got {value!r}")
+
+    def describe(self) -> dict:
+        """A JSON-friendly description (for ``suite.json``)."""
+        recipe = self.recipe.to_dict() if isinstance(self.recipe, TrainConfig) else self.recipe
+        return {"name": self.name, "recipe": recipe, "checkpoint": self.checkpoint,
+                "train_images": self.train_images, "eval_images": self.eval_images}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One attack run of a suite: a victim, a pixel count and a mode."""
+
+    victim: Victim
+    pixels: int
+    mode: str
+
+    @property
+    def key(self) -> str:
+        """``<victim>/<pixels>px-<mode>``, the cell's folder below the results folder."""
+        return f"{self.victim.name}/{self.pixels}px-{self.mode}"
+
+    def directory(self, out: str | Path) -> Path:
+        return Path(out) / self.victim.name / f"{self.pixels}px-{self.mode}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A grid of attack runs.
+
+    Attributes:
+      name: the suite's name (recorded in ``OUT/suite.json``; another suite's folder is refused).
+      victims: the networks to attack.
+      pixels: pixel counts.
+      modes: "non-targeted" (each image once, the true class's probability minimised) and/or
+        "all-targets" (the paper's protocol: each image towards each other class).
+      images: attack the first N images of the split (None: all of them).
+      sample: attack a seeded random sample of N images instead (the paper: 500 per network);
+        the same images for every victim, so networks compare on equal footing.
+      split: the data split attacked.
+      data: the default ``--data`` spec (None: the command line must give one).
+      popsize, maxiter: the DE budget (the paper: 400 and 100).
+      strategy, F, crossover: DE settings (the paper: rand1, 0.5, no crossover).
+      target_threshold: a targeted attack stops once the target's probability exceeds it.
+      true_threshold: a non-targeted attack stops once the true class's probability falls
+        below it (None: as soon as the image is misclassified).
+      seed: the attacks' random seed (and the sample's).
+      description: one line for the report.
+    """
+
+    name: str
+    victims: tuple[Victim, ...]
+    pixels: tuple[int, ...] = (1, 3, 5)
+    modes: tuple[str, ...] = MODES
+    images: int | None = None
+    sample: int | None = None
+    split: str = "test"
+    data: str | None = None
+    popsize: int = 400
+    maxiter: int = 100
+    strategy: str = "rand1"
+    F: float = 0.5
+    crossover: float | None = None
+    target_threshold: float = 0.5
+    true_threshold: float | None = None
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "victims", tuple(self.victims))
+        object.__setattr__(self, "pixels", tuple(self.pixels))
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PixeljaxError(f"suite name {self.name!r} must be a plain name")
+        if not self.victims or not all(isinstance(v, Victim) for v in self.victims):
+            raise PixeljaxError(f"suite {self.name}: victims must be a non-empty tuple of Victim")
+        names = [v.name for v in self.victims]
+        if len(set(names)) != len(names):
+            raise PixeljaxError(f"suite {self.name}: victim names must be unique, got {names}")
+        if not self.pixels or not all(isinstance(p, int) and p >= 1 for p in self.pixels):
+            raise PixeljaxError(f"suite {self.name}: pixels must be positive integers, "
+                                f"got {self.pixels}")
+        bad = [m for m in self.modes if m not in MODES]
+        if not self.modes or bad:
+            raise PixeljaxError(f"suite {self.name}: modes must be among {MODES}, got "
+                                f"{self.modes}")
+        for field in ("images", "sample"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise PixeljaxError(f"suite {self.name}: {field} must be a positive integer, "
+                                    f"got {value!r}")
+        if self.images is not None and self.sample is not None:
+            raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
+                                f"random N), not both")
+
+    def cells(self) -> list[Cell]:
+        """Every (victim, pixels, mode), victim by victim, so each victim loads once."""
+        return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes]
+
+
+def suite_names() -> list[str]:
+    """Names of the suites in ``evaluate/`` (file ``paper_cifar10.py`` is ``paper-cifar10``)."""
+    return sorted(p.stem.replace("_", "-") for p in SUITES.glob("*.py")
+                  if not p.stem.startswith("_"))
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """The suite ``evaluate/NAME.py`` (dashes in NAME stand for underscores), or the one in a
+    ``.py`` file given by path.
+
+    Raises:
+      PixeljaxError: no such suite, or the file defines no ``SUITE = Suite(...)``.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".py":
+        path = SUITES / f"{str(name_or_path).replace('-', '_')}.py"
+        if not path.is_file() or path.stem.startswith("_"):
+            raise PixeljaxError(f"unknown suite {str(name_or_path)!r}; expected one of "
+                                f"{', '.join(suite_names())} or a path to a suite .py file")
+    if not path.is_file():
+        raise PixeljaxError(f"suite file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"pixeljax_suite_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except PixeljaxError as e:
+        raise PixeljaxError(f"{path}: {e}") from None
+    suite = getattr(module, "SUITE", None)
+    if not isinstance(suite, Suite):
+        raise PixeljaxError(f"{path} defines no SUITE = Suite(...)")
+    return suite

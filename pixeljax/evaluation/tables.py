@@ -1,0 +1,163 @@
+"""The report's tables as lists of rows, and CSV output (``pandas.read_csv`` reads them).
+
+Every number is computed from stored results (``pixeljax.stats``) or read from each cell's
+``summary.json``; the paper's numbers come from ``pixeljax.evaluation.paper``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pixeljax.evaluation import paper
+from pixeljax.evaluation.store import ALL_TARGETS, SuiteResults
+from pixeljax.stats import CellStats, Rate, pool
+
+CELL_KEYS = ("model", "architecture", "pixels", "mode", "status", "rows", "planned_rows")
+COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
+                "evaluations_per_second", "device", "devices", "processes")
+PAIR_COLUMNS = ("model", "pixels", "mode", "original", "original_name", "adversarial",
+                "adversarial_name", "count")
+REACHED_COLUMNS = ("model", "pixels", "classes", "images")
+POOLED_COLUMNS = ("pixels", "mode", "models", "successes", "trials", "rate", "ci_low",
+                  "ci_high", "mean_of_rates", "paper", "paper_source", "paper_verified")
+PAPER_COLUMNS = ("model", "pixels", "metric", "measured", "ci_low", "ci_high", "paper",
+                 "paper_source", "paper_verified")
+
+
+def _cell_id(cell) -> dict:
+    return {"model": cell.model, "pixels": cell.pixels, "mode": cell.mode}
+
+
+def status(cell) -> str:
+    return "complete" if cell.complete else "partial" if cell.started else "not run"
+
+
+def cells_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """One row per cell: progress, every statistic and the cost."""
+    table = []
+    for cell in results.cells:
+        row = {**_cell_id(cell), "architecture": cell.architecture, "status": status(cell),
+               "rows": len(cell.rows), "planned_rows": cell.attacks}
+        if cell.key in stats:
+            row.update({k: v for k, v in stats[cell.key].to_dict().items() if k != "mode"})
+        row.update(_cost(cell))
+        table.append(row)
+    return table
+
+
+def _cost(cell) -> dict:
+    s = cell.summary or {}
+    return {"wall_seconds": s.get("wall_seconds"), "evaluations": s.get("evaluations"),
+            "evaluations_per_second": s.get("evaluations_per_second"),
+            "device": s.get("device"), "devices": s.get("devices"),
+            "processes": s.get("processes")}
+
+
+def cost_table(results: SuiteResults) -> list[dict]:
+    """Wall time, model evaluations and throughput of every cell that ran."""
+    return [{**_cell_id(c), **_cost(c)} for c in results.cells if c.summary]
+
+
+def class_pair_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """Successful attacks by (original, adversarial) class, long form, every cell."""
+    names = results.class_names
+    table = []
+    for cell in results.cells:
+        if cell.key not in stats:
+            continue
+        for (a, b), count in np.ndenumerate(stats[cell.key].class_pairs):
+            if a != b:
+                table.append({**_cell_id(cell), "original": a, "original_name": names[a],
+                              "adversarial": b, "adversarial_name": names[b],
+                              "count": int(count)})
+    return table
+
+
+def classes_reached_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """Images that reach exactly k classes, for every all-targets cell."""
+    table = []
+    for cell in results.cells:
+        s = stats.get(cell.key)
+        if s is None or s.classes_reached is None:
+            continue
+        table += [{"model": cell.model, "pixels": cell.pixels, "classes": k,
+                   "images": int(n)} for k, n in enumerate(s.classes_reached)]
+    return table
+
+
+def pooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """Per (pixels, mode): every model's images together, and the mean of the models' rates."""
+    table = []
+    keys = dict.fromkeys((c.pixels, c.mode) for c in results.cells)
+    for pixels, mode in keys:
+        cells = [c for c in results.cells if (c.pixels, c.mode) == (pixels, mode)
+                 and c.key in stats]
+        if not cells:
+            continue
+        pooled = pool([stats[c.key].success for c in cells])
+        published = paper.published("success", None, pixels) if mode == ALL_TARGETS else None
+        table.append({"pixels": pixels, "mode": mode, "models": len(cells),
+                      **pooled.success.to_dict(), "mean_of_rates": pooled.mean_of_rates,
+                      **_paper_fields(published)})
+    return table
+
+
+def _paper_fields(published: paper.Published | None) -> dict:
+    if published is None:
+        return {"paper": None, "paper_source": None, "paper_verified": None}
+    return {"paper": published.value, "paper_source": published.source,
+            "paper_verified": published.verified}
+
+
+def paper_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """Measured numbers beside the published ones, for every all-targets cell (the paper's
+    protocol) of a network the paper attacks."""
+    table, paper_models = [], paper.paper_models()
+    for cell in results.cells:
+        s = stats.get(cell.key)
+        if s is None or cell.mode != ALL_TARGETS or cell.architecture not in paper_models:
+            continue
+        measured = {"success": s.success, "targeted": s.targeted,
+                    "confidence": s.mean_confidence, "classes_reached": s.mean_classes_reached,
+                    "accuracy": s.accuracy}
+        for metric, value in measured.items():
+            published = (paper.published(metric, cell.architecture, cell.pixels)
+                         or paper.published(metric, None, cell.pixels))
+            if published is None:
+                continue
+            low = high = None
+            if isinstance(value, Rate):
+                (low, high), value = value.interval, value.rate
+            table.append({"model": cell.model, "pixels": cell.pixels, "metric": metric,
+                          "measured": value, "ci_low": low, "ci_high": high,
+                          **_paper_fields(published)})
+    return table
+
+
+def _fmt(value):
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return "" if value is None else value
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping], columns: Iterable[str] | None = None
+              ) -> Path:
+    """Writes ``rows`` with a header; missing values and NaN become empty cells."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    columns = list(columns)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    return path

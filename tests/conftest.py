@@ -1,0 +1,24 @@
+"""Shared fixtures.
+
+Tests that read the real CIFAR-10 copy in ``../shared/data/cifar10`` (beside the repository) take
+the ``shared_cifar10`` fixture, so they skip with a clear reason where that folder is absent.
+Nothing here imports JAX: test modules that set ``XLA_FLAGS`` must get to do so first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture(scope="session")
+def shared_cifar10() -> Path:
+    """The folder of real CIFAR-10 ``.npz`` files (``test.npz``, ``train-<k>.npz``)."""
+    if not (SHARED_CIFAR10 / "test.npz").is_file():
+        pytest.skip(f"real CIFAR-10 not found at {SHARED_CIFAR10} (expected test.npz and "
+                    f"train-<k>.npz beside the repository in ../shared/data/cifar10)")
+    return SHARED_CIFAR10

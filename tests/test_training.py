@@ -1,0 +1,144 @@
+"""The training loop on real CIFAR-10: it learns, resumes exactly, and guards its work dir."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from pixeljax.data import load_dataset
+from pixeljax.errors import PixeljaxError
+from pixeljax.models import create_model, split_for_inference
+from pixeljax.training import TrainConfig, train
+
+# 512 images in batches of 64: 8 steps per epoch, 16 in all; checkpoints every 5 steps and at
+# every epoch's end (steps 5, 8, 10, 15, 16).
+CONFIG = TrainConfig(model="tiny", epochs=2, batch_size=64, learning_rate=0.05,
+                     warmup_epochs=0.25, checkpoint_every=5, eval_batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def data(shared_cifar10):
+    train_set = load_dataset(shared_cifar10 / "train-0.npz").take(range(512))
+    test_set = load_dataset(shared_cifar10 / "test.npz").take(range(128))
+    return train_set, test_set
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    return workdir, train(CONFIG, *data, workdir, progress=False)
+
+
+def leaves(model):
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model))]
+
+
+def metric_lines(workdir):
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "elapsed_seconds"} for line in lines]
+
+
+def mean_loss(model, images):
+    apply, params = split_for_inference(model)
+    logits = apply(params, images.x)
+    return float(optax.softmax_cross_entropy_with_integer_labels(logits, images.y).mean())
+
+
+def test_a_few_training_steps_lower_the_loss(uninterrupted, data):
+    train_set, _ = data
+    _, result = uninterrupted
+    assert result.steps == 16 and result.epochs == 2
+    before = mean_loss(create_model("tiny", seed=CONFIG.seed), train_set)
+    after = mean_loss(result.model, train_set)
+    assert after < before
+    assert after < math.log(10)  # better than chance
+    assert [line["epoch"] for line in result.history] == [1, 2]
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.test_accuracy == result.history[-1]["test_accuracy"]
+
+
+def test_training_writes_config_metrics_and_checkpoints(uninterrupted):
+    workdir, result = uninterrupted
+    assert json.loads((workdir / "config.json").read_text()) == CONFIG.to_dict()
+    lines = metric_lines(workdir)
+    assert [(line["epoch"], line["step"]) for line in lines] == [(1, 8), (2, 16)]
+    assert lines == [{k: v for k, v in h.items() if k != "elapsed_seconds"}
+                     for h in result.history]
+    assert lines[-1]["learning_rate"] == 0.0  # the cosine schedule ends at zero
+    assert {p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()} <= \
+        {"5", "8", "10", "15", "16"}
+
+
+def test_killed_run_resumes_to_the_same_weights_and_metrics(uninterrupted, data, tmp_path):
+    reference_dir, reference = uninterrupted
+    # Killed at step 11: after epoch 1's metrics line and the checkpoints at 8 and 10.
+    assert train(CONFIG, *data, tmp_path, progress=False, stop_after=11) is None
+    assert [line["step"] for line in metric_lines(tmp_path)] == [8]
+    # A line logged after the last checkpoint (killed before saving) is dropped on resume.
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**metric_lines(tmp_path)[0], "epoch": 2, "step": 16}) + "\n")
+    resumed = train(CONFIG, *data, tmp_path, progress=False)
+    assert resumed.steps == reference.steps == 16
+    assert len(leaves(resumed.model)) == len(leaves(reference.model))
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(resumed.model),
+                                                    leaves(reference.model)))
+    assert metric_lines(tmp_path) == metric_lines(reference_dir)
+
+
+def test_finished_run_returns_its_result_without_training_again(uninterrupted, data):
+    workdir, reference = uninterrupted
+    again = train(CONFIG, *data, workdir, progress=False)
+    assert again.steps == 16
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(again.model), leaves(reference.model)))
+    assert metric_lines(workdir) == [{k: v for k, v in h.items() if k != "elapsed_seconds"}
+                                     for h in again.history]
+
+
+def test_work_dir_of_another_recipe_is_refused(uninterrupted, data):
+    workdir, _ = uninterrupted
+    before = (workdir / "config.json").read_text()
+    other = CONFIG.replace(learning_rate=0.1, seed=1)
+    with pytest.raises(PixeljaxError, match="holds a run of another recipe .*learning_rate, seed"):
+        train(other, *data, workdir, progress=False)
+    assert (workdir / "config.json").read_text() == before
+
+
+def test_work_dir_with_a_corrupt_config_is_refused(data, tmp_path):
+    (tmp_path / "config.json").write_text('{"model": "tiny", ')
+    with pytest.raises(PixeljaxError, match="unreadable config.json"):
+        train(CONFIG, *data, tmp_path, progress=False)
+
+
+def test_training_set_smaller_than_a_batch_is_refused(data, tmp_path):
+    train_set, test_set = data
+    with pytest.raises(PixeljaxError, match="fewer than one batch of 64"):
+        train(CONFIG, train_set.take(range(10)), test_set, tmp_path, progress=False)
+    assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(epochs=2.5), "epochs must be a positive integer"),
+    (dict(batch_size=-8), "batch_size must be a positive integer"),
+    (dict(checkpoint_every=0), "checkpoint_every must be a positive integer"),
+    (dict(eval_batch_size=True), "eval_batch_size must be a positive integer"),
+    (dict(learning_rate=0.0), "learning_rate must be > 0"),
+    (dict(learning_rate=float("nan")), "learning_rate must be > 0"),
+    (dict(learning_rate="0.1"), "learning_rate must be a number"),
+    (dict(warmup_epochs=-1.0), "warmup_epochs must be >= 0"),
+    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
+    (dict(crop_padding=-1), "crop_padding must be"),
+    (dict(crop_padding=1.5), "crop_padding must be"),
+    (dict(momentum=1.0), "momentum and label_smoothing must lie in"),
+    (dict(label_smoothing=1.0), "momentum and label_smoothing must lie in"),
+    (dict(seed=-1), "seed must be"),
+    (dict(model=""), "model must be a model name"),
+    (dict(flip="yes"), "flip must be True or False"),
+])
+def test_bad_training_config_values_are_refused(changes, message):
+    with pytest.raises(PixeljaxError, match=f"training config: {message}"):
+        TrainConfig(**{"model": "tiny", **changes})
