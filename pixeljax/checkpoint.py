@@ -62,6 +62,22 @@ def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _local_abstract(tree):
+    """Shapes and dtypes to restore a victim into, on this process's first device: in a
+    multi-process run each process restores its own copy (not the saving process's devices)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
+
+
+def _reader() -> ocp.StandardCheckpointer:
+    """A checkpointer for reading a victim within this process alone (no barriers with the
+    other processes of a multi-process run, which each read the victim by themselves)."""
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=jax.process_index(), active_processes={jax.process_index()}))
+
+
 def save_victim(directory: str | Path, model: nnx.Module, metadata: dict) -> Path:
     """Writes a victim's weights and metadata; replaces ``directory`` atomically."""
     directory = Path(directory).absolute()
@@ -118,7 +134,7 @@ def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
     if not weights.is_dir():
         raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}/ folder")
     try:
-        stored = _shapes(ocp.StandardCheckpointer().metadata(weights).item_metadata)
+        stored = _shapes(_reader().metadata(weights).item_metadata)
     except Exception as e:  # damaged orbax metadata
         raise CheckpointError(f"checkpoint {directory}: cannot read {weights} "
                               f"({_describe(e)})") from None
@@ -171,8 +187,7 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
     target = nnx.to_pure_dict(state)
     _check_weight_shapes(directory, target, name)
     try:
-        restored = ocp.StandardCheckpointer().restore(
-            (directory / WEIGHTS).absolute(), _abstract(target))
+        restored = _reader().restore((directory / WEIGHTS).absolute(), _local_abstract(target))
     except Exception as e:  # orbax/tensorstore raise many kinds for damaged files
         raise CheckpointError(f"checkpoint {directory}: cannot restore {name!r} weights, the "
                               f"weight files are damaged ({_describe(e)})") from None

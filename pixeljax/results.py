@@ -190,7 +190,8 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
     if not lines:
         return []
     header = next(csv.reader([lines[0]]))
-    rows, good_end = [], len(lines[0])
+    # A header cut short (a kill while creating the file) is dropped like a cut row.
+    rows, good_end = [], len(lines[0]) if lines[0].endswith("\n") else 0
     for i, line in enumerate(lines[1:], start=1):
         last = i == len(lines) - 1
         values = next(csv.reader([line]), [])

@@ -24,6 +24,7 @@ from pixeljax.attack import pixel_attack
 from pixeljax.bench import BenchConfig, run_bench
 from pixeljax.cli import main
 from pixeljax.data import load_dataset
+from pixeljax.errors import PixeljaxError
 
 SUMMARY_KEYS = {"model", "pixels", "mode", "n_images", "n_attacked", "n_skipped", "n_success",
                 "success_rate", "mean_confidence", "evaluations", "wall_seconds",
@@ -46,8 +47,8 @@ def data_file(victim, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_victim(monkeypatch, victim):
+@pytest.fixture(scope="module", autouse=True)
+def one_victim(victim):
     """Every command loads the same victim object. jit caches by the model function's identity
     and each ``load_victim`` builds a new one, so without this each command in this process
     would compile the engine again (a real run loads its victim once)."""
@@ -59,7 +60,9 @@ def one_victim(monkeypatch, victim):
             return loaded
         return real(name, checkpoint)
 
-    monkeypatch.setattr(pixeljax.checkpoint, "load_victim", load_victim)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pixeljax.checkpoint, "load_victim", load_victim)
+        yield
 
 
 def attack_args(victim, data_file, out, *extra, images: int = 12) -> list[str]:
@@ -73,7 +76,7 @@ def read_csv(folder: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(victim, data_file, tmp_path_factory) -> Path:
+def reference(one_victim, victim, data_file, tmp_path_factory) -> Path:
     """An uninterrupted non-targeted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
     assert main(attack_args(victim, data_file, out)) == 0
@@ -174,6 +177,32 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(reference, vic
     for key in ("n_images", "n_attacked", "n_skipped", "n_success", "success_rate",
                 "mean_confidence", "evaluations"):
         assert summary[key] == expected[key], key
+
+
+def test_a_results_file_cut_inside_its_header_is_started_afresh(reference, victim, data_file,
+                                                                tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_bytes((reference / "config.json").read_bytes())
+    (out / "results.csv").write_text(",".join(results.columns(1))[:17])  # killed mid-header
+    assert main(attack_args(victim, data_file, out)) == 0
+    by_id = lambda rs: sorted(rs, key=lambda r: int(r["attack_id"]))  # noqa: E731
+    assert by_id(read_csv(out)) == by_id(read_csv(reference))
+
+
+def test_a_cut_last_line_is_ignored_and_a_corrupt_earlier_line_is_an_error(reference,
+                                                                           tmp_path):
+    text = (reference / "results.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    (tmp_path / "results.csv").write_text(text[:-20])
+    assert len(results.read_rows(tmp_path)) == len(lines) - 2
+    assert (tmp_path / "results.csv").read_text() == text[:-20]  # read only: no repair
+    results.read_rows(tmp_path, repair=True)
+    assert (tmp_path / "results.csv").read_text() == "".join(lines[:-1])
+    lines[3] = lines[3][:15] + "\n"
+    (tmp_path / "results.csv").write_text("".join(lines))
+    with pytest.raises(PixeljaxError, match="line 4 is corrupt"):
+        results.read_rows(tmp_path)
 
 
 def test_running_a_finished_command_again_computes_and_writes_nothing(reference, victim,

@@ -86,19 +86,17 @@ def _scale(summary: dict) -> str:
 
 
 def _cmd_attack(args) -> int:
-    summary = _attack(args)
     import jax
 
+    from pixeljax import results
+
+    summary = _attack(args)
     process, count = jax.process_index(), jax.process_count()
-    if count == 1:
+    if process == 0:
         _print_summary(summary, args.json)
-        print(f"results: {Path(args.out) / 'results.csv'}")
-    elif process == 0:
-        _print_summary(summary, args.json)
-        print(f"results: {args.out} (one results-<p>-of-{count}.csv per process; "
-              f"pixeljax.results.read_rows merges them)")
-    else:
-        print(f"process {process} of {count} done: {Path(args.out) / f'results-{process}-of-{count}.csv'}")
+    print(f"results: {Path(args.out) / results.shard_name(process, count)}"
+          + (" (pixeljax.results.read_rows merges the shards of all processes)"
+             if count > 1 else ""))
     return 0
 
 

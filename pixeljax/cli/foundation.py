@@ -49,14 +49,15 @@ def _cmd_export(args) -> int:
     from pixeljax.checkpoint import shipped_checkpoint
     from pixeljax.data import load_dataset
     from pixeljax.training import export_victim
-    from pixeljax.training.loop import restore_model
+    from pixeljax.training.loop import restore_model, training_data
 
     model, config, step, history, seconds = restore_model(args.workdir)
+    source = training_data(args.workdir).get("train_data", "not recorded")
     test_set = load_dataset(args.data, "test")
     epochs_done = history[-1]["epoch"] if history else 0
     out = args.out or shipped_checkpoint(config.model)
     meta = export_victim(model, out, architecture=config.model, test_set=test_set,
-                         training=_training_info(config, "see recipe", step, epochs_done,
+                         training=_training_info(config, source, step, epochs_done,
                                                  seconds, history))
     print(json.dumps({k: meta[k] for k in ("architecture", "parameter_count", "epochs",
                                            "test_accuracy", "sample_accuracy")}))

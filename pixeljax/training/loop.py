@@ -31,6 +31,7 @@ from pixeljax.training.config import TrainConfig
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
+DATA = "data.json"
 
 
 @dataclasses.dataclass
@@ -71,22 +72,34 @@ def _zero_meters():
             if jax.config.jax_enable_x64 else jnp.zeros((), jnp.float32)}
 
 
-def _check_workdir(workdir: Path, config: TrainConfig) -> None:
-    path = workdir / CONFIG
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise PixeljaxError(f"work dir {workdir}: unreadable {CONFIG} ({e}); use a new "
-                                f"--workdir") from None
-        if previous != config.to_dict():
-            changed = sorted(k for k in set(previous) | set(config.to_dict())
-                             if previous.get(k) != config.to_dict().get(k))
-            raise PixeljaxError(f"work dir {workdir} holds a run of another recipe (differs in "
-                                f"{', '.join(changed)}); use a new --workdir")
-    else:
-        workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+def _check_json(path: Path, expected: dict, what: str) -> None:
+    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs."""
+    if not path.is_file():
+        path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise PixeljaxError(f"work dir {path.parent}: unreadable {path.name} ({e}); use a new "
+                            f"--workdir") from None
+    if previous != expected:
+        changed = sorted(k for k in set(previous) | set(expected)
+                         if previous.get(k) != expected.get(k))
+        raise PixeljaxError(f"work dir {path.parent} holds a run of {what} (differs in "
+                            f"{', '.join(changed)}); use a new --workdir")
+
+
+def _check_workdir(workdir: Path, config: TrainConfig, train_set: ImageSet) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_json(workdir / CONFIG, config.to_dict(), "another recipe")
+    _check_json(workdir / DATA, {"train_data": train_set.source, "train_images": len(train_set)},
+                "other training data")
+
+
+def training_data(workdir: str | Path) -> dict:
+    """Where a work dir's training images came from (``train_data``, ``train_images``)."""
+    path = Path(workdir) / DATA
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _read_history(workdir: Path, upto_step: int) -> list[dict]:
@@ -120,7 +133,7 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
     if steps_per_epoch < 1:
         raise PixeljaxError(f"training set has {len(train_set)} images, fewer than one batch "
                             f"of {config.batch_size}")
-    _check_workdir(workdir, config)
+    _check_workdir(workdir, config, train_set)
     total = config.epochs * steps_per_epoch
     model = create_model(config.model, seed=config.seed, num_classes=train_set.num_classes)
     model.eval()
