@@ -222,7 +222,8 @@ def test_a_folder_of_another_configuration_is_refused_and_left_untouched(victim,
     files = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(read_csv(out)) == 6
     capsys.readouterr()
-    changed = [a if a != "8" else "10" for a in args]  # --popsize 10
+    changed = list(args)
+    changed[changed.index("--popsize") + 1] = "10"
     assert main(changed) == 2
     err = capsys.readouterr().err
     assert "different configuration" in err and "popsize: 8 there, 10 now" in err

@@ -111,7 +111,7 @@ def test_exactly_the_perturbed_pixels_change_and_never_more_than_pixels(which, r
         if distinct and differs:
             assert len(changed) == PIXELS
             exact += 1
-    assert exact >= 5  # the case is exercised, not vacuous
+    assert exact >= 3  # the case is exercised, not vacuous
 
 
 def test_skipped_attacks_leave_the_image_unchanged(all_targets, images):
@@ -184,6 +184,19 @@ def test_an_unreachable_target_threshold_runs_the_whole_budget_yet_scores_by_arg
     np.testing.assert_array_equal(adversarial, result.target[done])
 
 
+def test_a_true_class_threshold_keeps_nontargeted_attacks_going_past_misclassification(images):
+    x, y = images
+    model = toy_model(colour=5.0)
+    result = pixel_attack(model, x, y, key=jax.random.key(6), true_threshold=0.1, **CFG)
+    done = ~result.skipped
+    full = done & (result.generations == CFG["maxiter"])
+    assert (result.true_prob_after[done & ~full] < 0.1).all()
+    assert full[done & (result.true_prob_after >= 0.1)].all()
+    # Success still means misclassified, whether or not the threshold was reached.
+    np.testing.assert_array_equal(result.success, done & (result.adversarial_class != y))
+    assert (result.success & full).any() and (done & ~full).any()
+
+
 # -- targets -------------------------------------------------------------------------------------
 
 def test_all_targets_gives_one_attack_per_other_class_and_counts_classes_reached(all_targets,
@@ -208,7 +221,7 @@ def test_all_targets_gives_one_attack_per_other_class_and_counts_classes_reached
 
 
 def test_successful_attacks_really_fool_the_model(all_targets, flips):
-    for model, result in (all_targets, flips[::3]):
+    for model, result in (all_targets, (flips[0], flips[3])):
         done = ~result.skipped
         probs = predict(model, result.adversarial)
         # The recorded outcome is the model's own verdict on the adversarial image.
@@ -235,6 +248,14 @@ def test_misclassified_images_are_skipped_and_never_count_as_successes(all_targe
     clean = predict(model, x[3:4])[0]
     np.testing.assert_array_equal(result.adversarial_class[skipped], clean.argmax())
     np.testing.assert_allclose(result.true_prob_before[skipped], clean[2], rtol=1e-6)
+
+
+def test_an_empty_batch_gives_an_empty_result():
+    x, y = np.zeros((0, 8, 8, 3), np.uint8), np.zeros(0, np.int32)
+    for targets in (None, ALL_TARGETS):
+        result = pixel_attack(toy_model(), x, y, targets=targets, key=jax.random.key(0), **CFG)
+        check_result_arrays(result, x, PIXELS)
+        assert len(result.image) == 0
 
 
 # -- determinism and compilation -----------------------------------------------------------------

@@ -143,7 +143,8 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
     devices = local_devices(devices)
     image_ids = validation.check_image_ids(image_ids, len(images))
     plan = plan_attacks(labels, np.zeros_like(labels), targets, num_classes, image_ids)
-    logits = clean_logits(apply, images, batch_size)
+    logits = (clean_logits(apply, images, batch_size) if len(images)
+              else np.zeros((0, num_classes), np.float32))
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))
     predicted = probs.argmax(-1)
     config = EngineConfig(pixels=pixels, popsize=popsize, maxiter=maxiter, strategy=strategy,

@@ -11,6 +11,12 @@ compiles once.
 Every random draw of an attack comes from ``fold_in(fold_in(key, attack_id), generation)``, so
 results do not depend on the slot count, the micro-batch size or the order of attacks.
 
+On several devices the slots are split evenly between them along a one-axis mesh
+(``jax.make_mesh`` + ``NamedSharding``); the segment runs under ``jax.shard_map``, so each device
+compacts and scores only its own running slots, with the model's weights replicated. The devices
+share only the segment's stopping test (two scalar reductions per generation), and the results
+are those of one device.
+
 Reference: Su, Vargas, Sakurai, "One pixel attack for fooling deep neural networks",
 arXiv 1710.08864 (TEVC 2019).
 """
