@@ -19,10 +19,11 @@ def predict_logits(apply: Callable, params, images: np.ndarray, *, batch_size: i
                    progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Logits of ``apply(params, images)`` over ``images`` in fixed-size batches.
 
-    The last batch is padded, so the program compiles once whatever the number of images.
+    Every batch has ``batch_size`` images (the last one padded), so the program compiles once
+    and every image is scored by the same program whatever the number of images.
     """
     n = len(images)
-    batch_size = max(1, min(batch_size, n))
+    batch_size = max(1, batch_size)
     out = []
     for start in range(0, n, batch_size):
         chunk = np.asarray(images[start:start + batch_size])

@@ -28,7 +28,7 @@ def many_draws(seed: int, popsize: int, n: int) -> np.ndarray:
     return np.asarray(jax.jit(jax.vmap(lambda k: distinct_others(k, popsize)))(keys))
 
 
-@pytest.mark.parametrize("popsize", [4, 5, 16])
+@pytest.mark.parametrize("popsize", [4, 9])
 def test_distinct_others_gives_three_distinct_indices_other_than_the_member(popsize):
     r = many_draws(popsize, popsize, 64)
     assert r.shape == (64, popsize, 3)

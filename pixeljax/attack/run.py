@@ -26,6 +26,7 @@ from pixeljax.data import ImageSet
 from pixeljax.de.core import DEParams
 from pixeljax.errors import PixeljaxError
 
+SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
 MODES = ("non-targeted", "targeted", "all-targets")
 
 
@@ -120,6 +121,9 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
             bar = tqdm(total=total, initial=initial, disable=not progress, unit="attack",
                        desc=f"attack {run_config.get('model', '')}"
                             + (f" [{process}/{num_processes}]" if num_processes > 1 else ""))
+            attacked = [r for r in done_rows if r["status"] != results.STATUS_SKIPPED]
+            won, tried = sum(r["success"] for r in attacked), len(attacked)
+            last_summary = time.perf_counter()
             try:
                 for batch in stream(apply, attacks, jax.random.key(seed), engine, params,
                                     devices=devices):
@@ -129,11 +133,13 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
                     done_rows += rows
                     if on_rows is not None:
                         on_rows(rows)
-                    summary = summary_of(done_rows)
-                    if report:
-                        results.write_summary(out, summary)
+                    won += sum(r["success"] for r in rows)
+                    tried += len(rows)
+                    if report and time.perf_counter() - last_summary > SUMMARY_EVERY_SECONDS:
+                        results.write_summary(out, summary_of(done_rows))
+                        last_summary = time.perf_counter()
                     bar.update(len(rows))
-                    bar.set_postfix(success=f"{summary['success_rate']:.1%}")
+                    bar.set_postfix(attack_success=f"{won / max(tried, 1):.1%}")
             finally:
                 bar.close()
     if num_processes > 1:

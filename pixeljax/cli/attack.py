@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_CPU = dict(images=12, popsize=100, maxiter=15)
-DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100)
+DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=200)
+DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
 
 
 def _run_config(args, mode: str) -> dict:
@@ -222,8 +222,9 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--crossover", type=float, default=None, help="binomial rate (default none)")
     p.add_argument("--target-threshold", type=float, default=0.5)
     p.add_argument("--true-threshold", type=float, default=None)
-    p.add_argument("--slots", type=int, default=32, help="attacks in flight")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per model call")
+    p.add_argument("--slots", type=int, default=None if demo else 32, help="attacks in flight")
+    p.add_argument("--batch-size", type=int, default=None if demo else 1024,
+                   help="images per model call")
     p.add_argument("--segment", type=int, default=10, help="generations between refills")
     p.add_argument("--devices", type=int, metavar="N",
                    help="use the first N local devices (default: all; slots are rounded up "

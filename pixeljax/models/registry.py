@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,17 @@ def parameter_count(model: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+@functools.lru_cache(maxsize=64)
+def _pure(graphdef, method: str) -> Callable:
+    """One pure function per (architecture graph, method): jit caches key on the function, so
+    reloading a victim of the same architecture reuses its compiled programs."""
+
+    def pure(params, images):
+        return getattr(nnx.merge(graphdef, params), method)(images)
+
+    return pure
+
+
 def split_for_inference(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
     """Returns ``(apply, params)`` with ``apply(params, images) -> logits`` pure and in eval mode.
 
@@ -54,19 +66,11 @@ def split_for_inference(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], j
     """
     model.eval()
     graphdef, params = nnx.split(model)
-
-    def apply(params, images):
-        return nnx.merge(graphdef, params)(images)
-
-    return apply, params
+    return _pure(graphdef, "__call__"), params
 
 
 def split_activations(model: SequentialVictim):
     """Returns ``(activations, params)`` with ``activations(params, images) -> [(name, array)]``."""
     model.eval()
     graphdef, params = nnx.split(model)
-
-    def activations(params, images):
-        return nnx.merge(graphdef, params).activations(images)
-
-    return activations, params
+    return _pure(graphdef, "activations"), params
