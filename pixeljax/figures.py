@@ -1,19 +1,27 @@
-"""Figures: grids of original and adversarial images. Rendered with matplotlib's Agg backend,
-so they work on machines without a display."""
+"""Figures: saving them, and grids of original and adversarial images. Drawn on matplotlib's
+Agg canvas (no pyplot, no global state), so they work on machines without a display."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from pixeljax import results
+from pixeljax.attack.perturb import apply_candidate
 
-from pixeljax import results  # noqa: E402
-from pixeljax.attack.perturb import apply_candidate  # noqa: E402
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
+    """Writes ``fig`` as a PNG, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels: int,
@@ -30,7 +38,8 @@ def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels
     """
     rows = list(rows)[:columns]
     n = max(len(rows), 1)
-    fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.4), squeeze=False)
+    fig = Figure(figsize=(1.9 * n, 4.4))
+    axes = fig.subplots(2, n, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for j, row in enumerate(rows):
@@ -48,7 +57,7 @@ def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels
                              color=colour)
         for k in range(pixels):
             x, y = row[f"x{k}"], row[f"y{k}"]
-            axes[1, j].add_patch(plt.Circle((x, y), 1.6, fill=False, color=colour, lw=1.2))
+            axes[1, j].add_patch(Circle((x, y), 1.6, fill=False, color=colour, lw=1.2))
     axes[0, 0].text(-0.15, 0.5, "original", transform=axes[0, 0].transAxes, rotation=90,
                     va="center", ha="right", fontsize=9)
     axes[1, 0].text(-0.15, 0.5, "adversarial", transform=axes[1, 0].transAxes, rotation=90,
@@ -56,8 +65,4 @@ def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

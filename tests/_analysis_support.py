@@ -19,8 +19,13 @@ from pixeljax.accuracy import predict_logits
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.checkpoint import Victim, load_victim, save_victim
 from pixeljax.models import create_model
-from pixeljax.results import STATUS_FAILURE, STATUS_SKIPPED, STATUS_SUCCESS, ResultsWriter, \
-    check_config
+from pixeljax.results import (
+    STATUS_FAILURE,
+    STATUS_SKIPPED,
+    STATUS_SUCCESS,
+    ResultsWriter,
+    check_config,
+)
 
 MARGIN = 1e-4  # logit margin of every recorded outcome, far above float noise (~1e-8)
 

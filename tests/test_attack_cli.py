@@ -15,10 +15,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
 
 import pixeljax.attack.run as attack_run
 import pixeljax.checkpoint
-from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
 from pixeljax import results
 from pixeljax.attack import pixel_attack
 from pixeljax.bench import BenchConfig, run_bench

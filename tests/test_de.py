@@ -7,8 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pixeljax.de import (DEParams, ask, differential_evolution, distinct_others, init, step,
-                         tell, uniform_population)
+from pixeljax.de import (
+    DEParams,
+    ask,
+    differential_evolution,
+    distinct_others,
+    init,
+    step,
+    tell,
+    uniform_population,
+)
 from pixeljax.errors import PixeljaxError
 
 

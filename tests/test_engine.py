@@ -13,11 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _attack_support import (
+    NUM_TOY_CLASSES,
+    TINY_ENGINE,
+    TOY_TRACES,
+    boundary_sample,
+    tiny_victim,
+    toy_model,
+)
 
-from _attack_support import (NUM_TOY_CLASSES, TINY_ENGINE, TOY_TRACES, boundary_sample,
-                             tiny_victim, toy_model)
-from pixeljax.attack import ALL_TARGETS, pixel_attack
-from pixeljax.attack import engine
+from pixeljax.attack import ALL_TARGETS, engine, pixel_attack
 from pixeljax.errors import PixeljaxError
 
 PIXELS = 3

@@ -15,10 +15,17 @@ import pytest
 from pixeljax import results
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation import (Suite, Victim, load_suite, make_plan, run_suite, suite_names,
-                                 write_report)
+from pixeljax.evaluation import (
+    Suite,
+    Victim,
+    load_suite,
+    make_plan,
+    run_suite,
+    runner,
+    suite_names,
+    write_report,
+)
 from pixeljax.evaluation import plan as plan_module
-from pixeljax.evaluation import runner
 from pixeljax.evaluation.runner import with_images
 from pixeljax.evaluation.suite import SUITES
 from pixeljax.models import registry
@@ -120,7 +127,7 @@ def test_every_problem_is_reported_up_front_and_nothing_is_written(tmp_path):
         run_suite(suite, tmp_path / "out", progress=False)
     message = str(e.value)
     assert "unknown model 'resnet999'" in message
-    assert "no training recipe 'no_such_recipe'" in message
+    assert "unknown recipe 'no_such_recipe'" in message
     assert "no-data" in message and "does not exist" in message
     assert not (tmp_path / "out").exists()
 

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _analysis_support import shared_results
+
 from pixeljax.analysis import check_radius, load_attacks, locality, offsets, run_locality
 from pixeljax.analysis.locality import NOT_EVALUATED, shift_candidates
 from pixeljax.cli import main

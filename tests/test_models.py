@@ -11,7 +11,12 @@ from flax import nnx
 
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import (
-    create_model, model_names, parameter_count, split_activations, split_for_inference)
+    create_model,
+    model_names,
+    parameter_count,
+    split_activations,
+    split_for_inference,
+)
 
 PAPER_MODELS = ("allconv", "nin", "vgg16")
 

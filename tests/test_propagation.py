@@ -8,12 +8,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _analysis_support import shared_results
 from flax import nnx
 
-from _analysis_support import shared_results
-from pixeljax.analysis import (aligned_average, as_activations, batch_propagation_maps, draw_maps,
-                               layer_maps, layer_names, load_attacks, propagation_maps,
-                               run_propagation)
+from pixeljax.analysis import (
+    aligned_average,
+    as_activations,
+    batch_propagation_maps,
+    draw_maps,
+    layer_maps,
+    layer_names,
+    load_attacks,
+    propagation_maps,
+    run_propagation,
+)
 from pixeljax.analysis.propagation import PropagationMaps
 from pixeljax.cli import main
 from pixeljax.data import load_sample

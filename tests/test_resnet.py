@@ -10,8 +10,13 @@ import pytest
 from flax import nnx
 
 from pixeljax.analysis import layer_names
-from pixeljax.models import (create_model, model_names, parameter_count, split_activations,
-                             split_for_inference)
+from pixeljax.models import (
+    create_model,
+    model_names,
+    parameter_count,
+    split_activations,
+    split_for_inference,
+)
 from pixeljax.models.resnet import BasicBlock
 from pixeljax.training import load_recipe
 

@@ -19,9 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import _sharding_support as support
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SUPPORT = Path(support.__file__)

@@ -15,9 +15,16 @@ arXiv 1902.02947 (AISafety 2019):
 from pixeljax.analysis.attacks import AttackSet, load_attacks
 from pixeljax.analysis.figures import draw_locality, draw_maps
 from pixeljax.analysis.locality import LocalityResult, check_radius, locality, offsets
-from pixeljax.analysis.propagation import (PropagationMaps, aligned_average, as_activations,
-                                           average_maps, batch_propagation_maps, layer_maps,
-                                           layer_names, propagation_maps)
+from pixeljax.analysis.propagation import (
+                                           PropagationMaps,
+                                           aligned_average,
+                                           as_activations,
+                                           average_maps,
+                                           batch_propagation_maps,
+                                           layer_maps,
+                                           layer_names,
+                                           propagation_maps,
+)
 from pixeljax.analysis.report import run_locality, run_propagation
 
 __all__ = [

@@ -17,8 +17,14 @@ import numpy as np
 from pixeljax.checkpoint import Victim, load_victim
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
-from pixeljax.results import (CONFIG, STATUS_FAILURE, STATUS_SUCCESS, perturbation, read_config,
-                              read_rows)
+from pixeljax.results import (
+    CONFIG,
+    STATUS_FAILURE,
+    STATUS_SUCCESS,
+    perturbation,
+    read_config,
+    read_rows,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,21 +11,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pixeljax.analysis.propagation import PropagationMaps
+from pixeljax.figures import save_figure
 
 MAX_COLUMNS = 6
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100)
-    return path
 
 
 def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
@@ -66,7 +58,7 @@ def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
             ax.set_title(f"{name} PM_{kind}\nmax {top:.3g}", fontsize=7)
     fig.suptitle(title or "propagation maps (relative to the clean layer's maximum)",
                  fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_locality(curves: Mapping[str, Sequence[Mapping]], path: str | Path, *,
@@ -94,4 +86,4 @@ def draw_locality(curves: Mapping[str, Sequence[Mapping]], path: str | Path, *,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "locality: attacks re-applied around the attacked pixel", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

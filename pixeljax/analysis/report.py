@@ -26,8 +26,12 @@ import numpy as np
 from pixeljax.analysis.attacks import AttackSet, load_attacks
 from pixeljax.analysis.figures import draw_locality, draw_maps
 from pixeljax.analysis.locality import check_radius, locality
-from pixeljax.analysis.propagation import (PropagationMaps, attacked_pixels, average_maps,
-                                           batch_propagation_maps)
+from pixeljax.analysis.propagation import (
+    PropagationMaps,
+    attacked_pixels,
+    average_maps,
+    batch_propagation_maps,
+)
 from pixeljax.errors import PixeljaxError
 
 PROPAGATION_FIGURES = "propagation"

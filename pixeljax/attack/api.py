@@ -10,8 +10,14 @@ import numpy as np
 
 from pixeljax.accuracy import predict_logits
 from pixeljax.attack import validation
-from pixeljax.attack.engine import (NON_TARGETED, Attack, AttackParams, EngineConfig,
-                                     local_devices, stream)
+from pixeljax.attack.engine import (
+    NON_TARGETED,
+    Attack,
+    AttackParams,
+    EngineConfig,
+    local_devices,
+    stream,
+)
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.de.core import STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError

@@ -20,8 +20,14 @@ from tqdm.auto import tqdm
 from pixeljax import distributed, results
 from pixeljax.attack import validation
 from pixeljax.attack.api import ALL_TARGETS, attack_id, clean_logits, plan_attacks
-from pixeljax.attack.engine import (NON_TARGETED, Attack, AttackParams, EngineConfig,
-                                    local_devices, stream)
+from pixeljax.attack.engine import (
+    NON_TARGETED,
+    Attack,
+    AttackParams,
+    EngineConfig,
+    local_devices,
+    stream,
+)
 from pixeljax.data import ImageSet
 from pixeljax.de.core import DEParams
 from pixeljax.errors import PixeljaxError

@@ -95,7 +95,8 @@ def register(sub) -> None:
     p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
     p.add_argument("--data", required=True, help="CIFAR-10 source (see 'pixeljax.data')")
     p.add_argument("--workdir", required=True, type=Path)
-    p.add_argument("--export", type=Path, help="write the final victim here (e.g. checkpoints/NAME)")
+    p.add_argument("--export", type=Path,
+                   help="write the final victim here (e.g. checkpoints/NAME)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)

@@ -12,16 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100)
-    return path
+from pixeljax.figures import save_figure
 
 
 def class_pair_heatmaps(panels: Sequence[tuple[str, np.ndarray]], class_names: Sequence[str],
@@ -59,7 +52,7 @@ def class_pair_heatmaps(panels: Sequence[tuple[str, np.ndarray]], class_names: S
         fig.colorbar(image, ax=ax, shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def classes_reached_histogram(series: Sequence[tuple[str, np.ndarray]], path: str | Path, *,
@@ -87,7 +80,7 @@ def classes_reached_histogram(series: Sequence[tuple[str, np.ndarray]], path: st
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[float],
@@ -132,4 +125,4 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
               bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -20,10 +20,10 @@ Example (``evaluate/quick.py``)::
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 from pathlib import Path
 
+from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
 
@@ -172,8 +172,7 @@ class Suite:
 
 def suite_names() -> list[str]:
     """Names of the suites in ``evaluate/`` (file ``paper_cifar10.py`` is ``paper-cifar10``)."""
-    return sorted(p.stem.replace("_", "-") for p in SUITES.glob("*.py")
-                  if not p.stem.startswith("_"))
+    return [name.replace("_", "-") for name in names_in(SUITES)]
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
@@ -183,21 +182,5 @@ def load_suite(name_or_path: str | Path) -> Suite:
     Raises:
       PixeljaxError: no such suite, or the file defines no ``SUITE = Suite(...)``.
     """
-    path = Path(name_or_path)
-    if path.suffix != ".py":
-        path = SUITES / f"{str(name_or_path).replace('-', '_')}.py"
-        if not path.is_file() or path.stem.startswith("_"):
-            raise PixeljaxError(f"unknown suite {str(name_or_path)!r}; expected one of "
-                                f"{', '.join(suite_names())} or a path to a suite .py file")
-    if not path.is_file():
-        raise PixeljaxError(f"suite file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(f"pixeljax_suite_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except PixeljaxError as e:
-        raise PixeljaxError(f"{path}: {e}") from None
-    suite = getattr(module, "SUITE", None)
-    if not isinstance(suite, Suite):
-        raise PixeljaxError(f"{path} defines no SUITE = Suite(...)")
-    return suite
+    return load_config(name_or_path, SUITES, "SUITE", Suite, what="suite",
+                       names=suite_names())
