@@ -27,7 +27,8 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
 def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels: int,
                      class_names: Sequence[str], path: str | Path, *, columns: int = 8,
                      title: str | None = None) -> Path:
-    """Originals (top) and adversarial images (bottom) with the changed pixels circled.
+    """Originals (top) and adversarial images (bottom), the changed pixels circled: red where
+    the attack succeeded, orange where it did not.
 
     Args:
       rows: result rows (``pixeljax.results``) to show, at most ``columns`` of them.
@@ -38,7 +39,7 @@ def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels
     """
     rows = list(rows)[:columns]
     n = max(len(rows), 1)
-    fig = Figure(figsize=(1.9 * n, 4.4))
+    fig = Figure(figsize=(1.9 * n, 5.0))
     axes = fig.subplots(2, n, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -52,12 +53,12 @@ def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels
         axes[0, j].imshow(image.squeeze(), cmap=cmap, interpolation="nearest")
         axes[0, j].set_title(f"{class_names[label]}\n{row['true_prob_before']:.0%}", fontsize=8)
         axes[1, j].imshow(adversarial.squeeze(), cmap=cmap, interpolation="nearest")
-        colour = "tab:red" if row["success"] else "tab:gray"
+        colour = "tab:red" if row["success"] else "tab:orange"
         axes[1, j].set_title(f"{class_names[adv]}\n{row['confidence']:.0%}", fontsize=8,
                              color=colour)
         for k in range(pixels):
             x, y = row[f"x{k}"], row[f"y{k}"]
-            axes[1, j].add_patch(Circle((x, y), 1.6, fill=False, color=colour, lw=1.2))
+            axes[1, j].add_patch(Circle((x, y), 1.8, fill=False, color=colour, lw=1.5))
     axes[0, 0].text(-0.15, 0.5, "original", transform=axes[0, 0].transAxes, rotation=90,
                     va="center", ha="right", fontsize=9)
     axes[1, 0].text(-0.15, 0.5, "adversarial", transform=axes[1, 0].transAxes, rotation=90,
