@@ -87,6 +87,8 @@ def save_victim(directory: str | Path, model: nnx.Module, metadata: dict) -> Pat
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(tmp / WEIGHTS, nnx.to_pure_dict(nnx.state(model)))
     checkpointer.wait_until_finished()
+    for marker in (tmp / WEIGHTS).glob("commit_success*"):  # orbax writes the absolute path
+        marker.write_text("Checkpoint commit was successful.\n")
     (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     if directory.exists():
         shutil.rmtree(directory)

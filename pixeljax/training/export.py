@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 from flax import nnx
@@ -11,6 +12,12 @@ from pixeljax.accuracy import accuracy
 from pixeljax.checkpoint import save_victim
 from pixeljax.data import ImageSet, load_sample
 from pixeljax.models import parameter_count, split_for_inference
+
+
+def portable(source: str) -> str:
+    """A data description without the folders of this machine: ``/a/b/cifar10 (test)`` becomes
+    ``cifar10 (test)``, so shipped metadata names the data, not where it lay."""
+    return re.sub(r"(?:[A-Za-z]:)?[/\\]?(?:[^\s/\\()]+[/\\])+", "", source)
 
 
 def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test_set: ImageSet,
@@ -26,7 +33,7 @@ def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test
         "num_classes": int(model.num_classes),
         "parameter_count": parameter_count(model),
         "dtype": "float32",
-        "test_data": test_set.source,
+        "test_data": portable(test_set.source),
         "test_images": len(test_set),
         "test_accuracy": accuracy(apply, params, test_set.x, test_set.y),
         "sample_images": len(sample),
@@ -34,5 +41,7 @@ def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **training,
     }
+    if "train_data" in metadata:
+        metadata["train_data"] = portable(str(metadata["train_data"]))
     save_victim(out, model, metadata)
     return metadata
