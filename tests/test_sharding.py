@@ -311,8 +311,8 @@ def test_a_shard_without_config_json_is_refused(tmp_path):
         results.check_config(tmp_path, {"seed": 0})
 
 
-def test_the_shipped_scaling_guide_names_the_commands():
-    text = (REPO / "docs" / "scaling.md").read_text()
+def test_the_readme_scaling_section_names_the_commands():
+    text = (REPO / "README.md").read_text().split("## Scaling out")[1].split("\n## ")[0]
     for needle in ("srun", "gcloud", "--worker=all", "pixeljax attack", "--devices",
                    "--coordinator", "results-<p>-of-<n>.csv"):
         assert needle in text, needle
