@@ -83,8 +83,7 @@ def clean_logits(apply: Callable, images: np.ndarray, batch_size: int) -> np.nda
     return logits
 
 
-def plan_attacks(labels: np.ndarray, predicted: np.ndarray, targets, num_classes: int,
-                 image_ids: np.ndarray) -> list[tuple[int, int]]:
+def plan_attacks(labels: np.ndarray, targets, num_classes: int) -> list[tuple[int, int]]:
     """(image position, target) pairs in request order; target -1 = non-targeted."""
     if targets is None:
         return [(i, NON_TARGETED) for i in range(len(labels))]
@@ -148,7 +147,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
     validation.check_labels(labels, num_classes)
     devices = local_devices(devices)
     image_ids = validation.check_image_ids(image_ids, len(images))
-    plan = plan_attacks(labels, np.zeros_like(labels), targets, num_classes, image_ids)
+    plan = plan_attacks(labels, targets, num_classes)
     logits = (clean_logits(apply, images, batch_size) if len(images)
               else np.zeros((0, num_classes), np.float32))
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))

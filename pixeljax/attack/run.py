@@ -84,7 +84,7 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
     num_classes = validation.check_model(apply, subset.x)
     validation.check_labels(subset.y, num_classes)
     targets = _targets_for(mode, target_class, len(subset))
-    plan = plan_attacks(subset.y, subset.y, targets, num_classes, subset.index)
+    plan = plan_attacks(subset.y, targets, num_classes)
     ids = [attack_id(subset.index[i], t, subset.y[i], num_classes) for i, t in plan]
     distributed.check_same("configuration", _agreement(run_config, engine, params, seed,
                                                        n_images, first, mode, target_class,
