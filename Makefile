@@ -24,4 +24,4 @@ bench: $(STAMP)
 	$(BIN)/pixeljax bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -1,12 +1,18 @@
 """``pixeljax bench``: the engine's throughput against the model's own, side by side.
 
-Three measurements on the same model and images, in one run (so machine noise hits all alike):
+Four measurements on the same model and images, in one run (so machine noise hits all alike):
   (a) the compiled forward pass alone, at the engine's micro-batch size (images per second);
-  (b) the attack engine (model evaluations per second, compile time excluded);
+  (b) the attack engine scoring densely: one forward pass per candidate (model evaluations per
+      second, compile time excluded);
+  (b') the same attacks with incremental scoring (:mod:`pixeljax.attack.incremental`: each
+      candidate recomputes only the activations its pixel reaches), at its own micro-batch
+      size; victims it does not support are scored densely here too, and the report says why;
   (c) a one-image-at-a-time NumPy DE that evaluates each generation's population in one model
       call, which is what the existing implementations do.
-The ratios (b)/(a) (engine overhead: 1.0 means none) and (b)/(c) (speed-up) are the results;
-(a) to (c) use one device. With ``--devices 1,2,4,8``:
+The ratios (b)/(a) (engine overhead: 1.0 means none), (b')/(b) (incremental speed-up) and
+(b)/(c) (speed-up over the usual loop) are the results, with each engine's multiply-adds per
+candidate and the bytes it keeps per slot; (a) to (c) use one device. With
+``--devices 1,2,4,8``:
   (d) the engine on each device count, as ratios to one device (:func:`device_scaling`).
 """
 
@@ -19,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixeljax.attack import scoring
 from pixeljax.attack.api import clean_logits, pixel_attack
 from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
@@ -27,6 +34,9 @@ from pixeljax.errors import PixeljaxError
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
+    """Sizes of a bench run: ``batch_size`` is the dense engine's micro-batch (and the forward
+    pass's), ``incremental_batch_size`` the incremental engine's (each near its best)."""
+
     images: int = 8
     baseline_images: int = 2
     pixels: int = 1
@@ -34,8 +44,18 @@ class BenchConfig:
     maxiter: int = 4
     slots: int = 4
     batch_size: int = 400
+    incremental_batch_size: int = 64
     repeats: int = 3
     seed: int = 0
+
+    def check(self) -> None:
+        """Raises PixeljaxError naming the first size out of range."""
+        least = {"popsize": 4, "maxiter": 0, "seed": 0}
+        for field in dataclasses.fields(self):
+            value, low = getattr(self, field.name), least.get(field.name, 1)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise PixeljaxError(f"bench {field.name.replace('_', ' ')} must be an integer "
+                                    f">= {low}, got {value!r}")
 
     @classmethod
     def for_platform(cls, platform: str) -> "BenchConfig":
@@ -43,7 +63,7 @@ class BenchConfig:
         if platform == "cpu":
             return cls()
         return cls(images=2048, baseline_images=4, maxiter=20, slots=512, batch_size=8000,
-                   repeats=10)
+                   incremental_batch_size=8000, repeats=10)
 
 
 def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -57,16 +77,28 @@ def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: in
     return batch_size * repeats / (time.perf_counter() - start)
 
 
+def _correct(predict, data: ImageSet) -> np.ndarray:
+    """Positions of the images the model classifies correctly (the only ones attacked)."""
+    correct = np.flatnonzero(clean_logits(predict, data.x, 500).argmax(-1) == data.y)
+    if not correct.size:
+        raise PixeljaxError("the model classifies none of the images correctly: nothing to "
+                            "attack")
+    return correct
+
+
 def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: int = 1,
-                      warm_up_all: bool = False) -> tuple[float, dict]:
+                      warm_up_all: bool = False, dense: bool = False) -> tuple[float, dict]:
     """(b) model evaluations per second of the attack engine on ``devices`` devices, compile
     time excluded (``warm_up_all``: warm up on all the images, so that not even the host-side
-    steps whose shapes follow the image count compile in the timed run)."""
+    steps whose shapes follow the image count compile in the timed run). ``dense``: score
+    densely (b); otherwise incrementally where the victim allows (b'), at
+    ``config.incremental_batch_size``."""
+    config.check()
     kwargs = dict(pixels=config.pixels, popsize=config.popsize, maxiter=config.maxiter,
-                  slots=config.slots, batch_size=config.batch_size, key=jax.random.key(0),
-                  devices=devices)
+                  slots=config.slots, key=jax.random.key(0), devices=devices, dense=dense,
+                  batch_size=config.batch_size if dense else config.incremental_batch_size)
     # Only correctly classified images are attacked; the first one compiles every shape.
-    correct = np.flatnonzero(clean_logits(predict, data.x, 500).argmax(-1) == data.y)
+    correct = _correct(predict, data)
     chosen = correct[:config.images]
     warm = chosen if warm_up_all else correct[:1]
     pixel_attack(predict, data.x[warm], data.y[warm], **kwargs)
@@ -128,13 +160,11 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
     On a CPU the "devices" (``--xla_force_host_platform_device_count``) share the same cores:
     the numbers show that the mechanism works, not a speed-up.
     """
+    config.check()
     counts = sorted(set(counts) | {1})
     for n in counts:
         local_devices(n)  # every count must fit before anything runs
-    correct = np.flatnonzero(clean_logits(predict, data.x, 500).argmax(-1) == data.y)
-    if not correct.size:
-        raise PixeljaxError("the model classifies none of the images correctly: nothing to "
-                            "attack")
+    correct = _correct(predict, data)
     runs = []
     for n in counts:
         scaled = dataclasses.replace(config, slots=config.slots * n, images=config.images * n)
@@ -149,15 +179,40 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
             "images": config.images, "runs": runs}
 
 
+def engine_costs(predict, image_shape: tuple[int, int, int], pixels: int, *,
+                 dense: bool) -> dict:
+    """How an engine scores: ``scoring`` (incremental, or dense and why), multiply-adds per
+    candidate (from the layer shapes of the program it runs) and cache bytes per slot."""
+    scorer = scoring.scorer_for(predict, pixels=pixels, dense=dense)
+    return {"scoring": scoring.describe(scorer),
+            "macs_per_candidate": scoring.macs_per_candidate(scorer, image_shape, pixels),
+            "cache_bytes_per_slot": scoring.cache_bytes_per_slot(scorer, image_shape)}
+
+
 def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
+    config.check()
     forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
                                  config.repeats)
-    engine, detail = engine_throughput(predict, data, config)
+    engines = {}
+    for name, dense in (("dense", True), ("incremental", False)):
+        rate, detail = engine_throughput(predict, data, config, dense=dense)
+        engines[name] = {"evaluations_per_second": rate,
+                         "batch_size": config.batch_size if dense
+                         else config.incremental_batch_size,
+                         **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense),
+                         "run": detail}
     baseline = numpy_de_throughput(predict, data, config)
+    engine = engines["dense"]["evaluations_per_second"]
+    incremental = engines["incremental"]["evaluations_per_second"]
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
             "config": dataclasses.asdict(config),
             "forward_images_per_second": forward,
             "engine_evaluations_per_second": engine,
+            "incremental_evaluations_per_second": incremental,
             "numpy_de_evaluations_per_second": baseline,
             "engine_over_forward": engine / forward,
-            "engine_over_numpy_de": engine / baseline, "engine_run": detail}
+            "incremental_over_dense": incremental / engine,
+            "incremental_macs_fraction": (engines["incremental"]["macs_per_candidate"]
+                                          / engines["dense"]["macs_per_candidate"]),
+            "engine_over_numpy_de": engine / baseline, "engine_run": engines["dense"]["run"],
+            "engines": engines}

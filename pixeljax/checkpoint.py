@@ -2,30 +2,41 @@
 
 Two kinds of checkpoint live here:
   * a *victim* (``checkpoints/NAME/``): final weights plus ``metadata.json`` (architecture,
-    parameter count, data, epochs, accuracy), loaded by name with :func:`load_victim`;
+    parameter count, data, epochs, accuracy, the storage dtype and a sha256 digest of every
+    weight file), loaded by name with :func:`load_victim`. Writing one never deletes anything
+    but an older complete victim at the same place;
   * *training* checkpoints in a work dir, through an orbax ``CheckpointManager``
     (:class:`TrainingCheckpoints`), so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import os
 import shutil
+import signal
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError
 from pixeljax.models import create_model, model_names, split_for_inference
+from pixeljax.notices import warn
 
 METADATA = "metadata.json"
 WEIGHTS = "weights"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = PROJECT_ROOT / "checkpoints"
+DIGESTS = "weight_sha256"  # metadata: {path under weights/: sha256 hex digest}
+DTYPES = ("float32", "bfloat16", "float16")  # storage dtypes of a victim's weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +65,9 @@ class Victim:
 
 
 def shipped_checkpoint(name: str) -> Path:
-    """Where the project ships the trained victim ``name``."""
-    return SHIPPED / name
+    """Where the project ships the trained victim ``name`` (``checkpoints/NAME`` of the
+    repository, or its copy inside an installed wheel)."""
+    return shipped_folder("checkpoints") / name
 
 
 def _abstract(tree):
@@ -78,21 +90,115 @@ def _reader() -> ocp.StandardCheckpointer:
         primary_host=jax.process_index(), active_processes={jax.process_index()}))
 
 
-def save_victim(directory: str | Path, model: nnx.Module, metadata: dict) -> Path:
-    """Writes a victim's weights and metadata; replaces ``directory`` atomically."""
-    directory = Path(directory).absolute()
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(tmp / WEIGHTS, nnx.to_pure_dict(nnx.state(model)))
-    checkpointer.wait_until_finished()
-    for marker in (tmp / WEIGHTS).glob("commit_success*"):  # orbax writes the absolute path
-        marker.write_text("Checkpoint commit was successful.\n")
-    (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.rename(directory)
+def weight_digests(weights: str | Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under a victim's ``weights/`` folder."""
+    weights = Path(weights)
+    digests = {}
+    for path in sorted(p for p in weights.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digests[path.relative_to(weights).as_posix()] = h.hexdigest()
+    return digests
+
+
+def _is_victim(directory: Path) -> bool:
+    """A complete victim written by pixeljax: its metadata, its weights and nothing else."""
+    try:
+        read_metadata(directory)
+    except CheckpointError:
+        return False
+    return ((directory / WEIGHTS).is_dir()
+            and {p.name for p in directory.iterdir()} <= {METADATA, WEIGHTS})
+
+
+def check_replaceable(directory: str | Path) -> Path:
+    """Where a victim may be written: nothing there, an empty folder, or a complete victim
+    (which is replaced). Returns the absolute path.
+
+    Raises:
+      CheckpointError: anything else is there (never deleted or overwritten), or the path is
+        the current directory or one of its parents.
+    """
+    directory = Path(os.path.abspath(directory))
+    if directory == Path(directory.anchor) or Path.cwd().is_relative_to(directory):
+        raise CheckpointError(f"refusing to write a victim to {directory}: it is the current "
+                              f"directory or one of its parents; give a new folder")
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise CheckpointError(f"refusing to write a victim to {directory}: something other than "
+                              f"a folder is there; move it away or give a new folder")
+    if directory.is_dir() and any(directory.iterdir()) and not _is_victim(directory):
+        raise CheckpointError(f"refusing to write a victim to {directory}: it holds files that "
+                              f"are not a pixeljax victim; move them away or give a new folder")
+    return directory
+
+
+def _stored(model: nnx.Module, dtype: str) -> dict:
+    """The model's variables as saved: weights cast to ``dtype``; batch-norm statistics (and
+    anything else that is not a weight) stay float32, as they are few and accuracy needs them."""
+    weights = set(_shapes(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+    tree = nnx.to_pure_dict(nnx.state(model))
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return jax.tree_util.tree_unflatten(treedef, [
+        jnp.asarray(leaf, dtype) if _dotted(path) in weights else leaf for path, leaf in flat])
+
+
+def as_stored(model: nnx.Module, dtype: str) -> nnx.Module:
+    """A copy of ``model`` whose weights are rounded to ``dtype`` as :func:`save_victim` stores
+    them (and kept float32, as :func:`load_victim` reads them back)."""
+    copy = nnx.clone(model)
+    if dtype != "float32":
+        params = nnx.state(copy, nnx.Param)
+        nnx.update(copy, jax.tree.map(lambda x: jnp.asarray(jnp.asarray(x, dtype), x.dtype),
+                                      params))
+    return copy
+
+
+def save_victim(directory: str | Path, model: nnx.Module, metadata: dict, *,
+                dtype: str = "float32") -> Path:
+    """Writes a victim's weights (stored as ``dtype``) and metadata to ``directory``.
+
+    The victim is written to a temporary folder beside ``directory`` and renamed into place; an
+    older complete victim there is renamed aside and removed only once the new one is in.
+    Nothing else is ever replaced, and a failed write leaves no temporary folder behind.
+
+    Raises:
+      CheckpointError: ``directory`` holds something other than a victim (see
+        :func:`check_replaceable`), or ``dtype`` is not one of ``DTYPES``.
+    """
+    if dtype not in DTYPES:
+        raise CheckpointError(f"storage dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    directory = check_replaceable(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
+                                dir=directory.parent))
+    old = None
+    try:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(tmp / WEIGHTS, _stored(model, dtype))
+        checkpointer.wait_until_finished()
+        for marker in (tmp / WEIGHTS).glob("commit_success*"):  # orbax writes the absolute path
+            marker.write_text("Checkpoint commit was successful.\n")
+        metadata = {**metadata, "dtype": dtype, DIGESTS: weight_digests(tmp / WEIGHTS)}
+        (tmp / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        check_replaceable(directory)  # again: something may have appeared meanwhile
+        if directory.is_dir() and any(directory.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", suffix=".tmp",
+                                        dir=directory.parent))
+            os.replace(directory, old / directory.name)
+        elif directory.is_dir():
+            directory.rmdir()  # empty
+        try:
+            os.rename(tmp, directory)
+        except OSError:
+            if old is not None:  # put the old victim back
+                os.replace(old / directory.name, directory)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
@@ -122,11 +228,51 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+def _dotted(path) -> str:
+    return ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def _shapes(tree) -> dict[str, tuple[int, ...] | None]:
     """``{"layers.0.conv.kernel": shape}`` for every leaf of a nested dict."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
-            getattr(leaf, "shape", None) and tuple(leaf.shape) for path, leaf in leaves}
+    return {_dotted(path): getattr(leaf, "shape", None) and tuple(leaf.shape)
+            for path, leaf in leaves}
+
+
+def _verify_digests(directory: Path, meta: dict) -> None:
+    """Checks every weight file against the digest the metadata records (checkpoints written
+    before digests were recorded have none and are not checked)."""
+    recorded = meta.get(DIGESTS)
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{directory / METADATA}: {DIGESTS} must map weight files to "
+                              f"sha256 digests")
+    weights = directory / WEIGHTS
+    if not weights.is_dir():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}/ folder")
+    actual = weight_digests(weights)
+    for name, digest in sorted(recorded.items()):
+        if name not in actual:
+            raise CheckpointError(f"checkpoint {directory}: weight file {WEIGHTS}/{name} is "
+                                  f"missing; the checkpoint is damaged")
+        if actual[name] != digest:
+            raise CheckpointError(f"checkpoint {directory}: weight file {WEIGHTS}/{name} is "
+                                  f"damaged (its sha256 differs from the one in {METADATA})")
+
+
+def _check_orbax_files(directory: Path) -> None:
+    """Checks that orbax's index files are there before orbax reads the folder (a missing one
+    makes its reader threads fail noisily)."""
+    weights = (directory / WEIGHTS).absolute()
+    needed = [weights / "_METADATA"]
+    if any(weights.glob("ocdbt.process_*")):
+        needed.append(weights / "manifest.ocdbt")
+    for path in needed:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {directory}: {weights} holds no readable weights "
+                                  f"({path.name} is missing: a damaged or incomplete orbax "
+                                  f"checkpoint)")
 
 
 def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
@@ -187,41 +333,147 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
     graphdef, state = nnx.split(nnx.eval_shape(lambda: create_model(name,
                                                                     num_classes=num_classes)))
     target = nnx.to_pure_dict(state)
+    _verify_digests(directory, meta)
+    if not (directory / WEIGHTS).is_dir():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}/ folder")
+    _check_orbax_files(directory)
     _check_weight_shapes(directory, target, name)
     try:
+        # Weights stored as bfloat16/float16 are read back as the model's float32.
         restored = _reader().restore((directory / WEIGHTS).absolute(), _local_abstract(target))
     except Exception as e:  # orbax/tensorstore raise many kinds for damaged files
         raise CheckpointError(f"checkpoint {directory}: cannot restore {name!r} weights, the "
                               f"weight files are damaged ({_describe(e)})") from None
+    restored = jax.tree.map(lambda x, like: jnp.asarray(x, like.dtype), restored, target)
     nnx.replace_by_pure_dict(state, restored)
     model = nnx.merge(graphdef, state)
     apply, params = split_for_inference(model)
     return Victim(name=name, model=model, apply=apply, params=params, metadata=meta)
 
 
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C during the block takes effect when it ends: a checkpoint is never cut in half, and
+    orbax never logs the interrupted wait as a failure."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 class TrainingCheckpoints:
     """Training state in ``WORKDIR/checkpoints`` through an orbax ``CheckpointManager``."""
 
+    DAMAGED = "damaged-checkpoints"  # WORKDIR/damaged-checkpoints/<step>: set aside on resume
+    DIGESTS = "checkpoint-digests"   # WORKDIR/checkpoint-digests/<step>.json: sha256 per file
+
     def __init__(self, workdir: str | Path, max_to_keep: int = 2):
-        self.directory = (Path(workdir) / "checkpoints").absolute()
-        self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+        self.workdir = Path(workdir).absolute()
+        self.directory = self.workdir / "checkpoints"
+        self.max_to_keep = max_to_keep
+        self.manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep,
                                                                  create=True))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(state))
-        self.manager.wait_until_finished()
+        with _interrupts_deferred():
+            self.manager.save(step, args=ocp.args.StandardSave(state))
+            self.manager.wait_until_finished()
+            self._record_digests(step)
+
+    def _record_digests(self, step: int) -> None:
+        """Writes the sha256 of every file of checkpoint ``step`` (so a damaged one is found
+        before orbax reads it) and drops those of checkpoints orbax has deleted."""
+        folder = self.workdir / self.DIGESTS
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f"{step}.json.tmp"
+        tmp.write_text(json.dumps(weight_digests(self.directory / str(step)), indent=1) + "\n")
+        os.replace(tmp, folder / f"{step}.json")
+        kept = {str(s) for s in self.manager.all_steps()}
+        for path in folder.glob("*.json"):
+            if path.stem not in kept:
+                path.unlink()
+
+    def _verify_digests(self, step: int) -> None:
+        path = self.workdir / self.DIGESTS / f"{step}.json"
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # saved by an older version, or killed before its digests were written
+        actual = weight_digests(self.directory / str(step))
+        for name, digest in sorted(recorded.items()):
+            if actual.get(name) != digest:
+                raise CheckpointError(f"training checkpoint {self.directory / str(step)} is "
+                                      f"damaged ({name} "
+                                      f"{'is missing' if name not in actual else 'differs'} "
+                                      f"from its sha256 recorded at save)")
 
     def restore(self, step: int, like: Any) -> Any:
+        path = self.directory / str(step)
+        # orbax's reader threads fail noisily on a damaged checkpoint: check what we can first.
+        index = [path / "_CHECKPOINT_METADATA", *path.glob("*/_METADATA"),
+                 *(p.parent / "manifest.ocdbt" for p in path.glob("*/ocdbt.process_*"))]
+        missing = [p.relative_to(path).as_posix() for p in index if not p.is_file()]
+        if missing or not any(path.glob("*/_METADATA")):
+            raise CheckpointError(f"training checkpoint {path} is damaged "
+                                  f"({', '.join(missing) or 'its _METADATA'} missing)")
+        self._verify_digests(step)
         try:
             return self.manager.restore(step, args=ocp.args.StandardRestore(_abstract(like)))
         except Exception as e:
-            raise CheckpointError(f"training checkpoint {self.directory}/{step} cannot be "
-                                  f"restored ({type(e).__name__}: {str(e)[:300]}); was the work "
-                                  f"dir made with another recipe?") from None
+            raise CheckpointError(f"training checkpoint {path} is damaged "
+                                  f"({_describe(e)})") from None
+
+    def restore_latest(self, like: Any, *, set_aside: bool = False) -> tuple[int | None, Any]:
+        """``(step, state)`` of the newest intact checkpoint, ``(None, None)`` when there is none.
+
+        A damaged newer checkpoint is passed over with a warning; with ``set_aside`` (a run
+        that goes on training) it is moved to ``WORKDIR/damaged-checkpoints/`` so the run can
+        save that step again.
+
+        Raises:
+          CheckpointError: every checkpoint is damaged.
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        for i, step in enumerate(steps):
+            try:
+                restored = self.restore(step, like)
+            except CheckpointError as e:
+                if i + 1 == len(steps):
+                    raise CheckpointError(f"{e}; no older intact checkpoint is left in "
+                                          f"{self.directory}; use a new --workdir") from None
+                warn(f"{e}; using the older checkpoint of step {steps[i + 1]}"
+                     + (f" (the damaged one is moved to {self.workdir / self.DAMAGED})"
+                        if set_aside else ""))
+                continue
+            if set_aside and i:
+                self._set_aside(steps[:i])
+            return step, restored
+        return None, None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        for step in steps:
+            aside = self.workdir / self.DAMAGED / str(step)
+            aside.parent.mkdir(exist_ok=True)
+            n = 1
+            while aside.exists():  # a copy set aside before: keep both
+                aside, n = aside.with_name(f"{step}-{n}"), n + 1
+            os.replace(self.directory / str(step), aside)
+        self.manager.close()
+        self.manager = self._open()  # it lists the steps it found when opened
 
     def close(self) -> None:
         self.manager.close()

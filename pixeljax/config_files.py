@@ -19,7 +19,9 @@ def load_config(name_or_path: str | Path, folder: Path, attribute: str, kind: ty
     """``attribute`` of ``folder/NAME.py``, or of a ``.py`` file given by path.
 
     Raises:
-      PixeljaxError: no such file, or it defines no ``attribute`` of type ``kind``.
+      PixeljaxError: no such file, a syntax error or code in it that raises (named with its
+        line; the original exception is the ``__cause__``), or it defines no ``attribute`` of
+        type ``kind``.
     """
     path = Path(name_or_path)
     if path.suffix != ".py":
@@ -33,9 +35,33 @@ def load_config(name_or_path: str | Path, folder: Path, attribute: str, kind: ty
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except PixeljaxError as e:
-        raise PixeljaxError(f"{path}: {e}") from None
+    except SyntaxError as e:  # the file itself, or a module it imports
+        where = f"{what} file {path}" if _same(e.filename, path) else f"{e.filename}"
+        raise PixeljaxError(f"{where}, line {e.lineno}: {type(e).__name__}: {e.msg}") from e
+    except (Exception, SystemExit) as e:  # the file's own code raised
+        line = _line_in(e.__traceback__, path)
+        where = f"{what} file {path}" + (f", line {line}" if line else "")
+        detail = str(e) if isinstance(e, PixeljaxError) else f"{type(e).__name__}: {e}"
+        raise PixeljaxError(f"{where}: {detail}") from e
     value = getattr(module, attribute, None)
     if not isinstance(value, kind):
         raise PixeljaxError(f"{path} defines no {attribute} = {kind.__name__}(...)")
     return value
+
+
+def _same(filename, path: Path) -> bool:
+    try:
+        return filename is not None and Path(filename).resolve() == path.resolve()
+    except OSError:
+        return False
+
+
+def _line_in(tb, path: Path) -> int | None:
+    """The line of ``path`` that was running when the exception was raised (the innermost
+    frame of that file in the traceback)."""
+    line = None
+    while tb is not None:
+        if _same(tb.tb_frame.f_code.co_filename, path):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -1,45 +1,60 @@
 """The results folder of an attack run: one CSV row per attack, the run's configuration, and
 its summary.
 
-    DIR/config.json    what was run (a rerun with another configuration is refused)
+    DIR/config.json    what was run (a rerun with another configuration is refused), with a
+                       fingerprint of the data attacked (a rerun on changed data is refused)
     DIR/results.csv    one row per attack, appended as attacks finish (pandas.read_csv reads it)
+    DIR/timing.json    the seconds and model evaluations of each part of the run (a resumed run
+                       adds a part), so the summary's time and throughput cover every part
     DIR/summary.json   the run's totals
 
 A run over several processes (hosts) writes one shard per process instead of ``results.csv``:
 
     DIR/results-<p>-of-<n>.csv    the attacks of process p of n
+    DIR/timing-<p>-of-<n>.json    the time of process p of n
 
 :func:`read_rows` merges ``results.csv`` and every shard into one table, so whatever reads
 results sees all of them. Rows are appended and flushed as attacks finish, so a killed run loses
 only unfinished attacks; a truncated last line (a kill in mid-write) is dropped on resume.
+One process writes each file: writers lock the folder (``pixeljax.locking``), readers do not.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
+import math
 import secrets
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from pixeljax.errors import PixeljaxError
+from pixeljax.notices import warn
 
 CONFIG = "config.json"
 RESULTS = "results.csv"
 SUMMARY = "summary.json"
+TIMING = "timing.json"
+DATA_FINGERPRINT = "data_sha256"  # config.json: sha256 of the images, labels and ids attacked
+DATA_SPEC = "data"  # config.json: how the data was named (not compared when fingerprinted)
 _SHARD = re.compile(r"results-(\d+)-of-(\d+)\.csv")
 
 STATUS_SUCCESS, STATUS_FAILURE, STATUS_SKIPPED = "success", "failure", "skipped"
 BASE_COLUMNS = ("attack_id", "image_index", "label", "target", "status", "success",
                 "adversarial_class", "confidence", "true_prob_before", "true_prob_after",
-                "generations", "evaluations")
+                "generations", "evaluations", "nonfinite_evaluations")
 INT_COLUMNS = {"attack_id", "image_index", "label", "target", "success", "adversarial_class",
-               "generations", "evaluations"}
+               "generations", "evaluations", "nonfinite_evaluations"}
+# Columns added after files were first written: absent from older files (read as this value),
+# and a row written without one gets it.
+OPTIONAL_COLUMNS = {"nonfinite_evaluations": 0}
 PIXEL_FIELDS = ("x", "y", "r", "g", "b")
 
 
@@ -105,14 +120,46 @@ def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
             os.unlink(tmp)
 
 
+def data_fingerprint(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> str:
+    """sha256 of the images, labels and image ids a run attacks (their bytes, dtypes and
+    shapes), so a resume notices data that changed under the same name."""
+    h = hashlib.sha256()
+    for array in (images, labels, ids):
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
+    """Whether ``config`` is the run recorded as ``previous``. With a data fingerprint on both
+    sides the data are compared by it, not by how their path was spelled.
+
+    Raises:
+      PixeljaxError: the fingerprints differ (the data changed).
+    """
+    if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
+        config = {k: v for k, v in config.items() if k != DATA_FINGERPRINT}
+        return previous == config
+    if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:
+        raise PixeljaxError(f"{directory} holds results of other data: the images and labels "
+                            f"of {config.get(DATA_SPEC)!r} differ from those attacked there "
+                            f"(of {previous.get(DATA_SPEC)!r}; was the file changed?); use "
+                            f"another --out or the original data")
+    ignored = {DATA_SPEC, DATA_FINGERPRINT}
+    return ({k: v for k, v in previous.items() if k not in ignored}
+            == {k: v for k, v in config.items() if k not in ignored})
+
+
 def check_config(directory: str | Path, config: Mapping) -> None:
     """Writes ``config.json`` into a new results folder, or checks it against the one there.
 
     Safe when several processes start on the same folder at once: one of them writes the file,
-    the others check against it.
+    the others check against it. When both hold a data fingerprint (``data_sha256``), the data
+    are compared by it: the same file named by another path is the same run.
 
     Raises:
-      PixeljaxError: the folder holds results of another configuration.
+      PixeljaxError: the folder holds results of another configuration or other data.
     """
     directory = Path(directory)
     path = directory / CONFIG
@@ -129,7 +176,7 @@ def check_config(directory: str | Path, config: Mapping) -> None:
         previous = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise PixeljaxError(f"{path} is corrupt ({e}); move the folder away") from None
-    if previous != config:
+    if not _same_run(previous, config, directory):
         raise PixeljaxError(f"{directory} holds results of a different configuration "
                             f"({_differences(previous, config)}); use another --out or the "
                             f"same options")
@@ -171,12 +218,24 @@ def read_rows(directory: str | Path, *, repair: bool = False) -> list[dict]:
     if not files:
         return []
     if len(files) == 1 and files[0].name == RESULTS:
-        return read_file(files[0], repair=repair)
+        return _unique(read_file(files[0], repair=repair), files[0])
     merged: dict[int, dict] = {}
     for path in files:
-        for row in read_file(path, repair=repair):
+        for row in _unique(read_file(path, repair=repair), path):
             merged.setdefault(row["attack_id"], row)
     return [merged[k] for k in sorted(merged)]
+
+
+def _unique(rows: list[dict], path: Path) -> list[dict]:
+    """The first row of each attack: older versions let two processes append the same attacks
+    to one file."""
+    seen: dict[int, dict] = {}
+    for row in rows:
+        seen.setdefault(row["attack_id"], row)
+    if len(seen) < len(rows):
+        warn(f"{path}: {len(rows) - len(seen)} duplicated rows (the same attack written twice, "
+             f"by two runs at once); each attack's first row is used")
+    return list(seen.values())
 
 
 def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
@@ -198,7 +257,7 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
         try:
             if not line.endswith("\n") or len(values) != len(header):
                 raise ValueError("incomplete line")
-            rows.append(_parse(dict(zip(header, values))))
+            rows.append({**OPTIONAL_COLUMNS, **_parse(dict(zip(header, values)))})
             good_end += len(line)
         except ValueError as e:
             if not last:
@@ -219,6 +278,12 @@ class ResultsWriter:
         self.path = Path(directory) / shard_name(process, num_processes)
         self.columns = columns(pixels, channels)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:  # a file of an older version may lack the optional columns: keep its own
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if set(header) <= set(self.columns) and set(self.columns) - set(header) <= set(
+                    OPTIONAL_COLUMNS):
+                self.columns = tuple(header)
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns, lineterminator="\n")
         if fresh:
@@ -227,7 +292,8 @@ class ResultsWriter:
 
     def write(self, rows: Iterable[Mapping]) -> None:
         for row in rows:
-            self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
+            self._writer.writerow({k: _fmt(row[k] if k in row else OPTIONAL_COLUMNS[k])
+                                   for k in self.columns})
         self._flush()
 
     def _flush(self) -> None:
@@ -254,3 +320,79 @@ def _fmt(value):
 
 def write_summary(directory: str | Path, summary: Mapping) -> None:
     _write_atomic(Path(directory) / SUMMARY, json.dumps(dict(summary), indent=2) + "\n")
+
+
+def timing_name(process: int, num_processes: int) -> str:
+    """The time ledger of process ``process`` of ``num_processes`` (``timing.json`` for one)."""
+    return TIMING if num_processes == 1 else f"timing-{process}-of-{num_processes}.json"
+
+
+def _part(seconds, evaluations) -> dict | None:
+    ok = (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
+          and isinstance(evaluations, int) and evaluations >= 0)
+    return {"seconds": float(seconds), "evaluations": evaluations} if ok else None
+
+
+def _read_parts(path: Path, *, quiet: bool = False) -> list[dict] | None:
+    """The parts in a time ledger; None when there is none; [] (with a warning unless
+    ``quiet``) when damaged."""
+    if not path.is_file():
+        return None
+    try:
+        parts = [_part(p["seconds"], p["evaluations"])
+                 for p in json.loads(path.read_text())["parts"]]
+        if None in parts:
+            raise ValueError("a part without valid seconds and evaluations")
+        return parts
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        if not quiet:
+            warn(f"{path} is damaged ({type(e).__name__}: {e}); the time of the earlier parts of "
+                 f"this run is not counted")
+        return []
+
+
+def _legacy_parts(directory: Path) -> list[dict]:
+    """A folder written before time ledgers: its summary's time, when it is sound."""
+    try:
+        summary = json.loads((directory / SUMMARY).read_text())
+        part = _part(summary["wall_seconds"], summary["evaluations"])
+    except (OSError, ValueError, KeyError, TypeError):
+        part = None
+    return [part] if part is not None and part["evaluations"] > 0 else []
+
+
+class RunClock:
+    """The time one writer (process) spends on a results folder. Each run is a part; the ledger
+    (``timing.json`` or the process's ``timing-<p>-of-<n>.json``) holds every part's seconds and
+    model evaluations and is rewritten as attacks finish, so a killed run keeps the time of the
+    attacks it finished."""
+
+    def __init__(self, directory: str | Path, process: int = 0, num_processes: int = 1):
+        directory = Path(directory)
+        self.path = directory / timing_name(process, num_processes)
+        parts = _read_parts(self.path)
+        self.parts = _legacy_parts(directory) if parts is None else parts
+        self.started = time.perf_counter()
+        self.evaluations = 0
+
+    def add(self, evaluations: int) -> None:
+        """Records ``evaluations`` more, and the time so far, of this run's part."""
+        self.evaluations += int(evaluations)
+        if self.evaluations:  # a run that attacked nothing adds no part
+            part = {"seconds": round(time.perf_counter() - self.started, 3),
+                    "evaluations": self.evaluations}
+            _write_atomic(self.path, json.dumps({"parts": self.parts + [part]}, indent=1)
+                          + "\n")
+
+
+def run_time(directory: str | Path) -> tuple[float, int]:
+    """``(wall seconds, model evaluations)`` recorded for a results folder: the parts of one
+    writer add up; several writers (processes) ran side by side, so the longest is the wall
+    time. Evaluations are those of the timed parts (for a throughput that is never absurd when a
+    ledger was lost)."""
+    directory = Path(directory)
+    ledgers = [p for p in directory.glob("timing*.json")
+               if p.name == TIMING or re.fullmatch(r"timing-\d+-of-\d+\.json", p.name)]
+    parts = [_read_parts(p, quiet=True) or [] for p in ledgers] or [_legacy_parts(directory)]
+    seconds = max(sum(p["seconds"] for p in ps) for ps in parts)
+    return seconds, sum(p["evaluations"] for ps in parts for p in ps)

@@ -43,6 +43,14 @@ def copy(exported, tmp_path):
     return shutil.copytree(exported[0], tmp_path / "tiny")
 
 
+def without_digests(folder):
+    """Makes ``folder`` a checkpoint of a version that recorded no weight digests."""
+    meta = json.loads((folder / "metadata.json").read_text())
+    del meta["weight_sha256"]
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return folder
+
+
 def test_export_then_load_gives_identical_logits(exported, sample):
     folder, model, _ = exported
     victim = load_victim("tiny", folder)
@@ -150,18 +158,28 @@ def test_deleted_weights_are_a_checkpoint_error(copy):
         load_victim("tiny", copy)
 
 
-def test_deleted_orbax_metadata_is_a_checkpoint_error(copy):
+@pytest.mark.parametrize("digests", [True, False], ids=["digests", "no-digests"])
+def test_deleted_orbax_metadata_is_one_clean_checkpoint_error(copy, digests, capfd):
+    if not digests:
+        without_digests(copy)
     for path in (copy / "weights").rglob("manifest.ocdbt"):
         path.unlink()
-    with pytest.raises(CheckpointError, match="holds no readable weights"):
+    expected = ("weight file weights/manifest.ocdbt is missing" if digests else
+                "holds no readable weights \\(manifest.ocdbt is missing")
+    with pytest.raises(CheckpointError, match=expected):
         load_victim("tiny", copy)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Event loop" not in err and "absl" not in err, err
 
 
 # orbax's reader threads may also report "Event loop is closed" after the error; harmless.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("where", ["ocdbt.process_*/d", "**/d"])
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "deleted"])
-def test_damaged_weight_files_are_a_checkpoint_error(copy, damage, where, monkeypatch):
+@pytest.mark.parametrize("digests", [True, False], ids=["digests", "no-digests"])
+def test_damaged_weight_files_are_a_checkpoint_error(copy, damage, where, digests, monkeypatch):
+    if not digests:  # orbax itself must notice
+        without_digests(copy)
     data = [p for p in (copy / "weights").glob(f"{where}/*") if p.is_file()]
     assert data, f"expected orbax data files in weights/{where}/"
     for path in data:
@@ -178,6 +196,9 @@ def test_damaged_weight_files_are_a_checkpoint_error(copy, damage, where, monkey
     else:
         pytest.fail("a damaged checkpoint loaded")
     assert re.search(r"checkpoint .*tiny: .*damaged", message), message
+    if digests:  # the digests name the file
+        assert re.search(r"weight file weights/\S+ (is missing|is damaged \(its sha256)",
+                         message), message
     # orbax leaves its failed reads behind; they complain when collected. Collect them quietly.
     monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
     gc.collect()

@@ -63,8 +63,8 @@ def trained_run(tmp_path_factory, shared_cifar10):
     out = root / "out"
     log = []
     summaries = run_suite(load_suite(suite_file), out,
-                          train_data=str(shared_cifar10 / "train-0.npz"), progress=False,
-                          log=log.append, **ENGINE)
+                          train_data=str(shared_cifar10 / "train-0.npz"), train_missing=True,
+                          progress=False, log=log.append, **ENGINE)
     return {"suite_file": suite_file, "out": out, "summaries": summaries, "log": log,
             "checkpoint": out / "tiny" / "checkpoint"}
 
@@ -143,7 +143,26 @@ def test_training_on_the_shipped_sample_is_refused_before_training(tmp_path, mon
     monkeypatch.setattr(plan_module, "shipped_checkpoint", lambda name: tmp_path / "nothing")
     suite = Suite(name="x", victims=(Victim("tiny", recipe="tiny"),), data="sample")
     with pytest.raises(PixeljaxError, match="test images only; pass --train-data"):
+        make_plan(suite, tmp_path / "out", train_missing=True)
+
+
+def test_a_victim_without_checkpoint_is_skipped_unless_training_is_asked_for(
+        tmp_path, monkeypatch):
+    shipped = plan_module.shipped_checkpoint
+    monkeypatch.setattr(plan_module, "shipped_checkpoint",
+                        lambda name: tmp_path / "nothing" if name == "tiny" else shipped(name))
+    suite = Suite(name="x", victims=(Victim("tiny", recipe="tiny"),), data="sample", images=2)
+    with pytest.raises(PixeljaxError, match="no victim to attack: tiny has no checkpoint; pass "
+                                            "--train-missing to train it first"):
         make_plan(suite, tmp_path / "out")
+    suite = Suite(name="x", victims=(Victim("tiny", recipe="tiny"),
+                                     Victim("allconv", recipe="allconv")), data="sample", images=2)
+    plan = make_plan(suite, tmp_path / "out")
+    assert list(plan.victims) == ["allconv"] and [v.victim.name for v in plan.skipped] == ["tiny"]
+    assert {c.cell.victim.name for c in plan.cells} == {"allconv"}
+    assert plan.train_set is None  # nothing loads the training set either
+    assert "tiny (tiny): no checkpoint; skipped (5 epochs with recipe tiny: pass " \
+           "--train-missing to train it first)" in plan.describe()
 
 
 def test_a_users_own_architecture_is_planned_for_training_from_its_recipe_file(
@@ -160,7 +179,8 @@ def test_a_users_own_architecture_is_planned_for_training_from_its_recipe_file(
         """))
     suite = Suite(name="mine", victims=(Victim("mine", recipe=str(recipe)),), data="sample",
                   images=4)
-    plan = make_plan(suite, tmp_path / "out", train_data=str(shared_cifar10 / "train-0.npz"))
+    plan = make_plan(suite, tmp_path / "out", train_data=str(shared_cifar10 / "train-0.npz"),
+                     train_missing=True)
     victim = plan.victims["mine"]
     assert (victim.architecture, victim.needs_training) == ("mynet", True)
     assert victim.checkpoint == tmp_path / "out" / "mine" / "checkpoint"

@@ -4,10 +4,12 @@ folder (written through ``pixeljax.results`` as the runner would), so every coun
 import csv
 import json
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 
-from pixeljax import results
+from pixeljax import figures, results
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
@@ -127,6 +129,21 @@ def test_figures_are_written_as_png_and_linked_from_the_report(report):
     for name in names:
         assert f"(figures/{name}.png)" in text
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_examples_caption_names_the_colours_the_figure_circles_in(report, tmp_path):
+    _, _, text = report
+    assert "(red: the attack succeeded, orange: it failed)" in text
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    rows = [{"image_index": 0, "label": 0, "adversarial_class": 1, "success": success,
+             "true_prob_before": 0.9, "confidence": 0.6, "x0": 16.0, "y0": 16.0, "r0": 0.0,
+             "g0": 0.0, "b0": 0.0} for success in (1, 0)]
+    path = figures.adversarial_grid(rows, {0: grey}, 1, [str(c) for c in range(10)],
+                                    tmp_path / "grid.png")
+    pixels = mpimg.imread(path)[..., :3].reshape(-1, 3)
+    for name in ("red", "orange"):
+        colour = np.asarray(to_rgb(f"tab:{name}"))
+        assert (np.abs(pixels - colour).max(-1) < 0.02).any(), f"no {name} circle drawn"
 
 
 def test_class_pair_table_totals_equal_the_number_of_successes(report):

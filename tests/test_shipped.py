@@ -1,4 +1,5 @@
-"""The shipped AllConv victim (``checkpoints/allconv``): it loads and is the network it says."""
+"""The shipped victims (``checkpoints/NAME``): each loads, is the network it says, and is as
+accurate on the shipped sample as its metadata records."""
 
 import pytest
 
@@ -7,33 +8,40 @@ from pixeljax.checkpoint import load_victim, shipped_checkpoint
 from pixeljax.data import load_sample
 from pixeljax.models import parameter_count
 
-ALLCONV_PARAMETERS = 1_370_986  # see test_models.py
+# Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
+SHIPPED = {"allconv": 1_370_986}
+# Accuracy on all 10,000 test images each shipped checkpoint must reach (CPU schedules).
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80}
 
 
-@pytest.fixture(scope="module")
-def victim():
-    folder = shipped_checkpoint("allconv")
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def victim(request):
+    name = request.param
+    folder = shipped_checkpoint(name)
     if not (folder / "metadata.json").is_file():
-        pytest.fail(f"the shipped AllConv victim is missing: expected {folder}/ (train and "
-                    f"export it with 'pixeljax train allconv ... --export {folder}')")
-    return load_victim("allconv")
+        pytest.fail(f"the shipped {name} victim is missing: expected {folder}/ (train and "
+                    f"export it with 'pixeljax train {name} ... --export {folder}')")
+    return name, load_victim(name)
 
 
-def test_shipped_allconv_is_the_architecture_it_claims(victim):
-    meta = victim.metadata
-    assert meta["architecture"] == "allconv" and meta.get("num_classes", 10) == 10
-    assert meta["parameter_count"] == parameter_count(victim.model) == ALLCONV_PARAMETERS
+def test_shipped_victim_is_the_architecture_it_claims(victim):
+    name, v = victim
+    meta = v.metadata
+    assert meta["architecture"] == name and meta.get("num_classes", 10) == 10
+    assert meta["parameter_count"] == parameter_count(v.model) == SHIPPED[name]
 
 
-def test_shipped_allconv_reproduces_its_recorded_sample_accuracy(victim):
+def test_shipped_victim_reproduces_its_recorded_sample_accuracy(victim):
+    _, v = victim
     sample = load_sample()
-    measured = accuracy(victim.apply, victim.params, sample.x, sample.y)
-    assert victim.metadata["sample_images"] == len(sample) == 500
-    assert abs(measured - victim.metadata["sample_accuracy"]) <= 1 / 500 + 1e-9
+    measured = accuracy(v.apply, v.params, sample.x, sample.y)
+    assert v.metadata["sample_images"] == len(sample) == 500
+    assert abs(measured - v.metadata["sample_accuracy"]) <= 1 / 500 + 1e-9
     assert measured > 0.5  # a trained network, far above the 10% of chance
 
 
-def test_shipped_allconv_records_a_trained_test_accuracy(victim):
-    meta = victim.metadata
-    assert meta["test_images"] > 0
-    assert 0.5 < meta["test_accuracy"] <= 1.0
+def test_shipped_victim_records_its_accuracy_on_the_whole_test_set(victim):
+    name, v = victim
+    meta = v.metadata
+    assert meta["test_images"] == 10_000
+    assert TEST_ACCURACY_AT_LEAST[name] <= meta["test_accuracy"] <= 1.0

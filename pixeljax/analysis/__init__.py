@@ -13,7 +13,6 @@ arXiv 1902.02947 (AISafety 2019):
 """
 
 from pixeljax.analysis.attacks import AttackSet, load_attacks
-from pixeljax.analysis.figures import draw_locality, draw_maps
 from pixeljax.analysis.locality import LocalityResult, check_radius, locality, offsets
 from pixeljax.analysis.propagation import (
                                            PropagationMaps,
@@ -25,7 +24,8 @@ from pixeljax.analysis.propagation import (
                                            layer_names,
                                            propagation_maps,
 )
-from pixeljax.analysis.report import run_locality, run_propagation
+from pixeljax.analysis.run import run_locality, run_propagation
+from pixeljax.figures import draw_locality, draw_maps
 
 __all__ = [
     "AttackSet", "LocalityResult", "PropagationMaps", "aligned_average", "as_activations",

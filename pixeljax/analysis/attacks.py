@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixeljax import checkpoint_ref
 from pixeljax.checkpoint import Victim, load_victim
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
@@ -100,7 +101,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
 
     Args:
       directory: a results folder written by ``pixeljax attack``.
-      model: when given, the registry name the results must be of.
+      model: when given, the victim (its name or architecture) the results must be of.
       limit: keep only the first ``limit`` finished attacks (in file order).
 
     Raises:
@@ -117,14 +118,19 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     missing = {"model", "data", "split"} - set(config)
     if missing:
         raise PixeljaxError(f"{directory / CONFIG} lacks {', '.join(sorted(missing))}")
-    if model is not None and config["model"] != model:
+    try:
+        architecture = checkpoint_ref.architecture_of(config)
+        checkpoint = checkpoint_ref.resolve(config, directory)
+    except PixeljaxError as e:
+        raise PixeljaxError(f"{directory}: {e}") from None
+    if model is not None and model not in (config["model"], architecture):
         raise PixeljaxError(f"{directory} holds attacks on {config['model']!r}, not on "
                             f"{model!r}")
     if limit is not None and limit < 1:
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
     rows = [r for r in read_rows(directory) if r["status"] in (STATUS_SUCCESS, STATUS_FAILURE)]
     rows = rows[:limit] if limit is not None else rows
-    victim = load_victim(config["model"], config.get("checkpoint"))
+    victim = load_victim(architecture, checkpoint)
     data = load_dataset(config.get("data"), config["split"])
     channels = data.x.shape[-1]
     pixels = int(config.get("pixels", 1))

@@ -134,17 +134,6 @@ class LocalityResult:
                          else float("nan")})
         return rows
 
-    def offset_rates(self) -> np.ndarray:
-        """(2R + 1, 2R + 1) success rate at each offset (row = dy + R, column = dx + R)."""
-        r = self.radius
-        evaluated = (self.outcome != NOT_EVALUATED).sum(0)
-        successes = (self.outcome == 1).sum(0)
-        grid = np.full((2 * r + 1, 2 * r + 1), np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            grid[self.offsets[:, 0] + r, self.offsets[:, 1] + r] = np.where(
-                evaluated > 0, successes / np.maximum(evaluated, 1), np.nan)
-        return grid
-
 
 def locality(predict, images: np.ndarray, candidates: np.ndarray, labels: np.ndarray,
              targets: np.ndarray, *, radius: int, batch_size: int = 512) -> LocalityResult:

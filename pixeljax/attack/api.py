@@ -107,7 +107,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
                  crossover_rate: float | None = None, strategy: str = "rand1",
                  target_threshold: float = 0.5, true_threshold: float | None = None,
                  slots: int = 32, batch_size: int = 1024, segment: int = 10,
-                 image_ids=None, devices=None) -> AttackResult:
+                 image_ids=None, devices=None, dense: bool = False) -> AttackResult:
     """The one-pixel attack (Su, Vargas, Sakurai 2019) on a batch of images.
 
     Defaults are the paper's: DE/rand/1, F = 0.5, no crossover, population 400, 100 generations,
@@ -116,23 +116,31 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
     Args:
       apply: ``apply(images) -> logits`` over NHWC images in [0, 255]; any JAX function (a
         ``jax.tree_util.Partial`` binding the weights avoids baking them into the program).
+        A victim's ``predict`` (``load_victim(...).predict``) whose network is a
+        ``SequentialVictim`` of the project's layers is scored incrementally (one-pixel
+        attacks only): each candidate recomputes only the activations its pixel reaches.
       images: (N, H, W, C) uint8 or float in [0, 255].
       labels: (N,) true classes.
       pixels: pixels changed per attack.
       targets: None (non-targeted: minimise the true class's probability), an (N,) array of
         target classes, or "all" (the paper's protocol: each image towards every other class).
       popsize, maxiter: DE population and generations after the initial one.
-      key: PRNG key; each attack's stream is ``fold_in(key, attack_id)``.
+      key: a JAX PRNG key (``jax.random.key(seed)``, or legacy ``jax.random.PRNGKey(seed)``
+        data); each attack's stream is ``fold_in(key, attack_id)``.
       F, crossover_rate, strategy: DE settings (crossover None = none, the paper's).
       target_threshold: targeted attacks stop once the target's probability exceeds it.
       true_threshold: non-targeted attacks stop once the true class's probability falls below
         it; None stops them as soon as the image is misclassified.
-      slots, batch_size, segment: attacks in flight, images per model call, generations per
-        compiled segment. Results do not depend on them.
+      slots, batch_size, segment: attacks in flight, images per model call (at most
+        slots x popsize per device: more would be padding), generations per compiled segment.
+        Results do not depend on them.
       image_ids: (N,) stable ids of the images (default: positions), for attack ids.
       devices: the devices to spread the slots over: None (all of this process's), a count,
         or a sequence of devices. Results do not depend on it; ``slots`` is rounded up to a
         multiple of the device count and ``batch_size`` is per device.
+      dense: score every candidate by a full forward pass even where incremental scoring
+        applies (results are the same up to float rounding; see
+        :func:`pixeljax.attack.scoring.scorer_for`).
 
     Returns:
       An :class:`AttackResult`. Images misclassified before the attack are skipped and
@@ -143,9 +151,13 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
                             batch_size=batch_size, segment=segment)
     if strategy not in STRATEGIES:
         raise PixeljaxError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+    validation.check_attack_numbers(F, crossover_rate, target_threshold, true_threshold)
+    validation.check_key(key)
+    validation.check_devices(devices)
     num_classes = validation.check_model(apply, images)
     validation.check_labels(labels, num_classes)
     devices = local_devices(devices)
+    batch_size = validation.micro_batch(batch_size, slots, popsize, len(devices))
     image_ids = validation.check_image_ids(image_ids, len(images))
     plan = plan_attacks(labels, targets, num_classes)
     logits = (clean_logits(apply, images, batch_size) if len(images)
@@ -153,7 +165,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
     probs = np.asarray(jax.nn.softmax(logits, axis=-1))
     predicted = probs.argmax(-1)
     config = EngineConfig(pixels=pixels, popsize=popsize, maxiter=maxiter, strategy=strategy,
-                          slots=slots, batch_size=batch_size, segment=segment)
+                          slots=slots, batch_size=batch_size, segment=segment, dense=dense)
     params = AttackParams(de=DEParams(F=F, crossover_rate=1.0 if crossover_rate is None
                                       else crossover_rate),
                           target_threshold=target_threshold,

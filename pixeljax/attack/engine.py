@@ -2,11 +2,15 @@
 
 A run of N attacks streams through a fixed number of *slots*. A compiled *segment* advances all
 slots by up to ``segment`` generations; inside each generation the children of every active
-slot are gathered into one flat buffer, turned into perturbed images micro-batch by micro-batch
-and scored by the model, so finished slots cost nothing and memory stays bounded by
+slot are gathered into one flat buffer and scored micro-batch by micro-batch by a *scorer*
+(:mod:`pixeljax.attack.scoring`), so finished slots cost nothing and memory stays bounded by
 ``slots x popsize`` candidates plus one micro-batch of images. Between segments the host harvests
 finished attacks and loads new ones into the freed slots. Shapes never change, so everything
 compiles once.
+
+The scorer keeps a cache per slot, made when an attack is loaded into it: the image itself for
+the dense scorer (a full forward pass per candidate), or the image's clean activations for the
+incremental one (a one-pixel candidate recomputes only the activations its pixel reaches).
 
 Every random draw of an attack comes from ``fold_in(fold_in(key, attack_id), generation)``, so
 results do not depend on the slot count, the micro-batch size or the order of attacks.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +39,8 @@ from flax import struct
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pixeljax.attack.perturb import apply_candidates, canonical
+from pixeljax.attack import scoring
+from pixeljax.attack.perturb import canonical
 from pixeljax.de.core import DEParams, DEState, ask
 from pixeljax.errors import PixeljaxError
 
@@ -52,8 +58,10 @@ class EngineConfig:
       maxiter: DE generations after the initial population (the paper: 100).
       strategy: "rand1" (the paper) or "best1".
       slots: attacks in flight at once.
-      batch_size: perturbed images per model call.
+      batch_size: candidates per model call.
       segment: generations per compiled segment between host refills.
+      dense: score every candidate by a full forward pass even where the victim supports
+        incremental scoring (see :func:`pixeljax.attack.scoring.scorer_for`).
     """
 
     pixels: int = 1
@@ -63,6 +71,7 @@ class EngineConfig:
     slots: int = 32
     batch_size: int = 1024
     segment: int = 10
+    dense: bool = False
 
 
 @struct.dataclass
@@ -97,7 +106,9 @@ class Slots:
     top_prob: jax.Array     # (S, P) its probability
     generation: jax.Array   # (S,) generations done; -1 until the initial population is scored
     evaluations: jax.Array  # (S,) model evaluations spent
+    nonfinite: jax.Array    # (S,) evaluations whose logits were NaN or infinite
     done: jax.Array         # (S,) finished: early stop or budget spent
+    cache: Any              # the scorer's per-slot cache (leading axis S)
 
 
 def bounds(image_shape: tuple[int, int, int], pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,8 +132,10 @@ def initial_population(key: jax.Array, image_shape: tuple[int, int, int], pixels
     return jnp.concatenate([x, y, colour], axis=-1).reshape(popsize, -1)
 
 
-def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_dtype) -> Slots:
+def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_dtype,
+                scorer: scoring.Scorer) -> Slots:
     s, p = config.slots, config.popsize
+    cache = jax.eval_shape(scorer.prepare, jax.ShapeDtypeStruct((s, *image_shape), image_dtype))
     d = config.pixels * (2 + image_shape[-1])
     return Slots(
         image=jnp.zeros((s, *image_shape), image_dtype),
@@ -133,15 +146,28 @@ def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_d
         true_prob=jnp.ones((s, p), jnp.float32),
         top_class=jnp.zeros((s, p), jnp.int32), top_prob=jnp.zeros((s, p), jnp.float32),
         generation=jnp.zeros((s,), jnp.int32), evaluations=jnp.zeros((s,), jnp.int32),
-        done=jnp.ones((s,), bool))
+        nonfinite=jnp.zeros((s,), jnp.int32),
+        done=jnp.ones((s,), bool),
+        cache=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), cache))
 
 
 def _attack_key(root: jax.Array, attack_id: jax.Array, generation: jax.Array) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(root, attack_id), generation)
 
 
-def _load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
-          target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
+def _prepare(scorer, take: jax.Array, image: jax.Array, cache):
+    """The scorer's cache for the slots where ``take``, one image at a time (the others keep
+    theirs), so a refill costs one clean pass per new attack."""
+    def one(args):
+        t, x, old = args
+        fresh = lambda: jax.tree.map(lambda a: a[0], scorer.prepare(x[None]))  # noqa: E731
+        return jax.lax.cond(t, fresh, lambda: old)
+
+    return jax.lax.map(one, (take, image, cache))
+
+
+def _load(scorer, slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array,
+          label: jax.Array, target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
           config: EngineConfig) -> Slots:
     shape = slots.image.shape[1:]
     init = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
@@ -156,37 +182,54 @@ def _load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, lab
                   fitness=jnp.full((s, p), jnp.inf), true_prob=jnp.ones((s, p)),
                   top_class=jnp.zeros((s, p), jnp.int32), top_prob=jnp.zeros((s, p)),
                   generation=jnp.full((s,), -1, jnp.int32),
-                  evaluations=jnp.zeros((s,), jnp.int32), done=jnp.zeros((s,), bool))
+                  evaluations=jnp.zeros((s,), jnp.int32), nonfinite=jnp.zeros((s,), jnp.int32),
+                  done=jnp.zeros((s,), bool), cache=slots.cache)
     slots = jax.tree.map(pick, fresh, slots)
+    slots = slots.replace(cache=_prepare(scorer, take, image, slots.cache))
     return slots.replace(attack_id=jnp.where(clear, -1, slots.attack_id),
                          done=slots.done | clear)
 
 
-@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
-def load(slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array, label: jax.Array,
-         target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
+@functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(1,))
+def load(scorer, slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array,
+         label: jax.Array, target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
          config: EngineConfig) -> Slots:
-    """Starts new attacks in the slots where ``take``; empties the slots where ``clear``."""
-    return _load(slots, take, clear, image, label, target, attack_id, root, config=config)
+    """Starts new attacks in the slots where ``take`` (with the scorer's cache of their
+    images); empties the slots where ``clear``."""
+    return _load(scorer, slots, take, clear, image, label, target, attack_id, root,
+                 config=config)
 
 
-def _score(apply: Callable, images: jax.Array, label: jax.Array, target: jax.Array):
-    """Fitness and class statistics of perturbed images (B, H, W, C)."""
-    logits = jnp.asarray(apply(images), jnp.float32)
-    probs = jax.nn.softmax(logits, axis=-1)
-    rows = jnp.arange(images.shape[0])
+def fitness_from_logits(logits: jax.Array, label: jax.Array, target: jax.Array):
+    """Fitness (minimised) and class statistics of a batch of logits (B, K).
+
+    A row with a NaN or infinite logit gets the worst fitness (+inf) and counts as the true
+    class with probability 1 (so it is never a success nor an early stop); ``nonfinite`` flags
+    such rows (1) so they can be counted.
+
+    Returns:
+      ``(fitness, true_prob, top_class, top_prob, nonfinite)``, each (B,).
+    """
+    logits = jnp.asarray(logits, jnp.float32)
+    finite = jnp.all(jnp.isfinite(logits), axis=-1)
+    probs = jax.nn.softmax(jnp.where(finite[:, None], logits, 0.0), axis=-1)
+    rows = jnp.arange(logits.shape[0])
     true_prob = probs[rows, label]
     target_prob = probs[rows, jnp.maximum(target, 0)]
-    fitness = jnp.where(target >= 0, 1.0 - target_prob, true_prob)  # minimised
-    return fitness, true_prob, jnp.argmax(probs, -1).astype(jnp.int32), jnp.max(probs, -1)
+    fitness = jnp.where(target >= 0, 1.0 - target_prob, true_prob)
+    top_class = jnp.argmax(probs, -1).astype(jnp.int32)
+    return (jnp.where(finite, fitness, jnp.inf), jnp.where(finite, true_prob, 1.0),
+            jnp.where(finite, top_class, jnp.asarray(label, jnp.int32)),
+            jnp.where(finite, jnp.max(probs, -1), 0.0), (~finite).astype(jnp.int32))
 
 
-def _evaluate(apply: Callable, slots: Slots, children: jax.Array, active: jax.Array,
+def _evaluate(scorer: scoring.Scorer, slots: Slots, children: jax.Array, active: jax.Array,
               batch_size: int):
     """Scores the children of active slots only, in micro-batches.
 
     Active slots are moved to the front; a while loop runs ceil(active * P / B) micro-batches,
-    so finished or empty slots cost nothing. Returns four (S, P) arrays.
+    so finished or empty slots cost nothing. Returns five (S, P) arrays (see
+    :func:`fitness_from_logits`).
     """
     s, p, d = children.shape
     order = jnp.argsort(~active, stable=True)  # active slots first
@@ -197,14 +240,15 @@ def _evaluate(apply: Callable, slots: Slots, children: jax.Array, active: jax.Ar
     flat = jnp.pad(flat, ((0, padded - s * p), (0, 0)))
     owner = jnp.pad(owner, (0, padded - s * p))
     outputs = (jnp.zeros((padded,), jnp.float32), jnp.zeros((padded,), jnp.float32),
-               jnp.zeros((padded,), jnp.int32), jnp.zeros((padded,), jnp.float32))
+               jnp.zeros((padded,), jnp.int32), jnp.zeros((padded,), jnp.float32),
+               jnp.zeros((padded,), jnp.int32))
 
     def body(b, outputs):
         start = b * batch_size
         cand = jax.lax.dynamic_slice_in_dim(flat, start, batch_size)      # (B, D)
         who = jax.lax.dynamic_slice_in_dim(owner, start, batch_size)      # (B,)
-        images = apply_candidates(slots.image[who], cand)                 # (B, H, W, C)
-        scores = _score(apply, images, slots.label[who], slots.target[who])
+        logits = scorer.logits(slots.cache, cand, who)                     # (B, K)
+        scores = fitness_from_logits(logits, slots.label[who], slots.target[who])
         return tuple(jax.lax.dynamic_update_slice_in_dim(o, v, start, 0)
                      for o, v in zip(outputs, scores))
 
@@ -214,7 +258,7 @@ def _evaluate(apply: Callable, slots: Slots, children: jax.Array, active: jax.Ar
                  for o in outputs)
 
 
-def _generation(apply, slots: Slots, root, params: AttackParams, lower, upper,
+def _generation(scorer, slots: Slots, root, params: AttackParams, lower, upper,
                 config: EngineConfig) -> Slots:
     """One generation of every active slot (the initial scoring for freshly loaded ones)."""
     active = ~slots.done
@@ -229,8 +273,8 @@ def _generation(apply, slots: Slots, root, params: AttackParams, lower, upper,
     children = jax.vmap(children_of)(slots.attack_id, slots.generation, slots.population,
                                      slots.fitness)
     children = jnp.where(fresh[:, None, None], slots.population, children)
-    fitness, true_prob, top_class, top_prob = _evaluate(apply, slots, children, active,
-                                                        config.batch_size)
+    fitness, true_prob, top_class, top_prob, nonfinite = _evaluate(
+        scorer, slots, children, active, config.batch_size)
     better = ((fitness < slots.fitness) | fresh[:, None]) & active[:, None]
     keep = lambda new, old: jnp.where(better, new, old)  # noqa: E731
     generation = jnp.where(active, slots.generation + 1, slots.generation)
@@ -239,7 +283,8 @@ def _generation(apply, slots: Slots, root, params: AttackParams, lower, upper,
         fitness=keep(fitness, slots.fitness), true_prob=keep(true_prob, slots.true_prob),
         top_class=keep(top_class, slots.top_class), top_prob=keep(top_prob, slots.top_prob),
         generation=generation,
-        evaluations=jnp.where(active, slots.evaluations + config.popsize, slots.evaluations))
+        evaluations=jnp.where(active, slots.evaluations + config.popsize, slots.evaluations),
+        nonfinite=slots.nonfinite + jnp.sum(nonfinite * active[:, None], axis=1))
     return slots.replace(done=slots.done | (active & (stopped(slots, params) |
                                                       (generation >= config.maxiter))))
 
@@ -262,7 +307,7 @@ def stopped(slots: Slots, params: AttackParams) -> jax.Array:
     return jnp.where(slots.target >= 0, targeted_hit, untargeted_hit)
 
 
-def _segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
+def _segment(scorer, slots: Slots, root, params: AttackParams, min_active, *,
              config: EngineConfig, axis_name: str | None = None) -> Slots:
     """The body of :func:`run_segment`. Under ``shard_map`` (``axis_name`` set) each device
     runs the generations of its own slots; only the loop's stopping test is shared: all
@@ -281,17 +326,17 @@ def _segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
 
     def body(carry):
         g, slots = carry
-        return g + 1, _generation(apply, slots, root, params, lower, upper, config)
+        return g + 1, _generation(scorer, slots, root, params, lower, upper, config)
 
     return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), slots))[1]
 
 
 @functools.partial(jax.jit, static_argnames=("config",), donate_argnums=(1,))
-def run_segment(apply, slots: Slots, root, params: AttackParams, min_active, *,
+def run_segment(scorer, slots: Slots, root, params: AttackParams, min_active, *,
                 config: EngineConfig) -> Slots:
     """Up to ``config.segment`` generations; ends early once fewer than ``min_active`` slots
     are still running (so the host can refill them)."""
-    return _segment(apply, slots, root, params, min_active, config=config)
+    return _segment(scorer, slots, root, params, min_active, config=config)
 
 
 @jax.jit
@@ -303,7 +348,7 @@ def _summaries(slots: Slots) -> dict:
             "perturbation": canonical(candidate, slots.image.shape[1:]),
             "adversarial_class": pick(slots.top_class), "confidence": pick(slots.top_prob),
             "true_prob_after": pick(slots.true_prob), "generations": slots.generation,
-            "evaluations": slots.evaluations}
+            "evaluations": slots.evaluations, "nonfinite": slots.nonfinite}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +395,7 @@ def slot_count(slots: int, n_devices: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class _Sharded:
     """The engine's compiled steps over a 1-D device mesh: slots split along axis 0, the rest
-    (the model's weights inside ``apply``, the key, the attack numbers) replicated."""
+    (the scorer with the model's weights, the key, the attack numbers) replicated."""
 
     slots: NamedSharding
     replicated: NamedSharding
@@ -365,12 +410,13 @@ def _sharded(config: EngineConfig, devices: tuple[jax.Device, ...]) -> _Sharded:
     # check_vma=False: the per-device code is the single-device code, whose loop carries
     # start from constants (not typed as varying across devices).
     load_fn = jax.shard_map(functools.partial(_load, config=config), mesh=mesh,
-                            in_specs=(slot,) * 7 + (rep,), out_specs=slot, check_vma=False)
+                            in_specs=(rep,) + (slot,) * 7 + (rep,), out_specs=slot,
+                            check_vma=False)
     segment_fn = jax.shard_map(functools.partial(_segment, config=config, axis_name=SLOT_AXIS),
                                mesh=mesh, in_specs=(rep, slot, rep, rep, rep), out_specs=slot,
                                check_vma=False)
     return _Sharded(slots=NamedSharding(mesh, slot), replicated=NamedSharding(mesh, rep),
-                    load=jax.jit(load_fn, donate_argnums=(0,)),
+                    load=jax.jit(load_fn, donate_argnums=(1,)),
                     segment=jax.jit(segment_fn, donate_argnums=(1,)))
 
 
@@ -390,6 +436,10 @@ def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: Engin
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[dict]]:
     """Runs ``attacks`` through the slots; yields the results of each harvest as dicts.
 
+    ``apply`` is the model (``apply(images) -> logits``, e.g. ``Victim.predict``) or a scorer;
+    :func:`pixeljax.attack.scoring.scorer_for` picks incremental scoring where the victim
+    supports it and ``config.dense`` is off, else dense scoring.
+
     Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
     adversarial_class, confidence, true_prob_after, generations, evaluations and success.
 
@@ -400,8 +450,7 @@ def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: Engin
     """
     if not attacks:
         return
-    if not isinstance(apply, jax.tree_util.Partial):
-        apply = jax.tree_util.Partial(apply)
+    scorer = scoring.scorer_for(apply, pixels=config.pixels, dense=config.dense)
     devices = local_devices(devices)
     n = len(devices)
     first = np.asarray(attacks[0].image)
@@ -409,14 +458,15 @@ def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: Engin
         sharded, place = None, lambda x: x  # noqa: E731
         # Commit every argument to the device up front: mixing committed and uncommitted
         # arrays between calls would compile the segment twice.
-        slots, apply, key, params = jax.device_put(
-            (empty_slots(config, first.shape, first.dtype), apply, key, params), devices[0])
+        slots, scorer, key, params = jax.device_put(
+            (empty_slots(config, first.shape, first.dtype, scorer), scorer, key, params),
+            devices[0])
     else:
         config = dataclasses.replace(config, slots=slot_count(config.slots, n))
         sharded = _sharded(config, tuple(devices))
         place = functools.partial(jax.device_put, device=sharded.slots)
-        slots = place(empty_slots(config, first.shape, first.dtype))
-        apply, key, params = jax.device_put((apply, key, params), sharded.replicated)
+        slots = place(empty_slots(config, first.shape, first.dtype, scorer))
+        scorer, key, params = jax.device_put((scorer, key, params), sharded.replicated)
     pending = list(reversed(attacks))
     in_slot: list[Attack | None] = [None] * config.slots
     s = config.slots
@@ -433,16 +483,16 @@ def stream(apply: Callable, attacks: list[Attack], key: jax.Array, config: Engin
             image[i], label[i], target[i], ids[i] = a.image, a.label, a.target, a.attack_id
         if sharded is None:
             if take.any() or clear.any():
-                slots = load(slots, take, clear & ~take, image, label, target, ids, key,
-                             config=config)
+                slots = load(scorer, slots, take, clear & ~take, image, label, target, ids,
+                             key, config=config)
             min_active = s // 2 + 1 if pending else 1
-            slots = run_segment(apply, slots, key, params, min_active, config=config)
+            slots = run_segment(scorer, slots, key, params, min_active, config=config)
         else:
             if take.any() or clear.any():
-                slots = sharded.load(slots, *map(place, (take, clear & ~take, image, label,
-                                                         target, ids)), key)
+                slots = sharded.load(scorer, slots, *map(place, (take, clear & ~take, image,
+                                                                 label, target, ids)), key)
             min_active = (s // n) // 2 + 1 if pending else 0  # per device
-            slots = sharded.segment(apply, slots, key, params, min_active)
+            slots = sharded.segment(scorer, slots, key, params, min_active)
         summary = jax.device_get(_summaries(slots))
         finished, clear = [], np.zeros(s, bool)
         for i in range(s):

@@ -7,8 +7,8 @@ and several processes (each takes its share of the attack plan and writes its ow
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,8 +17,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixeljax import distributed, results
-from pixeljax.attack import validation
+from pixeljax import distributed, locking, results
+from pixeljax.attack import scoring, validation
 from pixeljax.attack.api import ALL_TARGETS, attack_id, clean_logits, plan_attacks
 from pixeljax.attack.engine import (
     NON_TARGETED,
@@ -26,6 +26,7 @@ from pixeljax.attack.engine import (
     AttackParams,
     EngineConfig,
     local_devices,
+    slot_count,
     stream,
 )
 from pixeljax.data import ImageSet
@@ -33,7 +34,6 @@ from pixeljax.de.core import DEParams
 from pixeljax.errors import PixeljaxError
 
 SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
-MODES = ("non-targeted", "targeted", "all-targets")
 
 
 def select_images(n_images: int, total: int, *, seed: int, first: bool) -> np.ndarray:
@@ -73,12 +73,33 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
     summary covers all shards. ``process``/``num_processes`` set the share by hand (then no
     process waits for another).
 
+    One process at a time writes a folder (or, in a multi-process run, a shard): a second is
+    refused (``pixeljax.locking``).
+
     Returns:
       The summary (also written to ``out/summary.json``).
     """
-    out = Path(out)
     process, num_processes = _share(process, num_processes)
-    n_devices = len(local_devices(devices)) * num_processes  # checks ``devices`` first
+    with locking.exclusive(out, "results folder",
+                           name=locking.lock_name(process, num_processes)):
+        return _attack_folder(apply, data, Path(out), run_config, engine=engine, params=params,
+                              seed=seed, n_images=n_images, first=first, mode=mode,
+                              target_class=target_class, progress=progress, on_rows=on_rows,
+                              devices=devices, process=process, num_processes=num_processes)
+
+
+def _attack_folder(apply: Callable, data: ImageSet, out: Path, run_config: dict, *,
+                   engine: EngineConfig, params: AttackParams, seed: int, n_images: int,
+                   first: bool, mode: str, target_class: int | None, progress: bool,
+                   on_rows: Callable[[list[dict]], None] | None,
+                   devices: int | Sequence[jax.Device] | None, process: int,
+                   num_processes: int) -> dict:
+    """:func:`attack_folder` with the folder (or shard) locked."""
+    local = len(local_devices(devices))  # checks ``devices`` first
+    n_devices = local * num_processes
+    # A micro-batch larger than the slots can fill only pads each model call: cap it.
+    engine = dataclasses.replace(engine, batch_size=validation.micro_batch(
+        engine.batch_size, engine.slots, engine.popsize, local))
     positions = select_images(n_images, len(data), seed=seed, first=first)
     subset = data.take(positions)
     num_classes = validation.check_model(apply, subset.x)
@@ -86,6 +107,8 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
     targets = _targets_for(mode, target_class, len(subset))
     plan = plan_attacks(subset.y, targets, num_classes)
     ids = [attack_id(subset.index[i], t, subset.y[i], num_classes) for i, t in plan]
+    run_config = {**run_config, results.DATA_FINGERPRINT: results.data_fingerprint(
+        subset.x, subset.y, subset.index)}
     distributed.check_same("configuration", _agreement(run_config, engine, params, seed,
                                                        n_images, first, mode, target_class,
                                                        ids, num_processes))
@@ -99,13 +122,19 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
     mine = [(a, i, t) for k, (a, (i, t)) in enumerate(zip(ids, plan))
             if k % num_processes == process]
     pending = [(a, i, t) for a, i, t in mine if a not in done_ids]
-    started = time.perf_counter()
-    previous = _previous_wall(out)
+    clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
+    scored = scoring.scoring_summary(apply, data.x.shape[1:], pixels=engine.pixels,
+                                     dense=engine.dense)
 
     def summary_of(rows):
-        return summarize(rows, run_config, mode, previous + time.perf_counter() - started,
-                         devices=n_devices, processes=num_processes)
+        wall, timed = results.run_time(out)  # every part of the run, every process
+        summary = summarize(rows, run_config, mode, wall, devices=n_devices,
+                            processes=num_processes, timed_evaluations=timed)
+        # The engine sizes in effect (slots rounded to the devices, the capped micro-batch).
+        summary.update(slots=slot_count(engine.slots, local), batch_size=engine.batch_size,
+                       **scored)
+        return summary
 
     with results.ResultsWriter(out, engine.pixels, data.x.shape[-1], process=process,
                                num_processes=num_processes) as writer:
@@ -136,6 +165,7 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
                     rows = [_row(r["attack_id"], subset, *where[r["attack_id"]], probs, r,
                                  engine.pixels) for r in batch]
                     writer.write(rows)
+                    clock.add(sum(r["evaluations"] for r in rows))
                     done_rows += rows
                     if on_rows is not None:
                         on_rows(rows)
@@ -184,13 +214,6 @@ def _agreement(run_config, engine, params, seed, n_images, first, mode, target_c
             "plan": hashlib.sha256(np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]}
 
 
-def _previous_wall(out: Path) -> float:
-    try:
-        return float(json.loads((out / results.SUMMARY).read_text())["wall_seconds"])
-    except (OSError, ValueError, KeyError):
-        return 0.0
-
-
 def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
          found: dict | None, pixels: int) -> dict:
     c = subset.x.shape[-1]
@@ -200,7 +223,8 @@ def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
     if found is None:
         row.update(status=results.STATUS_SKIPPED, success=0,
                    adversarial_class=int(probs[i].argmax()), confidence=float(probs[i].max()),
-                   true_prob_after=float(probs[i, label]), generations=0, evaluations=0)
+                   true_prob_after=float(probs[i, label]), generations=0, evaluations=0,
+                   nonfinite_evaluations=0)
         genes = np.zeros((pixels, 2 + c), np.float32)
     else:
         row.update(status=results.STATUS_SUCCESS if found["success"] else results.STATUS_FAILURE,
@@ -208,7 +232,8 @@ def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
                    adversarial_class=int(found["adversarial_class"]),
                    confidence=float(found["confidence"]),
                    true_prob_after=float(found["true_prob_after"]),
-                   generations=int(found["generations"]), evaluations=int(found["evaluations"]))
+                   generations=int(found["generations"]), evaluations=int(found["evaluations"]),
+                   nonfinite_evaluations=int(found.get("nonfinite", 0)))
         genes = np.asarray(found["perturbation"]).reshape(pixels, 2 + c)
     for k in range(pixels):
         for j, name in enumerate(results.pixel_fields(c)):
@@ -217,10 +242,13 @@ def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
 
 
 def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float, *,
-              devices: int | None = None, processes: int = 1) -> dict:
+              devices: int | None = None, processes: int = 1,
+              timed_evaluations: int | None = None) -> dict:
     """The run's totals. Under all-targets, an image succeeds if any of its targets does.
 
-    ``devices`` (default: this process's) and ``processes`` are recorded as the run's scale."""
+    ``devices`` (default: this process's) and ``processes`` are recorded as the run's scale.
+    ``timed_evaluations``: the evaluations that ``wall_seconds`` covers, for the throughput
+    (default: all of them)."""
     by_image: dict[int, list[dict]] = {}
     for row in rows:
         by_image.setdefault(row["image_index"], []).append(row)
@@ -228,6 +256,7 @@ def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float
     won = {k for k, v in attacked.items() if any(r["success"] for r in v)}
     confidences = [r["confidence"] for r in rows if r["success"]]
     evaluations = int(sum(r["evaluations"] for r in rows))
+    timed = evaluations if timed_evaluations is None else timed_evaluations
     summary = {
         "model": run_config.get("model"), "pixels": run_config.get("pixels"), "mode": mode,
         "n_images": len(by_image), "n_attacked": len(attacked),
@@ -235,7 +264,10 @@ def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float
         "success_rate": len(won) / len(attacked) if attacked else 0.0,
         "mean_confidence": float(np.mean(confidences)) if confidences else 0.0,
         "evaluations": evaluations, "wall_seconds": round(wall_seconds, 3),
-        "evaluations_per_second": evaluations / wall_seconds if wall_seconds > 0 else 0.0,
+        "evaluations_per_second": timed / wall_seconds if wall_seconds > 0 else 0.0,
+        # Evaluations whose logits were NaN or infinite: scored as the worst fitness.
+        "nonfinite_evaluations": int(sum(r.get("nonfinite_evaluations", 0) for r in rows)),
+        "nonfinite_attacks": sum(r.get("nonfinite_evaluations", 0) > 0 for r in rows),
         "device": jax.devices()[0].device_kind,
         "devices": len(jax.local_devices()) if devices is None else devices,
         "processes": processes,
@@ -254,7 +286,7 @@ def engine_settings(args) -> tuple[EngineConfig, AttackParams]:
     """Engine sizes and attack numbers from parsed command-line options."""
     engine = EngineConfig(pixels=args.pixels, popsize=args.popsize, maxiter=args.maxiter,
                           strategy=args.strategy, slots=args.slots, batch_size=args.batch_size,
-                          segment=args.segment)
+                          segment=args.segment, dense=getattr(args, "dense", False))
     params = AttackParams(de=DEParams(F=args.F, crossover_rate=1.0 if args.crossover is None
                                       else args.crossover),
                           target_threshold=args.target_threshold,
@@ -263,5 +295,5 @@ def engine_settings(args) -> tuple[EngineConfig, AttackParams]:
     return engine, params
 
 
-__all__ = ["MODES", "NON_TARGETED", "attack_folder", "engine_settings", "select_images",
+__all__ = ["NON_TARGETED", "attack_folder", "engine_settings", "select_images",
            "summarize"]

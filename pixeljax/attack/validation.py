@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
 
 import jax
@@ -22,6 +24,10 @@ def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
             raise PixeljaxError(f"pixel values must lie in [0, 255], got [{lo}, {hi}]; pass "
                                 f"images in pixel space, not normalised")
+        if 0 < hi <= 1:
+            warnings.warn(f"the float images lie in [{lo}, {hi}]: pixeljax expects pixel values "
+                          f"in [0, 255], so these are near-black images; multiply by 255 or "
+                          f"pass uint8", UserWarning, stacklevel=3)
         images = images.astype(np.float32, copy=False)  # JAX computes in float32 anyway
     if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise PixeljaxError(f"labels must be integers of shape ({images.shape[0]},), got "
@@ -60,6 +66,9 @@ def check_labels(labels: np.ndarray, num_classes: int) -> None:
 
 def check_targets(targets: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     targets = np.asarray(targets)
+    if targets.dtype == bool:
+        raise PixeljaxError(f"targets must be None, 'all' or integer classes, got booleans "
+                            f"{targets!r}")
     if targets.ndim == 0:
         targets = np.full(labels.shape, int(targets))
     if targets.shape != labels.shape or not np.issubdtype(targets.dtype, np.integer):
@@ -96,7 +105,94 @@ def check_budget(pixels: int, popsize: int, maxiter: int, image_shape, *, slots:
     for name, value, least in (("pixels", pixels, 1), ("popsize", popsize, 4),
                                ("maxiter", maxiter, 0), ("slots", slots, 1),
                                ("batch_size", batch_size, 1), ("segment", segment, 1)):
-        if not isinstance(value, (int, np.integer)) or value < least:
+        if not is_int(value) or value < least:
             raise PixeljaxError(f"{name} must be an integer >= {least}, got {value!r}")
     if pixels > h * w:
         raise PixeljaxError(f"pixels={pixels} is larger than the image ({h}x{w} = {h * w})")
+
+
+def is_int(value) -> bool:
+    """A Python or NumPy integer, but not a bool (``True`` is no count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_number(name: str, value, low: float, high: float, *, low_open: bool = False) -> float:
+    """``value`` as a float, if it is a finite real number in [low, high] (or (low, high])."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                    np.floating)):
+        raise PixeljaxError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+        raise PixeljaxError(f"{name} must be a finite number in {'(' if low_open else '['}{low:g}, "
+                            f"{high:g}], got {value!r}")
+    return value
+
+
+def check_attack_numbers(F, crossover_rate, target_threshold, true_threshold) -> None:
+    """The DE's and the early stop's numbers: F in (0, 2], rates and probabilities in [0, 1]
+    (``crossover_rate`` and ``true_threshold`` may be None: no crossover, stop on a
+    misclassification)."""
+    check_number("F", F, 0, 2, low_open=True)
+    if crossover_rate is not None:
+        check_number("crossover rate", crossover_rate, 0, 1)
+    check_number("target threshold", target_threshold, 0, 1)
+    if true_threshold is not None:
+        check_number("true threshold", true_threshold, 0, 1)
+
+
+def check_key(key) -> None:
+    """A JAX PRNG key: a typed key (``jax.random.key(seed)``) or legacy uint32 key data
+    (``jax.random.PRNGKey(seed)``)."""
+    how = "make one with jax.random.key(seed), e.g. key=jax.random.key(0)"
+    dtype = getattr(key, "dtype", None)
+    if dtype is None or not hasattr(key, "shape"):
+        raise PixeljaxError(f"key must be a JAX PRNG key array, got {type(key).__name__} "
+                            f"{key!r}; {how}")
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise PixeljaxError(f"key must be one PRNG key, got an array of keys of shape "
+                                f"{key.shape}; {how}")
+        return
+    legacy = jax.random.key_data(jax.random.key(0)).shape
+    if dtype != np.uint32 or key.shape != legacy:
+        raise PixeljaxError(f"key must be a JAX PRNG key array (a typed key, or uint32 key data "
+                            f"of shape {legacy}), got {dtype} of shape {key.shape}; {how}")
+
+
+def check_devices(devices) -> None:
+    """None, a count or a sequence of devices (which ``engine.local_devices`` checks further)."""
+    if devices is None or is_int(devices):
+        return
+    if isinstance(devices, (bool, np.bool_, str, bytes)) or not hasattr(devices, "__iter__"):
+        raise PixeljaxError(f"devices must be None, a number of devices or a sequence of "
+                            f"devices, got {devices!r}")
+
+
+def micro_batch(batch_size: int, slots: int, popsize: int, n_devices: int = 1) -> int:
+    """The images per model call that the slots can fill: ``batch_size``, at most one
+    generation of every slot of a device (``slots`` are shared evenly by ``n_devices``).
+    A larger batch would only pad each call with wasted images."""
+    per_device = -(-max(slots, 1) // max(n_devices, 1))
+    return max(1, min(batch_size, per_device * popsize))
+
+
+CIFAR10_IMAGE_SHAPE = (32, 32, 3)
+
+
+def victim_image_shape(model, metadata: dict | None = None) -> tuple[int, int, int]:
+    """The (height, width, channels) of the images a victim takes: ``image_shape`` in its
+    checkpoint's metadata or on the model when either records one, else CIFAR-10's 32x32 RGB
+    (every registered victim normalises its input with CIFAR-10's channel statistics)."""
+    shape = (metadata or {}).get("image_shape") or getattr(model, "image_shape", None)
+    return tuple(int(d) for d in shape) if shape else CIFAR10_IMAGE_SHAPE
+
+
+def check_image_shape(images_shape, expected, what: str) -> None:
+    """Images of the height, width and channels the network takes (a fully convolutional
+    network runs on any size, but what it computes on other images means nothing)."""
+    expected, got = tuple(int(d) for d in expected), tuple(int(d) for d in images_shape)
+    if got != expected:
+        h, w, c = expected
+        raise PixeljaxError(f"{what} has images of shape {got} (height, width, channels), but "
+                            f"the network takes {h}x{w} images with {c} channel"
+                            f"{'s' if c != 1 else ''} {expected}")

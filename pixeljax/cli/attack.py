@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from pixeljax.cli import checks
 
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=200)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
 
 
 def _run_config(args, mode: str) -> dict:
-    return {"model": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+    from pixeljax import checkpoint_ref
+
+    checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
+                  checkpoint_ref.shipped(args.model))
+    return {"model": args.model, "architecture": args.model, "checkpoint": checkpoint,
             "data": args.data, "split": args.split, "pixels": args.pixels, "mode": mode,
             "target_class": args.targeted, "n_images": args.images, "first": args.first,
             "seed": args.seed, "popsize": args.popsize, "maxiter": args.maxiter,
@@ -34,13 +41,16 @@ def join(args) -> tuple[int, int]:
                                                   distributed.DEFAULT_TIMEOUT_S))
 
 
-def _attack(args, *, quiet_summary: bool = False) -> dict:
+def _attack(args) -> dict:
+    from pixeljax import checkpoint_ref
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.run import attack_folder, engine_settings
+    from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
     from pixeljax.errors import PixeljaxError
 
+    checks.writable_folder(args.out, "--out")
     join(args)
     local_devices(args.devices)  # a count that does not fit fails before any work
     mode = ("all-targets" if args.all_targets else
@@ -52,6 +62,10 @@ def _attack(args, *, quiet_summary: bool = False) -> dict:
                             f"got {args.targeted}")
     if args.images < 1:
         raise PixeljaxError(f"--images must be >= 1, got {args.images}")
+    if len(data) == 0:
+        raise PixeljaxError(f"--data {args.data}: {data.source} holds no images to attack")
+    check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
+                      f"--data {args.data} ({data.source})")
     engine, params = engine_settings(args)
     from pixeljax.attack.validation import check_budget
     check_budget(engine.pixels, engine.popsize, engine.maxiter, data.x.shape[1:],
@@ -59,7 +73,16 @@ def _attack(args, *, quiet_summary: bool = False) -> dict:
     if mode == "targeted":
         # Images of the target class cannot be attacked towards it: attack the others.
         data = data.take(np.flatnonzero(data.y != args.targeted))
-    return attack_folder(victim.predict, data, args.out, _run_config(args, mode),
+        if len(data) == 0:
+            raise PixeljaxError(f"every image of {args.data} is of class {args.targeted}: "
+                                f"none can be attacked towards it")
+    if args.images > len(data):
+        print(f"note: --images {args.images}, but {data.source} has "
+              f"{len(data)}{' other-class' if mode == 'targeted' else ''} images: attacking "
+              f"all {len(data)}", file=sys.stderr)
+    config = _run_config(args, mode)
+    checkpoint_ref.migrate(args.out, config)  # a folder of an earlier version resumes
+    return attack_folder(victim.predict, data, args.out, config,
                          engine=engine, params=params, seed=args.seed, n_images=args.images,
                          first=args.first, mode=mode, target_class=args.targeted,
                          progress=not args.quiet, devices=args.devices)
@@ -75,6 +98,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
           f"evaluations in {summary['wall_seconds']:.1f} s "
           f"({summary['evaluations_per_second']:,.0f}/s on {_scale(summary)})")
+    if summary.get("nonfinite_evaluations"):
+        from pixeljax.notices import warn
+
+        warn(f"{summary['nonfinite_evaluations']:,} model evaluations in "
+             f"{summary['nonfinite_attacks']} attacks gave NaN or infinite logits; they count "
+             f"as the worst fitness, never as a success")
 
 
 def _scale(summary: dict) -> str:
@@ -97,7 +126,17 @@ def _cmd_attack(args) -> int:
     print(f"results: {Path(args.out) / results.shard_name(process, count)}"
           + (" (pixeljax.results.read_rows merges the shards of all processes)"
              if count > 1 else ""))
-    return 0
+    return _nothing_attacked(summary)
+
+
+def _nothing_attacked(summary: dict) -> int:
+    """Exit status 1, with an error line, when no image could be attacked."""
+    if summary["n_attacked"]:
+        return 0
+    print(f"error: none of the {summary['n_images']} image(s) was attacked: the victim "
+          f"misclassifies every one of them (they are skipped); check that --data holds the "
+          f"images and labels the victim was trained for", file=sys.stderr)
+    return 1
 
 
 def _cmd_demo(args) -> int:
@@ -124,7 +163,7 @@ def _cmd_demo(args) -> int:
                            title=f"{args.model}: {args.pixels}-pixel attack "
                                  f"({summary['success_rate']:.0%} fooled)")
     print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}")
-    return 0
+    return _nothing_attacked(summary)
 
 
 def _cmd_bench(args) -> int:
@@ -144,7 +183,7 @@ def _cmd_bench(args) -> int:
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",
-                                             "batch_size")
+                                             "batch_size", "incremental_batch_size")
                                             if getattr(args, k) is not None})
     if args.devices:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
@@ -156,9 +195,18 @@ def _cmd_bench(args) -> int:
         return 0
     print(f"{args.model} on {report['device']} ({report['platform']}), config {report['config']}")
     print(f"(a) forward pass      {report['forward_images_per_second']:12,.0f} images/s")
-    print(f"(b) pixeljax engine   {report['engine_evaluations_per_second']:12,.0f} evaluations/s")
+    engines = report["engines"]
+    for label, name in (("(b) engine, dense    ", "dense"),
+                        ("(b') engine, increm.", "incremental")):
+        e = engines[name]
+        print(f"{label}  {e['evaluations_per_second']:12,.0f} evaluations/s  (micro-batch "
+              f"{e['batch_size']}, {e['macs_per_candidate'] / 1e6:,.1f} M multiply-adds per "
+              f"candidate, {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
+              f"{e['scoring']})")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
     print(f"(b)/(a) = {report['engine_over_forward']:.3f}   "
+          f"(b')/(b) = {report['incremental_over_dense']:.2f} (multiply-adds "
+          f"{report['incremental_macs_fraction']:.2f}x)   "
           f"(b)/(c) = {report['engine_over_numpy_de']:.2f}")
     return 0
 
@@ -195,38 +243,50 @@ def distributed_options(p: argparse.ArgumentParser) -> None:
                              "and on Cloud TPU pod slices)")
     g.add_argument("--coordinator", metavar="HOST:PORT",
                    help="address of process 0 (with --num-processes and --process-id)")
-    g.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
-    g.add_argument("--process-id", type=int, metavar="I", help="this process, in [0, N)")
-    g.add_argument("--coordinator-timeout", type=float, default=300, metavar="SECONDS",
+    g.add_argument("--num-processes", type=checks.positive_int, metavar="N",
+                   help="processes in the run")
+    g.add_argument("--process-id", type=checks.count, metavar="I", help="this process, in [0, N)")
+    g.add_argument("--coordinator-timeout", type=checks.number(0, low_open=True), default=300,
+                   metavar="SECONDS",
                    help="give up joining after this long (default 300)")
     g.add_argument("--no-distributed", action="store_true",
                    help="do not auto-detect a Slurm or TPU cluster: run as one process")
 
 
 def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    p.add_argument("--checkpoint", type=Path, help="default: the shipped checkpoints/MODEL")
+    p.add_argument("--checkpoint", type=checks.path,
+                   help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--pixels", type=int, default=1)
+    p.add_argument("--pixels", type=checks.positive_int, default=1)
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--targeted", type=int, metavar="CLASS", help="attack towards CLASS")
     goal.add_argument("--all-targets", action="store_true",
                       help="the paper's protocol: each image towards each other class")
-    p.add_argument("--images", type=int, default=None if demo else 100)
+    p.add_argument("--images", type=checks.positive_int, default=None if demo else 100)
     p.add_argument("--first", action="store_true", help="the first N images, not a sample")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--popsize", type=int, default=None if demo else 400)
-    p.add_argument("--maxiter", type=int, default=None if demo else 100)
+    p.add_argument("--seed", type=checks.seed, default=0)
+    p.add_argument("--popsize", type=checks.integer(4), default=None if demo else 400)
+    p.add_argument("--maxiter", type=checks.count, default=None if demo else 100)
     p.add_argument("--strategy", default="rand1", choices=("rand1", "best1"))
-    p.add_argument("--F", type=float, default=0.5)
-    p.add_argument("--crossover", type=float, default=None, help="binomial rate (default none)")
-    p.add_argument("--target-threshold", type=float, default=0.5)
-    p.add_argument("--true-threshold", type=float, default=None)
-    p.add_argument("--slots", type=int, default=None if demo else 32, help="attacks in flight")
-    p.add_argument("--batch-size", type=int, default=None if demo else 1024,
-                   help="images per model call")
-    p.add_argument("--segment", type=int, default=10, help="generations between refills")
-    p.add_argument("--devices", type=int, metavar="N",
+    p.add_argument("--F", type=checks.number(0, 2, low_open=True), default=0.5,
+                   help="DE mutation factor, in (0, 2] (default 0.5)")
+    p.add_argument("--crossover", type=checks.number(0, 1), default=None,
+                   help="binomial rate in [0, 1] (default none)")
+    p.add_argument("--target-threshold", type=checks.number(0, 1), default=0.5)
+    p.add_argument("--true-threshold", type=checks.number(0, 1), default=None)
+    p.add_argument("--slots", type=checks.positive_int, default=None if demo else 32,
+                   help="attacks in flight")
+    p.add_argument("--batch-size", type=checks.positive_int, default=None if demo else 1024,
+                   help="images per model call (at most slots x popsize per device are used)")
+    p.add_argument("--segment", type=checks.positive_int, default=10,
+                   help="generations between refills")
+    p.add_argument("--dense", action="store_true",
+                   help="score every candidate by a full forward pass (default: one-pixel "
+                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
+                        "activations the pixel reaches; other victims, e.g. resnet20, and "
+                        "multi-pixel attacks are always scored densely)")
+    p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "
                         "to a multiple of N, --batch-size is per device)")
     p.add_argument("--json", action="store_true")
@@ -236,26 +296,30 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
 def register(sub) -> None:
     p = sub.add_parser("attack", help="attack N images and write a results folder")
     p.add_argument("model")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", required=True, type=checks.path)
     _attack_options(p)
     distributed_options(p)
     p.set_defaults(func=_cmd_attack)
 
     p = sub.add_parser("demo", help="a one-pixel attack on the shipped AllConv and sample")
     p.add_argument("--model", default="allconv")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--out", type=checks.path, default=Path("runs/demo"))
     _attack_options(p, demo=True)
     p.set_defaults(func=_cmd_demo, first=True)
 
-    p = sub.add_parser("bench", help="engine throughput vs forward pass vs NumPy DE")
+    p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring) vs "
+                                     "forward pass vs NumPy DE")
     p.add_argument("--model", default="allconv")
-    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--checkpoint", type=checks.path)
     p.add_argument("--data", default="sample")
     p.add_argument("--devices", type=_device_list, metavar="N,N,...",
                    help="measure the engine on each device count (e.g. 1,2,4,8) with the same "
                         "slots and images per device, as ratios to one device")
-    for name in ("images", "popsize", "maxiter", "slots", "batch-size"):
-        p.add_argument(f"--{name}", type=int, help="override the platform's bench size"
+    sizes = {"popsize": checks.integer(4), "maxiter": checks.count}
+    for name in ("images", "popsize", "maxiter", "slots", "batch-size",
+                 "incremental-batch-size"):
+        p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),
+                       help="override the platform's bench size"
                        + (" (per device with --devices)" if name in ("images", "slots") else ""))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+
+from pixeljax.cli import checks
 
 
 def _log(line: str) -> None:
@@ -16,14 +17,18 @@ def _cmd_evaluate(args) -> int:
     from pixeljax.evaluation import load_suite, make_plan, run_suite, write_report
     from pixeljax.evaluation.runner import with_images
 
+    if not args.dry_run:
+        checks.writable_folder(args.out, "--out")
     suite = load_suite(args.suite)
     if args.dry_run:
         plan = make_plan(with_images(suite, images=args.images, sample=args.sample), args.out,
-                         data=args.data, train_data=args.train_data, slots=args.slots,
+                         data=args.data, train_data=args.train_data,
+                         train_missing=args.train_missing, slots=args.slots,
                          batch_size=args.batch_size, segment=args.segment)
         print(plan.describe())
         return 0
     summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
+                          train_missing=args.train_missing,
                           images=args.images, sample=args.sample, slots=args.slots,
                           batch_size=args.batch_size, segment=args.segment,
                           progress=not args.quiet, log=_log)
@@ -40,33 +45,41 @@ def _cmd_evaluate(args) -> int:
 def _cmd_report(args) -> int:
     from pixeljax.evaluation import write_report
 
+    if args.results.exists():  # a missing folder is named by write_report
+        checks.writable_folder(args.results, "results folder")
     print(f"report: {write_report(args.results, data=args.data)}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): train "
-                                        "missing victims, attack every cell, resumably")
+    p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): attack "
+                                        "every cell, resumably")
     p.add_argument("suite", help="suite name (evaluate/NAME.py, e.g. paper-cifar10, quick) or "
                                  "path to a suite .py file")
-    p.add_argument("--out", required=True, type=Path, help="results folder")
+    p.add_argument("--out", required=True, type=checks.path, help="results folder")
     p.add_argument("--data", help="images to attack (default: the suite's)")
-    p.add_argument("--train-data", help="training images for victims without a checkpoint "
-                                        "(default: --data)")
+    p.add_argument("--train-missing", action="store_true",
+                   help="train victims that have no checkpoint with their recipe first (hours "
+                        "on a CPU); without it they are skipped")
+    p.add_argument("--train-data", help="training images for --train-missing (default: --data)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--sample", type=int, metavar="N",
+    which.add_argument("--sample", type=checks.positive_int, metavar="N",
                        help="a seeded random sample of N images (the paper: 500)")
-    which.add_argument("--images", type=int, metavar="N", help="the first N images")
-    p.add_argument("--slots", type=int, default=32, help="attacks in flight")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per model call")
-    p.add_argument("--segment", type=int, default=10, help="generations between refills")
+    which.add_argument("--images", type=checks.positive_int, metavar="N",
+                       help="the first N images")
+    p.add_argument("--slots", type=checks.positive_int, default=32, help="attacks in flight")
+    p.add_argument("--batch-size", type=checks.positive_int, default=1024,
+                   help="images per model call (at most slots x popsize are used)")
+    p.add_argument("--segment", type=checks.positive_int, default=10,
+                   help="generations between refills")
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="write DIR/report.md for a suite's results folder")
-    p.add_argument("results", type=Path, help="the --out folder of 'pixeljax evaluate'")
+    p.add_argument("results", type=checks.path,
+                   help="the --out folder of 'pixeljax evaluate'")
     p.add_argument("--data", help="the attacked images, for example grids (default: the "
                                   "suite's data as recorded)")
     p.set_defaults(func=_cmd_report)

@@ -2,36 +2,56 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
+
+from pixeljax.cli import checks
+
+_positive_int = checks.positive_int
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _nonempty(data, option: str, spec) -> None:
+    from pixeljax.errors import PixeljaxError
+
+    if len(data) == 0:
+        raise PixeljaxError(f"{option} {spec}: {data.source} holds no images")
+
+
+def _check_fits(model, data, option: str, spec, metadata: dict | None = None) -> None:
+    """The images have the size and channels ``model`` takes."""
+    from pixeljax.attack.validation import check_image_shape, victim_image_shape
+
+    check_image_shape(data.x.shape[1:], victim_image_shape(model, metadata),
+                      f"{option} {spec} ({data.source})")
 
 
 def _cmd_train(args) -> int:
+    from flax import nnx
+
+    from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
+    from pixeljax.models import create_model
     from pixeljax.training import export_victim, load_recipe, train
 
+    checks.writable_folder(args.workdir, "--workdir")
+    if args.export:
+        # Only a complete victim is replaced, and the folder must be writable: before training.
+        checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
     config = load_recipe(args.model).replace(epochs=args.epochs, batch_size=args.batch_size,
                                              learning_rate=args.learning_rate, seed=args.seed)
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:
         train_set = train_set.take(range(min(args.limit, len(train_set))))
+    for data in (train_set, test_set):
+        _nonempty(data, "--data", args.data)
+    shape = nnx.eval_shape(lambda: create_model(config.model))  # no weights are made
+    _check_fits(shape, train_set, "--data", args.data)
     result = train(config, train_set, test_set, args.workdir, progress=not args.quiet)
     print(f"{config.model}: test accuracy {result.test_accuracy:.4f} after {result.epochs} "
           f"epochs ({result.steps} steps, {result.training_seconds:.0f} s)")
     if args.export:
         meta = export_victim(result.model, args.export, architecture=config.model,
+                             dtype=args.dtype,
                              test_set=test_set, training=_training_info(
                                  config, train_set.source, result.steps, result.epochs,
                                  result.training_seconds, result.history))
@@ -46,17 +66,24 @@ def _training_info(config, train_source, steps, epochs_done, seconds, history) -
 
 
 def _cmd_export(args) -> int:
-    from pixeljax.checkpoint import shipped_checkpoint
+    from pixeljax.checkpoint import check_replaceable, shipped_checkpoint
     from pixeljax.data import load_dataset
     from pixeljax.training import export_victim
     from pixeljax.training.loop import restore_model, training_data
 
+    if args.out:
+        checks.replaceable_folder(args.out, "--out", may_replace=check_replaceable)
     model, config, step, history, seconds = restore_model(args.workdir)
+    out = args.out or shipped_checkpoint(config.model)
+    if not args.out:
+        checks.replaceable_folder(out, "--out (default)", may_replace=check_replaceable)
     source = training_data(args.workdir).get("train_data", "not recorded")
     test_set = load_dataset(args.data, "test")
+    _nonempty(test_set, "--data", args.data)
+    _check_fits(model, test_set, "--data", args.data)
     epochs_done = history[-1]["epoch"] if history else 0
-    out = args.out or shipped_checkpoint(config.model)
     meta = export_victim(model, out, architecture=config.model, test_set=test_set,
+                         dtype=args.dtype,
                          training=_training_info(config, source, step, epochs_done,
                                                  seconds, history))
     print(json.dumps({k: meta[k] for k in ("architecture", "parameter_count", "epochs",
@@ -72,6 +99,8 @@ def _cmd_accuracy(args) -> int:
 
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, args.split)
+    _nonempty(data, "--data", args.data)  # the accuracy of no images is undefined
+    _check_fits(victim.model, data, "--data", args.data, victim.metadata)
     if args.limit:
         data = data.take(range(min(args.limit, len(data))))
     acc = accuracy(victim.apply, victim.params, data.x, data.y)
@@ -89,32 +118,43 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _dtype_option(p) -> None:
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="how the exported weights are stored (read back as float32); "
+                        "bfloat16/float16 halve the size but round the weights, so the default "
+                        "float32 keeps the trained network exact (batch-norm statistics stay "
+                        "float32 always)")
+
+
 def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
     p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
     p.add_argument("--data", required=True, help="CIFAR-10 source (see 'pixeljax.data')")
-    p.add_argument("--workdir", required=True, type=Path)
-    p.add_argument("--export", type=Path,
+    p.add_argument("--workdir", required=True, type=checks.path)
+    p.add_argument("--export", type=checks.path,
                    help="write the final victim here (e.g. checkpoints/NAME)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--seed", type=int)
+    _dtype_option(p)
+    p.add_argument("--epochs", type=checks.positive_int)
+    p.add_argument("--batch-size", type=checks.positive_int)
+    p.add_argument("--learning-rate", type=checks.number(0, low_open=True))
+    p.add_argument("--seed", type=checks.seed)
     p.add_argument("--limit", type=_positive_int,
                    help="train on the first N training images only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="export a training run's newest checkpoint as a victim")
-    p.add_argument("--workdir", required=True, type=Path)
+    p.add_argument("--workdir", required=True, type=checks.path)
     p.add_argument("--data", required=True, help="test data for the recorded accuracy")
-    p.add_argument("--out", type=Path, help="default: checkpoints/MODEL")
+    p.add_argument("--out", type=checks.path, help="default: checkpoints/MODEL")
+    _dtype_option(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("accuracy", help="clean accuracy of a victim")
     p.add_argument("model")
-    p.add_argument("--checkpoint", type=Path, help="default: the shipped checkpoints/MODEL")
+    p.add_argument("--checkpoint", type=checks.path,
+                   help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--limit", type=_positive_int)

@@ -44,6 +44,12 @@ class ImageSet:
                                    index=self.index[positions])
 
 
+def max_index(num_classes: int) -> int:
+    """The largest image index an attack id can hold: ids (``index * classes + class``) are
+    32-bit integers in the attack engine."""
+    return (2**31 - 1) // max(num_classes, 1) - 1
+
+
 def make_image_set(x, y, *, source: str, index=None,
                    class_names: tuple[str, ...] = CIFAR10_CLASSES) -> ImageSet:
     """Validates arrays and wraps them in an :class:`ImageSet`.
@@ -71,5 +77,15 @@ def make_image_set(x, y, *, source: str, index=None,
             raise DataError(f"{source}: 'index' must hold {len(y)} integers, got "
                             f"{index.dtype} {index.shape}")
         index = index.astype(np.int64)
+        limit = max_index(len(class_names))
+        if len(index) and (index.min() < 0 or index.max() > limit):
+            raise DataError(f"{source}: 'index' values must lie in [0, {limit}] (positions in "
+                            f"the source split), got values from {index.min()} to "
+                            f"{index.max()}")
+        values, counts = np.unique(index, return_counts=True)
+        if (counts > 1).any():
+            raise DataError(f"{source}: 'index' must name each image once, but "
+                            f"{values[counts > 1][:5].tolist()} occur more than once; attacks "
+                            f"are identified by it")
     return ImageSet(x=x, y=y.astype(np.int32), index=index, source=source,
                     class_names=tuple(class_names))

@@ -14,7 +14,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pixeljax import results
+from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack.validation import check_budget
 from pixeljax.checkpoint import read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
@@ -27,8 +27,6 @@ from pixeljax.training import TrainConfig, load_recipe
 RECORD = "suite.json"
 TRAINED = "checkpoint"  # OUT/<victim>/checkpoint: a victim this suite trained
 WORKDIR = "train"       # OUT/<victim>/train: its training run
-SETTINGS = ("data", "split", "n_images", "first", "seed", "popsize", "maxiter", "strategy",
-            "F", "crossover", "target_threshold", "true_threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +37,9 @@ class VictimPlan:
       victim: the suite's entry.
       architecture: registry name of the network.
       checkpoint: the checkpoint folder attacked (written by training when ``needs_training``).
-      checkpoint_id: how the cells' ``config.json`` names it.
+      checkpoint_id: how reports describe it (e.g. "checkpoints/allconv (shipped)").
+      reference: how the cells' ``config.json`` names it, loadably (see
+        :mod:`pixeljax.checkpoint_ref`).
       fingerprint: the checkpoint's export time, so results of a re-exported checkpoint are
         never mixed with older ones (None until trained).
       recipe: the training recipe, if any.
@@ -51,6 +51,7 @@ class VictimPlan:
     architecture: str
     checkpoint: Path
     checkpoint_id: str
+    reference: str
     fingerprint: str | None
     recipe: TrainConfig | None
     needs_training: bool
@@ -93,6 +94,7 @@ class Plan:
     first: bool
     victims: dict[str, VictimPlan]
     cells: list[CellPlan]
+    skipped: tuple[VictimPlan, ...] = ()
 
     def settings(self) -> dict:
         """What decides the results of every cell, recorded in ``suite.json``."""
@@ -106,14 +108,14 @@ class Plan:
         """The ``config.json`` of a cell's results folder."""
         v = self.victims[cell.victim.name]
         return {"suite": self.suite.name, "model": cell.victim.name,
-                "architecture": v.architecture, "checkpoint": v.checkpoint_id,
+                "architecture": v.architecture, "checkpoint": v.reference,
                 "checkpoint_exported": fingerprint, "pixels": cell.pixels, "mode": cell.mode,
                 "target_class": None, **self.settings()}
 
     def record(self) -> dict:
         """The contents of ``OUT/suite.json``."""
         victims = {name: {"architecture": v.architecture, **v.victim.describe(),
-                          "checkpoint": v.checkpoint_id,
+                          "checkpoint_label": v.checkpoint_id,
                           "checkpoint_path": str(v.checkpoint.resolve())}
                    for name, v in self.victims.items()}
         return {"suite": self.suite.name, "description": self.suite.description,
@@ -137,14 +139,13 @@ class Plan:
         lines = [f"suite {s.name}: {len(self.cells)} cells, {how} of {len(self.data):,} "
                  f"images of {self.data.source}; population {s.popsize}, {s.maxiter} "
                  f"generations"]
+        for v in self.skipped:
+            lines.append(f"  {v.victim.name} ({v.architecture}): no checkpoint; skipped "
+                         f"({_training_cost(v)}: pass --train-missing to train it first)")
         for name, v in self.victims.items():
             if v.needs_training:
-                r = v.recipe
-                n = len(self.train_set) if self.train_set is not None else 0
-                if v.victim.train_images:
-                    n = min(n, v.victim.train_images)
-                epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
-                where = f"to train first ({epochs} on {n:,} images, then {v.checkpoint})"
+                n = len(self.train_set) if self.train_set is not None else None
+                where = f"to train first ({_training_cost(v, n)}, then {v.checkpoint})"
             else:
                 where = f"checkpoint {v.checkpoint}"
             cells = [c for c in self.cells if c.cell.victim.name == name]
@@ -153,6 +154,16 @@ class Plan:
                          f"to run")
         lines.append(f"  attacks: {self.done:,} of {self.total:,} done")
         return "\n".join(lines)
+
+
+def _training_cost(v: VictimPlan, train_images: int | None = None) -> str:
+    """How long training a victim takes, in the recipe's words: epochs and images."""
+    r = v.recipe
+    n = train_images
+    if v.victim.train_images:
+        n = v.victim.train_images if n is None else min(n, v.victim.train_images)
+    epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
+    return f"{epochs} on {n:,} images" if n is not None else f"{epochs} with recipe {r.model}"
 
 
 def data_key(spec: str) -> str:
@@ -207,18 +218,22 @@ def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | 
         return None
     trained = out / victim.name / TRAINED
     shipped = shipped_checkpoint(architecture)
+    own = f"../{TRAINED}"  # from a cell folder, OUT/<victim>/<cell>
     if victim.checkpoint is not None:
         directory = Path(victim.checkpoint).expanduser().resolve()
-        ident = str(directory)
+        ident = reference = str(directory)
     elif (trained / "metadata.json").is_file():
         directory, ident = trained, f"{victim.name}/{TRAINED} (trained by this suite)"
+        reference = own
     elif (shipped / "metadata.json").is_file():
         directory, ident = shipped, f"checkpoints/{architecture} (shipped)"
+        reference = checkpoint_ref.shipped(architecture)
     elif recipe is not None:
         workdir = out / victim.name / WORKDIR
         _check_workdir(workdir, recipe, victim.name, problems)
         return VictimPlan(victim, architecture, trained,
-                          f"{victim.name}/{TRAINED} (trained by this suite)", None, recipe, True)
+                          f"{victim.name}/{TRAINED} (trained by this suite)", own, None, recipe,
+                          True)
     else:
         problems.append(f"victim {victim.name}: no checkpoint (looked in {shipped} and "
                         f"{trained}) and no recipe to train one; give Victim(checkpoint=...) "
@@ -227,8 +242,8 @@ def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | 
     meta = _checkpoint_meta(directory, architecture, victim.name, problems)
     if meta is None:
         return None
-    return VictimPlan(victim, architecture, directory, ident, meta.get("exported"), recipe, False,
-                      meta.get("num_classes", 10))
+    return VictimPlan(victim, architecture, directory, ident, reference, meta.get("exported"),
+                      recipe, False, meta.get("num_classes", 10))
 
 
 def _check_workdir(workdir: Path, recipe: TrainConfig, name: str, problems: list[str]) -> None:
@@ -253,7 +268,7 @@ def check_record(out: Path, suite: Suite, settings: dict, problems: list[str]) -
         return
     path = out / RECORD
     if not path.is_file():
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(p.name != locking.LOCK for p in out.iterdir()):
             problems.append(f"{out} is not empty and holds no {RECORD}: not a results folder "
                             f"of a suite; use a new --out")
         return
@@ -293,6 +308,7 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
     except PixeljaxError as e:
         problems.append(f"cell {cell.key}: {e}")
         return CellPlan(cell, directory, attacks, done)
+    stored.pop(results.DATA_FINGERPRINT, None)  # the data are compared by attack_folder
     if victim.needs_training:
         if rows:
             problems.append(f"cell {cell.key}: {directory} holds results, but the checkpoint "
@@ -300,10 +316,19 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
                             f"folder away or restore the checkpoint")
         return CellPlan(cell, directory, attacks, done)
     expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint))
-    if stored != expected:
+    if stored != expected and _upgraded(stored, directory) != expected:
         problems.append(f"cell {cell.key}: {directory} holds results of another configuration "
                         f"({_differences(stored, expected)}); use another --out")
     return CellPlan(cell, directory, attacks, done)
+
+
+def _upgraded(stored: dict, directory: Path) -> dict:
+    """A cell's ``config.json`` of an earlier version in today's form (the runner rewrites it
+    before resuming the cell); ``stored`` itself when it cannot be read as one."""
+    try:
+        return checkpoint_ref.upgrade(stored, directory)
+    except PixeljaxError:
+        return stored
 
 
 def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | None:
@@ -315,8 +340,8 @@ def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | N
 
 
 def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
-              train_data: str | None = None, slots: int = 32, batch_size: int = 1024,
-              segment: int = 10) -> Plan:
+              train_data: str | None = None, train_missing: bool = False, slots: int = 32,
+              batch_size: int = 1024, segment: int = 10) -> Plan:
     """Checks everything a run of ``suite`` into ``out`` needs.
 
     Args:
@@ -324,6 +349,8 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
       out: the results folder.
       data: the data spec attacked (default: the suite's).
       train_data: the data spec victims without a checkpoint train on (default: ``data``).
+      train_missing: train victims that have no checkpoint yet with their recipe (hours on a
+        CPU). Without it they are skipped and listed in the plan: long work is opt-in.
       slots, batch_size, segment: engine sizes (checked here, not recorded: results do not
         depend on them).
 
@@ -349,6 +376,14 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
         except PixeljaxError as e:
             problems.append(f"suite {suite.name}: {e}")
     victims = {v.name: plan_victim(v, out, problems) for v in suite.victims}
+    skipped = tuple(v for v in victims.values()
+                    if v is not None and v.needs_training and not train_missing)
+    victims = {k: v for k, v in victims.items() if v is not None and v not in skipped}
+    if not victims and skipped and not problems:
+        names = ", ".join(v.victim.name for v in skipped)
+        problems.append(f"no victim to attack: {names} {'has' if len(skipped) == 1 else 'have'} "
+                        f"no checkpoint; pass --train-missing to train "
+                        f"{'it' if len(skipped) == 1 else 'them'} first")
     if test is None:
         raise PixeljaxError(_report(suite, problems))
     for v in victims.values():
@@ -359,7 +394,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
     n_images = len(test) if wanted is None else min(wanted, len(test))
     plan = Plan(suite=suite, out=out, data_spec=spec, data=test, train_spec=None,
                 train_set=None, n_images=n_images, first=suite.sample is None,
-                victims={k: v for k, v in victims.items() if v is not None}, cells=[])
+                victims=victims, cells=[], skipped=skipped)
     check_record(out, suite, plan.settings(), problems)
     cells = []
     for cell in suite.cells():

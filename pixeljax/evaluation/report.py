@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation import figures, paper, tables
+from pixeljax import figures
+from pixeljax.evaluation import paper, tables
 from pixeljax.evaluation.store import ALL_TARGETS, CellResults, SuiteResults, load_results
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
@@ -80,14 +81,16 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
         ran on, as recorded in ``suite.json``).
 
     Raises:
-      PixeljaxError: not a suite's results folder, or its results are corrupt or mixed.
+      PixeljaxError: not a suite's results folder, its results are corrupt or mixed, or
+        ``data`` labels an attacked image otherwise than the results do (other images under
+        the same indices), found before anything is written.
     """
     out = Path(out)
     results = load_results(out)
     stats = compute_statistics(results)
+    examples, note = _write_examples(results, out / FIGURES, data)  # first: it checks ``data``
     csvs = _write_tables(results, stats, out / TABLES)
     pngs = _write_figures(results, stats, out / FIGURES)
-    examples, note = _write_examples(results, out / FIGURES, data)
     lines = _header(results)
     lines += _results_section(results, stats)
     lines += _figures_section(results, pngs)
@@ -270,9 +273,22 @@ def _example_rows(cell: CellResults) -> list[dict]:
     return chosen
 
 
+def _check_labels(results: SuiteResults, images, spec: str) -> None:
+    """Every attacked image that ``images`` holds must carry the label its rows record; other
+    labels mean other images under the same indices, whose grids would be wrong."""
+    label = {int(i): int(y) for i, y in zip(images.index, images.y)}
+    for cell in results.cells:
+        for r in cell.rows:
+            found = label.get(int(r["image_index"]))
+            if found is not None and found != int(r["label"]):
+                raise PixeljaxError(
+                    f"--data {spec}: image {r['image_index']} is labelled {found} there, but "
+                    f"{cell.key} attacked it as class {r['label']}: these are not the images "
+                    f"the suite ran on; pass the data it ran on with --data")
+
+
 def _write_examples(results: SuiteResults, folder: Path,
                     data: str | None) -> tuple[dict[str, tuple[Path, CellResults]], str]:
-    from pixeljax.figures import adversarial_grid
 
     wanted = {m: c for m in results.models if (c := _example_cell(results, m)) is not None}
     wanted = {m: (c, rows) for m, c in wanted.items() if (rows := _example_rows(c))}
@@ -290,13 +306,14 @@ def _write_examples(results: SuiteResults, folder: Path,
     if missing:
         return {}, (f"Examples left out: {spec} lacks attacked image(s) "
                     f"{sorted(missing)[:5]}; pass the data the suite ran on with --data.")
+    _check_labels(results, images, spec)
     out = {}
     for model, (cell, rows) in wanted.items():
         won = sum(r["success"] for r in rows)
-        path = adversarial_grid(rows, lookup, cell.pixels, images.class_names,
-                                folder / f"examples_{model}.png",
-                                title=f"{model}: {cell.pixels}-pixel {cell.mode} "
-                                      f"({won} of {len(rows)} shown succeed)")
+        path = figures.adversarial_grid(rows, lookup, cell.pixels, images.class_names,
+                                        folder / f"examples_{model}.png",
+                                        title=f"{model}: {cell.pixels}-pixel {cell.mode} "
+                                              f"({won} of {len(rows)} shown succeed)")
         out[model] = (path, cell)
     return out, ""
 
@@ -306,7 +323,8 @@ def _examples_section(results, examples, note: str) -> list[str]:
         return []
     lines = ["## Adversarial examples", "", "Originals (top) with their class and "
              "probability, adversarial images (bottom) with the class they are given; the "
-             "changed pixels are circled (red: the attack succeeded, grey: it failed).", ""]
+             f"changed pixels are circled ({figures.OUTCOME_COLOURS[True]}: the attack succeeded, "
+             f"{figures.OUTCOME_COLOURS[False]}: it failed).", ""]
     if note:
         lines += [note, ""]
     for model, (path, cell) in examples.items():
@@ -350,7 +368,8 @@ def _victims_section(results: SuiteResults) -> list[str]:
         meta = results.victim_metadata(model) or {}
         seconds = meta.get("training_seconds")
         published = paper.published("accuracy", entry.get("architecture"), 1)
-        rows.append([model, entry.get("architecture", model), f"`{entry.get('checkpoint')}`",
+        label = entry.get("checkpoint_label", entry.get("checkpoint"))  # older suite.json
+        rows.append([model, entry.get("architecture", model), f"`{label}`",
                      _pct(meta.get("test_accuracy")), f"{meta.get('test_images', '–')}",
                      f"{published.value:.1%}*" if published else "–",
                      "–" if seconds is None else f"{seconds / 60:,.1f} min"])

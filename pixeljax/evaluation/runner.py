@@ -1,4 +1,5 @@
-"""Runs a suite: trains the victims that need it, then attacks every cell, resumably.
+"""Runs a suite: attacks every cell of the victims that have a checkpoint, resumably (victims
+without one are skipped, or trained first with ``train_missing``).
 
 Each cell is one ``pixeljax.attack.run.attack_folder`` run into ``OUT/<victim>/<pixels>px-<mode>``;
 finished cells are skipped, a cell cut short resumes where it stopped (``attack_folder`` keeps
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pixeljax import results
+from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.attack.run import attack_folder
 from pixeljax.checkpoint import Victim, load_victim
@@ -37,11 +38,12 @@ def with_images(suite: Suite, *, images: int | None = None, sample: int | None =
 
 
 def engine_config(suite: Suite, pixels: int, *, slots: int, batch_size: int,
-                  segment: int) -> EngineConfig:
-    """The engine for one pixel count; sizes do not change results, only speed and memory."""
+                  segment: int, dense: bool = False) -> EngineConfig:
+    """The engine for one pixel count; sizes and ``dense`` (no incremental scoring) do not
+    change results, only speed and memory."""
     return EngineConfig(pixels=pixels, popsize=suite.popsize, maxiter=suite.maxiter,
                         strategy=suite.strategy, slots=slots, batch_size=batch_size,
-                        segment=segment)
+                        segment=segment, dense=dense)
 
 
 def attack_params(suite: Suite) -> AttackParams:
@@ -66,14 +68,16 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
     its victim was retrained): there is nothing to mix."""
     path = cell.directory / results.CONFIG
     if path.is_file() and not results.read_rows(cell.directory):
-        if results.read_config(cell.directory) != json.loads(json.dumps(config)):
+        stored = results.read_config(cell.directory)
+        stored.pop(results.DATA_FINGERPRINT, None)  # added by attack_folder
+        if stored != json.loads(json.dumps(config)):
             path.unlink()
 
 
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
-              train_data: str | None = None, images: int | None = None,
-              sample: int | None = None, slots: int = 32, batch_size: int = 1024,
-              segment: int = 10, progress: bool = True,
+              train_data: str | None = None, train_missing: bool = False,
+              images: int | None = None, sample: int | None = None, slots: int = 32, batch_size: int = 1024,
+              segment: int = 10, dense: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.
 
@@ -83,9 +87,13 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
       data, train_data: data specs (see ``pixeljax.data.load_dataset``): the images attacked
         (default: the suite's) and those victims without a checkpoint train on (default:
         ``data``).
+      train_missing: train victims without a checkpoint first (hours on a CPU); without it
+        they are skipped with one line.
       images, sample: override the suite's image selection: the first N, or a random N.
       slots, batch_size, segment: engine sizes (attacks in flight, images per model call,
         generations between refills); results do not depend on them.
+      dense: score every candidate by a full forward pass, not incrementally (see
+        ``pixeljax.attack.scoring``); results do not depend on it.
       progress: show progress bars.
       log: called with a line per step (plan, training, each cell).
 
@@ -97,31 +105,35 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
     """
     say = log or (lambda line: None)
     suite = with_images(suite, images=images, sample=sample)
-    plan = make_plan(suite, out, data=data, train_data=train_data, slots=slots,
-                     batch_size=batch_size, segment=segment)
+    plan = make_plan(suite, out, data=data, train_data=train_data, train_missing=train_missing,
+                     slots=slots, batch_size=batch_size, segment=segment)
     say(plan.describe())
-    write_record(plan)
-    params = attack_params(suite)
-    bar = tqdm(total=plan.total, initial=plan.done, disable=not progress, unit="attack",
-               desc=f"suite {suite.name}", position=0)
-    try:
-        for name, victim in plan.victims.items():
-            todo = [c for c in plan.cells if c.cell.victim.name == name and not c.complete]
-            if not todo:
-                continue
-            if victim.needs_training:
-                say(f"training {name} with its recipe ({victim.recipe.epochs} epochs)")
-                meta = train_victim(victim, plan.train_set, plan.data, plan.out,
-                                    suite=suite.name, progress=progress)
-                say(f"trained {name}: test accuracy {meta['test_accuracy']:.4f} on "
-                    f"{meta['test_images']} images; exported to {victim.checkpoint}")
-            loaded = _load_victim(victim.architecture, victim.checkpoint)
-            fingerprint = loaded.metadata.get("exported")
-            for cell in todo:
-                _run_cell(plan, cell, loaded.predict, fingerprint, params, bar, say,
-                          slots=slots, batch_size=batch_size, segment=segment)
-    finally:
-        bar.close()
+    for v in plan.skipped:
+        say(f"skipping {v.victim.name}: no checkpoint (pass --train-missing to train it)")
+    # One writer per suite folder (each cell folder and training work dir is locked too).
+    with locking.exclusive(plan.out, "suite results folder"):
+        write_record(plan)
+        params = attack_params(suite)
+        bar = tqdm(total=plan.total, initial=plan.done, disable=not progress, unit="attack",
+                   desc=f"suite {suite.name}", position=0)
+        try:
+            for name, victim in plan.victims.items():
+                todo = [c for c in plan.cells if c.cell.victim.name == name and not c.complete]
+                if not todo:
+                    continue
+                if victim.needs_training:
+                    say(f"training {name} with its recipe ({victim.recipe.epochs} epochs)")
+                    meta = train_victim(victim, plan.train_set, plan.data, plan.out,
+                                        suite=suite.name, progress=progress)
+                    say(f"trained {name}: test accuracy {meta['test_accuracy']:.4f} on "
+                        f"{meta['test_images']} images; exported to {victim.checkpoint}")
+                loaded = _load_victim(victim.architecture, victim.checkpoint)
+                fingerprint = loaded.metadata.get("exported")
+                for cell in todo:
+                    _run_cell(plan, cell, loaded.predict, fingerprint, params, bar, say,
+                              slots=slots, batch_size=batch_size, segment=segment, dense=dense)
+        finally:
+            bar.close()
     return [read_summary(c.directory) for c in plan.cells]
 
 
@@ -140,11 +152,12 @@ def _load_victim(architecture: str, checkpoint: Path) -> Victim:
 
 
 def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, params, bar, say, *,
-              slots: int, batch_size: int, segment: int) -> None:
+              slots: int, batch_size: int, segment: int, dense: bool) -> None:
     index = [c.cell.key for c in plan.cells].index(cell.cell.key) + 1
     say(f"[{index}/{len(plan.cells)}] {cell.cell.key}: {cell.attacks - cell.done:,} of "
         f"{cell.attacks:,} attacks to run")
     config = plan.cell_config(cell.cell, fingerprint)
+    checkpoint_ref.migrate(cell.directory, config)  # a cell of an earlier version resumes
     _reset_unstarted(cell, config)
     seen = 0
 
@@ -155,7 +168,7 @@ def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, params, bar, say
 
     bar.set_postfix_str(cell.cell.key)
     engine = engine_config(plan.suite, cell.cell.pixels, slots=slots, batch_size=batch_size,
-                           segment=segment)
+                           segment=segment, dense=dense)
     summary = attack_folder(predict, plan.data, cell.directory, config, engine=engine,
                             params=params, seed=plan.suite.seed, n_images=plan.n_images,
                             first=plan.first, mode=cell.cell.mode, progress=False,

@@ -23,11 +23,12 @@ import dataclasses
 import re
 from pathlib import Path
 
+from pixeljax._shipped import shipped_folder
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
 
-SUITES = Path(__file__).resolve().parents[2] / "evaluate"
+SUITES = shipped_folder("evaluate")
 MODES = ("non-targeted", "all-targets")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -164,6 +165,13 @@ class Suite:
         if self.images is not None and self.sample is not None:
             raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
                                 f"random N), not both")
+        from pixeljax.attack.validation import check_attack_numbers
+
+        try:
+            check_attack_numbers(self.F, self.crossover, self.target_threshold,
+                                 self.true_threshold)
+        except PixeljaxError as e:
+            raise PixeljaxError(f"suite {self.name}: {e}") from None
 
     def cells(self) -> list[Cell]:
         """Every (victim, pixels, mode), victim by victim, so each victim loads once."""

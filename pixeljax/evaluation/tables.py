@@ -17,7 +17,6 @@ from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import ALL_TARGETS, SuiteResults
 from pixeljax.stats import CellStats, Rate, pool
 
-CELL_KEYS = ("model", "architecture", "pixels", "mode", "status", "rows", "planned_rows")
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
                 "evaluations_per_second", "device", "devices", "processes")
 PAIR_COLUMNS = ("model", "pixels", "mode", "original", "original_name", "adversarial",

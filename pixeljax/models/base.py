@@ -18,12 +18,10 @@ from pixeljax.models.layers import normalize
 class SequentialVictim(nnx.Module):
     """Named layers applied in order to normalised pixel-space images."""
 
-    def __init__(self, layers: Sequence[tuple[str, nnx.Module]], *, num_classes: int = 10,
-                 image_shape: tuple[int, int, int] = (32, 32, 3)):
+    def __init__(self, layers: Sequence[tuple[str, nnx.Module]], *, num_classes: int = 10):
         self.layer_names = tuple(name for name, _ in layers)
         self.layers = nnx.List([layer for _, layer in layers])
         self.num_classes = num_classes
-        self.image_shape = tuple(image_shape)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         x = normalize(images)

@@ -56,6 +56,8 @@ def _pure(graphdef, method: str) -> Callable:
     def pure(params, images):
         return getattr(nnx.merge(graphdef, params), method)(images)
 
+    # So the attack engine can recognise a victim's forward pass (pixeljax.attack.scoring).
+    pure.graphdef, pure.method = graphdef, method
     return pure
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from pixeljax.errors import PixeljaxError
 
@@ -57,6 +58,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise PixeljaxError(f"training config: {name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise PixeljaxError(f"training config: {name} must be a finite number, "
+                                    f"got {value}")
         if not self.learning_rate > 0:
             raise PixeljaxError(f"training config: learning_rate must be > 0, "
                                 f"got {self.learning_rate}")

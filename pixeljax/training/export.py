@@ -9,7 +9,7 @@ from pathlib import Path
 from flax import nnx
 
 from pixeljax.accuracy import accuracy
-from pixeljax.checkpoint import save_victim
+from pixeljax.checkpoint import as_stored, check_replaceable, read_metadata, save_victim
 from pixeljax.data import ImageSet, load_sample
 from pixeljax.models import parameter_count, split_for_inference
 
@@ -21,18 +21,24 @@ def portable(source: str) -> str:
 
 
 def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test_set: ImageSet,
-                  training: dict) -> dict:
-    """Evaluates ``model`` on ``test_set`` and the shipped sample, then writes it to ``out``.
+                  training: dict, dtype: str = "float32") -> dict:
+    """Evaluates ``model`` on ``test_set`` and the shipped sample, then writes it to ``out``
+    with its weights stored as ``dtype`` (see ``pixeljax.checkpoint.save_victim``).
+
+    The accuracies recorded are those of the weights as stored (read back as float32).
 
     Returns the metadata written beside the weights.
+
+    Raises:
+      CheckpointError: ``out`` holds something other than a victim (checked before any work).
     """
-    apply, params = split_for_inference(model)
+    check_replaceable(out)
+    apply, params = split_for_inference(as_stored(model, dtype))
     sample = load_sample()
     metadata = {
         "architecture": architecture,
         "num_classes": int(model.num_classes),
         "parameter_count": parameter_count(model),
-        "dtype": "float32",
         "test_data": portable(test_set.source),
         "test_images": len(test_set),
         "test_accuracy": accuracy(apply, params, test_set.x, test_set.y),
@@ -43,5 +49,5 @@ def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test
     }
     if "train_data" in metadata:
         metadata["train_data"] = portable(str(metadata["train_data"]))
-    save_victim(out, model, metadata)
-    return metadata
+    save_victim(out, model, metadata, dtype=dtype)
+    return read_metadata(out)

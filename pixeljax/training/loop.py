@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from pixeljax.accuracy import accuracy
+from pixeljax import locking
 from pixeljax.checkpoint import TrainingCheckpoints
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
+from pixeljax.notices import warn
 from pixeljax.training.augment import augment
 from pixeljax.training.config import TrainConfig
 
@@ -102,16 +105,54 @@ def training_data(workdir: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _read_history(workdir: Path, upto_step: int) -> list[dict]:
-    """Metric lines up to ``upto_step``; later ones (written after the last checkpoint) go."""
+def _parse_metrics(path: Path) -> tuple[list[dict], bool]:
+    """The metric lines of ``path`` and whether its last line was cut off (a kill in mid-write:
+    dropped with a warning). A corrupt line before the last is an error."""
+    lines = path.read_text().splitlines(keepends=True)
+    parsed, cut = [], False
+    for i, line in enumerate(lines):
+        try:
+            if not line.endswith("\n"):
+                raise ValueError("incomplete line")
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+                raise ValueError("not a metrics record with a 'step'")
+        except ValueError as e:
+            if i < len(lines) - 1:
+                raise PixeljaxError(f"{path}: line {i + 1} is corrupt ({e}); fix or delete "
+                                    f"that line") from None
+            warn(f"{path}: dropping its cut-off last line ({line.strip()[:60]!r})")
+            cut = True
+            continue
+        parsed.append(entry)
+    return parsed, cut
+
+
+def _read_history(workdir: Path, upto_step: int, *, repair: bool = False) -> list[dict]:
+    """Metric lines up to ``upto_step``. Later ones (written after the last checkpoint) and a
+    cut-off last line are ignored, and with ``repair`` removed from the file."""
     path = workdir / METRICS
     if not path.is_file():
         return []
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines, cut = _parse_metrics(path)
     kept = [line for line in lines if line["step"] <= upto_step]
-    if len(kept) != len(lines):
-        path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+    if repair and (cut or len(kept) != len(lines)):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        tmp.replace(path)
     return kept
+
+
+def _check_finite(meters: dict, step: int, steps_per_epoch: int) -> None:
+    """Stops a run whose loss has become NaN or infinite (before that state is saved)."""
+    loss = float(meters["loss_sum"])
+    if not math.isfinite(loss):
+        epoch = (step - 1) // steps_per_epoch + 1
+        raise PixeljaxError(f"training diverged: the loss became {loss} in epoch {epoch} "
+                            f"(by step {step}); nothing after the last checkpoint was saved. "
+                            f"Train again with a lower --learning-rate and a new --workdir")
 
 
 def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir: str | Path, *,
@@ -133,7 +174,14 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
     if steps_per_epoch < 1:
         raise PixeljaxError(f"training set has {len(train_set)} images, fewer than one batch "
                             f"of {config.batch_size}")
-    _check_workdir(workdir, config, train_set)
+    with locking.exclusive(workdir, "training work dir"):
+        _check_workdir(workdir, config, train_set)
+        return _train(config, train_set, test_set, workdir, steps_per_epoch, progress,
+                      stop_after)
+
+
+def _train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir: Path,
+           steps_per_epoch: int, progress: bool, stop_after: int | None) -> TrainResult | None:
     total = config.epochs * steps_per_epoch
     model = create_model(config.model, seed=config.seed, num_classes=train_set.num_classes)
     model.eval()
@@ -173,13 +221,16 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
 
     checkpoints = TrainingCheckpoints(workdir)
     step = 0
-    latest = checkpoints.latest_step()
+    try:
+        latest, restored = checkpoints.restore_latest(
+            {"state": state, "opt_state": opt_state, "meters": meters}, set_aside=True)
+    except BaseException:
+        checkpoints.close()
+        raise
     if latest is not None:
-        restored = checkpoints.restore(latest, {"state": state, "opt_state": opt_state,
-                                                "meters": meters})
         state, opt_state, meters, step = (restored["state"], restored["opt_state"],
                                           restored["meters"], latest)
-    history = _read_history(workdir, step)
+    history = _read_history(workdir, step, repair=True)
     bar = tqdm(total=total, initial=step, disable=not progress, unit="step",
                desc=f"train {config.model}")
     started = time.perf_counter()
@@ -196,6 +247,8 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
             if stop_after is not None and step >= stop_after:
                 return None
             end_of_epoch = step % steps_per_epoch == 0
+            if end_of_epoch or step % config.checkpoint_every == 0:
+                _check_finite(meters, step, steps_per_epoch)
             if end_of_epoch:
                 test_acc = accuracy(eval_apply, state, test_set.x, test_set.y,
                                     batch_size=config.eval_batch_size)
@@ -227,6 +280,27 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
 
 
 
+def read_config(workdir: str | Path) -> TrainConfig:
+    """The recipe a training work dir was made with.
+
+    Raises:
+      PixeljaxError: the folder is not a training work dir (e.g. an attack results folder).
+    """
+    workdir = Path(workdir)
+    path = workdir / CONFIG
+    if not path.is_file():
+        raise PixeljaxError(f"{workdir} is not a training work dir (no {CONFIG})")
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise PixeljaxError(f"{path} is unreadable ({e})") from None
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    if not isinstance(recorded, dict) or "model" not in recorded or set(recorded) - fields:
+        raise PixeljaxError(f"{workdir} is not a training work dir: its {CONFIG} is not a "
+                            f"training recipe (is it an attack results folder?)")
+    return TrainConfig(**recorded)
+
+
 def restore_model(workdir: str | Path, num_classes: int = 10) -> tuple[nnx.Module, TrainConfig,
                                                                         int, list[dict], float]:
     """The model of the newest checkpoint in a training work dir, in eval mode.
@@ -234,20 +308,19 @@ def restore_model(workdir: str | Path, num_classes: int = 10) -> tuple[nnx.Modul
     Returns ``(model, config, step, history, training_seconds)``.
     """
     workdir = Path(workdir)
-    if not (workdir / CONFIG).is_file():
-        raise PixeljaxError(f"{workdir} is not a training work dir (no {CONFIG})")
-    config = TrainConfig(**json.loads((workdir / CONFIG).read_text()))
+    config = read_config(workdir)
+    if not (workdir / "checkpoints").is_dir():
+        raise PixeljaxError(f"{workdir} holds no training checkpoint yet")
+    model = create_model(config.model, seed=config.seed, num_classes=num_classes)
+    model.train()
+    state = nnx.state(model)
+    opt_state = make_optimizer(config, 1).init(nnx.state(model, nnx.Param))  # structure only
     checkpoints = TrainingCheckpoints(workdir)
     try:
-        step = checkpoints.latest_step()
+        step, restored = checkpoints.restore_latest({"state": state, "opt_state": opt_state,
+                                                     "meters": _zero_meters()})
         if step is None:
             raise PixeljaxError(f"{workdir} holds no training checkpoint yet")
-        model = create_model(config.model, seed=config.seed, num_classes=num_classes)
-        model.train()
-        state = nnx.state(model)
-        opt_state = make_optimizer(config, 1).init(nnx.state(model, nnx.Param))  # structure only
-        restored = checkpoints.restore(step, {"state": state, "opt_state": opt_state,
-                                              "meters": _zero_meters()})
     finally:
         checkpoints.close()
     nnx.update(model, restored["state"])

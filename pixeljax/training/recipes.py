@@ -6,12 +6,11 @@ defining its ``RECIPE``, so a user's own network trains and is attacked like the
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from pixeljax._shipped import shipped_folder
 from pixeljax.config_files import load_config, names_in
 from pixeljax.training.config import TrainConfig
 
-RECIPES = Path(__file__).resolve().parents[2] / "train"
+RECIPES = shipped_folder("train")
 
 
 def recipe_names() -> list[str]:

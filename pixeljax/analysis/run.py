@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.analysis.attacks import AttackSet, load_attacks
-from pixeljax.analysis.figures import draw_locality, draw_maps
 from pixeljax.analysis.locality import check_radius, locality
 from pixeljax.analysis.propagation import (
     PropagationMaps,
@@ -33,6 +32,7 @@ from pixeljax.analysis.propagation import (
     batch_propagation_maps,
 )
 from pixeljax.errors import PixeljaxError
+from pixeljax.figures import draw_locality, draw_maps
 
 PROPAGATION_FIGURES = "propagation"
 PROPAGATION_AVERAGE = "propagation_average.png"

@@ -1,0 +1,207 @@
+"""The cone of a one-pixel change: which outputs of each layer it can reach, as static windows.
+
+A :class:`SequentialVictim` made of the project's layers is read into a :class:`Plan`, one
+:class:`Step` per layer, for one input shape. A step says how the layer is scored incrementally:
+
+* ``local``: a convolution or max pooling whose changed outputs fit in a window smaller than its
+  map: recompute that window from a patch of the clean (padded) input;
+* ``pointwise``: a 1x1, stride-1 layer: apply it to the window as it is;
+* ``mean``: global average pooling: update the clean mean from the window's difference;
+* ``expand``: a layer that needs the whole map (a dense layer) while the change covers only a
+  window: paste the window into the clean map, then continue densely;
+* ``full``: the change already covers the whole map (or the map is a vector): apply the layer.
+
+The index arithmetic is XLA's (``lax.padtype_to_pads``); see ``docs/incremental-evaluation.md``
+of the project's notes. Everything here is Python on static shapes, so it runs at trace time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from flax import nnx
+
+from pixeljax.models.base import SequentialVictim
+from pixeljax.models.layers import Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
+
+LOCAL, POINTWISE, MEAN, EXPAND, FULL = "local", "pointwise", "mean", "expand", "full"
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One spatial axis of a convolution or pooling layer.
+
+    Attributes:
+      size: input length; kernel, stride: the layer's; lo, hi: padding before and after
+      (XLA's SAME split, zero for VALID); out: output length.
+    """
+
+    size: int
+    kernel: int
+    stride: int
+    lo: int
+    hi: int
+    out: int
+
+    @classmethod
+    def of(cls, size: int, kernel: int, stride: int, padding: str) -> "Axis":
+        if padding == "SAME":
+            out = -(-size // stride)
+            total = max((out - 1) * stride + kernel - size, 0)
+            return cls(size, kernel, stride, total // 2, total - total // 2, out)
+        out = (size - kernel) // stride + 1
+        return cls(size, kernel, stride, 0, 0, out)
+
+    def window(self, n: int) -> int:
+        """Outputs that a changed span of ``n`` inputs can reach (capped at the map)."""
+        return min((n + self.kernel - 2) // self.stride + 1, self.out)
+
+    def patch(self, w: int) -> int:
+        """Inputs (in the padded map) that ``w`` consecutive outputs read."""
+        return (w - 1) * self.stride + self.kernel
+
+    def reach(self, a, b):
+        """Outputs ``[a', b']`` reached by changed inputs ``[a, b]`` (JAX or Python ints),
+        clipped to the map. Where a stride skips the span the range holds at most one output,
+        which is then merely recomputed."""
+        first = -((self.kernel - 1 - self.lo - a) // self.stride)  # ceil((a + lo - k + 1) / s)
+        last = (b + self.lo) // self.stride
+        return _clip(first, 0, self.out - 1), _clip(last, 0, self.out - 1)
+
+
+def _clip(x, low, high):
+    if isinstance(x, int):
+        return min(max(x, low), high)
+    import jax.numpy as jnp
+
+    return jnp.clip(x, low, high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """How one layer is scored (see the module docstring for the kinds).
+
+    Attributes:
+      kind: one of local, pointwise, mean, expand, full.
+      axes: (rows, columns) geometry of a local layer, else None.
+      window: (rows, columns) of the window of changed outputs after this layer (the whole
+        map once the change covers it).
+      shape: (H, W, C) of the layer's input (for the kinds that read the clean input).
+      pad_value: what a local layer's input is padded with (0 for convolutions, -inf for max).
+    """
+
+    kind: str
+    axes: tuple[Axis, Axis] | None
+    window: tuple[int, int]
+    shape: tuple[int, ...]
+    pad_value: float = 0.0
+
+    @property
+    def reads_clean(self) -> bool:
+        """Whether the step reads the clean input of its layer (kept per attacked image)."""
+        return self.kind in (LOCAL, MEAN, EXPAND)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The steps of every layer of one victim for one input shape."""
+
+    steps: tuple[Step, ...]
+
+    def describe(self) -> str:
+        """One line, e.g. ``local 3x3, local 5x5, ..., full``."""
+        return ", ".join(s.kind + (f" {s.window[0]}x{s.window[1]}" if s.kind == LOCAL else "")
+                         for s in self.steps)
+
+
+def unsupported(model) -> str | None:
+    """Why ``model`` cannot be scored incrementally, or None when it can."""
+    if not isinstance(model, SequentialVictim):
+        return f"{type(model).__name__} is not a SequentialVictim"
+    if type(model).__call__ is not SequentialVictim.__call__:
+        return f"{type(model).__name__} overrides SequentialVictim.__call__"
+    for name, layer in zip(model.layer_names, model.layers):
+        why = _layer_problem(layer)
+        if why:
+            return f"layer {name!r}: {why}"
+    return None
+
+
+def _conv_of(layer) -> nnx.Conv | None:
+    return layer.conv if type(layer) in (ConvBlock, Conv) else None
+
+
+def _layer_problem(layer) -> str | None:
+    conv = _conv_of(layer)
+    if conv is not None:
+        if not isinstance(conv.padding, str) or conv.padding not in ("SAME", "VALID"):
+            return f"convolution padding {conv.padding!r} (only SAME and VALID)"
+        if len(conv.kernel_size) != 2:
+            return f"a {len(conv.kernel_size)}-D convolution (only 2-D)"
+        for attr in ("kernel_dilation", "input_dilation"):
+            if any(d != 1 for d in _pair(getattr(conv, attr, 1) or 1)):
+                return f"a convolution with {attr} (not supported)"
+        if getattr(conv, "feature_group_count", 1) != 1 or getattr(conv, "mask", None) is not None:
+            return "a grouped or masked convolution (not supported)"
+        return None
+    if type(layer) is MaxPool:
+        return None if layer.padding in ("SAME", "VALID") else \
+            f"max-pool padding {layer.padding!r} (only SAME and VALID)"
+    if type(layer) in (GlobalAveragePool, Dense):
+        return None
+    return f"{type(layer).__name__} layers are not supported"
+
+
+def _pair(x) -> tuple[int, int]:
+    return (int(x), int(x)) if isinstance(x, int) else tuple(int(v) for v in x)
+
+
+def _geometry(layer) -> tuple[tuple[int, int], tuple[int, int], str, float] | None:
+    """(kernel, strides, padding, pad value) of a convolution or pooling layer, else None."""
+    conv = _conv_of(layer)
+    if conv is not None:
+        return _pair(conv.kernel_size), _pair(conv.strides or 1), conv.padding, 0.0
+    if type(layer) is MaxPool:
+        return (_pair(layer.window), _pair(layer.stride), layer.padding, -math.inf)
+    return None
+
+
+def _out_channels(layer, channels: int) -> int:
+    conv = _conv_of(layer)
+    return conv.out_features if conv is not None else channels
+
+
+def make_plan(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Plan:
+    """The steps of ``model`` (supported: see :func:`unsupported`) for one image shape."""
+    h, w, c = image_shape
+    window = (1, 1)       # the changed pixel
+    covered = False       # the change covers the whole map (or the map is a vector)
+    steps = []
+    for layer in model.layers:
+        shape = (h, w, c)
+        geometry = _geometry(layer)
+        if covered:
+            kind = FULL
+        elif geometry is None:
+            kind = MEAN if type(layer) is GlobalAveragePool else EXPAND
+        elif geometry[0] == (1, 1) and geometry[1] == (1, 1):
+            kind = POINTWISE
+        else:
+            kind = LOCAL
+        axes = None
+        if geometry is not None:
+            (kh, kw), (sh, sw), padding, pad_value = geometry
+            axes = (Axis.of(h, kh, sh, padding), Axis.of(w, kw, sw, padding))
+            h, w = axes[0].out, axes[1].out
+            if kind == LOCAL:
+                window = (axes[0].window(window[0]), axes[1].window(window[1]))
+            c = _out_channels(layer, c)
+        else:
+            pad_value = 0.0
+            covered = True  # a vector from here on
+        if kind == LOCAL and window == (h, w):
+            covered = True
+        steps.append(Step(kind, axes if kind == LOCAL else None,
+                          (h, w) if covered else window, shape, pad_value))
+    return Plan(tuple(steps))

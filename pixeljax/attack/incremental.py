@@ -1,0 +1,191 @@
+"""Exact incremental scoring of one-pixel candidates on a sequential victim.
+
+``prepare`` runs each attacked image once through the victim and keeps, per layer that needs it,
+the clean input of that layer (padded as the layer pads it). ``logits`` then scores a batch of
+candidates by recomputing, layer by layer, only the fixed-size window of outputs its changed
+pixel can reach (:mod:`pixeljax.attack.cone`): a patch of the clean input is gathered at the
+window's place, the previous layer's recomputed window is pasted over it, and the layer is
+applied to the patch with VALID padding. Once the window covers the whole map (or at a dense
+layer) the rest of the network runs densely on the candidate's own map; global average pooling
+is updated from the window's difference. Only float summation order differs from the dense
+forward pass, so logits agree to float32 rounding.
+
+Krypton (Nakandala et al., SIGMOD 2019) applies the same idea to occlusion maps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from pixeljax.attack import cone
+from pixeljax.attack.perturb import decode
+from pixeljax.errors import PixeljaxError
+from pixeljax.models.layers import normalize
+
+
+@struct.dataclass
+class Cache:
+    """Clean activations of S attacked images (every array has leading axis S).
+
+    Attributes:
+      maps: per step that reads its clean input (``Step.reads_clean``), in layer order: that
+        input, padded by the layer's own padding for local steps; for a mean step a pair
+        (input map, clean mean).
+      image_shape: (H, W, C) of the images (static).
+    """
+
+    maps: tuple
+    image_shape: tuple[int, int, int] = struct.field(pytree_node=False)
+
+
+@struct.dataclass
+class IncrementalScorer:
+    """Scores one-pixel candidates on a supported :class:`SequentialVictim` (see
+    :func:`pixeljax.attack.cone.unsupported`); a pytree whose leaves are the weights."""
+
+    graphdef: nnx.GraphDef = struct.field(pytree_node=False)
+    params: object
+    kind = "incremental"
+
+    @classmethod
+    def of(cls, model: nnx.Module) -> "IncrementalScorer":
+        model.eval()
+        graphdef, params = nnx.split(model)
+        return cls(graphdef, params)
+
+    def _model(self):
+        return nnx.merge(self.graphdef, self.params)
+
+    def plan(self, image_shape: tuple[int, int, int]) -> cone.Plan:
+        """How each layer is scored for images of ``image_shape``."""
+        return cone.make_plan(self._model(), tuple(image_shape))
+
+    def prepare(self, images: jax.Array) -> Cache:
+        """Clean activations of ``images`` (S, H, W, C) in pixel space."""
+        model = self._model()
+        shape = tuple(images.shape[1:])
+        plan = cone.make_plan(model, shape)
+        x, maps = normalize(images), []
+        for step, layer in zip(plan.steps, model.layers):
+            if step.kind == cone.LOCAL:
+                (rows, cols) = step.axes
+                maps.append(jnp.pad(x, ((0, 0), (rows.lo, rows.hi), (cols.lo, cols.hi), (0, 0)),
+                                    constant_values=step.pad_value))
+            elif step.kind == cone.EXPAND:
+                maps.append(x)
+            x_next = layer(x)
+            if step.kind == cone.MEAN:
+                maps.append((x, x_next))
+            x = x_next
+        return Cache(tuple(maps), shape)
+
+    def logits(self, cache: Cache, candidates: jax.Array, owner: jax.Array | None = None):
+        """Logits of the one-pixel candidates (B, 2 + C) on the images they belong to.
+
+        Args:
+          cache: from :meth:`prepare` on S images.
+          candidates: (B, 2 + C) candidates (x, y, colour...).
+          owner: (B,) the cached image each candidate perturbs (default: candidate i perturbs
+            image i, B == S).
+        """
+        model = self._model()
+        image_shape = cache.image_shape
+        plan = cone.make_plan(model, image_shape)
+        if candidates.shape[-1] != 2 + image_shape[-1]:
+            raise PixeljaxError(f"incremental scoring takes one-pixel candidates of "
+                                f"{2 + image_shape[-1]} numbers, got {candidates.shape[-1]}")
+        if owner is None:
+            owner = jnp.arange(candidates.shape[0])
+        rows, cols, colours = decode(candidates, image_shape)
+        x = normalize(colours)[:, None, :, :]                       # (B, 1, 1, C)
+        # Per axis: the changed span [first, last] and where the window starts.
+        first = last = start = (rows[:, 0], cols[:, 0])
+        maps = iter(cache.maps)
+        for step, layer in zip(plan.steps, model.layers):
+            if step.kind == cone.FULL:
+                x = layer(x)
+            elif step.kind == cone.POINTWISE:
+                x = _valid(layer)(x)
+            elif step.kind == cone.LOCAL:
+                x, first, last, start = _local(step, _valid(layer), next(maps), owner, x,
+                                               first, last, start)
+            elif step.kind == cone.MEAN:
+                clean_map, clean_mean = next(maps)
+                clean = _slices(clean_map, owner, start, x.shape[1:3])
+                x = clean_mean[owner] + (jnp.sum(x - clean, axis=(1, 2))
+                                         / (clean_map.shape[1] * clean_map.shape[2]))
+            else:  # EXPAND: paste the window into the whole clean map
+                clean_map = next(maps)
+                full = clean_map[owner]
+                placed, inside = _place(x, start, full.shape[1:3])
+                x = layer(jnp.where(inside, placed, full))
+        return x
+
+
+def _valid(layer):
+    """The layer without padding, its convolution done by :func:`_matmul_conv` (on this
+    trace's own copy of the model)."""
+    conv = getattr(layer, "conv", None)
+    if conv is not None:
+        conv.conv_general_dilated = _matmul_conv
+    getattr(layer, "conv", layer).padding = "VALID"
+    return layer
+
+
+def _matmul_conv(lhs, rhs, window_strides, padding, *, precision=None, **unused):
+    """A VALID 2-D convolution of NHWC patches with an HWIO kernel (no dilation, one group),
+    as one matrix product per kernel row over the patch's columns gathered side by side.
+
+    On a CPU this is faster than XLA's convolution for the small patches of incremental
+    scoring (it feeds the matrix unit B x window positions at once)."""
+    assert padding == "VALID", padding
+    kh, kw, cin, cout = rhs.shape
+    sh, sw = window_strides
+    oh, ow = (lhs.shape[1] - kh) // sh + 1, (lhs.shape[2] - kw) // sw + 1
+    cols = jnp.concatenate([lhs[:, :, j:j + (ow - 1) * sw + 1:sw] for j in range(kw)], axis=-1)
+    out = 0
+    for i in range(kh):  # (B, oh, ow, kw * cin) @ (kw * cin, cout)
+        rows = cols[:, i:i + (oh - 1) * sh + 1:sh]
+        out = out + jnp.einsum("bhwc,cd->bhwd", rows, rhs[i].reshape(kw * cin, cout),
+                               precision=precision)
+    return out
+
+
+def _local(step: cone.Step, layer, padded: jax.Array, owner, x, first, last, start):
+    """Recomputes a local layer's window of outputs from the previous window ``x`` (its first
+    element at input position ``start``) and the clean padded input ``padded``."""
+    axes = step.axes
+    reach = [a.reach(f, l) for a, f, l in zip(axes, first, last)]
+    window = step.window
+    # The window starts at the first reached output, moved back inside the map.
+    origin = tuple(jnp.clip(r[0], 0, a.out - w) for r, a, w in zip(reach, axes, window))
+    size = tuple(a.patch(w) for a, w in zip(axes, window))
+    corner = tuple(o * a.stride for o, a in zip(origin, axes))   # patch start, padded coords
+    patch = _slices(padded, owner, corner, size)                 # (B, ph, pw, C)
+    offset = tuple(s + a.lo - c for s, a, c in zip(start, axes, corner))
+    placed, inside = _place(x, offset, size)
+    out = layer(jnp.where(inside, placed, patch))
+    return out, tuple(r[0] for r in reach), tuple(r[1] for r in reach), origin
+
+
+def _slices(maps: jax.Array, owner, corner, size) -> jax.Array:
+    """``maps[owner[i], r:r + size[0], c:c + size[1]]`` for each i with (r, c) = corner."""
+    def one(o, r, c):
+        return jax.lax.dynamic_slice(maps, (o, r, c, 0), (1, *size, maps.shape[-1]))[0]
+
+    return jax.vmap(one)(owner, *corner)
+
+
+def _place(window: jax.Array, offset, size):
+    """Moves each window (B, wh, ww, C) to ``offset`` in a frame of ``size``; returns the frame
+    and a (B, fh, fw, 1) mask of where the window lies (elsewhere the frame is filler)."""
+    b, wh, ww, _ = window.shape
+    ih = jnp.arange(size[0])[None, :] - offset[0][:, None]       # (B, fh) window row
+    iw = jnp.arange(size[1])[None, :] - offset[1][:, None]       # (B, fw)
+    in_h = (ih >= 0) & (ih < wh)
+    in_w = (iw >= 0) & (iw < ww)
+    batch = jnp.arange(b)[:, None, None]
+    frame = window[batch, jnp.clip(ih, 0, wh - 1)[:, :, None], jnp.clip(iw, 0, ww - 1)[:, None, :]]
+    return frame, (in_h[:, :, None] & in_w[:, None, :])[..., None]

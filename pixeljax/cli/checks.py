@@ -1,0 +1,116 @@
+"""Checks of command-line input made before any work: option values (as argparse types, so a
+bad value is a one-line usage error) and the folders a command will write."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from pixeljax.errors import PixeljaxError
+
+
+def integer(least: int, most: int | None = None):
+    """An argparse type: an integer in [least, most]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least or (most is not None and value > most):
+            bounds = f">= {least}" if most is None else f"in [{least}, {most}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text!r}")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+positive_int = integer(1)
+count = integer(0)
+seed = integer(0, 2**63 - 1)
+
+
+def number(low: float, high: float = math.inf, *, low_open: bool = False):
+    """An argparse type: a finite float in [low, high] (``low_open``: (low, high])."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            upper = "" if math.isinf(high) else f", {high:g}]"
+            bounds = (f"in {'(' if low_open else '['}{low:g}{upper}" if upper else
+                      f"{'>' if low_open else '>='} {low:g}")
+            raise argparse.ArgumentTypeError(f"expected a finite number {bounds}, got {text!r}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def path(text: str) -> Path:
+    """An argparse type: a non-empty path (``Path("")`` would silently mean the current
+    folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text).expanduser()
+
+
+def _probe(folder: Path, option: str, target: Path) -> None:
+    """Creates and removes a file in ``folder``: the one sure test that this process may write
+    there (permissions, read-only mounts and ACLs alike)."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".pixeljax-write-test-")
+    except OSError as e:
+        where = "" if folder == target else f" (in {folder})"
+        raise PixeljaxError(f"{option} {target}: cannot write there{where}: "
+                            f"{e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def _existing(target: Path, option: str) -> Path:
+    """The nearest existing folder at or above ``target``."""
+    if target.is_symlink() and not target.exists():
+        raise PixeljaxError(f"{option} {target} is a broken symbolic link")
+    here = target
+    while not here.exists():
+        if here.is_symlink():
+            raise PixeljaxError(f"{option} {target}: {here} is a broken symbolic link")
+        here = here.parent
+    if not here.is_dir():
+        if here == target:
+            raise PixeljaxError(f"{option} {target} is a file, not a folder")
+        raise PixeljaxError(f"{option} {target}: {here} is a file, not a folder")
+    return here
+
+
+def writable_folder(target: Path, option: str) -> Path:
+    """Checks that ``target`` is a folder this process can create (if new) and write in.
+
+    Raises:
+      PixeljaxError: naming ``option``, when ``target`` or a folder above it is a file, or
+        where it is (or would be created) cannot be written.
+    """
+    target = Path(target)
+    _probe(_existing(target, option), option, target)
+    return target
+
+
+def replaceable_folder(target: Path, option: str, *, may_replace) -> Path:
+    """Checks that ``target`` can be written as a whole, new folder that replaces any old one
+    (as a checkpoint is: built beside it, then renamed into place). ``may_replace(target)``
+    raises unless what is there now may be replaced.
+
+    Raises:
+      PixeljaxError: naming ``option`` and the problem.
+    """
+    target = Path(target)
+    here = _existing(target, option)
+    may_replace(target)
+    if here == target:
+        _probe(target, option, target)  # its files are removed when it is replaced
+        here = target.absolute().parent
+    _probe(here, option, target)  # the new folder is built beside the old one
+    return target

@@ -1,0 +1,10 @@
+"""Warnings for the user: one ``warning: ...`` line on stderr, for things pixeljax repaired or
+worked around (a cut-off file line, a damaged checkpoint passed over) and the run goes on."""
+
+from __future__ import annotations
+
+import sys
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
