@@ -173,6 +173,9 @@ def save_victim(directory: str | Path, model: nnx.Module, metadata: dict, *,
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp",
                                 dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # a victim folder, not mkdtemp's private one
     old = None
     try:
         checkpointer = ocp.StandardCheckpointer()

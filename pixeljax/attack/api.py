@@ -106,7 +106,7 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
                  popsize: int = 400, maxiter: int = 100, key: jax.Array, F: float = 0.5,
                  crossover_rate: float | None = None, strategy: str = "rand1",
                  target_threshold: float = 0.5, true_threshold: float | None = None,
-                 slots: int = 32, batch_size: int = 1024, segment: int = 10,
+                 slots: int = 32, batch_size: int | None = None, segment: int = 10,
                  image_ids=None, devices=None, dense: bool = False) -> AttackResult:
     """The one-pixel attack (Su, Vargas, Sakurai 2019) on a batch of images.
 
@@ -131,8 +131,9 @@ def pixel_attack(apply: Callable, images, labels, *, pixels: int = 1, targets=No
       target_threshold: targeted attacks stop once the target's probability exceeds it.
       true_threshold: non-targeted attacks stop once the true class's probability falls below
         it; None stops them as soon as the image is misclassified.
-      slots, batch_size, segment: attacks in flight, images per model call (at most
-        slots x popsize per device: more would be padding), generations per compiled segment.
+      slots, batch_size, segment: attacks in flight, images per model call (None: 64 on a
+        CPU, 1024 on an accelerator; at most slots x popsize per device: more would be
+        padding), generations per compiled segment.
         Results do not depend on them.
       image_ids: (N,) stable ids of the images (default: positions), for attack ids.
       devices: the devices to spread the slots over: None (all of this process's), a count,

@@ -11,7 +11,7 @@ import numpy as np
 
 from pixeljax.cli import checks
 
-DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=200)
+DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
 
 
@@ -277,8 +277,9 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--true-threshold", type=checks.number(0, 1), default=None)
     p.add_argument("--slots", type=checks.positive_int, default=None if demo else 32,
                    help="attacks in flight")
-    p.add_argument("--batch-size", type=checks.positive_int, default=None if demo else 1024,
-                   help="images per model call (at most slots x popsize per device are used)")
+    p.add_argument("--batch-size", type=checks.positive_int, default=None,
+                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
+                        "most slots x popsize per device are used)")
     p.add_argument("--segment", type=checks.positive_int, default=10,
                    help="generations between refills")
     p.add_argument("--dense", action="store_true",

@@ -68,8 +68,9 @@ def register(sub) -> None:
     which.add_argument("--images", type=checks.positive_int, metavar="N",
                        help="the first N images")
     p.add_argument("--slots", type=checks.positive_int, default=32, help="attacks in flight")
-    p.add_argument("--batch-size", type=checks.positive_int, default=1024,
-                   help="images per model call (at most slots x popsize are used)")
+    p.add_argument("--batch-size", type=checks.positive_int, default=None,
+                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
+                        "most slots x popsize are used)")
     p.add_argument("--segment", type=checks.positive_int, default=10,
                    help="generations between refills")
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")

@@ -341,7 +341,7 @@ def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | N
 
 def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False, slots: int = 32,
-              batch_size: int = 1024, segment: int = 10) -> Plan:
+              batch_size: int | None = None, segment: int = 10) -> Plan:
     """Checks everything a run of ``suite`` into ``out`` needs.
 
     Args:

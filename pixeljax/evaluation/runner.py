@@ -76,7 +76,7 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
 
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
-              images: int | None = None, sample: int | None = None, slots: int = 32, batch_size: int = 1024,
+              images: int | None = None, sample: int | None = None, slots: int = 32, batch_size: int | None = None,
               segment: int = 10, dense: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 from pathlib import Path
 
@@ -18,6 +19,17 @@ def portable(source: str) -> str:
     """A data description without the folders of this machine: ``/a/b/cifar10 (test)`` becomes
     ``cifar10 (test)``, so shipped metadata names the data, not where it lay."""
     return re.sub(r"(?:[A-Za-z]:)?[/\\]?(?:[^\s/\\()]+[/\\])+", "", source)
+
+
+def hardware() -> str:
+    """The machine in a few words, e.g. ``cpu, 2 cores`` or ``gpu: NVIDIA H100 (1), 16 cores``
+    (exports run where the training ran: ``train --export``, or ``export`` beside it)."""
+    import jax
+
+    devices = jax.devices()
+    kind = devices[0].platform if devices[0].platform == "cpu" else (
+        f"{devices[0].platform}: {devices[0].device_kind} ({len(devices)})")
+    return f"{kind}, {os.cpu_count()} cores"
 
 
 def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test_set: ImageSet,
@@ -45,6 +57,7 @@ def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test
         "sample_images": len(sample),
         "sample_accuracy": accuracy(apply, params, sample.x, sample.y),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": hardware(),
         **training,
     }
     if "train_data" in metadata:
