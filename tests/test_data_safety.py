@@ -316,7 +316,7 @@ def test_weights_stored_small_load_back_as_float32_with_exact_batch_norm(dtype, 
     save_victim(tmp_path / "small", model, {"architecture": "tiny"}, dtype=dtype)
     size = {k: sum(p.stat().st_size for p in (tmp_path / k / "weights").rglob("*")
                    if p.is_file()) for k in ("f32", "small")}
-    assert size["small"] < 0.7 * size["f32"]
+    assert size["small"] < 0.8 * size["f32"]  # half the array bytes, plus the files' fixed overhead
     assert read_metadata(tmp_path / "small")["dtype"] == dtype
     loaded = load_victim("tiny", tmp_path / "small")
     assert {str(x.dtype) for x in jax.tree.leaves(loaded.params)} == {"float32"}

@@ -27,6 +27,7 @@ from pixeljax.evaluation import (
 )
 from pixeljax.evaluation import plan as plan_module
 from pixeljax.evaluation.runner import with_images
+from pixeljax.evaluation.store import read_summary
 from pixeljax.evaluation.suite import SUITES
 from pixeljax.models import registry
 
@@ -336,3 +337,16 @@ def test_cli_dry_run_prints_the_plan_of_a_finished_suite(trained_run, capsys):
                  str(trained_run["out"]), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "suite tiny-test: 2 cells" in printed and "0 of 2 cells to run" in printed
+
+
+def test_cli_dense_flag_scores_every_cell_densely(trained_run, tmp_path):
+    suite = checkpoint_suite(tmp_path, trained_run["checkpoint"], images=2,
+                             modes=("non-targeted",))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(suite), "--out", str(out), "--dense", "--quiet",
+                 "--no-report", "--slots", "4", "--batch-size", "32"]) == 0
+    assert read_summary(out / "tiny" / "1px-non-targeted")["scoring"].startswith("dense")
+    default = tmp_path / "default"
+    assert main(["evaluate", str(suite), "--out", str(default), "--quiet", "--no-report",
+                 "--slots", "4", "--batch-size", "32"]) == 0
+    assert read_summary(default / "tiny" / "1px-non-targeted")["scoring"] == "incremental"

@@ -28,7 +28,7 @@ def _cmd_evaluate(args) -> int:
         print(plan.describe())
         return 0
     summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
-                          train_missing=args.train_missing,
+                          train_missing=args.train_missing, dense=args.dense,
                           images=args.images, sample=args.sample, slots=args.slots,
                           batch_size=args.batch_size, segment=args.segment,
                           progress=not args.quiet, log=_log)
@@ -73,6 +73,9 @@ def register(sub) -> None:
                         "most slots x popsize are used)")
     p.add_argument("--segment", type=checks.positive_int, default=10,
                    help="generations between refills")
+    p.add_argument("--dense", action="store_true",
+                   help="score every candidate by a full forward pass (default: one-pixel "
+                        "cells of AllConv, NiN and VGG16 recompute only what the pixel reaches)")
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
