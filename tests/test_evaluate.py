@@ -350,3 +350,22 @@ def test_cli_dense_flag_scores_every_cell_densely(trained_run, tmp_path):
     assert main(["evaluate", str(suite), "--out", str(default), "--quiet", "--no-report",
                  "--slots", "4", "--batch-size", "32"]) == 0
     assert read_summary(default / "tiny" / "1px-non-targeted")["scoring"] == "incremental"
+
+
+def test_cli_evaluate_that_attacks_no_image_says_so_and_fails(trained_run, tmp_path, capsys):
+    import numpy as np
+
+    from pixeljax.checkpoint import load_victim
+    from pixeljax.data import load_sample
+
+    sample = load_sample()
+    x = sample.x[:3]
+    predicted = np.asarray(load_victim("tiny", trained_run["checkpoint"]).predict(x)).argmax(-1)
+    np.savez(tmp_path / "wrong.npz", x=x, y=(predicted + 1) % 10)  # all misclassified
+    suite = checkpoint_suite(tmp_path, trained_run["checkpoint"], images=3,
+                             modes=("non-targeted",))
+    assert main(["evaluate", str(suite), "--out", str(tmp_path / "out"), "--data",
+                 str(tmp_path / "wrong.npz"), "--quiet", "--no-report", "--slots", "4",
+                 "--batch-size", "32"]) == 1
+    assert "error: no cell attacked any image: every victim misclassifies all 3 selected " \
+           "image(s)" in capsys.readouterr().err

@@ -39,6 +39,12 @@ def _cmd_evaluate(args) -> int:
                   f"{s['wall_seconds']:.1f} s")
     if not args.no_report:
         print(f"report: {write_report(args.out, data=args.data)}")
+    ran = [s for s in summaries if s is not None]
+    if ran and not any(s["n_attacked"] for s in ran):
+        print(f"error: no cell attacked any image: every victim misclassifies all "
+              f"{ran[0]['n_images']} selected image(s) (they are skipped); check that --data "
+              f"holds the images and labels the victims were trained for", file=sys.stderr)
+        return 1
     return 0
 
 
