@@ -340,8 +340,7 @@ def test_cli_dry_run_prints_the_plan_of_a_finished_suite(trained_run, capsys):
 
 
 def test_cli_dense_flag_scores_every_cell_densely(trained_run, tmp_path):
-    suite = checkpoint_suite(tmp_path, trained_run["checkpoint"], images=2,
-                             modes=("non-targeted",))
+    suite = checkpoint_suite(tmp_path, trained_run["checkpoint"], modes=("non-targeted",))
     out = tmp_path / "out"
     assert main(["evaluate", str(suite), "--out", str(out), "--dense", "--quiet",
                  "--no-report", "--slots", "4", "--batch-size", "32"]) == 0

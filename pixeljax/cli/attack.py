@@ -275,18 +275,7 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
                    help="binomial rate in [0, 1] (default none)")
     p.add_argument("--target-threshold", type=checks.number(0, 1), default=0.5)
     p.add_argument("--true-threshold", type=checks.number(0, 1), default=None)
-    p.add_argument("--slots", type=checks.positive_int, default=None if demo else 32,
-                   help="attacks in flight")
-    p.add_argument("--batch-size", type=checks.positive_int, default=None,
-                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
-                        "most slots x popsize per device are used)")
-    p.add_argument("--segment", type=checks.positive_int, default=10,
-                   help="generations between refills")
-    p.add_argument("--dense", action="store_true",
-                   help="score every candidate by a full forward pass (default: one-pixel "
-                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
-                        "activations the pixel reaches; other victims, e.g. resnet20, and "
-                        "multi-pixel attacks are always scored densely)")
+    checks.add_engine_options(p, slots=None if demo else 32)
     p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "
                         "to a multiple of N, --batch-size is per device)")

@@ -114,3 +114,19 @@ def replaceable_folder(target: Path, option: str, *, may_replace) -> Path:
         here = target.absolute().parent
     _probe(here, option, target)  # the new folder is built beside the old one
     return target
+
+
+def add_engine_options(p: argparse.ArgumentParser, *, slots: int | None) -> None:
+    """The engine's sizes and scoring, the same for every command that attacks: they change
+    speed and memory, never results."""
+    p.add_argument("--slots", type=positive_int, default=slots, help="attacks in flight")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
+                        "most slots x popsize per device are used)")
+    p.add_argument("--segment", type=positive_int, default=10,
+                   help="generations between refills")
+    p.add_argument("--dense", action="store_true",
+                   help="score every candidate by a full forward pass (default: one-pixel "
+                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
+                        "activations the pixel reaches; other victims, e.g. resnet20, and "
+                        "multi-pixel attacks are always scored densely)")

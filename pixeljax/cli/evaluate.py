@@ -73,15 +73,7 @@ def register(sub) -> None:
                        help="a seeded random sample of N images (the paper: 500)")
     which.add_argument("--images", type=checks.positive_int, metavar="N",
                        help="the first N images")
-    p.add_argument("--slots", type=checks.positive_int, default=32, help="attacks in flight")
-    p.add_argument("--batch-size", type=checks.positive_int, default=None,
-                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
-                        "most slots x popsize are used)")
-    p.add_argument("--segment", type=checks.positive_int, default=10,
-                   help="generations between refills")
-    p.add_argument("--dense", action="store_true",
-                   help="score every candidate by a full forward pass (default: one-pixel "
-                        "cells of AllConv, NiN and VGG16 recompute only what the pixel reaches)")
+    checks.add_engine_options(p, slots=32)
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
