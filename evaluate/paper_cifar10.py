@@ -8,8 +8,8 @@ AllConv, NiN and VGG16, each attacked with 1, 3 and 5 pixels, non-targeted and t
 other class (the paper's protocol), with the paper's budget: population 400, 100 generations,
 DE/rand/1, F = 0.5, no crossover. By default every one of the 10,000 test images; ``--sample
 500`` takes the paper's random sample of 500 images (the same images for each network).
-Victims without a checkpoint are trained first with their recipe in train/ (on ``--train-data``,
-default ``--data``).
+Victims without a checkpoint are skipped; ``--train-missing`` trains them first with their
+recipe in train/ (on ``--train-data``, default ``--data``; hours on a GPU, days on a CPU).
 """
 
 from pixeljax.evaluation import Suite, Victim

@@ -5,8 +5,8 @@
 
 AllConv, NiN and VGG16 x 1, 3, 5 pixels x {non-targeted, all-targets} on the first 5 images of
 the shipped CIFAR-10 sample, population 20, 10 generations. It attacks the shipped checkpoints;
-a network without one is trained first with its recipe in train/, which needs the CIFAR-10
-training set (``--train-data``) and hours on a CPU.
+a network without one is skipped (``--train-missing`` trains it first with its recipe in
+train/, which needs the CIFAR-10 training set, ``--train-data``, and hours on a CPU).
 """
 
 from pixeljax.evaluation import Suite, Victim
