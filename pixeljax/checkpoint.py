@@ -103,6 +103,16 @@ def weight_digests(weights: str | Path) -> dict[str, str]:
     return digests
 
 
+def digest_mismatch(recorded: dict[str, str], folder: Path) -> tuple[str, bool] | None:
+    """The first file of ``recorded`` (``{relative path: sha256}``) that ``folder`` lacks or
+    holds with other content, as ``(name, missing)``; None when every file matches."""
+    actual = weight_digests(folder)
+    for name, digest in sorted(recorded.items()):
+        if actual.get(name) != digest:
+            return name, name not in actual
+    return None
+
+
 def _is_victim(directory: Path) -> bool:
     """A complete victim written by pixeljax: its metadata, its weights and nothing else."""
     try:
@@ -254,14 +264,14 @@ def _verify_digests(directory: Path, meta: dict) -> None:
     weights = directory / WEIGHTS
     if not weights.is_dir():
         raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}/ folder")
-    actual = weight_digests(weights)
-    for name, digest in sorted(recorded.items()):
-        if name not in actual:
-            raise CheckpointError(f"checkpoint {directory}: weight file {WEIGHTS}/{name} is "
-                                  f"missing; the checkpoint is damaged")
-        if actual[name] != digest:
-            raise CheckpointError(f"checkpoint {directory}: weight file {WEIGHTS}/{name} is "
-                                  f"damaged (its sha256 differs from the one in {METADATA})")
+    mismatch = digest_mismatch(recorded, weights)
+    if mismatch is not None:
+        name, missing = mismatch
+        raise CheckpointError(
+            f"checkpoint {directory}: weight file {WEIGHTS}/{name} is missing; the checkpoint "
+            f"is damaged" if missing else
+            f"checkpoint {directory}: weight file {WEIGHTS}/{name} is damaged (its sha256 "
+            f"differs from the one in {METADATA})")
 
 
 def _check_orbax_files(directory: Path) -> None:
@@ -416,13 +426,12 @@ class TrainingCheckpoints:
             recorded = json.loads(path.read_text())
         except (OSError, ValueError):
             return  # saved by an older version, or killed before its digests were written
-        actual = weight_digests(self.directory / str(step))
-        for name, digest in sorted(recorded.items()):
-            if actual.get(name) != digest:
-                raise CheckpointError(f"training checkpoint {self.directory / str(step)} is "
-                                      f"damaged ({name} "
-                                      f"{'is missing' if name not in actual else 'differs'} "
-                                      f"from its sha256 recorded at save)")
+        mismatch = digest_mismatch(recorded, self.directory / str(step))
+        if mismatch is not None:
+            name, missing = mismatch
+            raise CheckpointError(f"training checkpoint {self.directory / str(step)} is "
+                                  f"damaged ({name} {'is missing' if missing else 'differs'} "
+                                  f"from its sha256 recorded at save)")
 
     def restore(self, step: int, like: Any) -> Any:
         path = self.directory / str(step)

@@ -131,6 +131,12 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) ->
     return h.hexdigest()
 
 
+def without_fingerprint(config: Mapping) -> dict:
+    """``config`` without its data fingerprint, which ``attack_folder`` adds itself: the
+    settings a suite or a caller asks for."""
+    return {k: v for k, v in config.items() if k != DATA_FINGERPRINT}
+
+
 def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
     """Whether ``config`` is the run recorded as ``previous``. With a data fingerprint on both
     sides the data are compared by it, not by how their path was spelled.
@@ -139,8 +145,7 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
       PixeljaxError: the fingerprints differ (the data changed).
     """
     if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
-        config = {k: v for k, v in config.items() if k != DATA_FINGERPRINT}
-        return previous == config
+        return previous == without_fingerprint(config)
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:
         raise PixeljaxError(f"{directory} holds results of other data: the images and labels "
                             f"of {config.get(DATA_SPEC)!r} differ from those attacked there "

@@ -15,10 +15,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
+from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
 
 import pixeljax.attack.run as attack_run
-import pixeljax.checkpoint
 from pixeljax import results
 from pixeljax.attack import pixel_attack
 from pixeljax.bench import BenchConfig, run_bench
@@ -49,19 +48,8 @@ def data_file(victim, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_victim(victim):
-    """Every command loads the same victim object. jit caches by the model function's identity
-    and each ``load_victim`` builds a new one, so without this each command in this process
-    would compile the engine again (a real run loads its victim once)."""
-    folder, loaded = victim
-    real = pixeljax.checkpoint.load_victim
-
-    def load_victim(name, checkpoint=None):
-        if name == "tiny" and checkpoint is not None and Path(checkpoint) == folder:
-            return loaded
-        return real(name, checkpoint)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pixeljax.checkpoint, "load_victim", load_victim)
+    """Every command loads the same victim object (see ``loading_returns``)."""
+    with loading_returns(*victim):
         yield
 
 

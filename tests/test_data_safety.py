@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
+from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
 from flax import nnx
 
 import pixeljax.attack.run as attack_run
@@ -92,16 +92,7 @@ def victim(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def one_victim(victim):
     """Every in-process command loads the same victim object, so the engine compiles once."""
-    folder, loaded = victim
-    real = pixeljax.checkpoint.load_victim
-
-    def load(name, checkpoint=None):
-        if name == "tiny" and checkpoint is not None and Path(checkpoint) == folder:
-            return loaded
-        return real(name, checkpoint)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pixeljax.checkpoint, "load_victim", load)
+    with loading_returns(*victim):
         yield
 
 

@@ -11,8 +11,8 @@ A :class:`SequentialVictim` made of the project's layers is read into a :class:`
   window: paste the window into the clean map, then continue densely;
 * ``full``: the change already covers the whole map (or the map is a vector): apply the layer.
 
-The index arithmetic is XLA's (``lax.padtype_to_pads``); see ``docs/incremental-evaluation.md``
-of the project's notes. Everything here is Python on static shapes, so it runs at trace time.
+The index arithmetic is XLA's (``lax.padtype_to_pads``). Everything here is Python on static
+shapes, so it runs at trace time.
 """
 
 from __future__ import annotations

@@ -304,11 +304,11 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
                             f"{results.CONFIG}; move it away")
         return CellPlan(cell, directory, attacks, done)
     try:
-        stored = results.read_config(directory)
+        # the data are compared by attack_folder, through their fingerprint
+        stored = results.without_fingerprint(results.read_config(directory))
     except PixeljaxError as e:
         problems.append(f"cell {cell.key}: {e}")
         return CellPlan(cell, directory, attacks, done)
-    stored.pop(results.DATA_FINGERPRINT, None)  # the data are compared by attack_folder
     if victim.needs_training:
         if rows:
             problems.append(f"cell {cell.key}: {directory} holds results, but the checkpoint "

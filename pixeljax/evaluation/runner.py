@@ -68,15 +68,15 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
     its victim was retrained): there is nothing to mix."""
     path = cell.directory / results.CONFIG
     if path.is_file() and not results.read_rows(cell.directory):
-        stored = results.read_config(cell.directory)
-        stored.pop(results.DATA_FINGERPRINT, None)  # added by attack_folder
+        stored = results.without_fingerprint(results.read_config(cell.directory))
         if stored != json.loads(json.dumps(config)):
             path.unlink()
 
 
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
-              images: int | None = None, sample: int | None = None, slots: int = 32, batch_size: int | None = None,
+              images: int | None = None, sample: int | None = None, slots: int = 32,
+              batch_size: int | None = None,
               segment: int = 10, dense: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.
