@@ -152,3 +152,38 @@ def test_split_for_inference_is_a_pure_function_equal_to_the_module():
                                rtol=1e-5, atol=1e-5)
     after = jax.tree.leaves(params)
     assert all(np.array_equal(b, a) for b, a in zip(before, after))
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    (2, (3, 3), (1, 1), "SAME"),      # VGG16's last stage
+    (4, (3, 3), (1, 1), "SAME"),      # 16 outputs: the largest map done by matrix products
+    (5, (3, 2), (2, 1), "SAME"),      # rectangular kernel and stride, odd size
+    (6, (3, 3), (2, 2), "VALID"),
+    (4, (1, 1), (1, 1), ((1, 0), (0, 2))),  # explicit, uneven padding
+    (8, (3, 3), (1, 1), "SAME"),      # 64 outputs: XLA's convolution
+])
+def test_small_map_convolution_equals_xla_convolution(size, kernel, stride, padding):
+    from jax import lax
+
+    from pixeljax.models.layers import small_map_conv
+
+    x = jax.random.normal(jax.random.key(0), (3, size, size + 1, 5))
+    w = jax.random.normal(jax.random.key(1), (*kernel, 5, 7))
+    numbers = ("NHWC", "HWIO", "NHWC")
+    expected = lax.conv_general_dilated(x, w, stride, padding, dimension_numbers=numbers)
+    got = small_map_conv(x, w, stride, padding, dimension_numbers=numbers)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda w, f=f: jnp.sum(jnp.sin(f(x, w, stride, padding,
+                                                       dimension_numbers=numbers))))(w)
+             for f in (lax.conv_general_dilated, small_map_conv)]
+    np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[0]), rtol=1e-4, atol=1e-4)
+
+
+def test_vgg16_logits_do_not_depend_on_how_small_maps_are_convolved(monkeypatch):
+    from pixeljax.models import layers
+
+    apply, params = split_for_inference(create_model("vgg16"))
+    images = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    matmul = np.asarray(apply(params, images))
+    monkeypatch.setattr(layers, "SMALL_MAP", 0)  # every map through XLA's convolution
+    np.testing.assert_allclose(np.asarray(apply(params, images)), matmul, rtol=1e-4, atol=1e-4)

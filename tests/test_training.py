@@ -1,5 +1,6 @@
 """The training loop on real CIFAR-10: it learns, resumes exactly, and guards its work dir."""
 
+import dataclasses
 import json
 import math
 
@@ -145,3 +146,46 @@ def test_training_set_smaller_than_a_batch_is_refused(data, tmp_path):
 def test_bad_training_config_values_are_refused(changes, message):
     with pytest.raises(PixeljaxError, match=f"training config: {message}"):
         TrainConfig(**{"model": "tiny", **changes})
+
+
+def params_of(model):
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+@pytest.mark.parametrize("source", ["workdir", "victim"])
+def test_fine_tuning_starts_from_the_weights_it_names(uninterrupted, data, tmp_path, source):
+    from pixeljax.checkpoint import save_victim
+    from pixeljax.training.initial import recorded
+
+    workdir, result = uninterrupted
+    if source == "victim":
+        ref = tmp_path / "victim"
+        save_victim(ref, result.model, {"architecture": "tiny", "num_classes": 10,
+                                        "epochs": 2, "test_accuracy": result.test_accuracy})
+    else:
+        ref = workdir
+    # A learning rate of almost nothing: the weights stay where the fine-tune started.
+    tune = CONFIG.replace(epochs=1, learning_rate=1e-12, init_from=str(ref))
+    tuned = train(tune, *data, tmp_path / "tuned", progress=False)
+    for got, start in zip(params_of(tuned.model), params_of(result.model)):
+        np.testing.assert_allclose(got, start, rtol=1e-6, atol=1e-7)
+    fresh = train(dataclasses.replace(tune, init_from=None), *data, tmp_path / "fresh",
+                  progress=False)
+    assert not all(np.allclose(a, b) for a, b in zip(params_of(fresh.model),
+                                                      params_of(result.model)))
+    lineage = recorded(tmp_path / "tuned")
+    assert lineage["epochs"] == 2
+    assert lineage["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["init_from"] == str(ref)
+    assert "init_from" not in json.loads((tmp_path / "fresh" / "config.json").read_text())
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("shipped:allconv", "is a 'allconv' network, not 'tiny'"),
+    ("no/such/folder", "not a victim checkpoint folder, 'shipped:NAME' or a training work dir"),
+])
+def test_fine_tuning_from_something_unusable_is_refused_before_any_work(data, tmp_path, ref,
+                                                                       message):
+    with pytest.raises(PixeljaxError, match=message):
+        train(CONFIG.replace(init_from=ref), *data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

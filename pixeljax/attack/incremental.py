@@ -22,7 +22,7 @@ from flax import nnx, struct
 from pixeljax.attack import cone
 from pixeljax.attack.perturb import decode
 from pixeljax.errors import PixeljaxError
-from pixeljax.models.layers import normalize
+from pixeljax.models.layers import matmul_conv, normalize
 
 
 @struct.dataclass
@@ -125,32 +125,14 @@ class IncrementalScorer:
 
 
 def _valid(layer):
-    """The layer without padding, its convolution done by :func:`_matmul_conv` (on this
-    trace's own copy of the model)."""
+    """The layer without padding, its convolution done by :func:`matmul_conv` (on this trace's
+    own copy of the model): on a CPU that is faster than XLA's convolution for the small patches
+    of incremental scoring (it feeds the matrix unit B x window positions at once)."""
     conv = getattr(layer, "conv", None)
     if conv is not None:
-        conv.conv_general_dilated = _matmul_conv
+        conv.conv_general_dilated = matmul_conv
     getattr(layer, "conv", layer).padding = "VALID"
     return layer
-
-
-def _matmul_conv(lhs, rhs, window_strides, padding, *, precision=None, **unused):
-    """A VALID 2-D convolution of NHWC patches with an HWIO kernel (no dilation, one group),
-    as one matrix product per kernel row over the patch's columns gathered side by side.
-
-    On a CPU this is faster than XLA's convolution for the small patches of incremental
-    scoring (it feeds the matrix unit B x window positions at once)."""
-    assert padding == "VALID", padding
-    kh, kw, cin, cout = rhs.shape
-    sh, sw = window_strides
-    oh, ow = (lhs.shape[1] - kh) // sh + 1, (lhs.shape[2] - kw) // sw + 1
-    cols = jnp.concatenate([lhs[:, :, j:j + (ow - 1) * sw + 1:sw] for j in range(kw)], axis=-1)
-    out = 0
-    for i in range(kh):  # (B, oh, ow, kw * cin) @ (kw * cin, cout)
-        rows = cols[:, i:i + (oh - 1) * sh + 1:sh]
-        out = out + jnp.einsum("bhwc,cd->bhwd", rows, rhs[i].reshape(kw * cin, cout),
-                               precision=precision)
-    return out
 
 
 def _local(step: cone.Step, layer, padded: jax.Array, owner, x, first, last, start):

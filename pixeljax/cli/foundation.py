@@ -37,7 +37,8 @@ def _cmd_train(args) -> int:
         # Only a complete victim is replaced, and the folder must be writable: before training.
         checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
     config = load_recipe(args.model).replace(epochs=args.epochs, batch_size=args.batch_size,
-                                             learning_rate=args.learning_rate, seed=args.seed)
+                                             learning_rate=args.learning_rate, seed=args.seed,
+                                             init_from=args.init_from)
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:
@@ -54,15 +55,21 @@ def _cmd_train(args) -> int:
                              dtype=args.dtype,
                              test_set=test_set, training=_training_info(
                                  config, train_set.source, result.steps, result.epochs,
-                                 result.training_seconds, result.history))
+                                 result.training_seconds, result.history, args.workdir))
         print(f"exported to {args.export} (test accuracy {meta['test_accuracy']:.4f})")
     return 0
 
 
-def _training_info(config, train_source, steps, epochs_done, seconds, history) -> dict:
-    return {"train_data": train_source, "epochs": epochs_done, "steps": steps,
+def _training_info(config, train_source, steps, epochs_done, seconds, history, workdir) -> dict:
+    from pixeljax.training import initial
+
+    info = {"train_data": train_source, "epochs": epochs_done, "steps": steps,
             "training_seconds": round(seconds, 1), "recipe": config.to_dict(),
             "history": history}
+    lineage = initial.recorded(workdir)
+    if lineage is not None:  # a fine-tune: the run its starting weights came from
+        info["initialised_from"] = lineage
+    return info
 
 
 def _cmd_export(args) -> int:
@@ -85,7 +92,7 @@ def _cmd_export(args) -> int:
     meta = export_victim(model, out, architecture=config.model, test_set=test_set,
                          dtype=args.dtype,
                          training=_training_info(config, source, step, epochs_done,
-                                                 seconds, history))
+                                                 seconds, history, args.workdir))
     print(json.dumps({k: meta[k] for k in ("architecture", "parameter_count", "epochs",
                                            "test_accuracy", "sample_accuracy")}))
     print(f"exported step {step} of {args.workdir} to {out}")
@@ -139,6 +146,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=checks.positive_int)
     p.add_argument("--learning-rate", type=checks.number(0, low_open=True))
     p.add_argument("--seed", type=checks.seed)
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="fine-tune: start from these weights (a victim folder, 'shipped:NAME' "
+                        "or a training work dir) instead of a random initialisation")
     p.add_argument("--limit", type=_positive_int,
                    help="train on the first N training images only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -26,6 +26,9 @@ class TrainConfig:
       seed: initialisation, data order and augmentation.
       checkpoint_every: steps between checkpoints (also saved at every epoch's end).
       eval_batch_size: images per evaluation batch.
+      init_from: start from these weights instead of a random initialisation (fine-tuning): a
+        victim checkpoint folder, ``shipped:NAME``, or a training work dir (its newest
+        checkpoint). Only the weights are taken; the schedule starts afresh.
     """
 
     model: str
@@ -41,6 +44,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 200
     eval_batch_size: int = 500
+    init_from: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model:
@@ -70,6 +74,10 @@ class TrainConfig:
                                     f"got {getattr(self, name)}")
         if not 0 <= self.momentum < 1 or not self.label_smoothing < 1:
             raise PixeljaxError("training config: momentum and label_smoothing must lie in [0, 1)")
+        if self.init_from is not None and (not isinstance(self.init_from, str)
+                                           or not self.init_from):
+            raise PixeljaxError(f"training config: init_from must be a checkpoint folder, "
+                                f"'shipped:NAME' or a training work dir, got {self.init_from!r}")
         if not isinstance(self.flip, bool):
             raise PixeljaxError(f"training config: flip must be True or False, got {self.flip!r}")
 
@@ -77,7 +85,12 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The recipe as JSON (``init_from`` only when set, so work dirs of earlier versions
+        still resume)."""
+        d = dataclasses.asdict(self)
+        if d["init_from"] is None:
+            del d["init_from"]
+        return d
 
 
 def _is_int(value) -> bool:

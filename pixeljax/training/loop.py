@@ -29,6 +29,7 @@ from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 from pixeljax.notices import warn
+from pixeljax.training import initial
 from pixeljax.training.augment import augment
 from pixeljax.training.config import TrainConfig
 
@@ -174,14 +175,19 @@ def train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir:
     if steps_per_epoch < 1:
         raise PixeljaxError(f"training set has {len(train_set)} images, fewer than one batch "
                             f"of {config.batch_size}")
+    # A fine-tune's starting weights are checked before the work dir is made.
+    start = (initial.load_initial(config.init_from, config.model)
+             if config.init_from is not None and not (workdir / "checkpoints").is_dir()
+             else None)
     with locking.exclusive(workdir, "training work dir"):
         _check_workdir(workdir, config, train_set)
         return _train(config, train_set, test_set, workdir, steps_per_epoch, progress,
-                      stop_after)
+                      stop_after, start)
 
 
 def _train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir: Path,
-           steps_per_epoch: int, progress: bool, stop_after: int | None) -> TrainResult | None:
+           steps_per_epoch: int, progress: bool, stop_after: int | None,
+           start: tuple[nnx.Module, dict] | None) -> TrainResult | None:
     total = config.epochs * steps_per_epoch
     model = create_model(config.model, seed=config.seed, num_classes=train_set.num_classes)
     model.eval()
@@ -230,6 +236,12 @@ def _train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir
     if latest is not None:
         state, opt_state, meters, step = (restored["state"], restored["opt_state"],
                                           restored["meters"], latest)
+    elif config.init_from is not None:  # fine-tuning: the weights of another run
+        start_model, lineage = start or initial.load_initial(config.init_from, config.model)
+        model = nnx.merge(train_graph, state)
+        nnx.update(model, nnx.state(start_model))
+        state = nnx.state(model)
+        initial.record(workdir, lineage)
     history = _read_history(workdir, step, repair=True)
     bar = tqdm(total=total, initial=step, disable=not progress, unit="step",
                desc=f"train {config.model}")

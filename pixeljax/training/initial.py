@@ -1,0 +1,64 @@
+"""The starting weights of a fine-tuning run (``TrainConfig.init_from``) and their lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flax import nnx
+
+from pixeljax.checkpoint import METADATA, load_victim
+from pixeljax.checkpoint_ref import SHIPPED
+from pixeljax.errors import PixeljaxError
+from pixeljax.training.export import portable
+
+INIT = "init.json"  # in the work dir: where its starting weights came from
+
+
+def load_initial(ref: str, architecture: str) -> tuple[nnx.Module, dict]:
+    """The model ``ref`` names (a victim checkpoint folder, ``shipped:NAME``, or a training
+    work dir) and a description of it for the fine-tuned victim's metadata.
+
+    Raises:
+      PixeljaxError: ``ref`` names nothing loadable, or a network of another architecture.
+    """
+    from pixeljax.training.loop import CONFIG, restore_model
+
+    if ref.startswith(SHIPPED):
+        name = ref[len(SHIPPED):]
+        if name != architecture:
+            raise PixeljaxError(f"init_from {ref!r} is a {name!r} network, not {architecture!r}")
+        victim = load_victim(architecture)
+        return victim.model, _lineage(ref, victim.metadata)
+    path = Path(ref).expanduser()
+    if (path / METADATA).is_file():
+        victim = load_victim(architecture, path)
+        return victim.model, _lineage(portable(str(path)), victim.metadata)
+    if (path / CONFIG).is_file():
+        model, config, step, history, seconds = restore_model(path)
+        if config.model != architecture:
+            raise PixeljaxError(f"init_from {ref}: the work dir trains {config.model!r}, not "
+                                f"{architecture!r}")
+        return model, {"workdir": portable(str(path)), "step": step,
+                       "epochs": history[-1]["epoch"] if history else 0,
+                       "test_accuracy": history[-1]["test_accuracy"] if history else None,
+                       "training_seconds": round(seconds, 1), "recipe": config.to_dict(),
+                       "history": history}
+    raise PixeljaxError(f"init_from {ref}: not a victim checkpoint folder, 'shipped:NAME' or "
+                        f"a training work dir")
+
+
+def _lineage(name: str, meta: dict) -> dict:
+    keys = ("epochs", "steps", "test_accuracy", "training_seconds", "recipe", "history",
+            "initialised_from")
+    return {"checkpoint": name, **{k: meta[k] for k in keys if k in meta}}
+
+
+def record(workdir: Path, lineage: dict) -> None:
+    (workdir / INIT).write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
+
+
+def recorded(workdir: str | Path) -> dict | None:
+    """Where a work dir's starting weights came from; None for a random initialisation."""
+    path = Path(workdir) / INIT
+    return json.loads(path.read_text()) if path.is_file() else None
