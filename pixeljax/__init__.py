@@ -3,13 +3,13 @@
 Su, Vargas, Sakurai, "One pixel attack for fooling deep neural networks", IEEE TEVC 2019.
 """
 
-from pixeljax.attack import AttackResult, pixel_attack
-from pixeljax.checkpoint import Victim, load_victim
+from pixeljax.attack import AttackResult, AttackSpec, pixel_attack
+from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import load_dataset
 from pixeljax.de import differential_evolution
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 
 __version__ = "0.1.0"
-__all__ = ["AttackResult", "PixeljaxError", "Victim", "create_model", "differential_evolution",
-           "load_dataset", "load_victim", "pixel_attack"]
+__all__ = ["AttackResult", "AttackSpec", "LoadedVictim", "PixeljaxError", "create_model",
+           "differential_evolution", "load_dataset", "load_victim", "pixel_attack"]

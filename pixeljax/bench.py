@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixeljax.attack import scoring
-from pixeljax.attack.api import clean_logits, pixel_attack
+from pixeljax.attack.api import pixel_attack
+from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError

@@ -40,7 +40,7 @@ DTYPES = ("float32", "bfloat16", "float16")  # storage dtypes of a victim's weig
 
 
 @dataclasses.dataclass(frozen=True)
-class Victim:
+class LoadedVictim:
     """A loaded victim network.
 
     Attributes:
@@ -316,7 +316,7 @@ def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
                               f"network ({len(wrong)} weights of the wrong shape)")
 
 
-def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
+def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim:
     """Loads a trained victim by architecture name.
 
     Args:
@@ -361,7 +361,7 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> Victim:
     nnx.replace_by_pure_dict(state, restored)
     model = nnx.merge(graphdef, state)
     apply, params = split_for_inference(model)
-    return Victim(name=name, model=model, apply=apply, params=params, metadata=meta)
+    return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta)
 
 
 @contextlib.contextmanager

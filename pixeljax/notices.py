@@ -8,3 +8,9 @@ import sys
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """A ``note: ...`` line on stderr: the run does something other than asked, as it must
+    (e.g. fewer images than asked for, because the data hold no more)."""
+    print(f"note: {message}", file=sys.stderr, flush=True)

@@ -156,6 +156,29 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
             == {k: v for k, v in config.items() if k not in ignored})
 
 
+VICTIM_KEYS = ("model", "architecture", "checkpoint")  # config.json: what was attacked
+
+
+def run_config(spec, victim: Mapping) -> dict:
+    """A results folder's ``config.json``: what was attacked (``victim``: ``model``,
+    ``architecture``, a loadable ``checkpoint`` reference, and any more keys such as ``data``
+    and ``split``) and the attack's settings (``spec.to_config()``, see
+    :class:`pixeljax.attack.spec.AttackSpec`).
+
+    Raises:
+      PixeljaxError: ``victim`` lacks one of :data:`VICTIM_KEYS`, or repeats a setting.
+    """
+    missing = [k for k in VICTIM_KEYS if not victim.get(k)]
+    if missing:
+        raise PixeljaxError(f"a results folder records what it attacked: {', '.join(missing)} "
+                            f"missing")
+    settings = spec.to_config()
+    clash = sorted(set(victim) & set(settings))
+    if clash:
+        raise PixeljaxError(f"{', '.join(clash)}: attack settings belong in the spec")
+    return {**victim, **settings}
+
+
 def check_config(directory: str | Path, config: Mapping) -> None:
     """Writes ``config.json`` into a new results folder, or checks it against the one there.
 
@@ -325,6 +348,15 @@ def _fmt(value):
 
 def write_summary(directory: str | Path, summary: Mapping) -> None:
     _write_atomic(Path(directory) / SUMMARY, json.dumps(dict(summary), indent=2) + "\n")
+
+
+def read_summary(directory: str | Path) -> dict | None:
+    """A results folder's ``summary.json``, or None when the run has not finished a summary."""
+    path = Path(directory) / SUMMARY
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def timing_name(process: int, num_processes: int) -> str:

@@ -28,11 +28,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from pixeljax.attack.spec import Goal
 from pixeljax.errors import PixeljaxError
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
 SKIPPED = "skipped"
-ALL_TARGETS = "all-targets"
+ALL_TARGETS = Goal.ALL_TARGETS
 QUANTILES = (0.25, 0.5, 0.75, 0.9)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from pixeljax.accuracy import predict_logits
 from pixeljax.attack.perturb import apply_candidates
-from pixeljax.checkpoint import Victim, load_victim, save_victim
+from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
 from pixeljax.models import create_model
 from pixeljax.results import (
     STATUS_FAILURE,
@@ -33,23 +33,23 @@ MARGIN = 1e-4  # logit margin of every recorded outcome, far above float noise (
 @dataclasses.dataclass(frozen=True)
 class Fixture:
     directory: Path
-    victim: Victim
+    victim: LoadedVictim
     images: np.ndarray  # (N, 32, 32, 3) the whole data set, uint8
     labels: np.ndarray
     rows: list[dict]
 
 
-def save_tiny(directory: Path) -> Victim:
+def save_tiny(directory: Path) -> LoadedVictim:
     model = create_model("tiny", seed=0)
     save_victim(directory, model, {"architecture": "tiny", "num_classes": 10})
     return load_victim("tiny", directory)
 
 
-def _logits(victim: Victim, images) -> np.ndarray:
+def _logits(victim: LoadedVictim, images) -> np.ndarray:
     return predict_logits(victim.apply, victim.params, np.asarray(images), batch_size=128)
 
 
-def boundary_images(victim: Victim, n: int, seed: int = 0) -> np.ndarray:
+def boundary_images(victim: LoadedVictim, n: int, seed: int = 0) -> np.ndarray:
     """``n`` uint8 images each just on its own class's side of a decision boundary."""
     rng = np.random.default_rng(seed)
     out = []

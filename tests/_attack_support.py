@@ -17,7 +17,7 @@ import pytest
 
 import pixeljax.checkpoint
 from pixeljax.accuracy import predict_logits
-from pixeljax.checkpoint import Victim, load_victim, save_victim
+from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
 from pixeljax.data import load_sample
 from pixeljax.models import create_model
 
@@ -27,7 +27,7 @@ TINY_ENGINE = dict(popsize=8, maxiter=3, slots=4, batch_size=16)
 _cache: dict[str, object] = {}
 
 
-def tiny_victim(tmp_path_factory) -> tuple[Path, Victim]:
+def tiny_victim(tmp_path_factory) -> tuple[Path, LoadedVictim]:
     """An untrained ``tiny`` network exported as a checkpoint, and the victim loaded from it."""
     if "victim" not in _cache:
         folder = tmp_path_factory.mktemp("victim") / "tiny"
@@ -38,7 +38,7 @@ def tiny_victim(tmp_path_factory) -> tuple[Path, Victim]:
 
 
 @contextlib.contextmanager
-def loading_returns(folder: Path, loaded: Victim):
+def loading_returns(folder: Path, loaded: LoadedVictim):
     """While open, every ``load_victim("tiny", folder)`` returns the one ``loaded`` victim.
     jit caches by the model function's identity and each ``load_victim`` builds a new one, so
     without this each command run in this process would compile the engine again (a real run
@@ -55,12 +55,12 @@ def loading_returns(folder: Path, loaded: Victim):
         yield
 
 
-def clean_logits(victim: Victim, images: np.ndarray) -> np.ndarray:
+def clean_logits(victim: LoadedVictim, images: np.ndarray) -> np.ndarray:
     return predict_logits(victim.apply, victim.params, images,
                           batch_size=TINY_ENGINE["batch_size"])
 
 
-def boundary_sample(victim: Victim, n: int = 12, wrong: int = 2):
+def boundary_sample(victim: LoadedVictim, n: int = 12, wrong: int = 2):
     """``n`` shipped sample images on which the untrained victim is least sure, labelled with
     its own predictions (so one-pixel attacks on them often succeed), except the last ``wrong``,
     whose labels are wrong (so they are skipped). Returns ``(x, y, index)``."""

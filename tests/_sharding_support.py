@@ -54,14 +54,13 @@ def victim_and_data():
     return predict, make_image_set(x[pick], y, source="test images")
 
 
-def engine_settings():
-    from pixeljax.attack.engine import AttackParams, EngineConfig
+def spec(seed: int = 0, mode: str = "all-targets"):
+    from pixeljax.attack.spec import AttackSpec
 
-    return EngineConfig(**ENGINE), AttackParams()
+    return AttackSpec(goal=mode, seed=seed, n_images=N_IMAGES, first=True, **ENGINE)
 
 
-def run_config(seed: int = 0) -> dict:
-    return {"model": "linear", "seed": seed, **ENGINE}
+VICTIM = {"model": "linear", "architecture": "linear", "checkpoint": "linear-test-weights"}
 
 
 def attack(out, *, seed: int = 0, mode: str = "all-targets", **kwargs) -> dict:
@@ -69,10 +68,8 @@ def attack(out, *, seed: int = 0, mode: str = "all-targets", **kwargs) -> dict:
     from pixeljax.attack.run import attack_folder
 
     predict, data = victim_and_data()
-    engine, params = engine_settings()
-    return attack_folder(predict, data, out, run_config(seed) | {"mode": mode}, engine=engine,
-                         params=params, seed=seed, n_images=N_IMAGES, first=True, mode=mode,
-                         progress=False, **kwargs)
+    return attack_folder(predict, data, out, spec(seed, mode), victim=VICTIM, progress=False,
+                         **kwargs)
 
 
 def tiny_checkpoint_and_data(out: Path) -> tuple[Path, Path]:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
 
+import pixeljax.attack.pipeline as pipeline
 import pixeljax.attack.run as attack_run
 from pixeljax import results
 from pixeljax.attack import pixel_attack
@@ -124,14 +125,14 @@ def test_the_folder_holds_what_pixel_attack_returns(reference, victim, data_file
 def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(reference, victim, data_file,
                                                                   tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_stream = attack_run.stream
+    real_stream = pipeline.stream
 
     def killed_after_first_harvest(*args, **kwargs):
         for batch in real_stream(*args, **kwargs):
             yield batch
             raise KeyboardInterrupt  # Ctrl-C once the first finished attacks are written
 
-    monkeypatch.setattr(attack_run, "stream", killed_after_first_harvest)
+    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
     assert main(attack_args(victim, data_file, out)) == 130
     written = read_csv(out)
     assert 2 < len(written) < 12  # the skipped rows, then the first harvest
@@ -148,7 +149,7 @@ def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(reference, vic
         resumed.extend(a.attack_id for a in attacks)
         return real_stream(apply, attacks, *args, **kwargs)
 
-    monkeypatch.setattr(attack_run, "stream", counting)
+    monkeypatch.setattr(pipeline, "stream", counting)
     assert main(attack_args(victim, data_file, out)) == 0
     # Only the unfinished attacks (and the one whose row was cut) ran again.
     assert sorted(resumed) == sorted(int(r["attack_id"]) for r in read_csv(reference)
@@ -196,7 +197,7 @@ def test_a_cut_last_line_is_ignored_and_a_corrupt_earlier_line_is_an_error(refer
 def test_running_a_finished_command_again_computes_and_writes_nothing(reference, victim,
                                                                       data_file, monkeypatch):
     before = (reference / "results.csv").read_bytes()
-    monkeypatch.setattr(attack_run, "stream", lambda *a, **k: pytest.fail("attacked again"))
+    monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
     assert main(attack_args(victim, data_file, reference)) == 0
     assert (reference / "results.csv").read_bytes() == before
 
@@ -270,7 +271,7 @@ def test_demo_writes_a_figure_and_a_results_folder(victim, data_file, tmp_path, 
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--targeted", "10"], r"--targeted must be a class in \[0, 9\]"),
+    (["--targeted", "10"], r"target class must lie in \[0, 9\], got 10"),
     (["--images", "0"], "argument --images: expected an integer >= 1, got '0'"),
     (["--popsize", "3"], "argument --popsize: expected an integer >= 4, got '3'"),
     (["--pixels", "2000"], "larger than the image"),

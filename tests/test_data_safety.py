@@ -28,10 +28,12 @@ import pytest
 from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
 from flax import nnx
 
+import pixeljax.attack.pipeline as pipeline
 import pixeljax.attack.run as attack_run
 import pixeljax.checkpoint
 from pixeljax import locking, results
-from pixeljax.attack.engine import AttackParams, EngineConfig, fitness_from_logits
+from pixeljax.attack.engine import fitness_from_logits
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.checkpoint import (
     as_stored,
     load_victim,
@@ -241,9 +243,9 @@ def test_a_model_with_nan_logits_on_perturbed_images_fools_nothing(victim, tmp_p
     data = ImageSet(x=clean, y=labels.astype(np.int32), index=np.arange(4),
                     source="four clean images")
     summary = attack_run.attack_folder(
-        nan_when_perturbed, data, tmp_path / "run", {"model": "nan", "pixels": 1},
-        engine=EngineConfig(pixels=1, popsize=8, maxiter=2, slots=4, batch_size=16),
-        params=AttackParams(), seed=0, n_images=4, progress=False)
+        nan_when_perturbed, data, tmp_path / "run",
+        AttackSpec(popsize=8, maxiter=2, slots=4, batch_size=16, n_images=4),
+        victim={"model": "nan", "architecture": "nan", "checkpoint": "none"}, progress=False)
     rows = results.read_rows(tmp_path / "run")
     assert [r["status"] for r in rows] == ["failure"] * 4
     assert all(r["nonfinite_evaluations"] == r["evaluations"] == 8 * 3 for r in rows)
@@ -342,16 +344,16 @@ def test_cli_export_with_dtype_records_it_and_the_accuracy_of_the_stored_weights
 SLOW_ATTACK = textwrap.dedent("""\
     import sys, time
     from pathlib import Path
-    import pixeljax.attack.run as run
+    import pixeljax.attack.pipeline as pipeline
     from pixeljax.cli import main
-    real, go = run.stream, Path(sys.argv[1])
+    real, go = pipeline.stream, Path(sys.argv[1])
 
     def waiting(*args, **kwargs):  # holds the folder until the test says go
         while not go.exists():
             time.sleep(0.05)
         yield from real(*args, **kwargs)
 
-    run.stream = waiting
+    pipeline.stream = waiting
     sys.exit(main(sys.argv[2:]))
     """)
 
@@ -457,7 +459,7 @@ def test_resume_compares_the_data_not_the_spelling_of_its_path(victim, data_file
     config = json.loads((out / "config.json").read_text())
     assert config["data"] == "data.npz" and len(config["data_sha256"]) == 64
     before = listing(out)
-    monkeypatch.setattr(attack_run, "stream", lambda *a, **k: pytest.fail("attacked again"))
+    monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
     assert main(attack_args(victim, local, out)) == 0  # the same file by its absolute path
     assert listing(out)["results.csv"] == before["results.csv"]
     assert listing(out)["config.json"] == before["config.json"]
@@ -484,7 +486,7 @@ def test_a_folder_written_before_fingerprints_still_resumes(victim, data_file, t
     del config["data_sha256"]
     (out / "config.json").write_text(json.dumps(config))
     rows = (out / "results.csv").read_bytes()
-    monkeypatch.setattr(attack_run, "stream", lambda *a, **k: pytest.fail("attacked again"))
+    monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
     assert main(attack_args(victim, data_file, out)) == 0
     assert (out / "results.csv").read_bytes() == rows
 
@@ -623,18 +625,18 @@ def test_a_diverging_run_stops_with_an_error_and_exports_nothing(small_npz, tmp_
 def test_the_summary_counts_the_time_of_every_part_and_survives_a_damaged_summary(
         victim, data_file, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_stream = attack_run.stream
+    real_stream = pipeline.stream
 
     def killed_after_first_harvest(*args, **kwargs):
         for batch in real_stream(*args, **kwargs):
             yield batch
             raise KeyboardInterrupt  # Ctrl-C once the first finished attacks are written
 
-    monkeypatch.setattr(attack_run, "stream", killed_after_first_harvest)
+    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
     assert main(attack_args(victim, data_file, out)) == 130
     first = json.loads((out / "timing.json").read_text())["parts"]
     assert len(first) == 1 and first[0]["evaluations"] > 0
-    monkeypatch.setattr(attack_run, "stream", real_stream)
+    monkeypatch.setattr(pipeline, "stream", real_stream)
     assert main(attack_args(victim, data_file, out)) == 0
     parts = json.loads((out / "timing.json").read_text())["parts"]
     assert len(parts) == 2 and parts[:1] == first  # a resume adds a part
@@ -645,7 +647,7 @@ def test_the_summary_counts_the_time_of_every_part_and_survives_a_damaged_summar
     assert summary["evaluations_per_second"] == pytest.approx(summary["evaluations"] / total)
 
     (out / "summary.json").write_text('{"wall_seconds": 0.0, "evalu')  # damaged
-    monkeypatch.setattr(attack_run, "stream", lambda *a, **k: pytest.fail("attacked again"))
+    monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
     assert main(attack_args(victim, data_file, out)) == 0
     again = json.loads((out / "summary.json").read_text())
     assert again["wall_seconds"] == summary["wall_seconds"]

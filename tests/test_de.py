@@ -101,6 +101,30 @@ def test_tell_keeps_the_parent_on_a_tie_or_a_nan_child():
     np.testing.assert_array_equal(new.fitness, state.fitness)
 
 
+def test_tell_selects_the_payload_with_the_members():
+    state = jax.jit(init, static_argnums=(1, 4))(jax.random.key(0), sphere, -jnp.ones(2),
+                                                  jnp.ones(2), 4)
+    assert state.payload is None and tell(state, state.population, state.fitness).payload is None
+    state = state.replace(payload={"tag": jnp.arange(4), "rows": jnp.zeros((4, 3))})
+    children = state.population + 0.5
+    fitness = state.fitness + jnp.array([-1.0, 1.0, -2.0, jnp.nan])  # members 0 and 2 improve
+    payload = {"tag": jnp.arange(10, 14), "rows": jnp.ones((4, 3))}
+    new = jax.jit(tell)(state, children, fitness, payload)
+    better = np.array([True, False, True, False])
+    np.testing.assert_array_equal(new.payload["tag"], np.where(better, [10, 11, 12, 13],
+                                                               [0, 1, 2, 3]))
+    np.testing.assert_array_equal(new.payload["rows"], np.repeat(better[:, None], 3, 1))
+    np.testing.assert_array_equal(new.population[better], children[better])
+    # Many problems at once: the payload goes through vmap like the rest of the state.
+    states = jax.tree.map(lambda a: jnp.stack([a, a]), state)
+    only_one = state.fitness + jnp.array([1.0, -1.0, 1.0, 1.0])  # member 1 improves
+    many = jax.vmap(tell)(states, jnp.stack([children, children]), jnp.stack([fitness, only_one]),
+                          jax.tree.map(lambda a: jnp.stack([a, a]), payload))
+    np.testing.assert_array_equal(many.payload["tag"][0], new.payload["tag"])
+    np.testing.assert_array_equal(many.payload["tag"][1], [0, 11, 2, 3])
+    np.testing.assert_array_equal(many.generation, [1, 1])
+
+
 @pytest.mark.parametrize("strategy,crossover_rate", [("rand1", 1.0), ("best1", 1.0),
                                                      ("rand1", 0.3)])
 def test_ask_keeps_children_inside_the_bounds(strategy, crossover_rate):

@@ -27,7 +27,6 @@ from pixeljax.evaluation import (
 )
 from pixeljax.evaluation import plan as plan_module
 from pixeljax.evaluation.runner import with_images
-from pixeljax.evaluation.store import read_summary
 from pixeljax.evaluation.suite import SUITES
 from pixeljax.models import registry
 
@@ -344,11 +343,11 @@ def test_cli_dense_flag_scores_every_cell_densely(trained_run, tmp_path):
     out = tmp_path / "out"
     assert main(["evaluate", str(suite), "--out", str(out), "--dense", "--quiet",
                  "--no-report", "--slots", "4", "--batch-size", "32"]) == 0
-    assert read_summary(out / "tiny" / "1px-non-targeted")["scoring"].startswith("dense")
+    assert results.read_summary(out / "tiny" / "1px-non-targeted")["scoring"].startswith("dense")
     default = tmp_path / "default"
     assert main(["evaluate", str(suite), "--out", str(default), "--quiet", "--no-report",
                  "--slots", "4", "--batch-size", "32"]) == 0
-    assert read_summary(default / "tiny" / "1px-non-targeted")["scoring"] == "incremental"
+    assert results.read_summary(default / "tiny" / "1px-non-targeted")["scoring"] == "incremental"
 
 
 def test_cli_evaluate_that_attacks_no_image_says_so_and_fails(trained_run, tmp_path, capsys):

@@ -429,8 +429,8 @@ def test_more_images_than_the_data_holds_says_how_many_are_attacked(runs, world)
     result = runs["finished"]
     assert result["status"] == 0, result
     path = world / "good.npz"
-    assert result["err"].splitlines() == [f"note: --images 50, but {path} has 6 images: "
-                                          f"attacking all 6"]
+    assert result["err"].splitlines() == [f"note: 50 images asked for, but {path} has 6 "
+                                          f"images: attacking all 6"]
     assert len(pixeljax.results.read_rows(world / "finished")) == 6
 
 
@@ -482,13 +482,12 @@ def toy():
     (dict(popsize=4.0), "popsize must be an integer >= 4, got 4.0"),
     (dict(key=0), "key must be a JAX PRNG key array, got int 0; make one with "
                   "jax.random.key(seed), e.g. key=jax.random.key(0)"),
-    (dict(key=None), "key must be a JAX PRNG key array, got NoneType None; make one with "),
     (dict(key=np.arange(2)), "key must be a JAX PRNG key array (a typed key, or uint32 key "
                              "data of shape (2,)), got int64 of shape (2,); make one with "),
     (dict(key=jax.random.split(jax.random.key(0), 3)), "key must be one PRNG key, got an "
                                                        "array of keys of shape (3,)"),
     (dict(F=float("nan")), "F must be a finite number in (0, 2], got nan"),
-    (dict(crossover_rate=5), "crossover rate must be a finite number in [0, 1], got 5.0"),
+    (dict(crossover=5), "crossover rate must be a finite number in [0, 1], got 5.0"),
     (dict(true_threshold=-0.5), "true threshold must be a finite number in [0, 1], got -0.5"),
     (dict(devices=True), "devices must be None, a number of devices or a sequence of devices, "
                          "got True"),

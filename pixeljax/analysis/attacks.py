@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax import checkpoint_ref
-from pixeljax.checkpoint import Victim, load_victim
+from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.results import (
@@ -48,7 +48,7 @@ class AttackSet:
 
     directory: Path
     config: dict
-    victim: Victim
+    victim: LoadedVictim
     attack_ids: np.ndarray
     images: np.ndarray
     candidates: np.ndarray

@@ -89,7 +89,7 @@ def _success_batch(predict, images, labels, targets, attack, candidates):
     """Whether each shifted attack succeeds.
 
     Args:
-      predict: ``predict(images) -> logits`` (a pytree, e.g. ``Victim.predict``).
+      predict: ``predict(images) -> logits`` (a pytree, e.g. ``LoadedVictim.predict``).
       images: (N, H, W, C) all clean images; labels, targets: (N,).
       attack: (B,) index of each job's attack; candidates: (B, D) its shifted candidate.
 
@@ -146,7 +146,7 @@ def locality(predict, images: np.ndarray, candidates: np.ndarray, labels: np.nda
 
     Args:
       predict: ``predict(images) -> logits`` over pixel-space images, preferably a pytree
-        (``Victim.predict``) so the weights are not compiled in as constants.
+        (``LoadedVictim.predict``) so the weights are not compiled in as constants.
       images: (N, H, W, C) clean images.
       candidates: (N, pixels * (2 + C)) the attacks' candidates.
       labels: (N,) true classes.

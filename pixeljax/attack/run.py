@@ -7,7 +7,6 @@ and several processes (each takes its share of the attack plan and writes its ow
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -17,52 +16,29 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixeljax import distributed, locking, results
-from pixeljax.attack import scoring, validation
-from pixeljax.attack.api import ALL_TARGETS, attack_id, clean_logits, plan_attacks
-from pixeljax.attack.engine import (
-    NON_TARGETED,
-    Attack,
-    AttackParams,
-    EngineConfig,
-    local_devices,
-    slot_count,
-    stream,
-)
+from pixeljax import checkpoint_ref, distributed, locking, results, stats
+from pixeljax.attack import pipeline, scoring
+from pixeljax.attack.engine import slot_count
+from pixeljax.attack.spec import AttackSpec, Goal
 from pixeljax.data import ImageSet
-from pixeljax.de.core import DEParams
 from pixeljax.errors import PixeljaxError
 
 SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
 
 
-def select_images(n_images: int, total: int, *, seed: int, first: bool) -> np.ndarray:
-    """Positions of the images to attack: the first N, or a seeded random sample of N."""
-    n = min(n_images, total)
-    if first:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
-
-
-def _targets_for(mode: str, target_class: int | None, n: int):
-    if mode == "non-targeted":
-        return None
-    if mode == "all-targets":
-        return ALL_TARGETS
-    return np.full(n, target_class, np.int32)
-
-
-def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: dict, *,
-                  engine: EngineConfig, params: AttackParams, seed: int, n_images: int,
-                  first: bool = False, mode: str = "non-targeted",
-                  target_class: int | None = None, progress: bool = True,
+def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: AttackSpec, *,
+                  victim: dict, progress: bool = True,
                   on_rows: Callable[[list[dict]], None] | None = None,
                   devices: int | Sequence[jax.Device] | None = None,
                   process: int | None = None, num_processes: int | None = None) -> dict:
-    """Attacks images of ``data`` and writes ``out/results.csv`` and ``out/summary.json``.
+    """Attacks images of ``data`` as ``spec`` says and writes ``out/results.csv`` and
+    ``out/summary.json``.
 
-    ``run_config`` describes the run (model, checkpoint, data, ...) and is stored as
-    ``config.json``; a folder holding another configuration is refused.
+    ``victim`` names what is attacked: ``model``, ``architecture``, ``checkpoint`` (a loadable
+    reference, see :mod:`pixeljax.checkpoint_ref`) and any more keys to record (``data``,
+    ``split``, ``suite``, ...). With the spec's settings it is stored as ``config.json``
+    (:func:`pixeljax.results.run_config`); a folder holding another configuration is refused,
+    and one of an earlier version is migrated.
 
     ``devices`` (default: all of this process's) share the slots; results do not depend on
     them. In a run of several processes (``jax.distributed``: by default
@@ -80,90 +56,75 @@ def attack_folder(apply: Callable, data: ImageSet, out: str | Path, run_config: 
       The summary (also written to ``out/summary.json``).
     """
     process, num_processes = _share(process, num_processes)
+    config = results.run_config(spec, victim)
+    if len(data) == 0:
+        raise PixeljaxError(f"{data.source} holds no images to attack")
+    # Every check before the folder is touched.
+    prepared = pipeline.prepare(predict, data.x, data.y, spec, image_ids=data.index,
+                                devices=devices, source=data.source)
     with locking.exclusive(out, "results folder",
                            name=locking.lock_name(process, num_processes)):
-        return _attack_folder(apply, data, Path(out), run_config, engine=engine, params=params,
-                              seed=seed, n_images=n_images, first=first, mode=mode,
-                              target_class=target_class, progress=progress, on_rows=on_rows,
-                              devices=devices, process=process, num_processes=num_processes)
+        checkpoint_ref.migrate(out, config)  # a folder of an earlier version resumes
+        return _attack_folder(predict, data, Path(out), prepared, config, progress=progress,
+                              on_rows=on_rows, process=process, num_processes=num_processes)
 
 
-def _attack_folder(apply: Callable, data: ImageSet, out: Path, run_config: dict, *,
-                   engine: EngineConfig, params: AttackParams, seed: int, n_images: int,
-                   first: bool, mode: str, target_class: int | None, progress: bool,
-                   on_rows: Callable[[list[dict]], None] | None,
-                   devices: int | Sequence[jax.Device] | None, process: int,
+def _attack_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline.Prepared,
+                   config: dict, *, progress: bool,
+                   on_rows: Callable[[list[dict]], None] | None, process: int,
                    num_processes: int) -> dict:
     """:func:`attack_folder` with the folder (or shard) locked."""
-    local = len(local_devices(devices))  # checks ``devices`` first
-    n_devices = local * num_processes
-    # A micro-batch larger than the slots can fill only pads each model call: cap it.
-    engine = dataclasses.replace(engine, batch_size=validation.micro_batch(
-        engine.batch_size, engine.slots, engine.popsize, local))
-    positions = select_images(n_images, len(data), seed=seed, first=first)
-    subset = data.take(positions)
-    num_classes = validation.check_model(apply, subset.x)
-    validation.check_labels(subset.y, num_classes)
-    targets = _targets_for(mode, target_class, len(subset))
-    plan = plan_attacks(subset.y, targets, num_classes)
-    ids = [attack_id(subset.index[i], t, subset.y[i], num_classes) for i, t in plan]
-    run_config = {**run_config, results.DATA_FINGERPRINT: results.data_fingerprint(
-        subset.x, subset.y, subset.index)}
-    distributed.check_same("configuration", _agreement(run_config, engine, params, seed,
-                                                       n_images, first, mode, target_class,
-                                                       ids, num_processes))
-    results.check_config(out, run_config)
+    spec = prepared.spec
+    local = len(prepared.devices)
+    ids = prepared.attack_ids
+    config = {**config, results.DATA_FINGERPRINT: results.data_fingerprint(
+        prepared.images, prepared.labels, prepared.image_ids)}
+    distributed.check_same("configuration", _agreement(config, ids, num_processes))
+    results.check_config(out, config)
     if num_processes == 1:
         done_rows = results.read_rows(out, repair=True)
     else:  # repair only this process's shard: the others may be writing theirs
         results.read_file(out / results.shard_name(process, num_processes), repair=True)
         done_rows = results.read_rows(out)
     done_ids = {row["attack_id"] for row in done_rows}
-    mine = [(a, i, t) for k, (a, (i, t)) in enumerate(zip(ids, plan))
-            if k % num_processes == process]
-    pending = [(a, i, t) for a, i, t in mine if a not in done_ids]
+    mine = [k for k in range(len(ids)) if k % num_processes == process]
+    pending = [k for k in mine if ids[k] not in done_ids]
     clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
-    scored = scoring.scoring_summary(apply, data.x.shape[1:], pixels=engine.pixels,
-                                     dense=engine.dense)
+    scored = scoring.scoring_summary(predict, data.x.shape[1:], pixels=spec.pixels,
+                                     dense=spec.dense)
 
     def summary_of(rows):
         wall, timed = results.run_time(out)  # every part of the run, every process
-        summary = summarize(rows, run_config, mode, wall, devices=n_devices,
-                            processes=num_processes, timed_evaluations=timed)
+        summary = summarize(rows, config, wall, num_classes=prepared.num_classes,
+                            devices=local * num_processes, processes=num_processes,
+                            timed_evaluations=timed)
         # The engine sizes in effect (slots rounded to the devices, the capped micro-batch).
-        summary.update(slots=slot_count(engine.slots, local), batch_size=engine.batch_size,
+        summary.update(slots=slot_count(spec.slots, local), batch_size=prepared.engine.batch_size,
                        **scored)
         return summary
 
-    with results.ResultsWriter(out, engine.pixels, data.x.shape[-1], process=process,
+    with results.ResultsWriter(out, spec.pixels, data.x.shape[-1], process=process,
                                num_processes=num_processes) as writer:
         if pending:
-            need = sorted({i for _, i, _ in pending})
-            probs = np.zeros((len(subset), num_classes), np.float32)
-            logits = clean_logits(apply, subset.x[need], engine.batch_size)
-            probs[need] = np.asarray(jax.nn.softmax(logits, axis=-1))
-            correct = probs.argmax(-1) == subset.y
-            skipped = [_row(a, subset, i, t, probs, None, engine.pixels)
-                       for a, i, t in pending if not correct[i]]
+            probs = pipeline.clean_probabilities(
+                predict, prepared, {prepared.plan[k][0] for k in pending})
+            attacks, left_out = pipeline.split_attacks(prepared, pending, probs)
+            skipped = [_row(prepared, k, probs, None) for k in left_out]
             writer.write(skipped)
             done_rows += skipped
-            attacks = [Attack(a, subset.x[i], int(subset.y[i]), t)
-                       for a, i, t in pending if correct[i]]
-            where = {a: (i, t) for a, i, t in pending}
+            where = {ids[k]: k for k in pending}
             total, initial = ((len(ids), len(done_rows)) if num_processes == 1 else
                               (len(mine), len(mine) - len(pending) + len(skipped)))
             bar = tqdm(total=total, initial=initial, disable=not progress, unit="attack",
-                       desc=f"attack {run_config.get('model', '')}"
+                       desc=f"attack {config.get('model', '')}"
                             + (f" [{process}/{num_processes}]" if num_processes > 1 else ""))
             attacked = [r for r in done_rows if r["status"] != results.STATUS_SKIPPED]
             won, tried = sum(r["success"] for r in attacked), len(attacked)
             last_summary = time.perf_counter()
             try:
-                for batch in stream(apply, attacks, jax.random.key(seed), engine, params,
-                                    devices=devices):
-                    rows = [_row(r["attack_id"], subset, *where[r["attack_id"]], probs, r,
-                                 engine.pixels) for r in batch]
+                for batch in pipeline.run(predict, prepared, attacks, jax.random.key(spec.seed)):
+                    rows = [_row(prepared, where[r["attack_id"]], probs, r) for r in batch]
                     writer.write(rows)
                     clock.add(sum(r["evaluations"] for r in rows))
                     done_rows += rows
@@ -200,25 +161,21 @@ def _share(process: int | None, num_processes: int | None) -> tuple[int, int]:
     return process, num_processes
 
 
-def _agreement(run_config, engine, params, seed, n_images, first, mode, target_class, ids,
-               num_processes) -> dict:
-    """What every process of a run must share: the configuration and the attack plan (slots,
-    batch size, segment and devices may differ: results do not depend on them)."""
-    return {"run_config": run_config, "seed": seed, "n_images": n_images, "first": first,
-            "mode": mode, "target_class": target_class, "processes": num_processes,
-            "engine": {k: getattr(engine, k) for k in ("pixels", "popsize", "maxiter",
-                                                       "strategy")},
-            "params": {"F": float(params.de.F), "crossover_rate": float(params.de.crossover_rate),
-                       "target_threshold": float(params.target_threshold),
-                       "true_threshold": float(params.true_threshold)},
+def _agreement(config: dict, ids: list[int], num_processes: int) -> dict:
+    """What every process of a run must share: the configuration and the attack plan (engine
+    sizes and devices may differ: results do not depend on them)."""
+    return {**config, "processes": num_processes,
             "plan": hashlib.sha256(np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]}
 
 
-def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
-         found: dict | None, pixels: int) -> dict:
-    c = subset.x.shape[-1]
-    label = int(subset.y[i])
-    row = {"attack_id": aid, "image_index": int(subset.index[i]), "label": label,
+def _row(prepared: pipeline.Prepared, k: int, probs: np.ndarray, found: dict | None) -> dict:
+    """The results row of the plan's attack ``k`` (``found``: the engine's result; None: the
+    image was misclassified, so it was skipped)."""
+    p = prepared
+    i, target = p.plan[k]
+    c, pixels = p.images.shape[-1], p.spec.pixels
+    label = int(p.labels[i])
+    row = {"attack_id": p.attack_ids[k], "image_index": int(p.image_ids[i]), "label": label,
            "target": int(target), "true_prob_before": float(probs[i, label])}
     if found is None:
         row.update(status=results.STATUS_SKIPPED, success=0,
@@ -235,34 +192,31 @@ def _row(aid: int, subset: ImageSet, i: int, target: int, probs: np.ndarray,
                    generations=int(found["generations"]), evaluations=int(found["evaluations"]),
                    nonfinite_evaluations=int(found.get("nonfinite", 0)))
         genes = np.asarray(found["perturbation"]).reshape(pixels, 2 + c)
-    for k in range(pixels):
-        for j, name in enumerate(results.pixel_fields(c)):
-            row[f"{name}{k}"] = float(genes[k, j])
+    for j in range(pixels):
+        for n, name in enumerate(results.pixel_fields(c)):
+            row[f"{name}{j}"] = float(genes[j, n])
     return row
 
 
-def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float, *,
+def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classes: int,
               devices: int | None = None, processes: int = 1,
               timed_evaluations: int | None = None) -> dict:
-    """The run's totals. Under all-targets, an image succeeds if any of its targets does.
+    """The run's totals, the paper's metrics from :func:`pixeljax.stats.cell_statistics` (under
+    all-targets an image succeeds if any of its targets does).
 
     ``devices`` (default: this process's) and ``processes`` are recorded as the run's scale.
     ``timed_evaluations``: the evaluations that ``wall_seconds`` covers, for the throughput
     (default: all of them)."""
-    by_image: dict[int, list[dict]] = {}
-    for row in rows:
-        by_image.setdefault(row["image_index"], []).append(row)
-    attacked = {k: v for k, v in by_image.items() if v[0]["status"] != results.STATUS_SKIPPED}
-    won = {k for k, v in attacked.items() if any(r["success"] for r in v)}
-    confidences = [r["confidence"] for r in rows if r["success"]]
+    mode = config.get("mode")
+    cell = stats.cell_statistics(rows, mode=mode, num_classes=num_classes)
     evaluations = int(sum(r["evaluations"] for r in rows))
     timed = evaluations if timed_evaluations is None else timed_evaluations
     summary = {
-        "model": run_config.get("model"), "pixels": run_config.get("pixels"), "mode": mode,
-        "n_images": len(by_image), "n_attacked": len(attacked),
-        "n_skipped": len(by_image) - len(attacked), "n_success": len(won),
-        "success_rate": len(won) / len(attacked) if attacked else 0.0,
-        "mean_confidence": float(np.mean(confidences)) if confidences else 0.0,
+        "model": config.get("model"), "pixels": config.get("pixels"), "mode": mode,
+        "n_images": cell.images, "n_attacked": cell.attacked,
+        "n_skipped": cell.images - cell.attacked, "n_success": cell.success.successes,
+        "success_rate": cell.success.rate if cell.attacked else 0.0,
+        "mean_confidence": cell.mean_confidence if cell.successful_attacks else 0.0,
         "evaluations": evaluations, "wall_seconds": round(wall_seconds, 3),
         "evaluations_per_second": timed / wall_seconds if wall_seconds > 0 else 0.0,
         # Evaluations whose logits were NaN or infinite: scored as the worst fitness.
@@ -272,28 +226,12 @@ def summarize(rows: list[dict], run_config: dict, mode: str, wall_seconds: float
         "devices": len(jax.local_devices()) if devices is None else devices,
         "processes": processes,
     }
-    if mode == "all-targets":
-        pairs = [r for v in attacked.values() for r in v]
-        reached = [sum(r["success"] for r in v) for v in attacked.values()]
-        summary.update(n_pairs=len(pairs),
-                       targeted_success_rate=(sum(r["success"] for r in pairs) / len(pairs)
-                                              if pairs else 0.0),
-                       mean_classes_reached=float(np.mean(reached)) if reached else 0.0)
+    if mode == Goal.ALL_TARGETS:
+        summary.update(n_pairs=cell.attacks,
+                       targeted_success_rate=cell.targeted.rate if cell.attacks else 0.0,
+                       mean_classes_reached=(cell.mean_classes_reached if cell.attacked
+                                             else 0.0))
     return summary
 
 
-def engine_settings(args) -> tuple[EngineConfig, AttackParams]:
-    """Engine sizes and attack numbers from parsed command-line options."""
-    engine = EngineConfig(pixels=args.pixels, popsize=args.popsize, maxiter=args.maxiter,
-                          strategy=args.strategy, slots=args.slots, batch_size=args.batch_size,
-                          segment=args.segment, dense=getattr(args, "dense", False))
-    params = AttackParams(de=DEParams(F=args.F, crossover_rate=1.0 if args.crossover is None
-                                      else args.crossover),
-                          target_threshold=args.target_threshold,
-                          true_threshold=-1.0 if args.true_threshold is None
-                          else args.true_threshold)
-    return engine, params
-
-
-__all__ = ["NON_TARGETED", "attack_folder", "engine_settings", "select_images",
-           "summarize"]
+__all__ = ["attack_folder", "summarize"]

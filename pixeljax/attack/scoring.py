@@ -73,7 +73,7 @@ def _as_partial(apply: Callable) -> jax.tree_util.Partial:
 
 
 def _victim_module(apply) -> nnx.Module | None:
-    """The NNX module behind ``apply``: a module itself, or ``Victim.predict`` (a Partial of a
+    """The NNX module behind ``apply``: a module itself, or ``LoadedVictim.predict`` (a Partial of a
     ``split_for_inference`` function over the weights)."""
     if isinstance(apply, nnx.Module):
         return apply
@@ -89,7 +89,7 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
     """The scorer the engine uses for ``apply``.
 
     Args:
-      apply: a scorer (returned as is), a victim's ``predict`` (``Victim.predict``), an NNX
+      apply: a scorer (returned as is), a victim's ``predict`` (``LoadedVictim.predict``), an NNX
         module, or any ``apply(images) -> logits``.
       pixels: pixels changed per candidate (incremental scoring handles one).
       dense: score densely even where incremental scoring applies.

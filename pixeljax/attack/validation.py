@@ -99,9 +99,9 @@ def check_image_ids(image_ids, n: int) -> np.ndarray:
     return ids
 
 
-def check_budget(pixels: int, popsize: int, maxiter: int, image_shape, *, slots: int,
+def check_budget(pixels: int, popsize: int, maxiter: int, *, slots: int,
                  batch_size: int | None, segment: int) -> None:
-    h, w = image_shape[:2]
+    """The attack's counts and the engine's sizes are integers in range."""
     sizes = (("pixels", pixels, 1), ("popsize", popsize, 4), ("maxiter", maxiter, 0),
              ("slots", slots, 1), ("segment", segment, 1))
     if batch_size is not None:  # None: the platform's default (see default_batch_size)
@@ -109,8 +109,6 @@ def check_budget(pixels: int, popsize: int, maxiter: int, image_shape, *, slots:
     for name, value, least in sizes:
         if not is_int(value) or value < least:
             raise PixeljaxError(f"{name} must be an integer >= {least}, got {value!r}")
-    if pixels > h * w:
-        raise PixeljaxError(f"pixels={pixels} is larger than the image ({h}x{w} = {h * w})")
 
 
 def is_int(value) -> bool:

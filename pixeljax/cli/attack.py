@@ -15,19 +15,6 @@ DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
 
 
-def _run_config(args, mode: str) -> dict:
-    from pixeljax import checkpoint_ref
-
-    checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
-                  checkpoint_ref.shipped(args.model))
-    return {"model": args.model, "architecture": args.model, "checkpoint": checkpoint,
-            "data": args.data, "split": args.split, "pixels": args.pixels, "mode": mode,
-            "target_class": args.targeted, "n_images": args.images, "first": args.first,
-            "seed": args.seed, "popsize": args.popsize, "maxiter": args.maxiter,
-            "strategy": args.strategy, "F": args.F, "crossover": args.crossover,
-            "target_threshold": args.target_threshold, "true_threshold": args.true_threshold}
-
-
 def join(args) -> tuple[int, int]:
     """Joins a multi-process run per the options of :func:`distributed_options` (before
     anything touches JAX's devices); returns ``(process_id, num_processes)``."""
@@ -41,50 +28,43 @@ def join(args) -> tuple[int, int]:
                                                   distributed.DEFAULT_TIMEOUT_S))
 
 
+def attack_spec(args):
+    """The :class:`~pixeljax.attack.spec.AttackSpec` of the attack options (unset ones keep the
+    spec's defaults)."""
+    from pixeljax.attack.spec import DEFAULTS, Goal
+
+    goal = (Goal.ALL_TARGETS if args.all_targets else
+            Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
+    return DEFAULTS.with_options(
+        pixels=args.pixels, goal=goal, target_class=args.targeted, n_images=args.images,
+        first=args.first, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
+        strategy=args.strategy, F=args.F, crossover=args.crossover,
+        target_threshold=args.target_threshold, true_threshold=args.true_threshold,
+        slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense)
+
+
 def _attack(args) -> dict:
     from pixeljax import checkpoint_ref
     from pixeljax.attack.engine import local_devices
-    from pixeljax.attack.run import attack_folder, engine_settings
+    from pixeljax.attack.run import attack_folder
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
-    from pixeljax.errors import PixeljaxError
 
     checks.writable_folder(args.out, "--out")
+    spec = attack_spec(args)
     join(args)
     local_devices(args.devices)  # a count that does not fit fails before any work
-    mode = ("all-targets" if args.all_targets else
-            "targeted" if args.targeted is not None else "non-targeted")
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, args.split)
-    if args.targeted is not None and not 0 <= args.targeted < data.num_classes:
-        raise PixeljaxError(f"--targeted must be a class in [0, {data.num_classes - 1}], "
-                            f"got {args.targeted}")
-    if args.images < 1:
-        raise PixeljaxError(f"--images must be >= 1, got {args.images}")
-    if len(data) == 0:
-        raise PixeljaxError(f"--data {args.data}: {data.source} holds no images to attack")
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
-    engine, params = engine_settings(args)
-    from pixeljax.attack.validation import check_budget
-    check_budget(engine.pixels, engine.popsize, engine.maxiter, data.x.shape[1:],
-                 slots=engine.slots, batch_size=engine.batch_size, segment=engine.segment)
-    if mode == "targeted":
-        # Images of the target class cannot be attacked towards it: attack the others.
-        data = data.take(np.flatnonzero(data.y != args.targeted))
-        if len(data) == 0:
-            raise PixeljaxError(f"every image of {args.data} is of class {args.targeted}: "
-                                f"none can be attacked towards it")
-    if args.images > len(data):
-        print(f"note: --images {args.images}, but {data.source} has "
-              f"{len(data)}{' other-class' if mode == 'targeted' else ''} images: attacking "
-              f"all {len(data)}", file=sys.stderr)
-    config = _run_config(args, mode)
-    checkpoint_ref.migrate(args.out, config)  # a folder of an earlier version resumes
-    return attack_folder(victim.predict, data, args.out, config,
-                         engine=engine, params=params, seed=args.seed, n_images=args.images,
-                         first=args.first, mode=mode, target_class=args.targeted,
+    checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
+                  checkpoint_ref.shipped(args.model))
+    return attack_folder(victim.predict, data, args.out, spec,
+                         victim={"model": args.model, "architecture": args.model,
+                                 "checkpoint": checkpoint, "data": args.data,
+                                 "split": args.split},
                          progress=not args.quiet, devices=args.devices)
 
 
@@ -158,9 +138,9 @@ def _cmd_demo(args) -> int:
     rows.sort(key=lambda r: -r["success"])
     data = load_dataset(args.data, args.split)
     images = {int(i): x for i, x in zip(data.index, data.x)}
-    png = adversarial_grid(rows, images, args.pixels, data.class_names,
+    png = adversarial_grid(rows, images, summary["pixels"], data.class_names,
                            Path(args.out) / "demo.png",
-                           title=f"{args.model}: {args.pixels}-pixel attack "
+                           title=f"{args.model}: {summary['pixels']}-pixel attack "
                                  f"({summary['success_rate']:.0%} fooled)")
     print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}")
     return _nothing_attacked(summary)
@@ -254,28 +234,36 @@ def distributed_options(p: argparse.ArgumentParser) -> None:
 
 
 def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    """The attack's options; each left unset keeps the default of
+    :class:`~pixeljax.attack.spec.AttackSpec` (shown in its help)."""
+    from pixeljax.attack.spec import DEFAULTS as D
+
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--pixels", type=checks.positive_int, default=1)
+    p.add_argument("--pixels", type=checks.positive_int, help=f"default {D.pixels}")
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--targeted", type=int, metavar="CLASS", help="attack towards CLASS")
+    goal.add_argument("--targeted", type=checks.count, metavar="CLASS",
+                      help="attack towards CLASS (images of CLASS are left out)")
     goal.add_argument("--all-targets", action="store_true",
                       help="the paper's protocol: each image towards each other class")
-    p.add_argument("--images", type=checks.positive_int, default=None if demo else 100)
+    p.add_argument("--images", type=checks.positive_int, default=None if demo else 100,
+                   help="attack N images (default 100), a random sample unless --first")
     p.add_argument("--first", action="store_true", help="the first N images, not a sample")
-    p.add_argument("--seed", type=checks.seed, default=0)
-    p.add_argument("--popsize", type=checks.integer(4), default=None if demo else 400)
-    p.add_argument("--maxiter", type=checks.count, default=None if demo else 100)
-    p.add_argument("--strategy", default="rand1", choices=("rand1", "best1"))
-    p.add_argument("--F", type=checks.number(0, 2, low_open=True), default=0.5,
-                   help="DE mutation factor, in (0, 2] (default 0.5)")
-    p.add_argument("--crossover", type=checks.number(0, 1), default=None,
+    p.add_argument("--seed", type=checks.seed, help=f"default {D.seed}")
+    p.add_argument("--popsize", type=checks.integer(4), help=f"default {D.popsize}")
+    p.add_argument("--maxiter", type=checks.count, help=f"default {D.maxiter}")
+    p.add_argument("--strategy", choices=("rand1", "best1"), help=f"default {D.strategy}")
+    p.add_argument("--F", type=checks.number(0, 2, low_open=True),
+                   help=f"DE mutation factor, in (0, 2] (default {D.F})")
+    p.add_argument("--crossover", type=checks.number(0, 1),
                    help="binomial rate in [0, 1] (default none)")
-    p.add_argument("--target-threshold", type=checks.number(0, 1), default=0.5)
-    p.add_argument("--true-threshold", type=checks.number(0, 1), default=None)
-    checks.add_engine_options(p, slots=None if demo else 32)
+    p.add_argument("--target-threshold", type=checks.number(0, 1),
+                   help=f"default {D.target_threshold}")
+    p.add_argument("--true-threshold", type=checks.number(0, 1),
+                   help="default: stop once the image is misclassified")
+    checks.add_engine_options(p)
     p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "
                         "to a multiple of N, --batch-size is per device)")

@@ -116,15 +116,20 @@ def replaceable_folder(target: Path, option: str, *, may_replace) -> Path:
     return target
 
 
-def add_engine_options(p: argparse.ArgumentParser, *, slots: int | None) -> None:
+def add_engine_options(p: argparse.ArgumentParser) -> None:
     """The engine's sizes and scoring, the same for every command that attacks: they change
-    speed and memory, never results."""
-    p.add_argument("--slots", type=positive_int, default=slots, help="attacks in flight")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="images per model call (default: 64 on a CPU, 1024 on a GPU or TPU; at "
-                        "most slots x popsize per device are used)")
-    p.add_argument("--segment", type=positive_int, default=10,
-                   help="generations between refills")
+    speed and memory, never results (unset: the defaults of ``AttackSpec``)."""
+    from pixeljax.attack.spec import DEFAULTS
+    from pixeljax.attack.validation import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE
+
+    p.add_argument("--slots", type=positive_int,
+                   help=f"attacks in flight (default {DEFAULTS.slots})")
+    p.add_argument("--batch-size", type=positive_int,
+                   help=f"images per model call (default: {CPU_BATCH_SIZE} on a CPU, "
+                        f"{ACCELERATOR_BATCH_SIZE} on a GPU or TPU; at most slots x popsize per "
+                        f"device are used)")
+    p.add_argument("--segment", type=positive_int,
+                   help=f"generations between refills (default {DEFAULTS.segment})")
     p.add_argument("--dense", action="store_true",
                    help="score every candidate by a full forward pass (default: one-pixel "
                         "attacks on AllConv, NiN, VGG16 and tiny recompute only the "

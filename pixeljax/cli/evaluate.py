@@ -24,7 +24,7 @@ def _cmd_evaluate(args) -> int:
         plan = make_plan(with_images(suite, images=args.images, sample=args.sample), args.out,
                          data=args.data, train_data=args.train_data,
                          train_missing=args.train_missing, slots=args.slots,
-                         batch_size=args.batch_size, segment=args.segment)
+                         batch_size=args.batch_size, segment=args.segment, dense=args.dense)
         print(plan.describe())
         return 0
     summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
@@ -73,7 +73,7 @@ def register(sub) -> None:
                        help="a seeded random sample of N images (the paper: 500)")
     which.add_argument("--images", type=checks.positive_int, metavar="N",
                        help="the first N images")
-    checks.add_engine_options(p, slots=32)
+    checks.add_engine_options(p)
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

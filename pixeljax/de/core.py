@@ -11,6 +11,7 @@ step around the evaluation, for callers that evaluate many problems' children to
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +29,15 @@ class DEState:
       fitness: (P,) their fitness (lower is better).
       generation: () generations done since the initial population.
       evaluations: () objective evaluations spent.
+      payload: None, or a pytree of per-member data (each leaf with leading axis P) that
+        :func:`tell` selects together with the members, e.g. what the objective saw of them.
     """
 
     population: jax.Array
     fitness: jax.Array
     generation: jax.Array
     evaluations: jax.Array
+    payload: Any = None
 
     @property
     def best_index(self) -> jax.Array:
@@ -106,12 +110,22 @@ def ask(key: jax.Array, state: DEState, lower: jax.Array, upper: jax.Array,
     return jnp.clip(children, lower, upper)
 
 
-def tell(state: DEState, children: jax.Array, fitness: jax.Array) -> DEState:
-    """Greedy one-to-one selection: a child replaces its parent only if strictly fitter."""
+def tell(state: DEState, children: jax.Array, fitness: jax.Array,
+         payload: Any = None) -> DEState:
+    """Greedy one-to-one selection: a child replaces its parent only if strictly fitter.
+
+    ``payload`` holds the children's payload (the structure of ``state.payload``); it is
+    selected with the same test.
+    """
     better = fitness < state.fitness
+
+    def keep(new, old):
+        return jnp.where(better.reshape(better.shape + (1,) * (old.ndim - 1)), new, old)
+
     return state.replace(
-        population=jnp.where(better[:, None], children, state.population),
-        fitness=jnp.where(better, fitness, state.fitness),
+        population=keep(children, state.population),
+        fitness=keep(fitness, state.fitness),
+        payload=jax.tree.map(keep, payload, state.payload),
         generation=state.generation + 1,
         evaluations=state.evaluations + children.shape[0],
     )

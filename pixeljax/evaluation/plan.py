@@ -15,10 +15,9 @@ import json
 from pathlib import Path
 
 from pixeljax import checkpoint_ref, locking, results
-from pixeljax.attack.validation import check_budget
+from pixeljax.attack.spec import AttackSpec, Goal
 from pixeljax.checkpoint import read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
-from pixeljax.de.core import STRATEGIES
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import Cell, Suite, Victim
 from pixeljax.models import model_names
@@ -81,8 +80,8 @@ class CellPlan:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """A checked suite run. ``n_images``/``first`` select the images as
-    ``pixeljax.attack.run.select_images`` does (seeded by ``suite.seed``)."""
+    """A checked suite run. ``n_images``/``first`` select the images (seeded by
+    ``suite.seed``); ``engine`` holds the engine sizes (``AttackSpec`` fields) of every cell."""
 
     suite: Suite
     out: Path
@@ -95,22 +94,31 @@ class Plan:
     victims: dict[str, VictimPlan]
     cells: list[CellPlan]
     skipped: tuple[VictimPlan, ...] = ()
+    engine: dict = dataclasses.field(default_factory=dict)
+
+    def cell_spec(self, cell: Cell) -> AttackSpec:
+        """The attack of one cell."""
+        return self.suite.spec(cell, n_images=self.n_images, first=self.first, **self.engine)
 
     def settings(self) -> dict:
-        """What decides the results of every cell, recorded in ``suite.json``."""
-        s = self.suite
-        return {"data": data_key(self.data_spec), "split": s.split, "n_images": self.n_images,
-                "first": self.first, "seed": s.seed, "popsize": s.popsize, "maxiter": s.maxiter,
-                "strategy": s.strategy, "F": s.F, "crossover": s.crossover,
-                "target_threshold": s.target_threshold, "true_threshold": s.true_threshold}
+        """What decides the results of every cell (all but the pixels and the goal), recorded
+        in ``suite.json``."""
+        config = self.cell_spec(self.suite.cells()[0]).to_config()
+        shared = {k: v for k, v in config.items() if k not in ("pixels", "mode", "target_class")}
+        return {"data": data_key(self.data_spec), "split": self.suite.split, **shared}
 
-    def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
-        """The ``config.json`` of a cell's results folder."""
+    def cell_victim(self, cell: Cell, fingerprint: str | None) -> dict:
+        """What a cell attacks, as its ``config.json`` records it (see
+        ``pixeljax.results.run_config``)."""
         v = self.victims[cell.victim.name]
         return {"suite": self.suite.name, "model": cell.victim.name,
                 "architecture": v.architecture, "checkpoint": v.reference,
-                "checkpoint_exported": fingerprint, "pixels": cell.pixels, "mode": cell.mode,
-                "target_class": None, **self.settings()}
+                "checkpoint_exported": fingerprint, "data": data_key(self.data_spec),
+                "split": self.suite.split}
+
+    def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
+        """The ``config.json`` of a cell's results folder."""
+        return results.run_config(self.cell_spec(cell), self.cell_victim(cell, fingerprint))
 
     def record(self) -> dict:
         """The contents of ``OUT/suite.json``."""
@@ -340,8 +348,9 @@ def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | N
 
 
 def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
-              train_data: str | None = None, train_missing: bool = False, slots: int = 32,
-              batch_size: int | None = None, segment: int = 10) -> Plan:
+              train_data: str | None = None, train_missing: bool = False,
+              slots: int | None = None, batch_size: int | None = None,
+              segment: int | None = None, dense: bool = False) -> Plan:
     """Checks everything a run of ``suite`` into ``out`` needs.
 
     Args:
@@ -351,8 +360,8 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
       train_data: the data spec victims without a checkpoint train on (default: ``data``).
       train_missing: train victims that have no checkpoint yet with their recipe (hours on a
         CPU). Without it they are skipped and listed in the plan: long work is opt-in.
-      slots, batch_size, segment: engine sizes (checked here, not recorded: results do not
-        depend on them).
+      slots, batch_size, segment, dense: engine sizes and scoring (None: the defaults of
+        ``AttackSpec``; checked here, not recorded: results do not depend on them).
 
     Raises:
       PixeljaxError: listing every problem found.
@@ -365,14 +374,12 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
         problems.append(f"suite {suite.name} names no data; pass --data SPEC")
     else:
         test = _load(spec, suite.split, f"--data {spec}", problems)
-    if suite.strategy not in STRATEGIES:
-        problems.append(f"suite {suite.name}: unknown strategy {suite.strategy!r}; expected one "
-                        f"of {STRATEGIES}")
+    engine = {k: v for k, v in dict(slots=slots, batch_size=batch_size, segment=segment,
+                                    dense=dense).items() if v is not None}
     shape = test.x.shape[1:] if test is not None else (32, 32, 3)
-    for pixels in suite.pixels:
+    for cell in suite.cells()[::len(suite.modes)]:  # each pixel count of the first victim
         try:
-            check_budget(pixels, suite.popsize, suite.maxiter, shape, slots=slots,
-                         batch_size=batch_size, segment=segment)
+            suite.spec(cell, n_images=None, first=True, **engine).check_image_shape(shape)
         except PixeljaxError as e:
             problems.append(f"suite {suite.name}: {e}")
     victims = {v.name: plan_victim(v, out, problems) for v in suite.victims}
@@ -394,7 +401,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
     n_images = len(test) if wanted is None else min(wanted, len(test))
     plan = Plan(suite=suite, out=out, data_spec=spec, data=test, train_spec=None,
                 train_set=None, n_images=n_images, first=suite.sample is None,
-                victims=victims, cells=[], skipped=skipped)
+                victims=victims, cells=[], skipped=skipped, engine=engine)
     check_record(out, suite, plan.settings(), problems)
     cells = []
     for cell in suite.cells():
@@ -402,7 +409,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
         if victim is None:
             continue
         k = test.num_classes
-        attacks = n_images * (k - 1 if cell.mode == "all-targets" else 1)
+        attacks = n_images * (k - 1 if cell.mode == Goal.ALL_TARGETS else 1)
         cells.append(plan_cell(cell, plan, victim, attacks, problems))
     training = [v for v in plan.victims.values() if v.needs_training
                 and any(not c.complete for c in cells if c.cell.victim.name == v.victim.name)]

@@ -17,13 +17,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pixeljax import checkpoint_ref, locking, results
-from pixeljax.attack.engine import AttackParams, EngineConfig
+from pixeljax import locking, results
 from pixeljax.attack.run import attack_folder
-from pixeljax.checkpoint import Victim, load_victim
-from pixeljax.de.core import DEParams
+from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
-from pixeljax.evaluation.store import read_summary
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
 
@@ -35,23 +32,6 @@ def with_images(suite: Suite, *, images: int | None = None, sample: int | None =
     if images is not None:
         return dataclasses.replace(suite, images=images, sample=None)
     return suite
-
-
-def engine_config(suite: Suite, pixels: int, *, slots: int, batch_size: int,
-                  segment: int, dense: bool = False) -> EngineConfig:
-    """The engine for one pixel count; sizes and ``dense`` (no incremental scoring) do not
-    change results, only speed and memory."""
-    return EngineConfig(pixels=pixels, popsize=suite.popsize, maxiter=suite.maxiter,
-                        strategy=suite.strategy, slots=slots, batch_size=batch_size,
-                        segment=segment, dense=dense)
-
-
-def attack_params(suite: Suite) -> AttackParams:
-    return AttackParams(
-        de=DEParams(F=suite.F, crossover_rate=1.0 if suite.crossover is None
-                    else suite.crossover),
-        target_threshold=suite.target_threshold,
-        true_threshold=-1.0 if suite.true_threshold is None else suite.true_threshold)
 
 
 def write_record(plan: Plan) -> None:
@@ -75,9 +55,9 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
 
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
-              images: int | None = None, sample: int | None = None, slots: int = 32,
-              batch_size: int | None = None,
-              segment: int = 10, dense: bool = False, progress: bool = True,
+              images: int | None = None, sample: int | None = None,
+              slots: int | None = None, batch_size: int | None = None,
+              segment: int | None = None, dense: bool = False, progress: bool = True,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.
 
@@ -91,7 +71,8 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
         they are skipped with one line.
       images, sample: override the suite's image selection: the first N, or a random N.
       slots, batch_size, segment: engine sizes (attacks in flight, images per model call,
-        generations between refills); results do not depend on them.
+        generations between refills; None: the defaults of ``AttackSpec``); results do not
+        depend on them.
       dense: score every candidate by a full forward pass, not incrementally (see
         ``pixeljax.attack.scoring``); results do not depend on it.
       progress: show progress bars.
@@ -106,14 +87,13 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
     say = log or (lambda line: None)
     suite = with_images(suite, images=images, sample=sample)
     plan = make_plan(suite, out, data=data, train_data=train_data, train_missing=train_missing,
-                     slots=slots, batch_size=batch_size, segment=segment)
+                     slots=slots, batch_size=batch_size, segment=segment, dense=dense)
     say(plan.describe())
     for v in plan.skipped:
         say(f"skipping {v.victim.name}: no checkpoint (pass --train-missing to train it)")
     # One writer per suite folder (each cell folder and training work dir is locked too).
     with locking.exclusive(plan.out, "suite results folder"):
         write_record(plan)
-        params = attack_params(suite)
         bar = tqdm(total=plan.total, initial=plan.done, disable=not progress, unit="attack",
                    desc=f"suite {suite.name}", position=0)
         try:
@@ -130,17 +110,16 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 loaded = _load_victim(victim.architecture, victim.checkpoint)
                 fingerprint = loaded.metadata.get("exported")
                 for cell in todo:
-                    _run_cell(plan, cell, loaded.predict, fingerprint, params, bar, say,
-                              slots=slots, batch_size=batch_size, segment=segment, dense=dense)
+                    _run_cell(plan, cell, loaded.predict, fingerprint, bar, say)
         finally:
             bar.close()
-    return [read_summary(c.directory) for c in plan.cells]
+    return [results.read_summary(c.directory) for c in plan.cells]
 
 
-_LOADED: dict[tuple, Victim] = {}
+_LOADED: dict[tuple, LoadedVictim] = {}
 
 
-def _load_victim(architecture: str, checkpoint: Path) -> Victim:
+def _load_victim(architecture: str, checkpoint: Path) -> LoadedVictim:
     """``load_victim``, reusing the last victim loaded from an unchanged checkpoint: the same
     ``predict`` function means the attack engine's compiled programs are reused too."""
     stat = (Path(checkpoint) / "metadata.json").stat()
@@ -151,14 +130,11 @@ def _load_victim(architecture: str, checkpoint: Path) -> Victim:
     return _LOADED[key]
 
 
-def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, params, bar, say, *,
-              slots: int, batch_size: int, segment: int, dense: bool) -> None:
+def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> None:
     index = [c.cell.key for c in plan.cells].index(cell.cell.key) + 1
     say(f"[{index}/{len(plan.cells)}] {cell.cell.key}: {cell.attacks - cell.done:,} of "
         f"{cell.attacks:,} attacks to run")
-    config = plan.cell_config(cell.cell, fingerprint)
-    checkpoint_ref.migrate(cell.directory, config)  # a cell of an earlier version resumes
-    _reset_unstarted(cell, config)
+    _reset_unstarted(cell, plan.cell_config(cell.cell, fingerprint))
     seen = 0
 
     def on_rows(rows):
@@ -167,11 +143,8 @@ def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, params, bar, say
         bar.update(len(rows))
 
     bar.set_postfix_str(cell.cell.key)
-    engine = engine_config(plan.suite, cell.cell.pixels, slots=slots, batch_size=batch_size,
-                           segment=segment, dense=dense)
-    summary = attack_folder(predict, plan.data, cell.directory, config, engine=engine,
-                            params=params, seed=plan.suite.seed, n_images=plan.n_images,
-                            first=plan.first, mode=cell.cell.mode, progress=False,
+    summary = attack_folder(predict, plan.data, cell.directory, plan.cell_spec(cell.cell),
+                            victim=plan.cell_victim(cell.cell, fingerprint), progress=False,
                             on_rows=on_rows)
     bar.update(max(0, cell.attacks - cell.done - seen))  # rows of skipped images
     say(f"  {cell.cell.key}: {summary['n_success']}/{summary['n_attacked']} images fooled "

@@ -16,11 +16,12 @@ import json
 from pathlib import Path
 
 from pixeljax import results
+from pixeljax.attack.spec import Goal
 from pixeljax.checkpoint import read_metadata
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, TRAINED
 
-ALL_TARGETS = "all-targets"
+ALL_TARGETS = Goal.ALL_TARGETS
 
 
 def load_record(out: str | Path) -> dict:
@@ -40,15 +41,6 @@ def load_record(out: str | Path) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise PixeljaxError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
     return record
-
-
-def read_summary(directory: str | Path) -> dict | None:
-    """A cell's ``summary.json``, or None when the cell has not run."""
-    path = Path(directory) / results.SUMMARY
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +151,7 @@ def load_results(out: str | Path) -> SuiteResults:
                 raise PixeljaxError(f"{directory} holds results of another suite or "
                                     f"configuration than {out / RECORD} records; move it away")
             rows = results.read_rows(directory)
-            summary = read_summary(directory)
+            summary = results.read_summary(directory)
         architecture = record["victims"].get(model, {}).get("architecture", model)
         attacks = settings["n_images"] * (k - 1 if mode == ALL_TARGETS else 1)
         cells.append(CellResults(key=key, model=model, architecture=architecture, pixels=pixels,

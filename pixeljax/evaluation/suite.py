@@ -24,12 +24,13 @@ import re
 from pathlib import Path
 
 from pixeljax._shipped import shipped_folder
+from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
 
 SUITES = shipped_folder("evaluate")
-MODES = ("non-targeted", "all-targets")
+MODES = (Goal.NON_TARGETED.value, Goal.ALL_TARGETS.value)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -129,14 +130,14 @@ class Suite:
     sample: int | None = None
     split: str = "test"
     data: str | None = None
-    popsize: int = 400
-    maxiter: int = 100
-    strategy: str = "rand1"
-    F: float = 0.5
-    crossover: float | None = None
-    target_threshold: float = 0.5
-    true_threshold: float | None = None
-    seed: int = 0
+    popsize: int = DEFAULTS.popsize
+    maxiter: int = DEFAULTS.maxiter
+    strategy: str = DEFAULTS.strategy
+    F: float = DEFAULTS.F
+    crossover: float | None = DEFAULTS.crossover
+    target_threshold: float = DEFAULTS.target_threshold
+    true_threshold: float | None = DEFAULTS.true_threshold
+    seed: int = DEFAULTS.seed
     description: str = ""
 
     def __post_init__(self):
@@ -165,13 +166,21 @@ class Suite:
         if self.images is not None and self.sample is not None:
             raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
                                 f"random N), not both")
-        from pixeljax.attack.validation import check_attack_numbers
+        for pixels in self.pixels:
+            try:
+                self.spec(Cell(self.victims[0], pixels, self.modes[0]), n_images=None,
+                          first=True)
+            except PixeljaxError as e:
+                raise PixeljaxError(f"suite {self.name}: {e}") from None
 
-        try:
-            check_attack_numbers(self.F, self.crossover, self.target_threshold,
-                                 self.true_threshold)
-        except PixeljaxError as e:
-            raise PixeljaxError(f"suite {self.name}: {e}") from None
+    def spec(self, cell: Cell, *, n_images: int | None, first: bool, **engine) -> AttackSpec:
+        """The attack of one cell: the suite's settings, the cell's pixels and goal, the
+        selection ``n_images``/``first`` and engine sizes ``engine`` (``AttackSpec`` fields)."""
+        return AttackSpec(pixels=cell.pixels, goal=cell.mode, n_images=n_images, first=first,
+                          seed=self.seed, popsize=self.popsize, maxiter=self.maxiter,
+                          strategy=self.strategy, F=self.F, crossover=self.crossover,
+                          target_threshold=self.target_threshold,
+                          true_threshold=self.true_threshold, **engine)
 
     def cells(self) -> list[Cell]:
         """Every (victim, pixels, mode), victim by victim, so each victim loads once."""

@@ -1,0 +1,184 @@
+"""The one road from images to finished attacks, for both ways of collecting them:
+``pixel_attack`` (results in memory) and ``attack_folder`` (rows in a results folder).
+
+:func:`prepare` checks the inputs against an :class:`~pixeljax.attack.spec.AttackSpec`, selects
+the images (leaving out, for a targeted attack, those of the target class), plans the attacks
+and gives each a stable id; :func:`clean_probabilities` scores the clean images once;
+:func:`split_attacks` leaves out images the victim already misclassifies; the engine
+(:func:`pixeljax.attack.engine.stream`) runs the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from pixeljax.accuracy import predict_logits
+from pixeljax.attack import validation
+from pixeljax.attack.engine import (
+    NON_TARGETED,
+    Attack,
+    AttackParams,
+    EngineConfig,
+    local_devices,
+    stream,
+)
+from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.errors import PixeljaxError
+from pixeljax.notices import note
+
+
+def select_images(n_images: int | None, total: int, *, seed: int, first: bool) -> np.ndarray:
+    """Positions of the images to attack: the first N, or a seeded random sample of N (None:
+    all of them)."""
+    n = total if n_images is None else min(n_images, total)
+    if first or n == total:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+
+
+def attack_id(image_id: int, target: int, label: int, num_classes: int) -> int:
+    """A stable id per (image, target): the seed of the attack's random stream."""
+    return int(image_id) * num_classes + (target if target >= 0 else label)
+
+
+def _call(predict, images):
+    return predict(images)
+
+
+def clean_logits(predict: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's logits on clean images, in micro-batches (non-finite ones are an error)."""
+    if not isinstance(predict, jax.tree_util.Partial):
+        predict = jax.tree_util.Partial(predict)
+    logits = predict_logits(_call, predict, images, batch_size=batch_size)
+    validation.check_logits(logits)
+    return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Checked, selected and planned attacks.
+
+    Attributes:
+      spec: the settings.
+      positions: (N,) the selected images' positions in the input.
+      images, labels, image_ids: (N, ...) the selected images, their classes and ids.
+      num_classes: the victim's classes.
+      plan: (selected image, target) per attack, in order; target -1 = non-targeted.
+      attack_ids: each attack's id (the seed of its random stream).
+      devices: this process's devices the engine runs on.
+      engine, params: what the engine compiles and takes as data (micro-batch resolved).
+    """
+
+    spec: AttackSpec
+    positions: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    image_ids: np.ndarray
+    num_classes: int
+    plan: list[tuple[int, int]]
+    attack_ids: list[int]
+    devices: list[jax.Device]
+    engine: EngineConfig
+    params: AttackParams
+
+
+def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=None,
+            targets=None, devices: int | Sequence[jax.Device] | None = None,
+            source: str = "the data") -> Prepared:
+    """Everything before the first attack: checks, selection, plan and ids.
+
+    Args:
+      predict: ``predict(images) -> logits``.
+      images, labels: (M, H, W, C) in [0, 255] and (M,) classes.
+      spec: the attack's settings; its goal, target class and selection apply here.
+      image_ids: (M,) stable ids of the images (default: positions), for attack ids.
+      targets: per-image target classes (M,) instead of the spec's goal (Python API only).
+      devices: see :func:`pixeljax.attack.engine.local_devices`.
+      source: how messages name the images.
+
+    Raises:
+      PixeljaxError: naming the first problem found.
+    """
+    if not isinstance(spec, AttackSpec):
+        raise PixeljaxError(f"spec must be an AttackSpec, got {type(spec).__name__}")
+    images, labels = validation.check_images(images, labels)
+    spec.check_image_shape(images.shape[1:])
+    validation.check_devices(devices)
+    num_classes = validation.check_model(predict, images)
+    validation.check_labels(labels, num_classes)
+    image_ids = validation.check_image_ids(image_ids, len(images))
+    devices = local_devices(devices)
+    eligible = np.arange(len(images))
+    if targets is not None:
+        targets = validation.check_targets(targets, labels, num_classes)
+    elif spec.goal is Goal.TARGETED:
+        if spec.target_class >= num_classes:
+            raise PixeljaxError(f"target class must lie in [0, {num_classes - 1}], got "
+                                f"{spec.target_class}")
+        # Images of the target class cannot be attacked towards it: attack the others.
+        eligible = np.flatnonzero(labels != spec.target_class)
+        if len(images) and not len(eligible):
+            raise PixeljaxError(f"every image of {source} is of class {spec.target_class}: "
+                                f"none can be attacked towards it")
+    if spec.n_images is not None and spec.n_images > len(eligible) and len(eligible):
+        other = " other-class" if spec.goal is Goal.TARGETED and targets is None else ""
+        note(f"{spec.n_images} images asked for, but {source} has {len(eligible)}{other} "
+             f"images: attacking all {len(eligible)}")
+    positions = eligible[select_images(spec.n_images, len(eligible), seed=spec.seed,
+                                       first=spec.first)]
+    labels = labels[positions]
+    if targets is not None:
+        plan = [(i, int(t)) for i, t in enumerate(targets[positions])]
+    elif spec.goal is Goal.ALL_TARGETS:
+        plan = [(i, t) for i in range(len(positions)) for t in range(num_classes)
+                if t != labels[i]]
+    else:
+        target = spec.target_class if spec.goal is Goal.TARGETED else NON_TARGETED
+        plan = [(i, target) for i in range(len(positions))]
+    ids = image_ids[positions]
+    batch = validation.micro_batch(spec.batch_size, spec.slots, spec.popsize, len(devices))
+    return Prepared(
+        spec=spec, positions=positions, images=images[positions], labels=labels,
+        image_ids=ids, num_classes=num_classes, plan=plan,
+        attack_ids=[attack_id(ids[i], t, labels[i], num_classes) for i, t in plan],
+        devices=devices, engine=spec.engine_config(batch), params=spec.attack_params())
+
+
+def clean_probabilities(predict: Callable, prepared: Prepared,
+                        need: Sequence[int] | None = None) -> np.ndarray:
+    """(N, K) class probabilities of the selected clean images; only the rows ``need`` (default:
+    all) are computed, the others are zero."""
+    p = prepared
+    need = np.arange(len(p.images)) if need is None else np.asarray(sorted(need), np.int64)
+    probs = np.zeros((len(p.images), p.num_classes), np.float32)
+    if len(need):
+        logits = clean_logits(predict, p.images[need], p.engine.batch_size)
+        probs[need] = np.asarray(jax.nn.softmax(logits, axis=-1))
+    return probs
+
+
+def split_attacks(prepared: Prepared, pending: Sequence[int],
+                  probs: np.ndarray) -> tuple[list[Attack], list[int]]:
+    """The engine's attacks among the plan's entries ``pending``, and those left out because
+    the victim misclassifies their clean image (they count as skipped, never as successes)."""
+    p = prepared
+    correct = probs.argmax(-1) == p.labels
+    run, skipped = [], []
+    for k in pending:
+        i, target = p.plan[k]
+        if correct[i]:
+            run.append(Attack(p.attack_ids[k], p.images[i], int(p.labels[i]), target))
+        else:
+            skipped.append(k)
+    return run, skipped
+
+
+def run(predict: Callable, prepared: Prepared, attacks: list[Attack],
+        key: jax.Array) -> Iterator[list[dict]]:
+    """The engine on ``attacks``; yields each harvest of finished attacks."""
+    return stream(predict, attacks, key, prepared.engine, prepared.params,
+                  devices=prepared.devices)

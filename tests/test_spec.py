@@ -1,0 +1,110 @@
+"""The attack specification: one value from the command line, a suite cell or the Python API
+to the engine, and the one config.json schema."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from pixeljax import results
+from pixeljax.attack import pixel_attack
+from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
+from pixeljax.cli import build_parser
+from pixeljax.cli.attack import attack_spec
+from pixeljax.errors import PixeljaxError
+from pixeljax.evaluation import Suite, Victim
+from pixeljax.evaluation.suite import Cell
+
+from _sharding_support import VICTIM, attack, victim_and_data
+
+
+def test_the_defaults_are_the_papers():
+    assert (DEFAULTS.pixels, DEFAULTS.goal, DEFAULTS.popsize, DEFAULTS.maxiter) == (
+        1, Goal.NON_TARGETED, 400, 100)
+    assert (DEFAULTS.strategy, DEFAULTS.F, DEFAULTS.crossover) == ("rand1", 0.5, None)
+
+
+def test_config_round_trips_and_leaves_out_the_engine_sizes():
+    spec = AttackSpec(pixels=3, goal="targeted", target_class=4, n_images=7, popsize=20,
+                      maxiter=3, F=0.7, crossover=0.2, slots=5, batch_size=64, dense=True)
+    config = json.loads(json.dumps(spec.to_config()))
+    assert config["mode"] == "targeted" and "slots" not in config and "dense" not in config
+    back = AttackSpec.from_config(config, slots=5, batch_size=64, dense=True)
+    assert back == spec
+    assert AttackSpec.from_config(config) == spec.replace(slots=DEFAULTS.slots, batch_size=None,
+                                                          dense=False)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(goal="sideways"), "goal must be one of"),
+    (dict(goal="targeted"), "a targeted attack needs target_class"),
+    (dict(target_class=3), "target_class is for targeted attacks only"),
+    (dict(popsize=3), "popsize must be an integer >= 4, got 3"),
+    (dict(strategy="best2"), "unknown strategy 'best2'"),
+    (dict(n_images=0), "n_images must be an integer >= 1"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(F=0), r"F must be a finite number in \(0, 2\]"),
+    (dict(dense="yes"), "dense must be True or False"),
+])
+def test_bad_settings_are_refused_when_the_spec_is_made(changes, message):
+    with pytest.raises(PixeljaxError, match=message):
+        AttackSpec(**changes)
+
+
+def test_the_command_line_builds_the_same_spec_as_the_api():
+    parser = build_parser()
+    args = parser.parse_args(["attack", "allconv", "--out", "o", "--targeted", "2", "--images",
+                              "9", "--popsize", "30", "--crossover", "0.1", "--slots", "6"])
+    assert attack_spec(args) == AttackSpec(goal=Goal.TARGETED, target_class=2, n_images=9,
+                                           popsize=30, crossover=0.1, slots=6)
+    unset = attack_spec(parser.parse_args(["attack", "allconv", "--out", "o"]))
+    assert unset == DEFAULTS.replace(n_images=100)  # the command's own default
+
+
+def test_a_suite_cell_is_a_spec_with_the_suites_settings():
+    suite = Suite(name="s", victims=(Victim("allconv"),), pixels=(3,), popsize=20, maxiter=5,
+                  F=0.6, seed=2)
+    cell = Cell(suite.victims[0], 3, "all-targets")
+    spec = suite.spec(cell, n_images=10, first=True, slots=8)
+    assert spec == AttackSpec(pixels=3, goal=Goal.ALL_TARGETS, n_images=10, first=True, seed=2,
+                              popsize=20, maxiter=5, F=0.6, slots=8)
+    with pytest.raises(PixeljaxError, match="suite s: popsize must be an integer >= 4"):
+        Suite(name="s", victims=(Victim("allconv"),), popsize=2)
+
+
+def test_a_results_folder_records_the_victim_and_the_spec(tmp_path):
+    attack(tmp_path / "run")
+    config = results.read_config(tmp_path / "run")
+    spec = AttackSpec.from_config(config)
+    assert {k: config[k] for k in VICTIM} == VICTIM
+    assert spec.to_config() == {k: config[k] for k in spec.to_config()}
+    with pytest.raises(PixeljaxError, match="checkpoint missing"):
+        results.run_config(spec, {"model": "m", "architecture": "m"})
+
+
+def test_pixel_attack_takes_a_spec_or_its_fields_and_defaults_the_key_to_the_seed():
+    predict, data = victim_and_data()
+    spec = AttackSpec(popsize=8, maxiter=3, slots=4, batch_size=16, seed=3)
+    by_spec = pixel_attack(predict, data.x, data.y, spec)
+    by_fields = pixel_attack(predict, data.x, data.y, popsize=8, maxiter=3, slots=4,
+                             batch_size=16, key=jax.random.key(3))
+    for field in ("success", "adversarial_class", "perturbation", "evaluations"):
+        np.testing.assert_array_equal(getattr(by_spec, field), getattr(by_fields, field))
+    with pytest.raises(PixeljaxError, match="unknown attack setting"):
+        pixel_attack(predict, data.x, data.y, popsize=8, crossover_rate=0.5)
+
+
+def test_a_targeted_spec_leaves_out_images_of_the_target_class_in_the_library_too(tmp_path):
+    predict, data = victim_and_data()
+    target = int(np.bincount(data.y).argmax())
+    spec = AttackSpec(goal=Goal.TARGETED, target_class=target, popsize=8, maxiter=2, slots=4,
+                      batch_size=16, first=True)
+    result = pixel_attack(predict, data.x, data.y, spec)
+    assert (data.y[result.image] != target).all() and (result.target == target).all()
+    assert len(result.image) == int((data.y != target).sum())
+    from pixeljax.attack.run import attack_folder
+
+    attack_folder(predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
+    rows = results.read_rows(tmp_path / "run")
+    assert sorted(r["image_index"] for r in rows) == sorted(data.index[data.y != target])
