@@ -9,10 +9,12 @@ from pixeljax.data import load_sample
 from pixeljax.models import parameter_count
 
 # Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
-SHIPPED = {"allconv": 1_370_986, "nin": 968_394}
+SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474}
 # Accuracy on all 10,000 test images each shipped checkpoint must keep (CPU schedules; the
-# 2-epoch NiN is at 78.8%, short of the 80% a longer CPU schedule is to reach).
-TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.75}
+# 3-epoch VGG16 is at 64.9%, short of the 80% a longer schedule is to reach).
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.75, "vgg16": 0.60}
+# All shipped checkpoints together stay small: the repository travels whole to remote machines.
+SHIPPED_MIB_AT_MOST = 50
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
@@ -46,3 +48,9 @@ def test_shipped_victim_records_its_accuracy_on_the_whole_test_set(victim):
     meta = v.metadata
     assert meta["test_images"] == 10_000
     assert TEST_ACCURACY_AT_LEAST[name] <= meta["test_accuracy"] <= 1.0
+
+
+def test_shipped_checkpoints_together_stay_under_the_size_limit():
+    folders = [shipped_checkpoint(name) for name in SHIPPED]
+    size = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
+    assert size <= SHIPPED_MIB_AT_MOST * 2**20, f"{size / 2**20:.1f} MiB"

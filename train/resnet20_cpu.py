@@ -2,10 +2,10 @@
 
     pixeljax train resnet20_cpu --data ../path/to/cifar10 --workdir runs/resnet20_cpu --export checkpoints/resnet20
 
-The full recipe (train/resnet20.py) runs 60 epochs on a GPU; this one runs 8 at batch 64.
+The full recipe (train/resnet20.py) runs 60 epochs on a GPU; this one runs 6 at batch 64.
 """
 
 from pixeljax.training import TrainConfig
 
-RECIPE = TrainConfig(model="resnet20", epochs=8, batch_size=64, learning_rate=0.05,
+RECIPE = TrainConfig(model="resnet20", epochs=6, batch_size=64, learning_rate=0.05,
                      warmup_epochs=0.5, weight_decay=5e-4, label_smoothing=0.1)
