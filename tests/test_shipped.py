@@ -12,7 +12,7 @@ from pixeljax.models import parameter_count
 SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474}
 # Accuracy on all 10,000 test images each shipped checkpoint must keep (CPU schedules; the
 # 3-epoch VGG16 is at 64.9%, short of the 80% a longer schedule is to reach).
-TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.75, "vgg16": 0.60}
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.60}
 # All shipped checkpoints together stay small: the repository travels whole to remote machines.
 SHIPPED_MIB_AT_MOST = 50
 
