@@ -9,10 +9,11 @@ from pixeljax.data import load_sample
 from pixeljax.models import parameter_count
 
 # Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
-SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474}
+SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474, "resnet20": 269_722}
 # Accuracy on all 10,000 test images each shipped checkpoint must keep (CPU schedules; the
-# 3-epoch VGG16 is at 64.9%, short of the 80% a longer schedule is to reach).
-TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.60}
+# 3-epoch VGG16 at 64.9% and the 6-epoch ResNet-20 at 84.0% are short of the 80% and 85% longer
+# schedules are to reach).
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.60, "resnet20": 0.80}
 # All shipped checkpoints together stay small: the repository travels whole to remote machines.
 SHIPPED_MIB_AT_MOST = 50
 
