@@ -101,3 +101,19 @@ def toy_model(*, base=3.0, colour=12.0, change=0.0, ref=(100.0, 100.0, 100.0)):
     params = {"base": jnp.float32(base), "colour": jnp.float32(colour),
               "change": jnp.float32(change), "ref": jnp.asarray(ref, jnp.float32)}
     return jax.tree_util.Partial(toy_apply, params)
+
+
+def kill_after_first_harvest(monkeypatch):
+    """Makes the engine stop with Ctrl-C once the first finished attacks are written (as a
+    killed run would); returns the real ``stream`` to put back."""
+    import pixeljax.attack.pipeline as pipeline
+
+    real_stream = pipeline.stream
+
+    def killed_after_first_harvest(*args, **kwargs):
+        for batch in real_stream(*args, **kwargs):
+            yield batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
+    return real_stream

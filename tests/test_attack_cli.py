@@ -15,7 +15,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
+from _attack_support import (
+    TINY_ENGINE,
+    boundary_sample,
+    kill_after_first_harvest,
+    loading_returns,
+    tiny_victim,
+)
 
 import pixeljax.attack.pipeline as pipeline
 import pixeljax.attack.run as attack_run
@@ -125,14 +131,7 @@ def test_the_folder_holds_what_pixel_attack_returns(reference, victim, data_file
 def test_a_killed_run_resumes_to_the_rows_of_an_uninterrupted_one(reference, victim, data_file,
                                                                   tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_stream = pipeline.stream
-
-    def killed_after_first_harvest(*args, **kwargs):
-        for batch in real_stream(*args, **kwargs):
-            yield batch
-            raise KeyboardInterrupt  # Ctrl-C once the first finished attacks are written
-
-    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
+    real_stream = kill_after_first_harvest(monkeypatch)
     assert main(attack_args(victim, data_file, out)) == 130
     written = read_csv(out)
     assert 2 < len(written) < 12  # the skipped rows, then the first harvest

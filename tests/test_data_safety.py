@@ -25,7 +25,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim
+from _attack_support import (
+    TINY_ENGINE,
+    boundary_sample,
+    kill_after_first_harvest,
+    loading_returns,
+    tiny_victim,
+)
 from flax import nnx
 
 import pixeljax.attack.pipeline as pipeline
@@ -625,14 +631,7 @@ def test_a_diverging_run_stops_with_an_error_and_exports_nothing(small_npz, tmp_
 def test_the_summary_counts_the_time_of_every_part_and_survives_a_damaged_summary(
         victim, data_file, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_stream = pipeline.stream
-
-    def killed_after_first_harvest(*args, **kwargs):
-        for batch in real_stream(*args, **kwargs):
-            yield batch
-            raise KeyboardInterrupt  # Ctrl-C once the first finished attacks are written
-
-    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
+    real_stream = kill_after_first_harvest(monkeypatch)
     assert main(attack_args(victim, data_file, out)) == 130
     first = json.loads((out / "timing.json").read_text())["parts"]
     assert len(first) == 1 and first[0]["evaluations"] > 0
