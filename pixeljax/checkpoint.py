@@ -37,6 +37,7 @@ METADATA = "metadata.json"
 WEIGHTS = "weights"
 DIGESTS = "weight_sha256"  # metadata: {path under weights/: sha256 hex digest}
 DTYPES = ("float32", "bfloat16", "float16")  # storage dtypes of a victim's weights
+DATA_FILE_BYTES = 8 << 20  # weights are split into data files of about this size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,9 +189,8 @@ def save_victim(directory: str | Path, model: nnx.Module, metadata: dict, *,
     os.chmod(tmp, 0o777 & ~umask)  # a victim folder, not mkdtemp's private one
     old = None
     try:
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(tmp / WEIGHTS, _stored(model, dtype))
-        checkpointer.wait_until_finished()
+        ocp.PyTreeCheckpointer().save(tmp / WEIGHTS, args=ocp.args.PyTreeSave(  # synchronous
+            _stored(model, dtype), ocdbt_target_data_file_size=DATA_FILE_BYTES))
         for marker in (tmp / WEIGHTS).glob("commit_success*"):  # orbax writes the absolute path
             marker.write_text("Checkpoint commit was successful.\n")
         metadata = {**metadata, "dtype": dtype, DIGESTS: weight_digests(tmp / WEIGHTS)}

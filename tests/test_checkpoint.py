@@ -88,6 +88,19 @@ def test_exporting_again_replaces_the_folder(exported, tmp_path):
                                                     loaded))
 
 
+def test_weights_are_split_into_data_files_of_about_the_target_size(tmp_path, monkeypatch):
+    monkeypatch.setattr("pixeljax.checkpoint.DATA_FILE_BYTES", 256 << 10)
+    model = create_model("allconv", seed=0)  # 5.5 MB of float32 weights
+    save_victim(tmp_path / "allconv", model, {"architecture": "allconv"})
+    largest = max(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    weights = tmp_path / "allconv" / "weights"
+    data = [p.stat().st_size for p in weights.rglob("ocdbt.process_*/d/*")]
+    assert len(data) > 5 and max(data) <= (256 << 10) + largest, data
+    victim = load_victim("allconv", tmp_path / "allconv")
+    for a, b in zip(jax.tree.leaves(victim.params), jax.tree.leaves(split_for_inference(model)[1])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_missing_checkpoint_folder_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_victim("tiny", tmp_path / "nowhere")

@@ -11,11 +11,12 @@ from pixeljax.models import parameter_count
 # Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
 SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474, "resnet20": 269_722}
 # Accuracy on all 10,000 test images each shipped checkpoint must keep (CPU schedules; the
-# 3-epoch VGG16 at 64.9% and the 6-epoch ResNet-20 at 84.0% are short of the 80% and 85% longer
-# schedules are to reach).
-TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.60, "resnet20": 0.80}
-# All shipped checkpoints together stay small: the repository travels whole to remote machines.
+# 3-epoch VGG16 at 64.9% is short of the 80% a longer schedule is to reach).
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.60, "resnet20": 0.85}
+# All shipped checkpoints together stay small: the repository travels whole to remote machines;
+# and no single file is large (save_victim splits the weights into data files of about 8 MiB).
 SHIPPED_MIB_AT_MOST = 50
+FILE_MIB_AT_MOST = 16
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
@@ -55,3 +56,10 @@ def test_shipped_checkpoints_together_stay_under_the_size_limit():
     folders = [shipped_checkpoint(name) for name in SHIPPED]
     size = sum(f.stat().st_size for folder in folders for f in folder.rglob("*") if f.is_file())
     assert size <= SHIPPED_MIB_AT_MOST * 2**20, f"{size / 2**20:.1f} MiB"
+
+
+def test_no_shipped_file_is_large():
+    files = [f for name in SHIPPED for f in shipped_checkpoint(name).rglob("*") if f.is_file()]
+    large = {str(f): f"{f.stat().st_size / 2**20:.1f} MiB" for f in files
+             if f.stat().st_size > FILE_MIB_AT_MOST * 2**20}
+    assert not large, large
