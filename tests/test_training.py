@@ -189,3 +189,20 @@ def test_fine_tuning_from_something_unusable_is_refused_before_any_work(data, tm
     with pytest.raises(PixeljaxError, match=message):
         train(CONFIG.replace(init_from=ref), *data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_every_shipped_recipe_loads_and_fine_tunes_from_another_recipes_work_dir():
+    from pixeljax.training import load_recipe, recipe_names
+
+    names = recipe_names()
+    assert {"allconv", "nin", "vgg16", "resnet20", "tiny"} <= set(names)
+    for name in names:
+        recipe = load_recipe(name)
+        if recipe.init_from is None:
+            continue
+        # A staged CPU schedule: each stage starts from the previous stage's documented work dir.
+        prefix = "runs/"
+        assert recipe.init_from.startswith(prefix), (name, recipe.init_from)
+        previous = recipe.init_from[len(prefix):]
+        assert previous in names and previous != name, (name, recipe.init_from)
+        assert load_recipe(previous).model == recipe.model, name

@@ -1,6 +1,7 @@
-"""ResNet-20 on CIFAR-10, shortened for a 2-core CPU (the schedule of the shipped checkpoint).
+"""ResNet-20 on CIFAR-10, shortened for a 2-core CPU: the first of the shipped checkpoint's two
+stages (then ``resnet20_cpu_finetune``).
 
-    pixeljax train resnet20_cpu --data ../path/to/cifar10 --workdir runs/resnet20_cpu --export checkpoints/resnet20
+    pixeljax train resnet20_cpu --data ../path/to/cifar10 --workdir runs/resnet20_cpu
 
 The full recipe (train/resnet20.py) runs 60 epochs on a GPU; this one runs 6 at batch 64.
 """
