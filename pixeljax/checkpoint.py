@@ -146,23 +146,30 @@ def check_replaceable(directory: str | Path) -> Path:
 
 
 def _stored(model: nnx.Module, dtype: str) -> dict:
-    """The model's variables as saved: weights cast to ``dtype``; batch-norm statistics (and
-    anything else that is not a weight) stay float32, as they are few and accuracy needs them."""
+    """The model's variables as saved: kernels cast to ``dtype``; per-channel vectors (biases,
+    batch-norm scales, offsets and statistics) stay float32, as they are few and accuracy
+    needs them."""
     weights = set(_shapes(nnx.to_pure_dict(nnx.state(model, nnx.Param))))
     tree = nnx.to_pure_dict(nnx.state(model))
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     return jax.tree_util.tree_unflatten(treedef, [
-        jnp.asarray(leaf, dtype) if _dotted(path) in weights else leaf for path, leaf in flat])
+        jnp.asarray(leaf, dtype) if _dotted(path) in weights and _is_kernel(leaf) else leaf
+        for path, leaf in flat])
+
+
+def _is_kernel(leaf) -> bool:
+    return jnp.ndim(leaf) >= 2
 
 
 def as_stored(model: nnx.Module, dtype: str) -> nnx.Module:
-    """A copy of ``model`` whose weights are rounded to ``dtype`` as :func:`save_victim` stores
+    """A copy of ``model`` whose kernels are rounded to ``dtype`` as :func:`save_victim` stores
     them (and kept float32, as :func:`load_victim` reads them back)."""
     copy = nnx.clone(model)
     if dtype != "float32":
         params = nnx.state(copy, nnx.Param)
-        nnx.update(copy, jax.tree.map(lambda x: jnp.asarray(jnp.asarray(x, dtype), x.dtype),
-                                      params))
+        nnx.update(copy, jax.tree.map(
+            lambda x: jnp.asarray(jnp.asarray(x, dtype), x.dtype) if _is_kernel(x) else x,
+            params))
     return copy
 
 

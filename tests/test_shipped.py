@@ -10,9 +10,9 @@ from pixeljax.models import parameter_count
 
 # Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
 SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474, "resnet20": 269_722}
-# Accuracy on all 10,000 test images each shipped checkpoint must keep (CPU schedules; VGG16 at
-# 76.1% after 8 epochs is short of the 80% a longer schedule is to reach).
-TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.75, "resnet20": 0.85}
+# Accuracy on all 10,000 test images each shipped checkpoint must keep (the CPU schedules'
+# thresholds: 80%, and 85% for ResNet-20).
+TEST_ACCURACY_AT_LEAST = {"allconv": 0.80, "nin": 0.80, "vgg16": 0.80, "resnet20": 0.85}
 # All shipped checkpoints together stay small: the repository travels whole to remote machines;
 # and no single file is large (save_victim splits the weights into data files of about 8 MiB).
 SHIPPED_MIB_AT_MOST = 50

@@ -206,3 +206,17 @@ def test_every_shipped_recipe_loads_and_fine_tunes_from_another_recipes_work_dir
         previous = recipe.init_from[len(prefix):]
         assert previous in names and previous != name, (name, recipe.init_from)
         assert load_recipe(previous).model == recipe.model, name
+
+
+def test_a_fine_tune_of_a_fine_tune_records_the_whole_chain(uninterrupted, data, tmp_path):
+    from pixeljax.training.initial import recorded
+
+    workdir, _ = uninterrupted
+    tune = CONFIG.replace(epochs=1, init_from=str(workdir))
+    train(tune, *data, tmp_path / "second", progress=False)
+    train(tune.replace(init_from=str(tmp_path / "second")), *data, tmp_path / "third",
+          progress=False)
+    lineage = recorded(tmp_path / "third")
+    assert lineage["epochs"] == 1 and lineage["recipe"]["init_from"] == str(workdir)
+    assert lineage["initialised_from"]["epochs"] == 2
+    assert "initialised_from" not in lineage["initialised_from"]  # the chain starts there

@@ -39,11 +39,14 @@ def load_initial(ref: str, architecture: str) -> tuple[nnx.Module, dict]:
         if config.model != architecture:
             raise PixeljaxError(f"init_from {ref}: the work dir trains {config.model!r}, not "
                                 f"{architecture!r}")
-        return model, {"workdir": portable(str(path)), "step": step,
-                       "epochs": history[-1]["epoch"] if history else 0,
-                       "test_accuracy": history[-1]["test_accuracy"] if history else None,
-                       "training_seconds": round(seconds, 1), "recipe": config.to_dict(),
-                       "history": history}
+        lineage = {"workdir": portable(str(path)), "step": step,
+                   "epochs": history[-1]["epoch"] if history else 0,
+                   "test_accuracy": history[-1]["test_accuracy"] if history else None,
+                   "training_seconds": round(seconds, 1), "recipe": config.to_dict(),
+                   "history": history}
+        if (path / INIT).is_file():  # that run was itself fine-tuned: keep the whole chain
+            lineage["initialised_from"] = json.loads((path / INIT).read_text())
+        return model, lineage
     raise PixeljaxError(f"init_from {ref}: not a victim checkpoint folder, 'shipped:NAME' or "
                         f"a training work dir")
 
