@@ -24,7 +24,6 @@ from _attack_support import (
 )
 
 import pixeljax.attack.pipeline as pipeline
-import pixeljax.attack.run as attack_run
 from pixeljax import results
 from pixeljax.attack import pixel_attack
 from pixeljax.bench import BenchConfig, run_bench
