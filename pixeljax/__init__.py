@@ -3,7 +3,14 @@
 Su, Vargas, Sakurai, "One pixel attack for fooling deep neural networks", IEEE TEVC 2019.
 """
 
-from pixeljax.attack import AttackResult, AttackSpec, pixel_attack
+from pixeljax.attack import (
+    AttackResult,
+    AttackSpec,
+    SweepResult,
+    SweepSpec,
+    pixel_attack,
+    pixel_sweep,
+)
 from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import load_dataset
 from pixeljax.de import differential_evolution
@@ -11,5 +18,6 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 
 __version__ = "0.1.0"
-__all__ = ["AttackResult", "AttackSpec", "LoadedVictim", "PixeljaxError", "create_model",
-           "differential_evolution", "load_dataset", "load_victim", "pixel_attack"]
+__all__ = ["AttackResult", "AttackSpec", "LoadedVictim", "PixeljaxError", "SweepResult",
+           "SweepSpec", "create_model", "differential_evolution", "load_dataset", "load_victim",
+           "pixel_attack", "pixel_sweep"]

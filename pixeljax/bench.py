@@ -8,7 +8,9 @@ Four measurements on the same model and images, in one run (so machine noise hit
       candidate recomputes only the activations its pixel reaches), at its own micro-batch
       size; victims it does not support are scored densely here too, and the report says why;
   (c) a one-image-at-a-time NumPy DE that evaluates each generation's population in one model
-      call, which is what the existing implementations do.
+      call, which is what the existing implementations do;
+  (e) the exhaustive one-pixel sweep (:mod:`pixeljax.attack.sweep`), candidates per second at
+      the incremental engine's micro-batch, beside (b') (it has no DE work).
 The ratios (b)/(a) (engine overhead: 1.0 means none), (b')/(b) (incremental speed-up) and
 (b)/(c) (speed-up over the usual loop) are the results, with each engine's multiply-adds per
 candidate and the bytes it keeps per slot; (a) to (c) use one device. With
@@ -48,6 +50,7 @@ class BenchConfig:
     incremental_batch_size: int = 64
     repeats: int = 3
     seed: int = 0
+    sweep_images: int = 2
 
     def check(self) -> None:
         """Raises PixeljaxError naming the first size out of range."""
@@ -64,7 +67,7 @@ class BenchConfig:
         if platform == "cpu":
             return cls()
         return cls(images=2048, baseline_images=4, maxiter=20, slots=512, batch_size=8000,
-                   incremental_batch_size=8000, repeats=10)
+                   incremental_batch_size=8000, repeats=10, sweep_images=256)
 
 
 def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -110,6 +113,24 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
     return evaluations / seconds, {"evaluations": evaluations, "seconds": seconds,
                                    "attacked": int((~result.skipped).sum()),
                                    "success": int(result.success.sum())}
+
+
+def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
+    """(e) candidates per second of the sweep (corner colours) over ``config.sweep_images``
+    correctly classified images, compile time excluded (a first image compiles it)."""
+    from pixeljax.attack.sweep_run import pixel_sweep
+
+    correct = _correct(predict, data)
+    chosen = correct[:config.sweep_images]
+    kwargs = dict(slots=min(config.slots, len(chosen)), batch_size=config.incremental_batch_size)
+    pixel_sweep(predict, data.x[correct[:1]], data.y[correct[:1]], **kwargs)
+    start = time.perf_counter()
+    result = pixel_sweep(predict, data.x[chosen], data.y[chosen], **kwargs)
+    seconds = time.perf_counter() - start
+    candidates = len(result.image) * result.candidates_per_image
+    return candidates / seconds, {"candidates": candidates, "seconds": seconds,
+                                  "images": len(result.image),
+                                  "fooled": int(result.untargeted.success.sum())}
 
 
 def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
@@ -203,6 +224,7 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
                          **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense),
                          "run": detail}
     baseline = numpy_de_throughput(predict, data, config)
+    sweep, sweep_run = sweep_throughput(predict, data, config)
     engine = engines["dense"]["evaluations_per_second"]
     incremental = engines["incremental"]["evaluations_per_second"]
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
@@ -216,4 +238,5 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "incremental_macs_fraction": (engines["incremental"]["macs_per_candidate"]
                                           / engines["dense"]["macs_per_candidate"]),
             "engine_over_numpy_de": engine / baseline, "engine_run": engines["dense"]["run"],
-            "engines": engines}
+            "sweep_candidates_per_second": sweep, "sweep_over_incremental": sweep / incremental,
+            "sweep_run": sweep_run, "engines": engines}

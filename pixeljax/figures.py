@@ -6,7 +6,8 @@ its path.
   * a suite's report (Su, Vargas, Sakurai, arXiv 1710.08864): :func:`class_pair_heatmaps`,
     :func:`classes_reached_histogram`, :func:`success_by_pixels`;
   * why the attack works (Vargas & Su, arXiv 1902.02947): :func:`draw_maps` (propagation maps)
-    and :func:`draw_locality`.
+    and :func:`draw_locality`;
+  * the exhaustive sweep: :func:`vulnerability_maps`.
 """
 
 from __future__ import annotations
@@ -265,4 +266,40 @@ def draw_locality(curves: Mapping[str, Sequence[Mapping]], path: str | Path, *,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "locality: attacks re-applied around the attacked pixel", fontsize=9)
+    return save_figure(fig, path)
+
+
+def vulnerability_maps(flips: np.ndarray, colours: int, path: str | Path, *,
+                       image_index: Sequence[int] = (), examples: int = 4,
+                       title: str = "") -> Path:
+    """Where one grid-colour pixel fools the network (an exhaustive sweep's maps).
+
+    Panels: the mean over images of the fraction of grid colours that fool the network at each
+    position; the fraction of images that some colour fools there; then the maps of the
+    ``examples`` most vulnerable images.
+
+    Args:
+      flips: (N, H, W) grid colours at each position that fool the network, per image.
+      colours: colours in the grid.
+      path: the PNG to write.
+      image_index: (N,) the images' indices, for the example panels' titles.
+    """
+    flips = np.asarray(flips)
+    n = len(flips)
+    order = np.argsort(-(flips > 0).sum(axis=(1, 2)), kind="stable")[:examples] if n else []
+    panels = [("mean fraction of colours that fool", flips.mean(0) / colours if n else None),
+              ("fraction of images fooled here", (flips > 0).mean(0) if n else None)]
+    for i in order:
+        name = f"image {int(image_index[i])}" if len(image_index) else f"#{i}"
+        panels.append((f"{name}: {int((flips[i] > 0).sum())} pixels", flips[i] / colours))
+    fig = Figure(figsize=(2.6 * len(panels), 2.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (label, values) in zip(axes, panels):
+        if values is not None:
+            image = ax.imshow(values, cmap="magma", vmin=0, interpolation="nearest")
+            fig.colorbar(image, ax=ax, shrink=0.7)
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"one-pixel vulnerability over {n} images", fontsize=10)
     return save_figure(fig, path)

@@ -298,12 +298,13 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
 
 
 class ResultsWriter:
-    """Appends rows to ``results.csv`` (or to this process's shard in a multi-process run),
+    """Appends rows to ``results.csv`` (or to this process's shard in a multi-process run, or
+    to the file ``name``),
     flushed to disk after every call of :meth:`write`."""
 
     def __init__(self, directory: str | Path, pixels: int, channels: int = 3, *,
-                 process: int = 0, num_processes: int = 1):
-        self.path = Path(directory) / shard_name(process, num_processes)
+                 process: int = 0, num_processes: int = 1, name: str | None = None):
+        self.path = Path(directory) / (name or shard_name(process, num_processes))
         self.columns = columns(pixels, channels)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:  # a file of an older version may lack the optional columns: keep its own

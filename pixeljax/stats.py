@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pixeljax.attack.spec import Goal
+from pixeljax.attack.spec import TARGET_MODES, Goal
 from pixeljax.errors import PixeljaxError
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
@@ -182,6 +182,43 @@ def _by_image(rows: Sequence[Mapping]) -> dict[int, list[Mapping]]:
     return groups
 
 
+def image_outcomes(rows: Sequence[Mapping]) -> dict[int, bool]:
+    """Per attacked (not skipped) image: whether any of its attacks succeeded."""
+    return {i: any(r["success"] for r in g) for i, g in _by_image(rows).items()
+            if g[0]["status"] != SKIPPED}
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Two attacks on the same images, image by image (as AutoAttack reports the worst case
+    over its attacks).
+
+    Attributes:
+      images: images both attacked.
+      first, second: images each fooled; either: images one of them fooled (the worst case);
+      only_first, only_second: images one fooled and the other did not.
+    """
+
+    images: int
+    first: Rate
+    second: Rate
+    either: Rate
+    only_first: int
+    only_second: int
+
+
+def compare(rows_a: Sequence[Mapping], rows_b: Sequence[Mapping]) -> Comparison:
+    """:class:`Comparison` of two runs' rows over the images both attacked."""
+    a, b = image_outcomes(rows_a), image_outcomes(rows_b)
+    common = sorted(a.keys() & b.keys())
+    fa = {i for i in common if a[i]}
+    fb = {i for i in common if b[i]}
+    n = len(common)
+    return Comparison(images=n, first=Rate(len(fa), n), second=Rate(len(fb), n),
+                      either=Rate(len(fa | fb), n), only_first=len(fa - fb),
+                      only_second=len(fb - fa))
+
+
 def cell_statistics(rows: Sequence[Mapping], *, mode: str, num_classes: int) -> CellStats:
     """Statistics of one run's result rows.
 
@@ -206,7 +243,7 @@ def cell_statistics(rows: Sequence[Mapping], *, mode: str, num_classes: int) -> 
         pairs[a, b] += 1
     fooled = sum(any(r["success"] for r in g) for g in attacked.values())
     targeted = reached = mean_reached = None
-    if mode == ALL_TARGETS:
+    if mode in TARGET_MODES:
         targeted = Rate(len(won), len(run))
         per_image = [sum(int(r["success"]) for r in g) for g in attacked.values()]
         reached = np.bincount(np.asarray(per_image, np.int64), minlength=num_classes)

@@ -103,17 +103,23 @@ def toy_model(*, base=3.0, colour=12.0, change=0.0, ref=(100.0, 100.0, 100.0)):
     return jax.tree_util.Partial(toy_apply, params)
 
 
+def kill_after_first_yield(monkeypatch, module, name: str):
+    """Makes the generator ``module.name`` stop with Ctrl-C once its first item has been used
+    (as a killed run would); returns the real one to put back."""
+    real = getattr(module, name)
+
+    def killed_after_first(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            yield item
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, name, killed_after_first)
+    return real
+
+
 def kill_after_first_harvest(monkeypatch):
     """Makes the engine stop with Ctrl-C once the first finished attacks are written (as a
     killed run would); returns the real ``stream`` to put back."""
     import pixeljax.attack.pipeline as pipeline
 
-    real_stream = pipeline.stream
-
-    def killed_after_first_harvest(*args, **kwargs):
-        for batch in real_stream(*args, **kwargs):
-            yield batch
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pipeline, "stream", killed_after_first_harvest)
-    return real_stream
+    return kill_after_first_yield(monkeypatch, pipeline, "stream")

@@ -72,6 +72,21 @@ def attack(out, *, seed: int = 0, mode: str = "all-targets", **kwargs) -> dict:
                          **kwargs)
 
 
+def sweep(out, **kwargs) -> tuple[dict, list[dict], dict]:
+    """One sweep_folder run of the test images into ``out`` (two images per wave, grid
+    0/128/255): its summary, rows and maps (as lists, JSON-friendly)."""
+    from pixeljax import results
+    from pixeljax.attack.sweep import SweepSpec
+    from pixeljax.attack.sweep_run import read_maps, sweep_folder
+
+    predict, data = victim_and_data()
+    summary = sweep_folder(predict, data, out, SweepSpec(levels=(0, 128, 255), slots=2,
+                                                         batch_size=50, first=True),
+                           victim=VICTIM, progress=False, **kwargs)
+    maps = {k: v.tolist() for k, v in read_maps(out).items()}
+    return summary, results.read_rows(out), maps
+
+
 def tiny_checkpoint_and_data(out: Path) -> tuple[Path, Path]:
     """A freshly initialised ``tiny`` victim saved as a checkpoint, and the test images as an
     ``.npz`` file labelled with its predictions, for the command line."""
@@ -103,6 +118,8 @@ def _devices(out: Path) -> dict:
     report = {"device_count": jax.local_device_count()}
     report["summary"] = attack(out / "folder", mode="all-targets", devices=8)
     report["rows"] = results.read_rows(out / "folder")
+    report["sweep_summary"], report["sweep_rows"], report["sweep_maps"] = sweep(
+        out / "sweep", devices=8)
     predict, data = victim_and_data()
     try:
         pixel_attack(predict, data.x, data.y, key=jax.random.key(0), devices=9, popsize=8)

@@ -302,3 +302,7 @@ def test_run_bench_reports_three_throughputs_and_their_ratios(victim, data_file)
     assert report["engine_over_numpy_de"] == pytest.approx(
         report["engine_evaluations_per_second"] / report["numpy_de_evaluations_per_second"])
     assert report["engine_run"]["attacked"] == 2 and report["engine_run"]["evaluations"] > 0
+    # The sweep, beside the incremental engine in the same run.
+    assert report["sweep_run"]["candidates"] == 2 * 32 * 32 * 8
+    assert report["sweep_over_incremental"] == pytest.approx(
+        report["sweep_candidates_per_second"] / report["incremental_evaluations_per_second"])

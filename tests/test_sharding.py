@@ -121,6 +121,14 @@ def test_eight_devices_give_exactly_the_results_of_one_device(reference, eight):
     assert {k: eight["summary"][k] for k in same} == {k: summary[k] for k in same}
 
 
+def test_a_sweep_on_eight_devices_gives_exactly_the_results_of_one_device(eight, tmp_path):
+    summary, rows, maps = support.sweep(tmp_path / "one")
+    assert eight["sweep_summary"]["devices"] == 8
+    assert any(r["success"] for r in rows) and not all(r["success"] for r in rows)
+    assert _by_id(eight["sweep_rows"]) == _by_id(rows)
+    assert eight["sweep_maps"] == maps
+
+
 def test_more_devices_than_the_process_has_is_a_clear_error(eight):
     assert "devices must be between 1 and the 8 CPU device(s)" in eight["nine"]
     assert "got 9" in eight["nine"]
@@ -146,11 +154,11 @@ def test_slots_round_up_to_a_multiple_of_the_device_count():
 
 
 def test_new_attacks_go_to_the_device_with_the_most_free_slots_first():
-    from pixeljax.attack.engine import _fill_order
+    from pixeljax.attack.engine import fill_order
 
-    assert _fill_order([0, 1, 2, 3], 4) == [0, 1, 2, 3]  # one device: slot order
+    assert fill_order([0, 1, 2, 3], 4) == [0, 1, 2, 3]  # one device: slot order
     # Two devices of 4 slots: device 0 has 1 free slot (3), device 1 has 3 (4, 5, 7).
-    assert _fill_order([3, 4, 5, 7], 4) == [4, 5, 3, 7]
+    assert fill_order([3, 4, 5, 7], 4) == [4, 5, 3, 7]
 
 
 def test_a_device_count_that_does_not_fit_is_refused(tmp_path, capsys):

@@ -1,6 +1,9 @@
-"""The one-pixel attack: encoding, the streaming engine and the batch API."""
+"""The one-pixel attack: encoding, the streaming engine, the batch API and the exhaustive sweep."""
 
 from pixeljax.attack.api import ALL_TARGETS, AttackResult, pixel_attack
 from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.attack.sweep import SweepSpec
+from pixeljax.attack.sweep_run import SweepResult, pixel_sweep
 
-__all__ = ["ALL_TARGETS", "AttackResult", "AttackSpec", "Goal", "pixel_attack"]
+__all__ = ["ALL_TARGETS", "AttackResult", "AttackSpec", "Goal", "SweepResult", "SweepSpec",
+           "pixel_attack", "pixel_sweep"]

@@ -119,13 +119,21 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
 
 
 def _spec(spec: AttackSpec | None, settings: dict) -> AttackSpec:
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(AttackSpec)})
+    return with_settings(spec, settings, DEFAULTS, "attack")
+
+
+def with_settings(spec, settings: dict, default, what: str):
+    """``spec`` (default: ``default``) with the keyword ``settings``, which must be fields of
+    the spec's class (``what`` names it in messages)."""
+    cls = type(default)
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
-        raise PixeljaxError(f"unknown attack setting(s) {', '.join(unknown)}; the settings are "
-                            f"the fields of AttackSpec")
-    if spec is not None and not isinstance(spec, AttackSpec):
-        raise PixeljaxError(f"spec must be an AttackSpec, got {type(spec).__name__}")
-    return (spec or DEFAULTS).replace(**settings)
+        raise PixeljaxError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are "
+                            f"the fields of {cls.__name__}")
+    if spec is not None and not isinstance(spec, cls):
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
+        raise PixeljaxError(f"spec must be {article} {cls.__name__}, got {type(spec).__name__}")
+    return (spec or default).replace(**settings)
 
 
 def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> AttackResult:

@@ -38,8 +38,8 @@ from pixeljax.attack.generation import (
 from pixeljax.errors import PixeljaxError
 
 __all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
-           "compiled_programs", "fitness_from_logits", "initial_population", "local_devices",
-           "slot_count", "stream"]
+           "compiled_programs", "fill_order", "fitness_from_logits", "initial_population",
+           "local_devices", "slot_count", "slot_mesh", "stream"]
 
 SLOT_AXIS = "slots"  # the mesh axis the slots are split along
 
@@ -85,6 +85,12 @@ def slot_count(slots: int, n_devices: int) -> int:
     return -(-max(slots, 1) // n_devices) * n_devices
 
 
+def slot_mesh(devices: tuple[jax.Device, ...]):
+    """The one-axis mesh over ``devices`` that slots are split along, with the partition
+    specs of split (slot) and replicated values."""
+    return jax.make_mesh((len(devices),), (SLOT_AXIS,), devices=devices), P(SLOT_AXIS), P()
+
+
 @dataclasses.dataclass(frozen=True)
 class _Programs:
     """The engine's compiled programs over a 1-D device mesh: slots split along axis 0, the
@@ -103,8 +109,7 @@ def _programs(config: EngineConfig, devices: tuple[jax.Device, ...]) -> _Program
     """The programs of one configuration on these devices, built once (each compiles once per
     image shape and model)."""
     if (config, devices) not in _PROGRAMS:
-        mesh = jax.make_mesh((len(devices),), (SLOT_AXIS,), devices=devices)
-        slot, rep = P(SLOT_AXIS), P()
+        mesh, slot, rep = slot_mesh(devices)
         # check_vma=False: the per-device code's loop carries start from constants, which are
         # not typed as varying across devices.
         load = jax.shard_map(functools.partial(generation.load, config=config), mesh=mesh,
@@ -129,7 +134,7 @@ def compiled_programs() -> int:
 _summaries = jax.jit(generation.summaries)
 
 
-def _fill_order(free: list[int], per_device: int) -> list[int]:
+def fill_order(free: list[int], per_device: int) -> list[int]:
     """Free slots in the order new attacks take them: each next one on the device with the
     most free slots (ties: the lowest), so the devices stay evenly loaded. On one device this
     is slot order."""
@@ -142,7 +147,7 @@ def _fill_order(free: list[int], per_device: int) -> list[int]:
 
 def _refill(pending: list[Attack], in_slot: list[Attack | None], per_device: int,
             image_like: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Moves pending attacks into free slots (see :func:`_fill_order`). Returns the arrays
+    """Moves pending attacks into free slots (see :func:`fill_order`). Returns the arrays
     :func:`pixeljax.attack.generation.load` takes: ``take``, images, labels, targets, ids."""
     s = len(in_slot)
     take = np.zeros(s, bool)
@@ -150,7 +155,7 @@ def _refill(pending: list[Attack], in_slot: list[Attack | None], per_device: int
     label, target, ids = (np.zeros(s, np.int32), np.full(s, NON_TARGETED, np.int32),
                           np.full(s, -1, np.int32))
     free = [i for i in range(s) if in_slot[i] is None]
-    for i in _fill_order(free, per_device)[:len(pending)]:
+    for i in fill_order(free, per_device)[:len(pending)]:
         a = in_slot[i] = pending.pop()
         take[i] = True
         image[i], label[i], target[i], ids[i] = a.image, a.label, a.target, a.attack_id

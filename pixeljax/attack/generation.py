@@ -196,6 +196,15 @@ def load(scorer, slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Arr
                          done=slots.done | clear)
 
 
+def probabilities(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Class probabilities (B, K) of logits (B, K), and which rows are finite (B,): a row with
+    a NaN or infinite logit gets uniform placeholder probabilities (callers treat it as the
+    true class with probability 1)."""
+    logits = jnp.asarray(logits, jnp.float32)
+    finite = jnp.all(jnp.isfinite(logits), axis=-1)
+    return jax.nn.softmax(jnp.where(finite[:, None], logits, 0.0), axis=-1), finite
+
+
 def fitness_from_logits(logits: jax.Array, label: jax.Array, target: jax.Array):
     """Fitness (minimised) and class statistics of a batch of logits (B, K).
 
@@ -206,9 +215,7 @@ def fitness_from_logits(logits: jax.Array, label: jax.Array, target: jax.Array):
     Returns:
       ``(fitness, true_prob, top_class, top_prob, nonfinite)``, each (B,).
     """
-    logits = jnp.asarray(logits, jnp.float32)
-    finite = jnp.all(jnp.isfinite(logits), axis=-1)
-    probs = jax.nn.softmax(jnp.where(finite[:, None], logits, 0.0), axis=-1)
+    probs, finite = probabilities(logits)
     rows = jnp.arange(logits.shape[0])
     true_prob = probs[rows, label]
     target_prob = probs[rows, jnp.maximum(target, 0)]

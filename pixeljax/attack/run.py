@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from pixeljax import checkpoint_ref, distributed, locking, results, stats
 from pixeljax.attack import pipeline, scoring
 from pixeljax.attack.engine import slot_count
-from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.attack.spec import TARGET_MODES, AttackSpec
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 
@@ -65,15 +65,23 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     with locking.exclusive(out, "results folder",
                            name=locking.lock_name(process, num_processes)):
         checkpoint_ref.migrate(out, config)  # a folder of an earlier version resumes
-        return _attack_folder(predict, data, Path(out), prepared, config, progress=progress,
+        return fill_folder(predict, data, Path(out), prepared, config, progress=progress,
                               on_rows=on_rows, process=process, num_processes=num_processes)
 
 
-def _attack_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline.Prepared,
+def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline.Prepared,
                    config: dict, *, progress: bool,
                    on_rows: Callable[[list[dict]], None] | None, process: int,
-                   num_processes: int) -> dict:
-    """:func:`attack_folder` with the folder (or shard) locked."""
+                   num_processes: int, engine: Callable = pipeline.run,
+                   finish: Callable[[dict, list[dict]], dict] | None = None,
+                   what: str = "attack") -> dict:
+    """:func:`attack_folder` (and :func:`pixeljax.attack.sweep_run.sweep_folder`) with the
+    folder (or shard) locked.
+
+    ``engine(predict, prepared, attacks, key)`` yields batches of finished attacks (see
+    :func:`pixeljax.attack.engine.stream`; a result's ``cost``, when given, is the model
+    evaluations it took, else its ``evaluations``); ``finish(summary, rows)`` completes the
+    summary; ``what`` names the run on the progress bar."""
     spec = prepared.spec
     local = len(prepared.devices)
     ids = prepared.attack_ids
@@ -102,7 +110,7 @@ def _attack_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipel
         # The engine sizes in effect (slots rounded to the devices, the capped micro-batch).
         summary.update(slots=slot_count(spec.slots, local), batch_size=prepared.engine.batch_size,
                        **scored)
-        return summary
+        return summary if finish is None else finish(summary, rows)
 
     with results.ResultsWriter(out, spec.pixels, data.x.shape[-1], process=process,
                                num_processes=num_processes) as writer:
@@ -117,16 +125,16 @@ def _attack_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipel
             total, initial = ((len(ids), len(done_rows)) if num_processes == 1 else
                               (len(mine), len(mine) - len(pending) + len(skipped)))
             bar = tqdm(total=total, initial=initial, disable=not progress, unit="attack",
-                       desc=f"attack {config.get('model', '')}"
+                       desc=f"{what} {config.get('model', '')}"
                             + (f" [{process}/{num_processes}]" if num_processes > 1 else ""))
             attacked = [r for r in done_rows if r["status"] != results.STATUS_SKIPPED]
             won, tried = sum(r["success"] for r in attacked), len(attacked)
             last_summary = time.perf_counter()
             try:
-                for batch in pipeline.run(predict, prepared, attacks, jax.random.key(spec.seed)):
+                for batch in engine(predict, prepared, attacks, jax.random.key(spec.seed)):
                     rows = [_row(prepared, where[r["attack_id"]], probs, r) for r in batch]
                     writer.write(rows)
-                    clock.add(sum(r["evaluations"] for r in rows))
+                    clock.add(sum(r.get("cost", r["evaluations"]) for r in batch))
                     done_rows += rows
                     if on_rows is not None:
                         on_rows(rows)
@@ -226,7 +234,7 @@ def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classe
         "devices": len(jax.local_devices()) if devices is None else devices,
         "processes": processes,
     }
-    if mode == Goal.ALL_TARGETS:
+    if mode in TARGET_MODES:
         summary.update(n_pairs=cell.attacks,
                        targeted_success_rate=cell.targeted.rate if cell.attacks else 0.0,
                        mean_classes_reached=(cell.mean_classes_reached if cell.attacked

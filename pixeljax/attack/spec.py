@@ -30,6 +30,9 @@ class Goal(str, enum.Enum):
         return self.value
 
 
+SWEEP = "sweep"  # the mode recorded by an exhaustive sweep (pixeljax.attack.sweep)
+TARGET_MODES = (Goal.ALL_TARGETS.value, SWEEP)  # modes with one row per (image, other class)
+
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
                  "maxiter", "strategy", "F", "crossover", "target_threshold", "true_threshold")

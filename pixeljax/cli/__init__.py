@@ -12,10 +12,10 @@ import argparse
 import sys
 import traceback
 
-from pixeljax.cli import analysis, attack, evaluate, foundation
+from pixeljax.cli import analysis, attack, evaluate, foundation, sweep
 from pixeljax.errors import PixeljaxError
 
-COMMAND_GROUPS = [foundation, attack, analysis, evaluate]
+COMMAND_GROUPS = [foundation, attack, sweep, analysis, evaluate]
 
 
 class _Parser(argparse.ArgumentParser):

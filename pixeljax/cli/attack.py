@@ -43,34 +43,45 @@ def attack_spec(args):
         slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense)
 
 
-def _attack(args) -> dict:
+def victim_and_data(args):
+    """The victim and the data the options name, checked against each other, and the victim's
+    record for ``config.json``: ``(loaded victim, image set, record)``."""
     from pixeljax import checkpoint_ref
-    from pixeljax.attack.engine import local_devices
-    from pixeljax.attack.run import attack_folder
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
 
-    checks.writable_folder(args.out, "--out")
-    spec = attack_spec(args)
-    join(args)
-    local_devices(args.devices)  # a count that does not fit fails before any work
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
     checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
-    return attack_folder(victim.predict, data, args.out, spec,
-                         victim={"model": args.model, "architecture": args.model,
-                                 "checkpoint": checkpoint, "data": args.data,
-                                 "split": args.split},
+    return victim, data, {"model": args.model, "architecture": args.model,
+                          "checkpoint": checkpoint, "data": args.data, "split": args.split}
+
+
+def _attack(args) -> dict:
+    from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.run import attack_folder
+
+    checks.writable_folder(args.out, "--out")
+    spec = attack_spec(args)
+    join(args)
+    local_devices(args.devices)  # a count that does not fit fails before any work
+    victim, data, record = victim_and_data(args)
+    return attack_folder(victim.predict, data, args.out, spec, victim=record,
                          progress=not args.quiet, devices=args.devices)
 
 
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary))
+        return
+    if summary["mode"] == "sweep":
+        from pixeljax.cli.sweep import summary_line
+
+        print(summary_line(summary))
         return
     print(f"{summary['model']} {summary['pixels']}-pixel {summary['mode']}: "
           f"{summary['n_success']}/{summary['n_attacked']} images fooled "
@@ -163,7 +174,8 @@ def _cmd_bench(args) -> int:
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",
-                                             "batch_size", "incremental_batch_size")
+                                             "batch_size", "incremental_batch_size",
+                                             "sweep_images")
                                             if getattr(args, k) is not None})
     if args.devices:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
@@ -184,10 +196,13 @@ def _cmd_bench(args) -> int:
               f"candidate, {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
               f"{e['scoring']})")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
+    print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} candidates/s  "
+          f"({report['sweep_run']['images']} images)")
     print(f"(b)/(a) = {report['engine_over_forward']:.3f}   "
           f"(b')/(b) = {report['incremental_over_dense']:.2f} (multiply-adds "
           f"{report['incremental_macs_fraction']:.2f}x)   "
-          f"(b)/(c) = {report['engine_over_numpy_de']:.2f}")
+          f"(b)/(c) = {report['engine_over_numpy_de']:.2f}   "
+          f"(e)/(b') = {report['sweep_over_incremental']:.2f}")
     return 0
 
 
@@ -295,7 +310,7 @@ def register(sub) -> None:
                         "slots and images per device, as ratios to one device")
     sizes = {"popsize": checks.integer(4), "maxiter": checks.count}
     for name in ("images", "popsize", "maxiter", "slots", "batch-size",
-                 "incremental-batch-size"):
+                 "incremental-batch-size", "sweep-images"):
         p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),
                        help="override the platform's bench size"
                        + (" (per device with --devices)" if name in ("images", "slots") else ""))

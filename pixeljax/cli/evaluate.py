@@ -57,6 +57,16 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_publish(args) -> int:
+    from pixeljax.evaluation.publish import publish
+
+    checks.writable_folder(args.results, "results folder")
+    page = publish(args.results, args.out, command=args.command, readme=args.readme,
+                   data=args.data)
+    print(f"published: {page}")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): attack "
                                         "every cell, resumably")
@@ -85,3 +95,17 @@ def register(sub) -> None:
     p.add_argument("--data", help="the attacked images, for example grids (default: the "
                                   "suite's data as recorded)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("publish", help="copy a suite's report, figures, tables and cell "
+                                       "summaries into a small folder, with its headline table")
+    p.add_argument("results", type=checks.path, help="the --out folder of 'pixeljax evaluate'")
+    p.add_argument("--out", required=True, type=checks.path,
+                   help="the folder to publish into (e.g. results/paper-cpu; replaced)")
+    p.add_argument("--command", required=True,
+                   help="the command that produced the results, as a reader should run it")
+    p.add_argument("--readme", type=checks.path,
+                   help="also write the table into this README, between "
+                        "<!-- published:NAME --> and <!-- /published:NAME --> (NAME: the "
+                        "--out folder's name)")
+    p.add_argument("--data", help="the attacked images, for the report's example grids")
+    p.set_defaults(func=_cmd_publish)

@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 
 from pixeljax import checkpoint_ref, locking, results
-from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation.suite import Cell, Suite, Victim
+from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
 from pixeljax.models import model_names
 from pixeljax.training import TrainConfig, load_recipe
 
@@ -98,13 +98,20 @@ class Plan:
 
     def cell_spec(self, cell: Cell) -> AttackSpec:
         """The attack of one cell."""
-        return self.suite.spec(cell, n_images=self.n_images, first=self.first, **self.engine)
+        return self.suite.spec(cell, n_images=self.suite.images_of(cell, self.n_images),
+                               first=self.first, **self.engine)
 
     def settings(self) -> dict:
         """What decides the results of every cell (all but the pixels and the goal), recorded
         in ``suite.json``."""
-        config = self.cell_spec(self.suite.cells()[0]).to_config()
+        de = [c for c in self.suite.cells() if c.mode != SWEEP]
+        config = self.cell_spec((de or self.suite.cells())[0]).to_config()
         shared = {k: v for k, v in config.items() if k not in ("pixels", "mode", "target_class")}
+        if SWEEP in self.suite.modes:
+            shared["levels"] = list(self.suite.levels)
+        if self.suite.cell_images:
+            shared.update(n_images=self.n_images, cell_images={
+                c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cells()})
         return {"data": data_key(self.data_spec), "split": self.suite.split, **shared}
 
     def cell_victim(self, cell: Cell, fingerprint: str | None) -> dict:
@@ -162,6 +169,19 @@ class Plan:
                          f"to run")
         lines.append(f"  attacks: {self.done:,} of {self.total:,} done")
         return "\n".join(lines)
+
+
+def cell_settings(settings: dict, key: str, mode: str) -> dict:
+    """The suite's ``settings`` that the cell ``key`` of ``mode`` records: all of them for a DE
+    cell; the data, the selection and the levels for a sweep cell."""
+    settings = dict(settings)
+    sizes = settings.pop("cell_images", None)
+    if sizes is not None:
+        settings["n_images"] = sizes.get(key, settings["n_images"])
+    if mode == SWEEP:
+        return {k: v for k, v in settings.items()
+                if k in ("data", "split", "levels") + SWEEP_FIELDS}
+    return {k: v for k, v in settings.items() if k != "levels"}
 
 
 def _training_cost(v: VictimPlan, train_images: int | None = None) -> str:
@@ -377,9 +397,9 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
     engine = {k: v for k, v in dict(slots=slots, batch_size=batch_size, segment=segment,
                                     dense=dense).items() if v is not None}
     shape = test.x.shape[1:] if test is not None else (32, 32, 3)
-    for cell in suite.cells()[::len(suite.modes)]:  # each pixel count of the first victim
+    for pixels in suite.pixels:
         try:
-            suite.spec(cell, n_images=None, first=True, **engine).check_image_shape(shape)
+            AttackSpec(pixels=pixels).check_image_shape(shape)
         except PixeljaxError as e:
             problems.append(f"suite {suite.name}: {e}")
     victims = {v.name: plan_victim(v, out, problems) for v in suite.victims}
@@ -409,7 +429,8 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
         if victim is None:
             continue
         k = test.num_classes
-        attacks = n_images * (k - 1 if cell.mode == Goal.ALL_TARGETS else 1)
+        n = suite.images_of(cell, n_images)
+        attacks = n * (k - 1 if cell.mode in TARGET_MODES else 1)
         cells.append(plan_cell(cell, plan, victim, attacks, problems))
     training = [v for v in plan.victims.values() if v.needs_training
                 and any(not c.complete for c in cells if c.cell.victim.name == v.victim.name)]

@@ -18,6 +18,8 @@ import datetime
 import math
 from pathlib import Path
 
+from pixeljax.attack.spec import SWEEP
+from pixeljax.attack.sweep_run import read_maps
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax import figures
@@ -93,7 +95,9 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     pngs = _write_figures(results, stats, out / FIGURES)
     lines = _header(results)
     lines += _results_section(results, stats)
+    lines += _comparison_section(results)
     lines += _figures_section(results, pngs)
+    lines += _vulnerability_section(results, pngs)
     lines += _examples_section(results, examples, note)
     lines += _effort_section(results, stats)
     lines += _victims_section(results)
@@ -117,6 +121,8 @@ def _write_tables(results, stats, folder: Path) -> list[Path]:
         tables.write_csv(folder / "classes_reached.csv",
                          tables.classes_reached_table(results, stats), tables.REACHED_COLUMNS),
         tables.write_csv(folder / "cost.csv", tables.cost_table(results), tables.COST_COLUMNS),
+        tables.write_csv(folder / "de_vs_sweep.csv", tables.comparison_table(results),
+                         tables.COMPARISON_COLUMNS),
     ]
 
 
@@ -215,6 +221,15 @@ def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path
             paper=[("paper: all networks, any target", p.pixels, p.value)
                    for p in published],
             title=f"{results.name}: success rate by pixels changed")
+    for c in results.cells:
+        maps = read_maps(c.directory) if c.mode == SWEEP and c.started else {}
+        if maps:
+            h, w = maps["flips"].shape[1:]
+            per_image = maps["reached"][0].sum()  # every candidate of an image has a class
+            pngs[f"vulnerability_{c.model}"] = figures.vulnerability_maps(
+                maps["flips"], int(per_image // (h * w)),
+                folder / f"vulnerability_{c.model}.png", image_index=maps["image_index"],
+                title=f"{c.model}: one-pixel vulnerability over {len(maps['flips'])} images")
     for model in results.models:
         cells = [c for c in results.cells if c.model == model and c.key in stats]
         if cells:
@@ -229,6 +244,38 @@ def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path
                 reached, folder / f"classes_reached_{model}.png",
                 title=f"{model}: classes each image can be perturbed to")
     return pngs
+
+
+def _comparison_section(results: SuiteResults) -> list[str]:
+    rows = tables.comparison_table(results)
+    if not rows:
+        return []
+    lines = ["## DE and the sweep, image by image", "",
+             "Over the images both attacked: images each method fooled, the worst case over "
+             "both (an image counts when either fools it, as AutoAttack reports its attacks) "
+             "and the images only one of them fooled.", ""]
+    lines += _table(["model", "method", "images", "method fooled", "sweep fooled",
+                     "either [95% CI]", "method only", "sweep only"],
+                    [[r["model"], r["method"], r["images"],
+                      f"{r['method_fooled']} ({_pct(r['method_rate'])})",
+                      f"{r['sweep_fooled']} ({_pct(r['sweep_rate'])})",
+                      _rate(Rate(r["either_fooled"], r["images"])), r["method_only"],
+                      r["sweep_only"]] for r in rows])
+    return lines + [""]
+
+
+def _vulnerability_section(results: SuiteResults, pngs: dict[str, Path]) -> list[str]:
+    cells = [c for c in results.cells if f"vulnerability_{c.model}" in pngs and c.mode == SWEEP]
+    if not cells:
+        return []
+    lines = ["## Where one pixel suffices (sweep)", "",
+             "For every position, how many colours of the sweep's grid fool the network: the "
+             "mean over the swept images, the fraction of images fooled there, and the most "
+             "vulnerable images.", ""]
+    for c in cells:
+        lines += [f"### {c.model}", "",
+                  f"![{c.model} vulnerability]({FIGURES}/vulnerability_{c.model}.png)", ""]
+    return lines
 
 
 def _figures_section(results: SuiteResults, pngs: dict[str, Path]) -> list[str]:

@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 
 from pixeljax import locking, results
 from pixeljax.attack.run import attack_folder
+from pixeljax.attack.sweep import SweepSpec
+from pixeljax.attack.sweep_run import sweep_folder
 from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
@@ -99,18 +101,19 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
         try:
             for name, victim in plan.victims.items():
                 todo = [c for c in plan.cells if c.cell.victim.name == name and not c.complete]
-                if not todo:
+                if not todo or not victim.needs_training:
                     continue
-                if victim.needs_training:
-                    say(f"training {name} with its recipe ({victim.recipe.epochs} epochs)")
-                    meta = train_victim(victim, plan.train_set, plan.data, plan.out,
-                                        suite=suite.name, progress=progress)
-                    say(f"trained {name}: test accuracy {meta['test_accuracy']:.4f} on "
-                        f"{meta['test_images']} images; exported to {victim.checkpoint}")
+                say(f"training {name} with its recipe ({victim.recipe.epochs} epochs)")
+                meta = train_victim(victim, plan.train_set, plan.data, plan.out,
+                                    suite=suite.name, progress=progress)
+                say(f"trained {name}: test accuracy {meta['test_accuracy']:.4f} on "
+                    f"{meta['test_images']} images; exported to {victim.checkpoint}")
+            for cell in plan.cells:  # in the suite's order, each victim loaded when it changes
+                if cell.complete:
+                    continue
+                victim = plan.victims[cell.cell.victim.name]
                 loaded = _load_victim(victim.architecture, victim.checkpoint)
-                fingerprint = loaded.metadata.get("exported")
-                for cell in todo:
-                    _run_cell(plan, cell, loaded.predict, fingerprint, bar, say)
+                _run_cell(plan, cell, loaded.predict, loaded.metadata.get("exported"), bar, say)
         finally:
             bar.close()
     return [results.read_summary(c.directory) for c in plan.cells]
@@ -143,9 +146,11 @@ def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> Non
         bar.update(len(rows))
 
     bar.set_postfix_str(cell.cell.key)
-    summary = attack_folder(predict, plan.data, cell.directory, plan.cell_spec(cell.cell),
-                            victim=plan.cell_victim(cell.cell, fingerprint), progress=False,
-                            on_rows=on_rows)
+    spec = plan.cell_spec(cell.cell)
+    run = sweep_folder if isinstance(spec, SweepSpec) else attack_folder
+    summary = run(predict, plan.data, cell.directory, spec,
+                  victim=plan.cell_victim(cell.cell, fingerprint), progress=False,
+                  on_rows=on_rows)
     bar.update(max(0, cell.attacks - cell.done - seen))  # rows of skipped images
     say(f"  {cell.cell.key}: {summary['n_success']}/{summary['n_attacked']} images fooled "
         f"({summary['success_rate']:.1%}), {summary['n_skipped']} skipped (misclassified)")

@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 from pixeljax import results
-from pixeljax.attack.spec import Goal
+from pixeljax.attack.spec import TARGET_MODES, Goal
 from pixeljax.checkpoint import read_metadata
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation.plan import RECORD, TRAINED
+from pixeljax.evaluation.plan import RECORD, TRAINED, cell_settings
 
 ALL_TARGETS = Goal.ALL_TARGETS
 
@@ -146,14 +146,16 @@ def load_results(out: str | Path) -> SuiteResults:
         rows, summary = [], None
         if (directory / results.CONFIG).is_file():
             config = results.read_config(directory)
-            mine = {name: config.get(name) for name in settings}
-            if config.get("suite") != record["suite"] or mine != settings:
+            expected = cell_settings(settings, key, mode)
+            mine = {name: config.get(name) for name in expected}
+            if config.get("suite") != record["suite"] or mine != expected:
                 raise PixeljaxError(f"{directory} holds results of another suite or "
                                     f"configuration than {out / RECORD} records; move it away")
             rows = results.read_rows(directory)
             summary = results.read_summary(directory)
         architecture = record["victims"].get(model, {}).get("architecture", model)
-        attacks = settings["n_images"] * (k - 1 if mode == ALL_TARGETS else 1)
+        n = cell_settings(settings, key, mode)["n_images"]
+        attacks = n * (k - 1 if mode in TARGET_MODES else 1)
         cells.append(CellResults(key=key, model=model, architecture=architecture, pixels=pixels,
                                  mode=mode, directory=directory, rows=rows, summary=summary,
                                  attacks=attacks))

@@ -24,13 +24,16 @@ import re
 from pathlib import Path
 
 from pixeljax._shipped import shipped_folder
-from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
+from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
+from pixeljax.attack.sweep import CORNERS, SweepSpec
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
 
 SUITES = shipped_folder("evaluate")
-MODES = (Goal.NON_TARGETED.value, Goal.ALL_TARGETS.value)
+MODES = (Goal.NON_TARGETED.value, Goal.ALL_TARGETS.value)  # a suite's DE modes by default
+ALL_MODES = MODES + (SWEEP,)  # and the exhaustive one-pixel sweep (one pixel only)
+SWEEP_FIELDS = ("n_images", "first", "seed")  # settings a sweep cell shares with DE cells
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -106,8 +109,10 @@ class Suite:
       name: the suite's name (recorded in ``OUT/suite.json``; another suite's folder is refused).
       victims: the networks to attack.
       pixels: pixel counts.
-      modes: "non-targeted" (each image once, the true class's probability minimised) and/or
-        "all-targets" (the paper's protocol: each image towards each other class).
+      modes: "non-targeted" (each image once, the true class's probability minimised),
+        "all-targets" (the paper's protocol: each image towards each other class) and/or
+        "sweep" (every position x the colour grid ``levels``, all classes at once: one pixel
+        only, so its cells exist at ``pixels`` 1 alone; see ``pixeljax.attack.sweep``).
       images: attack the first N images of the split (None: all of them).
       sample: attack a seeded random sample of N images instead (the paper: 500 per network);
         the same images for every victim, so networks compare on equal footing.
@@ -119,6 +124,11 @@ class Suite:
       true_threshold: a non-targeted attack stops once the true class's probability falls
         below it (None: as soon as the image is misclassified).
       seed: the attacks' random seed (and the sample's).
+      levels: the sweep's colour values per channel (default: the colour cube's corners).
+      cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in
+        this order, each on N of the selected images: the first N of them, or with ``sample``
+        the seeded sample of N, which lies inside every larger one of the same seed (so every
+        cell of a victim attacks some of the same images).
       description: one line for the report.
     """
 
@@ -138,6 +148,8 @@ class Suite:
     target_threshold: float = DEFAULTS.target_threshold
     true_threshold: float | None = DEFAULTS.true_threshold
     seed: int = DEFAULTS.seed
+    levels: tuple[int, ...] = CORNERS
+    cell_images: tuple[tuple[str, int], ...] = ()
     description: str = ""
 
     def __post_init__(self):
@@ -154,10 +166,21 @@ class Suite:
         if not self.pixels or not all(isinstance(p, int) and p >= 1 for p in self.pixels):
             raise PixeljaxError(f"suite {self.name}: pixels must be positive integers, "
                                 f"got {self.pixels}")
-        bad = [m for m in self.modes if m not in MODES]
+        bad = [m for m in self.modes if m not in ALL_MODES]
         if not self.modes or bad:
-            raise PixeljaxError(f"suite {self.name}: modes must be among {MODES}, got "
+            raise PixeljaxError(f"suite {self.name}: modes must be among {ALL_MODES}, got "
                                 f"{self.modes}")
+        if len(set(self.modes)) != len(self.modes) or len(set(self.pixels)) != len(self.pixels):
+            raise PixeljaxError(f"suite {self.name}: modes and pixels must not repeat, got "
+                                f"modes {self.modes} and pixels {self.pixels}")
+        if SWEEP in self.modes and 1 not in self.pixels:
+            raise PixeljaxError(f"suite {self.name}: the sweep changes one pixel; add 1 to "
+                                f"pixels (got {self.pixels})")
+        try:
+            object.__setattr__(self, "levels", SweepSpec(levels=self.levels).levels)
+        except PixeljaxError as e:
+            raise PixeljaxError(f"suite {self.name}: {e}") from None
+        self._check_cell_images()
         for field in ("images", "sample"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -166,25 +189,67 @@ class Suite:
         if self.images is not None and self.sample is not None:
             raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
                                 f"random N), not both")
-        for pixels in self.pixels:
+        for cell in [c for c in self.cells() if c.victim == self.victims[0]]:
             try:
-                self.spec(Cell(self.victims[0], pixels, self.modes[0]), n_images=None,
-                          first=True)
+                self.spec(cell, n_images=None, first=True)
             except PixeljaxError as e:
                 raise PixeljaxError(f"suite {self.name}: {e}") from None
 
-    def spec(self, cell: Cell, *, n_images: int | None, first: bool, **engine) -> AttackSpec:
+    def spec(self, cell: Cell, *, n_images: int | None, first: bool,
+             **engine) -> AttackSpec | SweepSpec:
         """The attack of one cell: the suite's settings, the cell's pixels and goal, the
-        selection ``n_images``/``first`` and engine sizes ``engine`` (``AttackSpec`` fields)."""
+        selection ``n_images``/``first`` and engine sizes ``engine`` (``AttackSpec`` fields);
+        a sweep cell's :class:`~pixeljax.attack.sweep.SweepSpec` takes the sizes it has."""
+        if cell.mode == SWEEP:
+            sizes = {k: v for k, v in engine.items() if k in ("slots", "batch_size", "dense")}
+            return SweepSpec(levels=self.levels, n_images=n_images, first=first, seed=self.seed,
+                             **sizes)
         return AttackSpec(pixels=cell.pixels, goal=cell.mode, n_images=n_images, first=first,
                           seed=self.seed, popsize=self.popsize, maxiter=self.maxiter,
                           strategy=self.strategy, F=self.F, crossover=self.crossover,
                           target_threshold=self.target_threshold,
                           true_threshold=self.true_threshold, **engine)
 
+    def _grid(self) -> list[Cell]:
+        return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes
+                if m != SWEEP or p == 1]
+
+    def _check_cell_images(self) -> None:
+        items = self.cell_images.items() if isinstance(self.cell_images, dict) \
+            else self.cell_images
+        try:
+            items = tuple((str(k), n) for k, n in items)
+        except (TypeError, ValueError):
+            raise PixeljaxError(f"suite {self.name}: cell_images must be (cell key, images) "
+                                f"pairs, got {self.cell_images!r}") from None
+        object.__setattr__(self, "cell_images", items)
+        keys = [k for k, _ in items]
+        grid = {c.key for c in self._grid()}
+        unknown = [k for k in keys if k not in grid]
+        if unknown:
+            raise PixeljaxError(f"suite {self.name}: cell_images names cells outside its grid: "
+                                f"{unknown} (the grid: {sorted(grid)})")
+        if len(set(keys)) != len(keys):
+            raise PixeljaxError(f"suite {self.name}: cell_images names a cell twice: {keys}")
+        bad = [n for _, n in items if not isinstance(n, int) or isinstance(n, bool) or n < 1]
+        if bad:
+            raise PixeljaxError(f"suite {self.name}: cell_images counts must be positive "
+                                f"integers, got {bad}")
+
     def cells(self) -> list[Cell]:
-        """Every (victim, pixels, mode), victim by victim, so each victim loads once."""
-        return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes]
+        """Every (victim, pixels, mode), victim by victim (sweep cells at one pixel only), or
+        the cells ``cell_images`` names, in its order."""
+        if not self.cell_images:
+            return self._grid()
+        grid = {c.key: c for c in self._grid()}
+        return [grid[k] for k, _ in self.cell_images]
+
+    def images_of(self, cell: Cell, n_images: int | None) -> int | None:
+        """The images a cell attacks, of the ``n_images`` selected."""
+        wanted = dict(self.cell_images).get(cell.key)
+        if wanted is None:
+            return n_images
+        return wanted if n_images is None else min(wanted, n_images)
 
 
 def suite_names() -> list[str]:

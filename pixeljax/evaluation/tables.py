@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.evaluation import paper
+from pixeljax.attack.spec import SWEEP
 from pixeljax.evaluation.store import ALL_TARGETS, SuiteResults
-from pixeljax.stats import CellStats, Rate, pool
+from pixeljax.stats import CellStats, Rate, compare, pool
 
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
                 "evaluations_per_second", "device", "devices", "processes")
@@ -103,6 +104,30 @@ def pooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
         table.append({"pixels": pixels, "mode": mode, "models": len(cells),
                       **pooled.success.to_dict(), "mean_of_rates": pooled.mean_of_rates,
                       **_paper_fields(published)})
+    return table
+
+
+COMPARISON_COLUMNS = ("model", "method", "images", "method_fooled", "sweep_fooled",
+                      "either_fooled", "method_only", "sweep_only", "method_rate", "sweep_rate",
+                      "either_rate", "either_ci_low", "either_ci_high")
+
+
+def comparison_table(results: SuiteResults) -> list[dict]:
+    """Per victim with a sweep cell: each of its one-pixel DE cells against the sweep, over the
+    images both attacked (see :func:`pixeljax.stats.compare`)."""
+    table = []
+    for sweep in [c for c in results.cells if c.mode == SWEEP and c.started]:
+        for de in [c for c in results.cells if c.model == sweep.model and c.pixels == 1
+                   and c.mode != SWEEP and c.started]:
+            cmp = compare(de.rows, sweep.rows)
+            low, high = cmp.either.interval
+            table.append({"model": sweep.model, "method": f"DE {de.mode}", "images": cmp.images,
+                          "method_fooled": cmp.first.successes,
+                          "sweep_fooled": cmp.second.successes,
+                          "either_fooled": cmp.either.successes, "method_only": cmp.only_first,
+                          "sweep_only": cmp.only_second, "method_rate": cmp.first.rate,
+                          "sweep_rate": cmp.second.rate, "either_rate": cmp.either.rate,
+                          "either_ci_low": low, "either_ci_high": high})
     return table
 
 

@@ -1,0 +1,372 @@
+"""The exhaustive one-pixel sweep: every position x a colour grid, all classes at once.
+
+A one-pixel perturbation of an H x W image has H x W positions. Scoring each with every colour
+of a small grid (by default the 2^C corners of the colour cube, as Croce & Hein's CornerSearch,
+ICCV 2019) gives, per image, exactly which classes one grid-colour pixel reaches, from where and
+how strongly; one candidate's logits answer every class, so one pass serves all K - 1 targets.
+
+The images stream through the engine's slots (:mod:`pixeljax.attack.engine`: the same mesh,
+the same scorer, :func:`pixeljax.attack.scoring.scorer_for`) in *waves*: a wave loads up to
+``slots`` images, scores all their ``H * W * G`` candidates micro-batch by micro-batch (active
+slots first, so a partial last wave costs only its images) and reduces them on the device to a
+few numbers per (image, class) and per (image, position). Every image costs the same, so waves
+lose nothing to stragglers, and memory stays bounded by the slots and one micro-batch.
+
+Reductions keep the lowest candidate index among equal values, so results depend neither on the
+micro-batch, nor on the slots, nor on the devices. Every reported candidate is then re-checked by
+a dense forward pass of its adversarial image (``predict``): a row's class and success are that
+pass's, and disagreements with the sweep are counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from pixeljax.attack import engine, generation, scoring, validation
+from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack.pipeline import clean_logits
+from pixeljax.attack.spec import SWEEP, AttackSpec, Goal
+from pixeljax.errors import PixeljaxError
+from pixeljax.notices import note
+
+CORNERS = (0, 255)
+MANY_LEVELS = 16  # above this many levels per channel the run is large: say so
+_NO_INDEX = np.iinfo(np.int32).max
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A sweep's settings, checked when made.
+
+    Attributes:
+      levels: the values each channel takes (the grid is every combination: ``len(levels)^C``
+        colours); default the colour cube's corners, 0 and 255.
+      n_images, first, seed: the selection, as in :class:`~pixeljax.attack.spec.AttackSpec`.
+      slots: images swept at once (rounded up to a multiple of the device count).
+      batch_size: candidates per model call and device (None: the platform's default).
+      dense: score every candidate by a full forward pass, not incrementally.
+    """
+
+    levels: tuple[int, ...] = CORNERS
+    n_images: int | None = None
+    first: bool = False
+    seed: int = 0
+    slots: int = 4
+    batch_size: int | None = None
+    dense: bool = False
+
+    def __post_init__(self):
+        try:
+            levels = tuple(self.levels)
+        except TypeError:
+            raise PixeljaxError(f"levels must be a sequence of values in [0, 255], got "
+                                f"{self.levels!r}") from None
+        if not levels:
+            raise PixeljaxError("levels is empty: give at least one value in [0, 255]")
+        if not all(validation.is_int(v) and 0 <= v <= 255 for v in levels):
+            raise PixeljaxError(f"levels must be integers in [0, 255], got {list(levels)}")
+        object.__setattr__(self, "levels", tuple(sorted({int(v) for v in levels})))
+        # The selection and engine sizes are checked as an attack's are.
+        self.selection()
+
+    def selection(self) -> AttackSpec:
+        """The all-targets attack whose checks, image selection and plan the sweep shares:
+        one (image, target) row per other class."""
+        return AttackSpec(goal=Goal.ALL_TARGETS, n_images=self.n_images, first=self.first,
+                          seed=self.seed, slots=self.slots, batch_size=self.batch_size,
+                          dense=self.dense)
+
+    @property
+    def mode(self) -> str:
+        return SWEEP
+
+    @property
+    def pixels(self) -> int:
+        return 1
+
+    def colours(self, channels: int) -> int:
+        return len(self.levels) ** channels
+
+    def candidates(self, image_shape) -> int:
+        """Candidates scored per image."""
+        h, w, c = image_shape
+        return h * w * self.colours(c)
+
+    def replace(self, **changes) -> SweepSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_config(self) -> dict:
+        """The settings that decide the results (a results folder's ``config.json``)."""
+        return {"mode": SWEEP, "pixels": 1, "levels": list(self.levels),
+                "n_images": self.n_images, "first": self.first, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict, **engine_sizes) -> SweepSpec:
+        try:
+            return cls(levels=tuple(config["levels"]), n_images=config["n_images"],
+                       first=config["first"], seed=config["seed"], **engine_sizes)
+        except KeyError as e:
+            raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
+                                f"of a sweep") from None
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """``"0,128,255"`` as levels (for the command line)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise PixeljaxError(f"--levels takes comma-separated integers in [0, 255], got "
+                            f"{text!r}") from None
+
+
+def colour_grid(levels: Sequence[int], channels: int) -> np.ndarray:
+    """(G, C) every combination of ``levels`` over the channels, the last channel fastest."""
+    return np.asarray(list(itertools.product(levels, repeat=channels)),
+                      np.float32).reshape(-1, channels)
+
+
+def grid_candidates(index, image_shape, grid):
+    """The one-pixel candidates (B, 2 + C) of flat candidate indices (B,): index
+    ``(row * W + col) * G + colour``, as applied (integer x, y and colour values)."""
+    g = grid.shape[0]
+    w = image_shape[1]
+    position, colour = index // g, index % g
+    row, col = position // w, position % w
+    xy = jnp.stack([col, row], axis=-1).astype(jnp.float32)
+    return jnp.concatenate([xy, jnp.asarray(grid)[colour]], axis=-1)
+
+
+@struct.dataclass
+class Found:
+    """What a wave found, per slot (leading axis S; K classes, HW positions).
+
+    ``*_index`` are flat candidate indices (:func:`grid_candidates`), the lowest among equal
+    values; ``_NO_INDEX`` where no candidate qualified.
+    """
+
+    hit_prob: jax.Array    # (S, K) highest p_k among candidates classified k (-inf: none)
+    hit_index: jax.Array   # (S, K)
+    best_prob: jax.Array   # (S, K) highest p_k among all candidates
+    best_index: jax.Array  # (S, K)
+    fool_prob: jax.Array   # (S,) lowest true-class probability among fooling candidates
+    fool_index: jax.Array  # (S,)
+    low_prob: jax.Array    # (S,) lowest true-class probability among all candidates
+    low_index: jax.Array   # (S,)
+    reached: jax.Array     # (S, K) candidates classified k
+    flips: jax.Array       # (S, HW) grid colours at each position that fool the model
+    min_true: jax.Array    # (S, HW) lowest true-class probability at each position
+    nonfinite: jax.Array   # (S,) candidates whose logits were NaN or infinite
+
+
+def _best(value, index, slot, v, cand, ok):
+    """Per-slot maxima of ``v`` (B, ...) over the candidates ``ok``, folded into ``value``
+    (S, ...); ties keep the lowest candidate index (later batches hold higher indices)."""
+    v = jnp.where(ok, v, -jnp.inf)
+    top = value.at[slot].max(v)
+    improved = top > value
+    cand = jnp.broadcast_to(cand.reshape(cand.shape + (1,) * (v.ndim - 1)), v.shape)
+    winner = ok & (v == top[slot]) & improved[slot]
+    first = jnp.full_like(index, _NO_INDEX).at[slot].min(jnp.where(winner, cand, _NO_INDEX))
+    return top, jnp.where(improved, first, index)
+
+
+def sweep_wave(scorer, image, label, active, grid, *, batch_size: int) -> Found:
+    """Scores every candidate of the slots' images where ``active`` (S,); see :class:`Found`.
+
+    Args:
+      scorer: see :mod:`pixeljax.attack.scoring`.
+      image: (S, H, W, C) images; label: (S,) their classes.
+      active: (S,) slots holding an image this wave.
+      grid: (G, C) the colours (:func:`colour_grid`).
+      batch_size: candidates per model call.
+    """
+    s, h, w, _ = image.shape
+    n = h * w * grid.shape[0]
+    cache = jax.lax.map(lambda x: jax.tree.map(lambda a: a[0], scorer.prepare(x[None])), image)
+    k = jax.eval_shape(lambda c, x: scorer.logits(c, x, jnp.zeros((1,), jnp.int32)), cache,
+                       jnp.zeros((1, 2 + grid.shape[1]), jnp.float32)).shape[-1]
+    order = jnp.argsort(~active, stable=True)  # active slots first
+    total = jnp.sum(active) * n
+    rows = jnp.arange(batch_size)
+    i32 = functools.partial(jnp.full, dtype=jnp.int32)
+    found = Found(hit_prob=jnp.full((s, k), -jnp.inf), hit_index=i32((s, k), _NO_INDEX),
+                  best_prob=jnp.full((s, k), -jnp.inf), best_index=i32((s, k), _NO_INDEX),
+                  fool_prob=jnp.full((s,), -jnp.inf), fool_index=i32((s,), _NO_INDEX),
+                  low_prob=jnp.full((s,), -jnp.inf), low_index=i32((s,), _NO_INDEX),
+                  reached=i32((s, k), 0), flips=i32((s, h * w), 0),
+                  min_true=jnp.ones((s, h * w), jnp.float32), nonfinite=i32((s,), 0))
+
+    def body(b, f: Found) -> Found:
+        flat = b * batch_size + rows
+        ok = flat < total
+        slot = order[jnp.minimum(flat // n, s - 1)]
+        cand = (flat % n).astype(jnp.int32)
+        logits = scorer.logits(cache, grid_candidates(cand, (h, w), grid), slot)
+        probs, finite = generation.probabilities(logits)
+        truth = label[slot]
+        true_prob = jnp.where(finite, probs[rows, truth], 1.0)
+        top = jnp.where(finite, jnp.argmax(probs, -1), truth)
+        fooled = ok & (top != truth)
+        scored = ok & finite
+        classified = jax.nn.one_hot(top, k, dtype=bool) & scored[:, None]
+        hit_prob, hit_index = _best(f.hit_prob, f.hit_index, slot, probs, cand, classified)
+        best_prob, best_index = _best(f.best_prob, f.best_index, slot, probs, cand,
+                                      scored[:, None])
+        fool_prob, fool_index = _best(f.fool_prob, f.fool_index, slot, -true_prob, cand, fooled)
+        low_prob, low_index = _best(f.low_prob, f.low_index, slot, -true_prob, cand, ok)
+        position = cand // grid.shape[0]
+        return Found(
+            hit_prob=hit_prob, hit_index=hit_index, best_prob=best_prob, best_index=best_index,
+            fool_prob=fool_prob, fool_index=fool_index, low_prob=low_prob, low_index=low_index,
+            reached=f.reached.at[slot, top].add(scored.astype(jnp.int32)),
+            flips=f.flips.at[slot, position].add(fooled.astype(jnp.int32)),
+            min_true=f.min_true.at[slot, position].min(jnp.where(ok, true_prob, 1.0)),
+            nonfinite=f.nonfinite.at[slot].add((ok & ~finite).astype(jnp.int32)))
+
+    return jax.lax.fori_loop(0, (total + batch_size - 1) // batch_size, body, found)
+
+
+_PROGRAMS: dict[tuple[int, tuple[jax.Device, ...]], Callable] = {}
+
+
+def _program(batch_size: int, devices: tuple[jax.Device, ...]):
+    """The compiled wave on these devices: slots split along the engine's mesh axis."""
+    if (batch_size, devices) not in _PROGRAMS:
+        mesh, slot, rep = engine.slot_mesh(devices)
+        wave = jax.shard_map(functools.partial(sweep_wave, batch_size=batch_size), mesh=mesh,
+                             in_specs=(rep, slot, slot, slot, rep), out_specs=slot,
+                             check_vma=False)
+        _PROGRAMS[batch_size, devices] = jax.jit(wave)
+    return _PROGRAMS[batch_size, devices]
+
+
+def compiled_programs() -> int:
+    """How many sweep programs have been compiled so far."""
+    return sum(p._cache_size() for p in _PROGRAMS.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class SweptImage:
+    """One image's sweep: per class the reported candidate and the dense pass's verdict.
+
+    Attributes:
+      position: the image's position among the prepared images.
+      candidates: (K, 2 + C) per class k the best candidate towards k (classified k with the
+        highest p_k where one exists, else the highest p_k); at the true class, the
+        non-targeted candidate (the lowest true-class probability among fooling candidates
+        where one exists, else overall).
+      probs: (K, K) the dense forward pass's probabilities of each candidate's image.
+      reached: (K,) candidates the sweep classified as each class.
+      swept_reach: (K,) the sweep found a candidate classified k (at the true class: fooled).
+      flips, min_true: (H, W) per position: grid colours that fool it, lowest true-class
+        probability.
+      nonfinite: candidates whose logits were NaN or infinite.
+      candidates_scored: H * W * G.
+    """
+
+    position: int
+    candidates: np.ndarray
+    probs: np.ndarray
+    reached: np.ndarray
+    swept_reach: np.ndarray
+    flips: np.ndarray
+    min_true: np.ndarray
+    nonfinite: int
+    candidates_scored: int
+
+    def verdict(self, label: int) -> np.ndarray:
+        """(K,) the re-checked success per class (at ``label``: fooled)."""
+        top = self.probs.argmax(-1)
+        ok = top == np.arange(len(top))
+        ok[label] = top[label] != label
+        return ok
+
+    def disagreements(self, label: int) -> int:
+        """Classes whose dense verdict differs from the sweep's."""
+        return int(np.sum(self.verdict(label) != self.swept_reach))
+
+
+def _chosen(found: dict, i: int, label: int) -> np.ndarray:
+    """(K,) the flat candidate index reported per class for slot i."""
+    reached = found["hit_prob"][i] > -np.inf
+    index = np.where(reached, found["hit_index"][i], found["best_index"][i])
+    fooled = found["fool_prob"][i] > -np.inf
+    index[label] = found["fool_index"][i] if fooled else found["low_index"][i]
+    return index.astype(np.int64)
+
+
+def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: SweepSpec, *,
+           devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
+    """Sweeps ``images`` (N, H, W, C), a wave of ``spec.slots`` at a time; yields each wave's
+    :class:`SweptImage` (positions into ``images``) once their candidates are re-checked."""
+    if not len(images):
+        return
+    devices = tuple(engine.local_devices(devices))
+    n_dev = len(devices)
+    s = engine.slot_count(spec.slots, n_dev)
+    shape = images.shape[1:]
+    grid = colour_grid(spec.levels, shape[-1])
+    n = spec.candidates(shape)
+    batch = max(1, min(spec.batch_size or validation.default_batch_size(), s // n_dev * n))
+    scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense)
+    program = _program(batch, devices)
+    mesh, slot, rep = engine.slot_mesh(devices)
+    place = functools.partial(jax.device_put, device=jax.sharding.NamedSharding(mesh, slot))
+    scorer, grid_d = jax.device_put((scorer, grid), jax.sharding.NamedSharding(mesh, rep))
+    order = engine.fill_order(list(range(s)), s // n_dev)
+
+    for start in range(0, len(images), s):
+        wave = list(range(start, min(start + s, len(images))))
+        where = order[:len(wave)]
+        image = np.zeros((s, *shape), images.dtype)
+        label = np.zeros(s, np.int32)
+        active = np.zeros(s, bool)
+        image[where], label[where], active[where] = images[wave], labels[wave], True
+        found = dataclasses.asdict(jax.device_get(
+            program(scorer, *map(place, (image, label, active)), grid_d)))
+        chosen = np.stack([_chosen(found, i, int(label[i])) for i in where])  # (m, K)
+        k = chosen.shape[1]
+        candidates = np.asarray(grid_candidates(chosen.reshape(-1), shape, grid))
+        adversarial = apply_candidates(np.repeat(images[wave], k, axis=0), candidates)
+        probs = np.asarray(jax.nn.softmax(clean_logits(predict, np.asarray(adversarial),
+                                                       batch), axis=-1)).reshape(len(wave), k, k)
+        swept = []
+        for j, (p, i) in enumerate(zip(wave, where)):
+            reach = found["hit_prob"][i] > -np.inf
+            reach[label[i]] = found["fool_prob"][i] > -np.inf
+            swept.append(SweptImage(
+                position=p, candidates=candidates.reshape(len(wave), k, -1)[j], probs=probs[j],
+                reached=found["reached"][i], swept_reach=reach,
+                flips=found["flips"][i].reshape(shape[:2]),
+                min_true=found["min_true"][i].reshape(shape[:2]),
+                nonfinite=int(found["nonfinite"][i]), candidates_scored=n))
+        yield swept
+
+
+def check_size(spec: SweepSpec, image_shape) -> None:
+    """The candidate indices of a wave fit in int32."""
+    if spec.slots * spec.candidates(image_shape) >= 2 ** 31:
+        raise PixeljaxError(f"{spec.candidates(image_shape):,} candidates per image x "
+                            f"{spec.slots} slots is more than one wave can index; use fewer "
+                            f"slots or levels")
+
+
+def announce(spec: SweepSpec, image_shape, images: int) -> None:
+    """One line on the size of a large grid before it starts (the user's call)."""
+    if len(spec.levels) > MANY_LEVELS:
+        note(f"{len(spec.levels)} levels per channel: {spec.colours(image_shape[-1]):,} colours, "
+             f"{spec.candidates(image_shape):,} candidates per image, "
+             f"{spec.candidates(image_shape) * images:,} in all; the progress bar shows the "
+             f"time left once the first wave is done")
+
+
+__all__ = ["CORNERS", "Found", "SweepSpec", "SweptImage", "colour_grid", "grid_candidates",
+           "check_size", "parse_levels", "stream", "sweep_wave"]

@@ -1,0 +1,196 @@
+"""``pixeljax publish``: a suite's results as a small folder a reader needs, and its headline table.
+
+    DEST/README.md                  the headline table (below) and where the numbers come from
+    DEST/report.md, figures/, tables/   the suite's report (``pixeljax report``)
+    DEST/cells/<victim>/<cell>/     each cell's ``summary.json`` and ``config.json``
+    DEST/victims.json               each victim's clean accuracy, from its checkpoint metadata
+    DEST/provenance.json            the command, the commit, the machine and the date
+
+The headline table is computed from the stored summaries and ``victims.json`` alone
+(:func:`headline_table`), so a test can recompute it from what is published beside it; the
+paper's numbers come from :mod:`pixeljax.evaluation.paper`. With ``readme``, the table also
+replaces the block between ``<!-- published:NAME -->`` and ``<!-- /published:NAME -->`` there.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from pixeljax import results
+from pixeljax.attack.spec import TARGET_MODES
+from pixeljax.errors import PixeljaxError
+from pixeljax.evaluation import paper
+from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
+from pixeljax.evaluation.store import load_results
+from pixeljax.stats import Rate
+
+CELLS = "cells"
+VICTIMS = "victims.json"
+PROVENANCE = "provenance.json"
+METHODS = {"sweep": "sweep, corners", "non-targeted": "DE non-targeted",
+           "all-targets": "DE all targets (paper's protocol)"}
+
+
+def _rate(successes: int, trials: int) -> str:
+    if not trials:
+        return "–"
+    low, high = Rate(successes, trials).interval
+    return f"{successes / trials:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def _paper(metric: str, model: str, pixels: int, *, percent: bool = True) -> str:
+    found = paper.published(metric, model, pixels) or paper.published(metric, None, pixels)
+    if found is None or (model not in paper.paper_models() and found.model is None
+                         and metric == "accuracy"):
+        return "–"
+    text = f"{found.value:.1%}" if percent else f"{found.value:g}"
+    return text + ("" if found.verified else "*") + ("" if found.model else " (all)")
+
+
+def read_cells(dest: str | Path) -> list[dict]:
+    """The published cells' summaries (with ``key`` and ``planned_images``), in suite order."""
+    dest = Path(dest)
+    order = json.loads((dest / PROVENANCE).read_text())["cells"]
+    cells = []
+    for key, planned in order:
+        summary = results.read_summary(dest / CELLS / key)
+        if summary is not None:
+            cells.append({**summary, "key": key, "planned_images": planned})
+    return cells
+
+
+def headline_table(cells: list[dict], victims: dict) -> list[str]:
+    """The markdown table of the published figures (see the module docstring)."""
+    lines = ["| victim | clean accuracy (paper) | method | pixels | images | fooled [95% CI] | "
+             "paper | (image, target) pairs reached [95% CI] | paper | classes reached per "
+             "image | paper | evaluations/s |",
+             "|" + " --- |" * 12]
+    for c in cells:
+        model, pixels, mode = c["model"], c["pixels"], c["mode"]
+        accuracy = victims.get(model, {}).get("test_accuracy")
+        acc = (f"{accuracy:.1%}" if accuracy is not None else "–") + \
+            f" ({_paper('accuracy', model, 1)})"
+        images = f"{c['n_attacked']} of {c['n_images']}"
+        if c["n_images"] < c["planned_images"]:
+            images += f" (partial: {c['planned_images']} planned)"
+        targeted = "–"
+        reached = "–"
+        if "n_pairs" in c:
+            pairs = round(c["targeted_success_rate"] * c["n_pairs"])
+            targeted = _rate(pairs, c["n_pairs"])
+            reached = f"{c['mean_classes_reached']:.2f}"
+        protocol = mode == "all-targets" or mode == "sweep"
+        lines.append("| " + " | ".join(str(v) for v in (
+            model, acc, METHODS.get(mode, mode), pixels, images,
+            _rate(c["n_success"], c["n_attacked"]), _paper("success", model, pixels),
+            targeted, _paper("targeted", model, pixels) if protocol and pixels == 1 else "–",
+            reached, _paper("classes_reached", model, pixels, percent=False)
+            if protocol and pixels == 1 else "–",
+            f"{c['evaluations_per_second']:,.0f}")) + " |")
+    return lines
+
+
+def _commit() -> str:
+    """The commit of the working tree (with ``+changes`` when it has uncommitted changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty.strip() else "")
+
+
+def _machine() -> str:
+    import jax
+
+    return (f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cores, "
+            f"{platform.machine()}, {platform.system()}")
+
+
+def _block(name: str, table: list[str]) -> str:
+    return f"<!-- published:{name} -->\n" + "\n".join(table) + f"\n<!-- /published:{name} -->"
+
+
+def readme_block(text: str, name: str) -> str | None:
+    """The published table of ``name`` inside a README's text (None: there is none)."""
+    found = re.search(rf"<!-- published:{re.escape(name)} -->\n(.*?)\n"
+                      rf"<!-- /published:{re.escape(name)} -->", text, re.S)
+    return found.group(1) if found else None
+
+
+def publish(suite_out: str | Path, dest: str | Path, *, command: str,
+            readme: str | Path | None = None, data: str | None = None) -> Path:
+    """Publishes the suite results folder ``suite_out`` into ``dest`` (replacing what an
+    earlier ``publish`` wrote there); returns ``dest/README.md``.
+
+    Raises:
+      PixeljaxError: not a suite's results folder, no cell has a summary, or ``readme`` lacks
+        the block markers of this publication.
+    """
+    suite_out, dest = Path(suite_out), Path(dest)
+    suite = load_results(suite_out)
+    ran = [c for c in suite.cells if c.summary is not None]
+    if not ran:
+        raise PixeljaxError(f"{suite_out}: no cell has a summary yet; nothing to publish")
+    name = dest.name
+    readme_text = None
+    if readme is not None:
+        readme_text = Path(readme).read_text()
+        if readme_block(readme_text, name) is None:
+            raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
+                                f"<!-- /published:{name} --> to hold the table")
+    write_report(suite_out, data=data)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copy2(suite_out / REPORT, dest / REPORT)
+    for folder in (FIGURES, TABLES):
+        shutil.copytree(suite_out / folder, dest / folder)
+    for c in ran:
+        (dest / CELLS / c.key).mkdir(parents=True)
+        for file in (results.SUMMARY, results.CONFIG):
+            shutil.copy2(c.directory / file, dest / CELLS / c.key / file)
+    victims = {}
+    for model in suite.models:
+        meta = suite.victim_metadata(model) or {}
+        victims[model] = {k: meta.get(k) for k in ("architecture", "test_accuracy",
+                                                   "test_images", "exported")}
+    (dest / VICTIMS).write_text(json.dumps(victims, indent=2) + "\n")
+    provenance = {"suite": suite.name, "command": command, "commit": _commit(),
+                  "machine": _machine(),
+                  "published": datetime.datetime.now(datetime.timezone.utc).strftime(
+                      "%Y-%m-%d %H:%M UTC"),
+                  "cells": [[c.key, _planned_images(c, len(suite.class_names))]
+                            for c in suite.cells]}
+    (dest / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+    table = headline_table(read_cells(dest), victims)
+    page = dest / "README.md"
+    page.write_text("\n".join([
+        f"# Published: suite `{suite.name}`", "",
+        f"Command: `{command}`  ", f"Commit: `{provenance['commit']}`  ",
+        f"Machine: {provenance['machine']}  ", f"Published: {provenance['published']}", "",
+        "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
+        "accuracy in `victims.json` (on the 10,000 test images); paper numbers marked * are "
+        "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
+        f"report: [report.md]({REPORT}).", "", _block(name, table), ""]))
+    if readme_text is not None:
+        Path(readme).write_text(re.sub(
+            rf"<!-- published:{re.escape(name)} -->\n.*?\n<!-- /published:{re.escape(name)} -->",
+            lambda _: _block(name, table), readme_text, flags=re.S))
+    return page
+
+
+def _planned_images(cell, num_classes: int) -> int:
+    """Images a cell attacks when finished (rows per image: K - 1 under all-targets and the
+    sweep, else 1)."""
+    return cell.attacks // (num_classes - 1 if cell.mode in TARGET_MODES else 1)

@@ -1,0 +1,354 @@
+"""The exhaustive one-pixel sweep: exact against a brute-force loop, resumable, its command line,
+its refusals, and its place in suites and reports.
+
+Exactness is checked against a plain loop that writes every grid colour at every position into
+the image and runs the whole network (dense) on it: the same reachable classes, the same
+per-position counts of fooling colours and the same lowest true-class probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _attack_support import boundary_sample, kill_after_first_yield, loading_returns, tiny_victim
+
+import pixeljax.attack.sweep as sweep_module
+from pixeljax import results
+from pixeljax.attack.sweep import SweepSpec, colour_grid
+from pixeljax.attack.sweep_run import (
+    NONTARGETED,
+    pixel_sweep,
+    read_maps,
+    read_untargeted,
+    sweep_folder,
+)
+from pixeljax.cli import main
+from pixeljax.data.arrays import make_image_set
+from pixeljax.errors import PixeljaxError
+
+ENGINE = dict(slots=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory):
+    return tiny_victim(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def boundary(victim):
+    """Five images the untrained tiny victim is least sure of, labelled with its predictions
+    except the last (mislabelled, so it is skipped)."""
+    x, y, index = boundary_sample(victim[1], n=5, wrong=1)
+    return x, y, index
+
+
+def brute_force(predict, image: np.ndarray, label: int, levels) -> dict:
+    """Every grid colour at every position, each image through the whole network."""
+    h, w, c = image.shape
+    grid = colour_grid(levels, c)
+    images = np.repeat(image[None].astype(np.float32), h * w * len(grid), axis=0)
+    k = 0
+    for row in range(h):
+        for col in range(w):
+            for colour in grid:
+                images[k, row, col] = colour
+                k += 1
+    logits = np.concatenate([np.asarray(predict(images[i:i + 1024]))
+                             for i in range(0, len(images), 1024)])
+    probs = np.asarray(jax.nn.softmax(logits, -1)).reshape(h, w, len(grid), -1)
+    top = probs.argmax(-1)
+    return {"reached": set(np.unique(top).tolist()) - {label},
+            "flips": (top != label).sum(-1), "min_true": probs[..., label].min(-1)}
+
+
+def check_against_brute_force(result, predict, x, y, levels):
+    assert len(result.image)
+    for m, i in enumerate(result.image):
+        expected = brute_force(predict, x[i], int(y[i]), levels)
+        mine = result.targets.image == i
+        reached = set(result.targets.target[mine & result.targets.success].tolist())
+        assert reached == expected["reached"]
+        np.testing.assert_array_equal(result.flips[m], expected["flips"])
+        np.testing.assert_allclose(result.min_true[m], expected["min_true"], atol=1e-4)
+        assert result.untargeted.success[m] == bool(expected["reached"])
+
+
+def test_the_sweep_finds_exactly_what_a_brute_force_loop_finds(victim, boundary):
+    x, y, _ = boundary
+    result = pixel_sweep(victim[1].predict, x, y, **ENGINE)
+    assert result.candidates_per_image == 32 * 32 * 8
+    assert list(result.image) == [0, 1, 2, 3]  # the mislabelled image is not swept
+    assert result.targets.skipped[result.targets.image == 4].all()
+    assert result.targets.success.any() and not result.targets.success.all()
+    check_against_brute_force(result, victim[1].predict, x, y, (0, 255))
+    assert result.disagreements == 0
+
+
+def test_every_reported_adversarial_is_what_a_dense_pass_of_its_image_says(victim, boundary):
+    x, y, _ = boundary
+    result = pixel_sweep(victim[1].predict, x, y, **ENGINE)
+    t = result.targets
+    done = ~t.skipped
+    probs = np.asarray(jax.nn.softmax(victim[1].predict(t.adversarial[done].astype(np.float32))))
+    np.testing.assert_array_equal(probs.argmax(-1), t.adversarial_class[done])
+    np.testing.assert_array_equal(t.success[done], t.adversarial_class[done] == t.target[done])
+    np.testing.assert_allclose(probs.max(-1), t.confidence[done], atol=1e-6)
+    # The changed pixel is a grid colour at an integer position.
+    assert set(np.unique(t.perturbation[done][..., 2:])) <= {0.0, 255.0}
+    # Non-targeted: the lowest true-class probability among fooling pixels.
+    u = result.untargeted
+    fooled = u.success & ~u.skipped
+    assert (u.adversarial_class[fooled] != u.label[fooled]).all()
+
+
+def grey_predict(images):
+    """Three classes over 6 x 5 grey images: class 1 grows with the brightest pixel of the top
+    row, class 2 with the darkest pixel of the left column."""
+    x = jnp.asarray(images, jnp.float32)[..., 0] / 255.0
+    return jnp.stack([jnp.full(x.shape[0], 0.6), 1.2 * jnp.max(x[:, 0, :], -1),
+                      1.2 * (1 - jnp.min(x[:, :, 0], -1))], -1)
+
+
+def test_any_image_size_and_channel_count_with_a_denser_grid():
+    x = np.full((3, 6, 5, 1), 90, np.uint8)
+    x[1, :, 0] = 200  # left column bright: class 2 harder to reach
+    y = np.asarray(grey_predict(x)).argmax(-1)
+    result = pixel_sweep(grey_predict, x, y, levels=(0, 100, 255), slots=3, batch_size=7)
+    assert result.candidates_per_image == 6 * 5 * 3
+    assert result.flips.shape == (3, 6, 5)
+    check_against_brute_force(result, grey_predict, x, y, (0, 100, 255))
+    # The same results whatever the slots and micro-batch.
+    other = pixel_sweep(grey_predict, x, y, levels=(0, 100, 255), slots=1, batch_size=64)
+    np.testing.assert_array_equal(other.flips, result.flips)
+    np.testing.assert_array_equal(other.targets.perturbation, result.targets.perturbation)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"levels": (0, 256)}, "levels must be integers in [0, 255]"),
+    ({"levels": ()}, "levels is empty"),
+    ({"levels": (0.5,)}, "levels must be integers"),
+    ({"pixels": 3}, "the sweep changes one pixel, not 3"),
+    ({"popsize": 10}, "unknown sweep setting(s) popsize"),
+    ({"slots": 0}, "slots"),
+])
+def test_bad_sweep_settings_are_refused(settings, message):
+    x = np.zeros((2, 6, 5, 1), np.uint8)
+    with pytest.raises(PixeljaxError, match=None) as e:
+        pixel_sweep(grey_predict, x, np.zeros(2, np.int64), **settings)
+    assert message in str(e.value)
+
+
+def test_a_victim_that_misclassifies_every_image_is_refused_before_anything_is_written(tmp_path):
+    x = np.full((2, 6, 5, 1), 90, np.uint8)
+    wrong = (np.asarray(grey_predict(x)).argmax(-1) + 1) % 3
+    data = make_image_set(x, wrong, source="grey images")
+    with pytest.raises(PixeljaxError, match="misclassifies every one of the 2"):
+        sweep_folder(grey_predict, data, tmp_path / "out", SweepSpec(), victim=VICTIM)
+    assert not (tmp_path / "out").exists()
+
+
+VICTIM = {"model": "grey", "architecture": "grey", "checkpoint": "grey-test"}
+
+
+def grey_data():
+    rng = np.random.default_rng(1)
+    x = rng.integers(60, 140, (7, 6, 5, 1)).astype(np.uint8)
+    y = np.asarray(grey_predict(x)).argmax(-1)
+    y[5] = (y[5] + 1) % 3  # mislabelled: skipped
+    return make_image_set(x, y, source="grey images")
+
+
+def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupted_one(
+        tmp_path, monkeypatch):
+    data = grey_data()
+    spec = SweepSpec(levels=(0, 255), slots=2, batch_size=16)
+    whole = sweep_folder(grey_predict, data, tmp_path / "whole", spec, victim=VICTIM,
+                         progress=False)
+    real = kill_after_first_yield(monkeypatch, sweep_module, "stream")
+    with pytest.raises(KeyboardInterrupt):
+        sweep_folder(grey_predict, data, tmp_path / "killed", spec, victim=VICTIM,
+                     progress=False)
+    partial = results.read_rows(tmp_path / "killed")
+    assert 0 < sum(r["status"] != "skipped" for r in partial) < 6 * 2
+    monkeypatch.setattr(sweep_module, "stream", real)
+    resumed = sweep_folder(grey_predict, data, tmp_path / "killed", spec, victim=VICTIM,
+                           progress=False)
+    key = lambda r: r["attack_id"]  # noqa: E731
+    assert sorted(results.read_rows(tmp_path / "killed"), key=key) == sorted(
+        results.read_rows(tmp_path / "whole"), key=key)
+    assert read_untargeted(tmp_path / "killed") == read_untargeted(tmp_path / "whole")
+    for k, v in read_maps(tmp_path / "whole").items():
+        np.testing.assert_array_equal(read_maps(tmp_path / "killed")[k], v)
+    same = ("n_attacked", "n_success", "evaluations", "n_pairs", "mean_classes_reached",
+            "mean_vulnerable_pixels", "images_swept")
+    assert {k: resumed[k] for k in same} == {k: whole[k] for k in same}
+    assert whole["images_swept"] == 6 and whole["evaluations"] == 6 * 30 * 2
+
+
+def test_a_sweep_folder_refuses_other_levels_and_other_data(tmp_path):
+    data = grey_data()
+    sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(slots=4), victim=VICTIM,
+                 progress=False)
+    with pytest.raises(PixeljaxError, match="different configuration.*levels"):
+        sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(levels=(0, 128, 255)),
+                     victim=VICTIM, progress=False)
+    changed = make_image_set(data.x[::-1].copy(), data.y[::-1].copy(), source="grey images")
+    with pytest.raises(PixeljaxError, match="results of other data"):
+        sweep_folder(grey_predict, changed, tmp_path / "run", SweepSpec(), victim=VICTIM,
+                     progress=False)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def data_file(boundary, tmp_path_factory) -> Path:
+    x, y, index = boundary
+    path = tmp_path_factory.mktemp("data") / "boundary.npz"
+    np.savez(path, x=x, y=y, index=index)
+    return path
+
+
+def sweep_args(victim, data_file, out, *extra) -> list[str]:
+    return ["sweep", "tiny", "--checkpoint", str(victim[0]), "--data", str(data_file),
+            "--images", "5", "--first", "--slots", "2", "--batch-size", "64", "--out",
+            str(out), "--quiet", *extra]
+
+
+def test_the_sweep_command_writes_a_results_folder_and_one_json_document(
+        victim, data_file, tmp_path, capsys):
+    with loading_returns(*victim):
+        assert main(sweep_args(victim, data_file, tmp_path / "run", "--json")) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out)  # stdout holds exactly the summary
+    assert summary["mode"] == "sweep" and summary["images_swept"] == 4
+    assert summary["n_pairs"] == 4 * 9 and summary["n_skipped"] == 1
+    assert summary["evaluations"] == 4 * 8192 and summary["recheck_disagreements"] == 0
+    assert summary["scoring"] == "incremental"
+    config = results.read_config(tmp_path / "run")
+    assert config["mode"] == "sweep" and config["levels"] == [0, 255]
+    assert len(results.read_rows(tmp_path / "run")) == 5 * 9
+    assert len(results.read_file(tmp_path / "run" / NONTARGETED)) == 4
+    assert read_maps(tmp_path / "run")["flips"].shape == (4, 32, 32)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--levels", "0,300"], "levels must be integers in [0, 255]"),
+    (["--levels", "a,b"], "--levels takes comma-separated integers"),
+    (["--pixels", "3"], "the sweep changes one pixel, not 3"),
+])
+def test_bad_sweep_options_get_one_error_line_and_write_nothing(victim, data_file, tmp_path,
+                                                                 capsys, extra, message):
+    with loading_returns(*victim):
+        assert main(sweep_args(victim, data_file, tmp_path / "run", *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_many_levels_print_the_candidate_count_first(victim, data_file, tmp_path, capsys):
+    levels = ",".join(str(v) for v in range(0, 256, 15))  # 18 levels: 5,832 colours
+    spec = SweepSpec(levels=tuple(int(v) for v in levels.split(",")))
+    sweep_module.announce(spec, (32, 32, 3), 10)
+    err = capsys.readouterr().err
+    assert "18 levels per channel: 5,832 colours, 5,971,968 candidates per image" in err
+
+
+# -- suites, reports and analyses ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def suite_run(victim, data_file, tmp_path_factory):
+    """A suite of one-pixel DE and the sweep over the same five images of the tiny victim."""
+    from pixeljax.evaluation import Suite, Victim, run_suite
+
+    suite = Suite(name="sweep-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
+                  pixels=(1, 3), modes=("non-targeted", "sweep"), images=5,
+                  data=str(data_file), popsize=8, maxiter=3,
+                  cell_images=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
+    out = tmp_path_factory.mktemp("suite") / "out"
+    summaries = run_suite(suite, out, progress=False, slots=2, batch_size=64)
+    return out, summaries
+
+
+def test_a_suite_runs_sweep_and_de_cells_in_its_order_on_nested_images(suite_run):
+    out, summaries = suite_run
+    assert [s["mode"] for s in summaries] == ["sweep", "non-targeted"]
+    assert [s["n_images"] for s in summaries] == [5, 4]
+    sweep_rows = results.read_rows(out / "tiny" / "1px-sweep")
+    de_rows = results.read_rows(out / "tiny" / "1px-non-targeted")
+    assert {r["image_index"] for r in de_rows} <= {r["image_index"] for r in sweep_rows}
+    record = json.loads((out / "suite.json").read_text())
+    assert record["cells"] == ["tiny/1px-sweep", "tiny/1px-non-targeted"]
+    assert record["settings"]["levels"] == [0, 255]
+
+
+def test_the_report_compares_de_and_the_sweep_image_by_image(suite_run):
+    from pixeljax.evaluation import write_report
+    from pixeljax.stats import compare
+
+    out, _ = suite_run
+    text = write_report(out).read_text()
+    assert "## DE and the sweep, image by image" in text
+    assert "## Where one pixel suffices (sweep)" in text
+    assert (out / "figures" / "vulnerability_tiny.png").stat().st_size > 1000
+    cmp = compare(results.read_rows(out / "tiny" / "1px-non-targeted"),
+                  results.read_rows(out / "tiny" / "1px-sweep"))
+    assert cmp.images == 4  # the DE cell's first four images, all correctly classified
+    row = [line for line in text.splitlines() if line.startswith("| tiny | DE non-targeted |")]
+    assert row and f"| {cmp.images} | {cmp.first.successes} (" in row[0]
+    assert cmp.either.successes == cmp.first.successes + cmp.only_second
+    # The sweep cell reads like an all-targets cell: classes reached, targeted pairs.
+    assert "| tiny | 1 | sweep |" in text
+
+
+def test_propagation_and_locality_work_on_a_sweep_folder(suite_run, tmp_path, victim):
+    out, _ = suite_run
+    folder = out / "tiny" / "1px-sweep"
+    if not any(r["success"] for r in results.read_rows(folder)):
+        pytest.skip("no successful sweep row to analyse")
+    with loading_returns(*victim):
+        assert main(["locality", "--results", str(folder), "--radius", "1", "--out",
+                     str(tmp_path / "loc")]) == 0
+        assert main(["propagation", "--results", str(folder), "--out", str(tmp_path / "prop"),
+                     "--limit", "2"]) == 0
+    table = (tmp_path / "loc").glob("*.csv")
+    assert any(table)
+
+
+def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
+    from pixeljax.evaluation import Suite, Victim
+
+    with pytest.raises(PixeljaxError, match="the sweep changes one pixel; add 1 to pixels"):
+        Suite(name="s", victims=(Victim("tiny"),), pixels=(3,), modes=("sweep",))
+    with pytest.raises(PixeljaxError, match="modes and pixels must not repeat"):
+        Suite(name="s", victims=(Victim("tiny"),), pixels=(1, 1), modes=("non-targeted",))
+    with pytest.raises(PixeljaxError, match="cell_images names cells outside its grid"):
+        Suite(name="s", victims=(Victim("tiny"),), pixels=(1,), modes=("non-targeted",),
+              cell_images=(("tiny/3px-non-targeted", 5),))
+
+
+def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summaries(
+        suite_run, tmp_path):
+    from pixeljax.evaluation.publish import headline_table, publish, read_cells, readme_block
+
+    out, summaries = suite_run
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- published:tiny-pub -->\nold\n<!-- /published:tiny-pub -->\n")
+    dest = tmp_path / "results" / "tiny-pub"
+    page = publish(out, dest, command="pixeljax evaluate sweep-test --out OUT", readme=readme)
+    cells = read_cells(dest)
+    assert [c["mode"] for c in cells] == ["sweep", "non-targeted"]
+    victims = json.loads((dest / "victims.json").read_text())
+    table = "\n".join(headline_table(cells, victims))
+    assert readme_block(page.read_text(), "tiny-pub") == table
+    assert readme_block(readme.read_text(), "tiny-pub") == table
+    sweep = summaries[0]
+    assert f"| {sweep['n_attacked']} of {sweep['n_images']} |" in table
+    assert (dest / "report.md").is_file() and list((dest / "figures").glob("*.png"))
+    assert not list(dest.rglob("results.csv"))
+    with pytest.raises(PixeljaxError, match="has no block"):
+        publish(out, tmp_path / "results" / "other", command="x", readme=readme)
