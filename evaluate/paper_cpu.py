@@ -13,8 +13,9 @@ with the paper's DE budget (population 400, 100 generations, DE/rand/1, F = 0.5,
 3. the paper's protocol (DE towards each of the 9 other classes, one pixel): 20 AllConv images;
 4. DE with 3 and 5 pixels, non-targeted: 20 AllConv images (scored densely).
 
-Cells run in this order, cheapest per image first; about 8 hours on a 2-core CPU in all. The run
-is resumable: the same command continues it. Victims without a checkpoint are skipped.
+Cells run in this order (AllConv's sweep and DE first, so the two compare early); about 8 hours
+on a 2-core CPU in all. The run is resumable: the same command continues it. Victims without a
+checkpoint are skipped.
 """
 
 from pixeljax.evaluation import Suite, Victim
@@ -31,12 +32,12 @@ SUITE = Suite(
     maxiter=100,
     cell_images=(
         ("allconv/1px-sweep", 500),
+        ("allconv/1px-non-targeted", 100),
         ("nin/1px-sweep", 500),
+        ("allconv/1px-all-targets", 20),
         ("vgg16/1px-sweep", 100),
         ("resnet20/1px-sweep", 100),
-        ("allconv/1px-non-targeted", 100),
         ("nin/1px-non-targeted", 100),
-        ("allconv/1px-all-targets", 20),
         ("vgg16/1px-non-targeted", 30),
         ("allconv/3px-non-targeted", 20),
         ("allconv/5px-non-targeted", 20),

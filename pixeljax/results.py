@@ -131,6 +131,38 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) ->
     return h.hexdigest()
 
 
+WEIGHTS_FINGERPRINT = "weights_sha256"  # config.json: sha256 over the victim's weight digests
+
+
+def weights_fingerprint(metadata: Mapping) -> str | None:
+    """One sha256 over a victim's recorded weight-file digests (its checkpoint metadata), or
+    None for a checkpoint that records none."""
+    digests = metadata.get("weight_sha256")
+    if not digests:
+        return None
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def check_victim(config: Mapping, metadata: Mapping, directory: str | Path) -> None:
+    """The victim loaded now is the one a results folder attacked: the same weights (or, for a
+    suite's cell, the same export).
+
+    Raises:
+      PixeljaxError: naming what changed.
+    """
+    recorded, now = config.get(WEIGHTS_FINGERPRINT), weights_fingerprint(metadata)
+    if recorded and now and recorded != now:
+        raise PixeljaxError(f"{directory} holds attacks on other weights of "
+                            f"{config.get('checkpoint')!r} (weights sha256 {recorded[:12]} "
+                            f"there, {now[:12]} now: re-exported or replaced?); restore the "
+                            f"victim or use another folder")
+    exported = config.get("checkpoint_exported")
+    if exported and metadata.get("exported") and exported != metadata["exported"]:
+        raise PixeljaxError(f"{directory} holds attacks on the victim exported {exported}, "
+                            f"but {config.get('checkpoint')!r} now holds one exported "
+                            f"{metadata['exported']}; restore the victim or use another folder")
+
+
 def without_fingerprint(config: Mapping) -> dict:
     """``config`` without its data fingerprint, which ``attack_folder`` adds itself: the
     settings a suite or a caller asks for."""
@@ -144,6 +176,13 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
     Raises:
       PixeljaxError: the fingerprints differ (the data changed).
     """
+    if WEIGHTS_FINGERPRINT in config and WEIGHTS_FINGERPRINT in previous:
+        if previous[WEIGHTS_FINGERPRINT] != config[WEIGHTS_FINGERPRINT]:
+            raise PixeljaxError(
+                f"{directory} holds attacks on other weights of {config.get('checkpoint')!r} "
+                f"(weights sha256 {previous[WEIGHTS_FINGERPRINT][:12]} there, "
+                f"{config[WEIGHTS_FINGERPRINT][:12]} now: re-exported or replaced?); use "
+                f"another --out, or restore the victim to resume")
     if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
         return previous == without_fingerprint(config)
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:

@@ -306,3 +306,24 @@ def test_run_bench_reports_three_throughputs_and_their_ratios(victim, data_file)
     assert report["sweep_run"]["candidates"] == 2 * 32 * 32 * 8
     assert report["sweep_over_incremental"] == pytest.approx(
         report["sweep_candidates_per_second"] / report["incremental_evaluations_per_second"])
+
+
+def test_with_json_stdout_holds_exactly_one_json_document(victim, data_file, tmp_path, capsys):
+    tiny = ["--checkpoint", str(victim[0]), "--data", str(data_file)]
+    commands = {
+        "attack": attack_args(victim, data_file, tmp_path / "a", "--json", images=2),
+        "demo": ["demo", "--model", "tiny", *tiny, "--images", "2", *ENGINE_ARGS, "--out",
+                 str(tmp_path / "d"), "--quiet", "--json"],
+        "sweep": ["sweep", "tiny", *tiny, "--images", "1", "--out", str(tmp_path / "s"),
+                  "--quiet", "--json"],
+        "accuracy": ["accuracy", "tiny", *tiny, "--json"],
+        "bench": ["bench", "--model", "tiny", *tiny, "--images", "1", "--popsize", "8",
+                  "--maxiter", "1", "--slots", "1", "--batch-size", "8",
+                  "--incremental-batch-size", "8", "--sweep-images", "1", "--json"],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 0, name
+        out, err = capsys.readouterr()
+        assert isinstance(json.loads(out), dict), name  # one document, nothing else
+        if name in ("attack", "demo", "sweep"):
+            assert "results: " in err, name  # the lines beside it went to stderr

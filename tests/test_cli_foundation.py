@@ -1,15 +1,19 @@
 """``pixeljax train``, ``export``, ``accuracy`` and ``models``, called in-process."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import pixeljax
 from pixeljax.checkpoint import load_victim
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.models import create_model
 from pixeljax.training import export_victim
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +107,21 @@ def test_train_then_export_end_to_end(capsys, shared_cifar10, tmp_path):
     images = load_sample().x[:16]
     np.testing.assert_array_equal(np.asarray(victim.predict(images)),
                                   np.asarray(load_victim("tiny", again).predict(images)))
+
+    # Without --out the victim goes into the work dir, never over a shipped one.
+    shipped = sorted(p.stat().st_mtime_ns for p in (REPO / "checkpoints").rglob("*"))
+    status, out, err = run(capsys, "export", "--workdir", workdir, "--data", "sample")
+    assert status == 0, err
+    assert f"to {workdir / 'victim'}" in out
+    assert load_victim("tiny", workdir / "victim").metadata["epochs"] == 1
+    assert sorted(p.stat().st_mtime_ns for p in (REPO / "checkpoints").rglob("*")) == shipped
+    # Nothing is ever written into the installed package.
+    inside = Path(pixeljax.__file__).resolve().parent / "_exported_here"
+    for argv in (["export", "--workdir", workdir, "--data", "sample", "--out", inside],
+                 ["train", "tiny", "--data", shared_cifar10, "--workdir", tmp_path / "w2",
+                  "--epochs", 1, "--limit", 256, "--export", inside, "--quiet"]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "lies inside the installed pixeljax package" in lines[0]
+        assert not inside.exists()

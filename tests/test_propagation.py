@@ -27,7 +27,8 @@ from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model, model_names
-from pixeljax.results import ResultsWriter, check_config, read_config
+from pixeljax.attack.perturb import apply_candidates
+from pixeljax.results import ResultsWriter, check_config, perturbation, read_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -183,6 +184,11 @@ def test_the_shipped_sample_is_matched_on_its_test_split_index(results, tmp_path
     check_config(directory, {**read_config(results.directory), "data": "sample"})
     row = {**results.rows[0], "image_index": int(sample.index[position]),
            "label": int(sample.y[position])}
+    # What the victim makes of this candidate on this image (the analyses re-score it).
+    adversarial = apply_candidates(sample.x[position:position + 1],
+                                   perturbation(row, 1)[None]).astype(np.float32)
+    probs = np.asarray(jax.nn.softmax(results.victim.predict(adversarial)))[0]
+    row["true_prob_after"] = float(probs[row["label"]])
     with ResultsWriter(directory, pixels=1) as writer:
         writer.write([row])
     attacks = load_attacks(directory)

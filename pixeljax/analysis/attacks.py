@@ -12,16 +12,21 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from pixeljax import checkpoint_ref
 from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
+from pixeljax.notices import quiet_notes
 from pixeljax.results import (
     CONFIG,
+    DATA_FINGERPRINT,
     STATUS_FAILURE,
     STATUS_SUCCESS,
+    check_victim,
+    data_fingerprint,
     perturbation,
     read_config,
     read_rows,
@@ -93,6 +98,53 @@ def _positions(data: ImageSet, image_index: np.ndarray, directory: Path) -> np.n
     return np.asarray([lookup[int(i)] for i in image_index], np.int64)
 
 
+RESCORE_TOLERANCE = 1e-3  # a stored candidate's true-class probability, re-scored densely
+
+
+def _check_data(config: dict, victim: LoadedVictim, data: ImageSet, directory: Path) -> None:
+    """The data named in ``config`` still hold the images the run attacked: the run's own
+    selection, made again, has the fingerprint the run recorded."""
+    from pixeljax.attack import pipeline
+    from pixeljax.attack.spec import SWEEP, AttackSpec
+    from pixeljax.attack.sweep import SweepSpec
+
+    recorded = config.get(DATA_FINGERPRINT)
+    if not recorded:
+        return
+    try:
+        spec = (SweepSpec.from_config(config).selection() if config.get("mode") == SWEEP
+                else AttackSpec.from_config(config))
+        with quiet_notes():
+            p = pipeline.prepare(victim.predict, data.x, data.y, spec, image_ids=data.index,
+                                 source=data.source)
+        same = data_fingerprint(p.images, p.labels, p.image_ids) == recorded
+    except PixeljaxError:
+        same = False
+    if not same:
+        raise PixeljaxError(f"{directory}: {config.get('data')!r} ({data.source}) no longer holds "
+                            f"the images and labels the run attacked (their fingerprint "
+                            f"differs from the one in {CONFIG}); restore the data")
+
+
+def _check_scores(victim: LoadedVictim, images, candidates, labels, recorded,
+                  directory: Path) -> None:
+    """The stored candidates still score as recorded (a guard for anything else that changed):
+    the true class's probability of each adversarial image, re-scored densely."""
+    if not len(candidates):
+        return
+    from pixeljax.attack.perturb import apply_candidates
+    from pixeljax.attack.pipeline import clean_logits
+
+    adversarial = np.asarray(apply_candidates(images, candidates))
+    probs = np.asarray(jax.nn.softmax(clean_logits(victim.predict, adversarial, 256), -1))
+    off = np.abs(probs[np.arange(len(labels)), labels] - recorded) > RESCORE_TOLERANCE
+    if off.any():
+        raise PixeljaxError(f"{directory}: {int(off.sum())} of {len(off)} stored adversarial "
+                            f"candidates no longer score as recorded (true-class probability "
+                            f"off by more than {RESCORE_TOLERANCE}); the victim or the data "
+                            f"changed since the run")
+
+
 def load_attacks(directory: str | Path, *, model: str | None = None,
                  limit: int | None = None) -> AttackSet:
     """Loads the finished attacks of a results folder with their victim and clean images.
@@ -131,7 +183,9 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     rows = [r for r in read_rows(directory) if r["status"] in (STATUS_SUCCESS, STATUS_FAILURE)]
     rows = rows[:limit] if limit is not None else rows
     victim = load_victim(architecture, checkpoint)
+    check_victim(config, victim.metadata, directory)
     data = load_dataset(config.get("data"), config["split"])
+    _check_data(config, victim, data, directory)
     channels = data.x.shape[-1]
     pixels = int(config.get("pixels", 1))
     try:
@@ -153,6 +207,8 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         raise PixeljaxError(f"{directory}: attack {rows[i]['attack_id']} records label "
                             f"{labels[i]} for image {image_index[i]}, but {data.source} says "
                             f"{data.y[positions[i]]}; the results were made on other data")
+    _check_scores(victim, data.x[positions], candidates, labels,
+                  np.asarray([r["true_prob_after"] for r in rows], np.float32), directory)
     return AttackSet(
         directory=directory, config=config, victim=victim,
         attack_ids=column("attack_id"),

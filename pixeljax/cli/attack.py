@@ -46,7 +46,7 @@ def attack_spec(args):
 def victim_and_data(args):
     """The victim and the data the options name, checked against each other, and the victim's
     record for ``config.json``: ``(loaded victim, image set, record)``."""
-    from pixeljax import checkpoint_ref
+    from pixeljax import checkpoint_ref, results
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
@@ -57,8 +57,12 @@ def victim_and_data(args):
                       f"--data {args.data} ({data.source})")
     checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
-    return victim, data, {"model": args.model, "architecture": args.model,
-                          "checkpoint": checkpoint, "data": args.data, "split": args.split}
+    record = {"model": args.model, "architecture": args.model, "checkpoint": checkpoint,
+              "data": args.data, "split": args.split}
+    weights = results.weights_fingerprint(victim.metadata)
+    if weights:  # a resume, or an analysis, on other weights is refused
+        record[results.WEIGHTS_FINGERPRINT] = weights
+    return victim, data, record
 
 
 def _attack(args) -> dict:
@@ -116,8 +120,14 @@ def _cmd_attack(args) -> int:
         _print_summary(summary, args.json)
     print(f"results: {Path(args.out) / results.shard_name(process, count)}"
           + (" (pixeljax.results.read_rows merges the shards of all processes)"
-             if count > 1 else ""))
+             if count > 1 else ""), file=_aside(args))
     return _nothing_attacked(summary)
+
+
+def _aside(args):
+    """Where lines beside the summary go: stderr under ``--json`` (stdout then holds exactly
+    one JSON document), else stdout."""
+    return sys.stderr if getattr(args, "json", False) else sys.stdout
 
 
 def _nothing_attacked(summary: dict) -> int:
@@ -142,7 +152,8 @@ def _cmd_demo(args) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     print(f"one-pixel attack on the shipped {args.model} with {args.images} shipped CIFAR-10 "
-          f"test images (population {args.popsize}, {args.maxiter} generations)")
+          f"test images (population {args.popsize}, {args.maxiter} generations)",
+          file=_aside(args))
     summary = _attack(args)
     _print_summary(summary, args.json)
     rows = [r for r in results.read_rows(args.out) if r["status"] != results.STATUS_SKIPPED]
@@ -153,7 +164,7 @@ def _cmd_demo(args) -> int:
                            Path(args.out) / "demo.png",
                            title=f"{args.model}: {summary['pixels']}-pixel attack "
                                  f"({summary['success_rate']:.0%} fooled)")
-    print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}")
+    print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}", file=_aside(args))
     return _nothing_attacked(summary)
 
 

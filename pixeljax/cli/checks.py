@@ -116,6 +116,19 @@ def replaceable_folder(target: Path, option: str, *, may_replace) -> Path:
     return target
 
 
+def outside_package(target: Path, option: str) -> None:
+    """Refuses a folder inside the installed ``pixeljax`` package (where a wheel keeps the
+    shipped victims): an installed package is never written to."""
+    import pixeljax
+
+    package = Path(pixeljax.__file__).resolve().parent
+    where = Path(target).absolute().resolve()
+    if where == package or package in where.parents:
+        raise PixeljaxError(f"{option} {target} lies inside the installed pixeljax package "
+                            f"({package}); export to a folder of your own and load it with "
+                            f"--checkpoint")
+
+
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """The engine's sizes and scoring, the same for every command that attacks: they change
     speed and memory, never results (unset: the defaults of ``AttackSpec``)."""

@@ -35,6 +35,7 @@ def _cmd_train(args) -> int:
     checks.writable_folder(args.workdir, "--workdir")
     if args.export:
         # Only a complete victim is replaced, and the folder must be writable: before training.
+        checks.outside_package(args.export, "--export")
         checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
     config = load_recipe(args.model).replace(epochs=args.epochs, batch_size=args.batch_size,
                                              learning_rate=args.learning_rate, seed=args.seed,
@@ -72,18 +73,22 @@ def _training_info(config, train_source, steps, epochs_done, seconds, history, w
     return info
 
 
+EXPORT_DEFAULT = "victim"  # export without --out: WORKDIR/victim
+
+
 def _cmd_export(args) -> int:
-    from pixeljax.checkpoint import check_replaceable, shipped_checkpoint
+    from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
     from pixeljax.training import export_victim
     from pixeljax.training.loop import restore_model, training_data
 
-    if args.out:
-        checks.replaceable_folder(args.out, "--out", may_replace=check_replaceable)
+    # Without --out the victim goes into the work dir: a shipped victim is replaced only when
+    # --out names it, and never inside the installed package.
+    out = args.out or args.workdir / EXPORT_DEFAULT
+    checks.outside_package(out, "--out")
+    checks.replaceable_folder(out, "--out" if args.out else "--out (default: WORKDIR/victim)",
+                              may_replace=check_replaceable)
     model, config, step, history, seconds = restore_model(args.workdir)
-    out = args.out or shipped_checkpoint(config.model)
-    if not args.out:
-        checks.replaceable_folder(out, "--out (default)", may_replace=check_replaceable)
     source = training_data(args.workdir).get("train_data", "not recorded")
     test_set = load_dataset(args.data, "test")
     _nonempty(test_set, "--data", args.data)
@@ -157,7 +162,10 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export a training run's newest checkpoint as a victim")
     p.add_argument("--workdir", required=True, type=checks.path)
     p.add_argument("--data", required=True, help="test data for the recorded accuracy")
-    p.add_argument("--out", type=checks.path, help="default: checkpoints/MODEL")
+    p.add_argument("--out", type=checks.path,
+                   help="the victim folder (default: WORKDIR/victim; a shipped victim, e.g. "
+                        "checkpoints/MODEL in a source checkout, is replaced only when named "
+                        "here)")
     _dtype_option(p)
     p.set_defaults(func=_cmd_export)
 

@@ -33,11 +33,9 @@ def summary_line(summary: dict) -> str:
 
 
 def _cmd_sweep(args) -> int:
-    import sys
-
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.sweep_run import sweep_folder
-    from pixeljax.cli.attack import _nothing_attacked, _print_summary
+    from pixeljax.cli.attack import _aside, _nothing_attacked, _print_summary
     from pixeljax.notices import warn
 
     from pixeljax.attack.sweep_run import check_pixels
@@ -53,8 +51,7 @@ def _cmd_sweep(args) -> int:
     if summary.get("recheck_disagreements"):
         warn(f"{summary['recheck_disagreements']} class verdicts of the sweep differ from the "
              f"dense re-check of their candidate; the results report the re-check's")
-    print(f"results: {Path(args.out) / 'results.csv'}", file=sys.stderr if args.json else
-          sys.stdout)
+    print(f"results: {Path(args.out) / 'results.csv'}", file=_aside(args))
     return _nothing_attacked(summary)
 
 
