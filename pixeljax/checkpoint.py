@@ -367,8 +367,23 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
     restored = jax.tree.map(lambda x, like: jnp.asarray(x, like.dtype), restored, target)
     nnx.replace_by_pure_dict(state, restored)
     model = nnx.merge(graphdef, state)
+    shape = _image_shape(meta, directory)
+    if shape is not None:  # travels with the model (and its predict) for the input checks
+        model.image_shape = shape
     apply, params = split_for_inference(model)
     return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta)
+
+
+def _image_shape(meta: dict, directory: Path) -> tuple[int, int, int] | None:
+    """The metadata's ``image_shape`` (height, width, channels), if it records one."""
+    shape = meta.get("image_shape")
+    if shape is None:
+        return None
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise CheckpointError(f"{directory / METADATA}: image_shape must be [height, width, "
+                              f"channels], three positive integers, got {shape!r}")
+    return tuple(shape)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,8 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
 
     ``folder`` defaults to ``$PIXELJAX_COMPILE_CACHE``, else :func:`default_folder`; ``off``
     in the environment variable turns it off (returns None). A folder that cannot be created
-    leaves the cache off: it only saves time, it is never needed.
+    or written leaves the cache off (one warning for the latter): it only saves time, it is
+    never needed.
     """
     if folder is None:
         setting = os.environ.get(ENV)
@@ -40,6 +41,12 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):  # JAX would warn at every program
+        from pixeljax.notices import warn
+
+        warn(f"the compilation cache folder {folder} is not writable; running without the "
+             f"cache (set {ENV} to another folder, or to 'off')")
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
     # Cache every program: on a CPU even the small ones add up to seconds of start-up.

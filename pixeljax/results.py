@@ -218,6 +218,24 @@ def run_config(spec, victim: Mapping) -> dict:
     return {**victim, **settings}
 
 
+def _check_results_config(previous, directory: Path) -> None:
+    if not isinstance(previous, dict) or "mode" not in previous or "pixels" not in previous:
+        raise PixeljaxError(f"{directory} is not an attack results folder: its {CONFIG} is "
+                            f"another tool's (a training work dir?); use another --out")
+
+
+def check_results_folder(directory: str | Path) -> None:
+    """A folder about to be written as a results folder is new, or one: never a folder with
+    another tool's ``config.json`` (checked before anything, a lock included, is written)."""
+    path = Path(directory) / CONFIG
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # check_config names the damage
+        _check_results_config(previous, Path(directory))
+
+
 def check_config(directory: str | Path, config: Mapping) -> None:
     """Writes ``config.json`` into a new results folder, or checks it against the one there.
 
@@ -243,6 +261,7 @@ def check_config(directory: str | Path, config: Mapping) -> None:
         previous = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise PixeljaxError(f"{path} is corrupt ({e}); move the folder away") from None
+    _check_results_config(previous, directory)
     if not _same_run(previous, config, directory):
         raise PixeljaxError(f"{directory} holds results of a different configuration "
                             f"({_differences(previous, config)}); use another --out or the "
@@ -330,6 +349,9 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
             if not last:
                 raise PixeljaxError(f"{path}: line {i + 1} is corrupt ({e}); "
                                     f"move the folder away or fix the line") from None
+            if line.endswith("\n"):  # complete, yet unreadable: not a cut-off write
+                warn(f"{path}: the last line ({i + 1}) is malformed ({e}); it is left out"
+                     + (" and removed" if repair else "") + ", so its attack runs again")
     if repair and good_end != len(text):
         with open(path, "r+") as f:
             f.truncate(good_end)

@@ -99,7 +99,8 @@ def tiny_checkpoint_and_data(out: Path) -> tuple[Path, Path]:
     apply, params = split_for_inference(model)
     labels = np.asarray(apply(params, data.x.astype(np.float32))).argmax(-1)
     np.savez(out / "images.npz", x=data.x, y=labels)
-    save_victim(out / "tiny", model, {"architecture": "tiny", "num_classes": 10})
+    save_victim(out / "tiny", model, {"architecture": "tiny", "num_classes": 10,
+                                      "image_shape": list(data.x.shape[1:])})
     return out / "tiny", out / "images.npz"
 
 

@@ -271,3 +271,28 @@ def test_init_and_step_vmap_over_independent_problems_inside_a_while_loop():
     others = np.array([0, 1, 3])
     np.testing.assert_array_equal(moved.population[others], states.population[others])
     assert not np.array_equal(moved.population[2], states.population[2])
+
+
+def test_a_nan_scored_member_never_wins_and_is_counted():
+    # log(x) is NaN for x < 0: the best member must be a finite one, and x where it is defined.
+    r = differential_evolution(lambda p: jnp.log(p).sum(-1), -jnp.ones(1), jnp.ones(1),
+                               popsize=20, maxiter=30, key=jax.random.key(0))
+    assert np.isfinite(float(r.fun)) and float(r.x[0]) > 0
+    assert float(r.fun) == float(jnp.log(r.x).sum())
+    assert int(r.nonfinite) > 0
+    assert not np.isnan(np.asarray(r.population_energies)).any()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lower=[-np.inf, 0.0], upper=[1.0, 1.0]), "bounds must be finite numbers"),
+    (dict(lower=[-1.0, -1.0], upper=[1.0, 1.0], population=np.full((8, 2), 3.0)),
+     "the initial population must lie inside the bounds; 8 of 8 members do not"),
+    (dict(lower=[-1.0, -1.0], upper=[1.0, 1.0], fn=lambda p: p),
+     r"the objective must map a population \(8, 2\) to \(8,\) fitness values, got \(8, 2\)"),
+])
+def test_bad_bounds_populations_and_objectives_are_refused(kwargs, message):
+    fn = kwargs.pop("fn", lambda p: jnp.sum(p ** 2, -1))
+    with pytest.raises(PixeljaxError, match=message):
+        differential_evolution(fn, jnp.asarray(kwargs.pop("lower")),
+                               jnp.asarray(kwargs.pop("upper")), popsize=8, maxiter=2,
+                               key=jax.random.key(0), **kwargs)

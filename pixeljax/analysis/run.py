@@ -147,6 +147,25 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
             "files": [str(f) for f in files]}
 
 
+def _curve_labels(loaded: Sequence[AttackSet]) -> list[str]:
+    """One label per folder: its model, and where two share a model, as much of each folder's
+    path as tells them apart."""
+    names = [a.model_name for a in loaded]
+    labels = []
+    for a in loaded:
+        if names.count(a.model_name) == 1:
+            labels.append(a.model_name)
+            continue
+        parts = a.directory.resolve().parts
+        others = [b.directory.resolve().parts for b in loaded
+                  if b is not a and b.model_name == a.model_name]
+        depth = 1
+        while depth < len(parts) and any(o[-depth:] == parts[-depth:] for o in others):
+            depth += 1
+        labels.append(f"{a.model_name} ({'/'.join(parts[-depth:])})")
+    return labels
+
+
 def run_locality(results: str | Path | Sequence[str | Path], out: str | Path, *,
                  radius: int = 2, model: str | None = None, batch_size: int = 512) -> dict:
     """Locality analysis of the successful attacks of one or more results folders.
@@ -180,18 +199,17 @@ def run_locality(results: str | Path | Sequence[str | Path], out: str | Path, *,
         if len(attacks) == 0:
             raise PixeljaxError(f"{folder} holds no successful attack; locality needs some")
         loaded.append(attacks)
-    names = [a.model_name for a in loaded]
+    labels = _curve_labels(loaded)
     curves, table, summary = {}, [], []
-    for attacks in loaded:
-        label = attacks.model_name if names.count(attacks.model_name) == 1 else \
-            f"{attacks.model_name} ({attacks.directory.name})"
+    for attacks, label in zip(loaded, labels):
         result = locality(attacks.victim.predict, attacks.images, attacks.candidates,
                           attacks.labels, attacks.targets, radius=radius, batch_size=batch_size)
         rows = result.by_distance()
         curves[label] = rows
         table += [{"model": attacks.model_name, "results": str(attacks.directory), **row}
                   for row in rows]
-        summary.append({"model": attacks.model_name, "results": str(attacks.directory),
+        summary.append({"model": attacks.model_name, "label": label,
+                        "results": str(attacks.directory),
                         "attacks": len(attacks),
                         "success_rate": [row["success_rate"] for row in rows]})
     out = Path(out)

@@ -33,6 +33,8 @@ class AttackResult:
       adversarial: (A, H, W, C) uint8 adversarial images.
       generations, evaluations: (A,) DE generations and model evaluations used.
       attack_id: (A,) the id each attack's random stream is derived from.
+      nonfinite: (A,) evaluations whose logits were NaN or infinite (scored as the worst
+        fitness, never a success).
     """
 
     image: np.ndarray
@@ -49,6 +51,7 @@ class AttackResult:
     generations: np.ndarray
     evaluations: np.ndarray
     attack_id: np.ndarray
+    nonfinite: np.ndarray
 
     def classes_reached(self, num_images: int) -> np.ndarray:
         """(num_images,) how many classes each image was pushed to (all-targets runs)."""
@@ -166,4 +169,5 @@ def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> At
         true_prob_after=np.where(skipped, true_before, get("true_prob_after", 0.0, np.float32)),
         perturbation=perturbation.reshape(a, pixels, 2 + c),
         adversarial=adversarial, generations=get("generations", 0, np.int32),
-        evaluations=get("evaluations", 0, np.int32), attack_id=np.asarray(ids, np.int64))
+        evaluations=get("evaluations", 0, np.int32), attack_id=np.asarray(ids, np.int64),
+        nonfinite=get("nonfinite", 0, np.int32))

@@ -202,7 +202,8 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
     scorer = scoring.scorer_for(predict, pixels=config.pixels, dense=config.dense)
     devices = tuple(local_devices(devices))
     n = len(devices)
-    config = dataclasses.replace(config, slots=slot_count(config.slots, n))
+    # No more slots than attacks (rounded to the devices): each costs memory, none changes results.
+    config = dataclasses.replace(config, slots=slot_count(min(config.slots, len(attacks)), n))
     programs = _programs(config, devices)
     place = functools.partial(jax.device_put, device=programs.slots)
     first = np.asarray(attacks[0].image)

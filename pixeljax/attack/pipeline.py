@@ -109,9 +109,10 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
     images, labels = validation.check_images(images, labels)
     spec.check_image_shape(images.shape[1:])
     validation.check_devices(devices)
+    validation.check_victim_shape(predict, images.shape[1:], source)
     num_classes = validation.check_model(predict, images)
     validation.check_labels(labels, num_classes)
-    image_ids = validation.check_image_ids(image_ids, len(images))
+    image_ids = validation.check_image_ids(image_ids, len(images), num_classes)
     devices = local_devices(devices)
     eligible = np.arange(len(images))
     if targets is not None:

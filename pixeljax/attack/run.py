@@ -62,6 +62,7 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     # Every check before the folder is touched.
     prepared = pipeline.prepare(predict, data.x, data.y, spec, image_ids=data.index,
                                 devices=devices, source=data.source)
+    results.check_results_folder(out)
     with locking.exclusive(out, "results folder",
                            name=locking.lock_name(process, num_processes)):
         checkpoint_ref.migrate(out, config)  # a folder of an earlier version resumes

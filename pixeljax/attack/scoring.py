@@ -72,7 +72,7 @@ def _as_partial(apply: Callable) -> jax.tree_util.Partial:
     return apply if isinstance(apply, jax.tree_util.Partial) else jax.tree_util.Partial(apply)
 
 
-def _victim_module(apply) -> nnx.Module | None:
+def victim_module(apply) -> nnx.Module | None:
     """The NNX module behind ``apply``: a module itself, or ``LoadedVictim.predict`` (a Partial of a
     ``split_for_inference`` function over the weights)."""
     if isinstance(apply, nnx.Module):
@@ -96,7 +96,7 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
     """
     if hasattr(apply, "prepare") and hasattr(apply, "logits"):
         return apply
-    module = _victim_module(apply)
+    module = victim_module(apply)
     if dense:
         why = "requested"
     elif module is None:

@@ -311,7 +311,7 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
         return
     devices = tuple(engine.local_devices(devices))
     n_dev = len(devices)
-    s = engine.slot_count(spec.slots, n_dev)
+    s = engine.slot_count(min(spec.slots, len(images)), n_dev)
     shape = images.shape[1:]
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)

@@ -218,6 +218,7 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
     _check_some_correct(predict, prepared, data.source)
     sweep.announce(spec, data.x.shape[1:], len(prepared.images))
     out = Path(out)
+    results.check_results_folder(out)
     with locking.exclusive(out, "results folder"):
         # The folder is checked before any of its files is written.
         results.check_config(out, {**config, results.DATA_FINGERPRINT: results.data_fingerprint(

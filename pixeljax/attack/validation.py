@@ -32,6 +32,11 @@ def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
     if labels.shape != (images.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise PixeljaxError(f"labels must be integers of shape ({images.shape[0]},), got "
                             f"{labels.dtype} {labels.shape}")
+    big = np.iinfo(np.int32)
+    if labels.size and (labels.min() < 0 or labels.max() > big.max):
+        # checked before the cast, which would wrap them into valid classes
+        raise PixeljaxError(f"labels must be classes >= 0, got values from {labels.min()} to "
+                            f"{labels.max()}")
     return images, labels.astype(np.int32)
 
 
@@ -84,9 +89,10 @@ def check_targets(targets: np.ndarray, labels: np.ndarray, num_classes: int) -> 
     return targets.astype(np.int32)
 
 
-def check_image_ids(image_ids, n: int) -> np.ndarray:
+def check_image_ids(image_ids, n: int, num_classes: int = 1) -> np.ndarray:
     """The images' ids (default: positions); distinct, since each attack's id and random stream
-    derive from them."""
+    derive from them, and small enough that every attack id (``id * num_classes + class``)
+    fits the engine's int32."""
     if image_ids is None:
         return np.arange(n)
     ids = np.asarray(image_ids)
@@ -96,6 +102,11 @@ def check_image_ids(image_ids, n: int) -> np.ndarray:
     if len(np.unique(ids)) != n:
         raise PixeljaxError("image_ids must be distinct: two images with one id would share "
                             "their attacks' ids and results")
+    largest = (np.iinfo(np.int32).max - num_classes) // max(num_classes, 1)
+    if n and int(ids.max()) > largest:
+        raise PixeljaxError(f"image_ids must be at most {largest:,} for a {num_classes}-class "
+                            f"victim (attack ids are image_id x classes + class, int32), got "
+                            f"{int(ids.max()):,}")
     return ids
 
 
@@ -202,6 +213,16 @@ def victim_image_shape(model, metadata: dict | None = None) -> tuple[int, int, i
     (every registered victim normalises its input with CIFAR-10's channel statistics)."""
     shape = (metadata or {}).get("image_shape") or getattr(model, "image_shape", None)
     return tuple(int(d) for d in shape) if shape else CIFAR10_IMAGE_SHAPE
+
+
+def check_victim_shape(predict, images_shape, what: str) -> None:
+    """Images of the size a victim's ``predict`` (``LoadedVictim.predict``) takes; a plain
+    function is the caller's to check."""
+    from pixeljax.attack.scoring import victim_module
+
+    module = victim_module(predict)
+    if module is not None:
+        check_image_shape(images_shape, victim_image_shape(module), what)
 
 
 def check_image_shape(images_shape, expected, what: str) -> None:

@@ -174,6 +174,7 @@ def _cmd_bench(args) -> int:
     import jax
 
     from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.bench import BenchConfig, device_scaling, run_bench
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
@@ -182,6 +183,8 @@ def _cmd_bench(args) -> int:
         local_devices(n)  # a count that does not fit fails before any work
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, "test")
+    check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
+                      f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",

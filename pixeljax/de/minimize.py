@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.de.core import STRATEGIES, DEParams, DEState, init, step
+from pixeljax.de.core import STRATEGIES, DEParams, DEState, ask, tell, uniform_population
 from pixeljax.errors import PixeljaxError
 
 
@@ -22,6 +22,8 @@ class OptimizeResult:
       x: (D,) best member.  fun: its fitness.  nit: generations run.  nfev: evaluations.
       population: (P, D) final population.  population_energies: (P,) its fitness.
       converged: whether ``stop_fitness`` was reached.
+      nonfinite: objective values that were NaN or infinite; each counts as the worst fitness
+        (+inf), so it never wins selection nor becomes ``x``.
     """
 
     x: jax.Array
@@ -31,6 +33,7 @@ class OptimizeResult:
     population: jax.Array
     population_energies: jax.Array
     converged: jax.Array
+    nonfinite: jax.Array
 
 
 def _validate(lower, upper, popsize, maxiter, strategy, population):
@@ -38,6 +41,9 @@ def _validate(lower, upper, popsize, maxiter, strategy, population):
     if lower.ndim != 1 or lower.shape != upper.shape:
         raise PixeljaxError(f"bounds must be two vectors of the same length, got shapes "
                             f"{lower.shape} and {upper.shape}")
+    if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+        raise PixeljaxError(f"bounds must be finite numbers, got lower {lower.tolist()} and "
+                            f"upper {upper.tolist()}")
     if not np.all(lower <= upper):
         raise PixeljaxError("every lower bound must be <= its upper bound")
     if popsize < 4:
@@ -49,7 +55,32 @@ def _validate(lower, upper, popsize, maxiter, strategy, population):
     if population is not None and tuple(np.shape(population)) != (popsize, lower.shape[0]):
         raise PixeljaxError(f"population must have shape ({popsize}, {lower.shape[0]}) "
                             f"(popsize, dimensions), got {tuple(np.shape(population))}")
+    if population is not None:
+        members = np.asarray(population, np.float32)
+        outside = ~np.all((members >= lower) & (members <= upper), axis=1)
+        if outside.any():
+            raise PixeljaxError(f"the initial population must lie inside the bounds; "
+                                f"{int(outside.sum())} of {popsize} members do not (first: "
+                                f"member {int(np.argmax(outside))})")
     return jnp.asarray(lower), jnp.asarray(upper)
+
+
+def _check_objective(fn, popsize: int, dimensions: int) -> None:
+    """``fn`` maps (P, D) members to (P,) real numbers."""
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct((popsize, dimensions), jnp.float32))
+    shape = getattr(out, "shape", None)
+    if shape != (popsize,) or not jnp.issubdtype(getattr(out, "dtype", object), jnp.number):
+        raise PixeljaxError(f"the objective must map a population ({popsize}, {dimensions}) to "
+                            f"({popsize},) fitness values, got "
+                            f"{shape if shape is not None else type(out).__name__}")
+
+
+def _scored(fn, members: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The fitness of ``members`` with NaN and infinite values as the worst (+inf), and how
+    many there were."""
+    fitness = jnp.asarray(fn(members), jnp.float32)
+    finite = jnp.isfinite(fitness)
+    return jnp.where(finite, fitness, jnp.inf), jnp.sum(~finite).astype(jnp.int32)
 
 
 def differential_evolution(fn: Callable[[jax.Array], jax.Array], lower, upper, *, popsize: int,
@@ -87,6 +118,7 @@ def differential_evolution(fn: Callable[[jax.Array], jax.Array], lower, upper, *
       True
     """
     lower, upper = _validate(lower, upper, popsize, maxiter, strategy, population)
+    _check_objective(fn, popsize, lower.shape[0])
     params = DEParams(F=F, crossover_rate=1.0 if crossover_rate is None else crossover_rate)
     return _run(fn, lower, upper, key, params, population, popsize=popsize, maxiter=maxiter,
                 strategy=strategy,
@@ -96,17 +128,25 @@ def differential_evolution(fn: Callable[[jax.Array], jax.Array], lower, upper, *
 @functools.partial(jax.jit, static_argnames=("fn", "popsize", "maxiter", "strategy"))
 def _run(fn, lower, upper, key, params, population, *, popsize, maxiter, strategy, stop_fitness):
     init_key, loop_key = jax.random.split(key)
-    state = init(init_key, fn, lower, upper, popsize, population)
+    if population is None:
+        population = uniform_population(init_key, lower, upper, popsize)
+    fitness, nonfinite = _scored(fn, population)
+    state = DEState(population=population, fitness=fitness, generation=jnp.zeros((), jnp.int32),
+                    evaluations=jnp.asarray(popsize, jnp.int32))
 
-    def cond(state: DEState):
+    def cond(carry):
+        state, _ = carry
         return (state.generation < maxiter) & ~(state.best_fitness <= stop_fitness)
 
-    def body(state: DEState):
+    def body(carry):
+        state, nonfinite = carry
         k = jax.random.fold_in(loop_key, state.generation)
-        return step(k, state, fn, lower, upper, params, strategy=strategy)
+        children = ask(k, state, lower, upper, params, strategy=strategy)
+        fitness, bad = _scored(fn, children)
+        return tell(state, children, fitness), nonfinite + bad
 
-    state = jax.lax.while_loop(cond, body, state)
+    state, nonfinite = jax.lax.while_loop(cond, body, (state, nonfinite))
     return OptimizeResult(x=state.best, fun=state.best_fitness, nit=state.generation,
                           nfev=state.evaluations, population=state.population,
                           population_energies=state.fitness,
-                          converged=state.best_fitness <= stop_fitness)
+                          converged=state.best_fitness <= stop_fitness, nonfinite=nonfinite)

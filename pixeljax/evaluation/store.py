@@ -40,6 +40,18 @@ def load_record(out: str | Path) -> dict:
             record[key]  # noqa: B018
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise PixeljaxError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
+    kinds = {"suite": str, "settings": dict, "cells": list, "victims": dict, "class_names": list}
+    for key, kind in kinds.items():
+        if not isinstance(record[key], kind):
+            raise PixeljaxError(f"{path} is corrupt: {key!r} must be a {kind.__name__}, got "
+                                f"{record[key]!r}"[:300])
+    names = record["class_names"]
+    if len(names) < 2 or not all(isinstance(n, str) for n in names):
+        raise PixeljaxError(f"{path} is corrupt: 'class_names' must name at least 2 classes, "
+                            f"got {names!r}"[:300])
+    if not all(isinstance(c, str) for c in record["cells"]):
+        raise PixeljaxError(f"{path} is corrupt: 'cells' must be cell names such as "
+                            f"'allconv/1px-non-targeted'")
     return record
 
 

@@ -17,8 +17,12 @@ from pixeljax.models import parameter_count, split_for_inference
 
 def portable(source: str) -> str:
     """A data description without the folders of this machine: ``/a/b/cifar10 (test)`` becomes
-    ``cifar10 (test)``, so shipped metadata names the data, not where it lay."""
-    return re.sub(r"(?:[A-Za-z]:)?[/\\]?(?:[^\s/\\()]+[/\\])+", "", source)
+    ``cifar10 (test)`` and ``/my data/cifar 10`` becomes ``cifar 10``, so shipped metadata names
+    the data, not where it lay."""
+    path, split = re.fullmatch(r"(.*?)((?: \([^()]*\))?)", source).groups()
+    if "/" in path or "\\" in path:
+        path = re.split(r"[/\\]", path.rstrip("/\\"))[-1]
+    return path + split
 
 
 def hardware() -> str:

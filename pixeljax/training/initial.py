@@ -45,7 +45,7 @@ def load_initial(ref: str, architecture: str) -> tuple[nnx.Module, dict]:
                    "training_seconds": round(seconds, 1), "recipe": config.to_dict(),
                    "history": history}
         if (path / INIT).is_file():  # that run was itself fine-tuned: keep the whole chain
-            lineage["initialised_from"] = json.loads((path / INIT).read_text())
+            lineage["initialised_from"] = recorded(path)
         return model, lineage
     raise PixeljaxError(f"init_from {ref}: not a victim checkpoint folder, 'shipped:NAME' or "
                         f"a training work dir")
@@ -64,4 +64,15 @@ def record(workdir: Path, lineage: dict) -> None:
 def recorded(workdir: str | Path) -> dict | None:
     """Where a work dir's starting weights came from; None for a random initialisation."""
     path = Path(workdir) / INIT
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        lineage = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise PixeljaxError(f"{path} is damaged ({type(e).__name__}: {e}); it records where "
+                            f"the work dir's starting weights came from: restore it, or train "
+                            f"into a new work dir") from None
+    if not isinstance(lineage, dict):
+        raise PixeljaxError(f"{path} is damaged: expected an object of where the starting "
+                            f"weights came from, got {type(lineage).__name__}")
+    return lineage
