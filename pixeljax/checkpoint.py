@@ -25,12 +25,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError
-from pixeljax.models import create_model, model_names, split_for_inference
+from pixeljax.models import create_model, model_names, split_for_inference, user
 from pixeljax.notices import warn
 
 METADATA = "metadata.json"
@@ -327,13 +328,17 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
     """Loads a trained victim by architecture name.
 
     Args:
-      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...).
-      checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME``.
+      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...), or a user's model
+        factory ``module.path:factory`` (see :mod:`pixeljax.models.user`).
+      checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME`` (a user's
+        model: a victim folder or a plain orbax checkpoint of its state, required).
 
     Raises:
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
+    if user.is_reference(name):
+        return _load_user_victim(name, checkpoint)
     if name not in model_names():
         create_model(name)  # raises the unknown-name error before any file is read
     directory = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
@@ -352,6 +357,16 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
     # Restore into an abstract model: no random initialisation that the weights overwrite.
     graphdef, state = nnx.split(nnx.eval_shape(lambda: create_model(name,
                                                                     num_classes=num_classes)))
+    model = _restore(graphdef, state, directory, name, meta)
+    shape = _image_shape(meta, directory)
+    if shape is not None:  # travels with the model (and its predict) for the input checks
+        model.image_shape = shape
+    apply, params = split_for_inference(model)
+    return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta)
+
+
+def _restore(graphdef, state, directory: Path, name: str, meta: dict) -> nnx.Module:
+    """The model of ``graphdef`` with the weights of the victim folder ``directory``."""
     target = nnx.to_pure_dict(state)
     _verify_digests(directory, meta)
     if not (directory / WEIGHTS).is_dir():
@@ -366,12 +381,52 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
                               f"weight files are damaged ({_describe(e)})") from None
     restored = jax.tree.map(lambda x, like: jnp.asarray(x, like.dtype), restored, target)
     nnx.replace_by_pure_dict(state, restored)
-    model = nnx.merge(graphdef, state)
-    shape = _image_shape(meta, directory)
-    if shape is not None:  # travels with the model (and its predict) for the input checks
-        model.image_shape = shape
+    return nnx.merge(graphdef, state)
+
+
+def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
+    """A user's model (``module.path:factory``) with the weights of ``checkpoint``."""
+    if checkpoint is None:
+        raise CheckpointError(f"model {reference}: a model of your own needs --checkpoint, a "
+                              f"victim folder ('pixeljax export', save_victim) or an orbax "
+                              f"checkpoint of nnx.state(model)")
+    directory = Path(checkpoint)
+    if not directory.is_dir():
+        raise CheckpointError(f"model {reference}: checkpoint {directory} is not a folder")
+    model = user.build(reference)
+    meta: dict = {}
+    if (directory / METADATA).is_file():
+        meta = read_metadata(directory)
+        graphdef, state = nnx.split(model)
+        model = _restore(graphdef, state, directory, reference, meta)
+    else:
+        model = user.restore_plain(model, directory, reference)
+    scale = user.input_scale(getattr(model, "input_scale", None))
+    kind = user.outputs(getattr(model, "outputs", None))
+    # None: the model declares no size (the input checks then leave it to the model).
+    model.image_shape = _image_shape(meta, directory) or user.image_shape_of(model)
     apply, params = split_for_inference(model)
-    return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta)
+    meta = {**meta, "architecture": reference, "input_scale": scale, "outputs": kind}
+    return LoadedVictim(name=reference, model=model, apply=user.wrap_apply(apply, scale, kind),
+                        params=params, metadata=meta)
+
+
+def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVictim:
+    """``victim`` scoring the logarithm of its outputs when they are probabilities (rows that
+    are non-negative and sum to 1 on ``images``) and it declared none; never soft-maxed
+    twice."""
+    if victim.metadata.get("outputs", user.LOGITS) != user.LOGITS or not len(images):
+        return victim
+    out = np.asarray(victim.predict(np.asarray(images[:16], np.float32)))
+    if not user.looks_like_probabilities(out):
+        return victim
+    from pixeljax.notices import note
+
+    note(f"{victim.name} returns probabilities (its rows sum to 1), not logits: their logarithm "
+         f"is scored")
+    return dataclasses.replace(
+        victim, apply=user.wrap_apply(victim.apply, user.PIXELS, user.PROBABILITIES),
+        metadata={**victim.metadata, "outputs": user.PROBABILITIES})
 
 
 def _image_shape(meta: dict, directory: Path) -> tuple[int, int, int] | None:

@@ -211,3 +211,11 @@ def test_an_unwritable_compilation_cache_gives_one_warning(tmp_path):
     assert done.stdout.strip() == "None"
     warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and "is not writable; running without the cache" in warnings[0]
+
+
+def test_bench_refuses_images_of_another_size(victim, tmp_path, capsys):
+    images = tmp_path / "grey.npz"
+    np.savez(images, x=np.zeros((4, 28, 28, 1), np.uint8), y=np.zeros(4, np.int64))
+    assert main(["bench", "--model", "tiny", "--checkpoint", str(victim[0]), "--data",
+                 str(images)]) == 2
+    assert "but the network takes 32x32 images with 3 channels" in one_error_line(capsys)

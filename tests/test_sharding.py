@@ -287,6 +287,9 @@ def test_read_rows_merges_the_shards_once_per_attack_in_attack_id_order(tmp_path
         "results.csv", "results-0-of-2.csv", "results-1-of-2.csv"]
 
 
+RUN = {"mode": "all-targets", "pixels": 1}  # what every attack's config.json holds
+
+
 def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused(tmp_path):
     from pixeljax import results
     from pixeljax.errors import PixeljaxError
@@ -295,7 +298,7 @@ def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused
 
     def start():
         try:
-            results.check_config(tmp_path / "run", {"seed": 0, "model": "linear"})
+            results.check_config(tmp_path / "run", {"seed": 0, "model": "linear", **RUN})
         except Exception as e:  # noqa: BLE001
             errors.append(e)
 
@@ -307,7 +310,7 @@ def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused
     assert not errors
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json"]
     with pytest.raises(PixeljaxError, match="seed: 0 there, 1 now"):
-        results.check_config(tmp_path / "run", {"seed": 1, "model": "linear"})
+        results.check_config(tmp_path / "run", {"seed": 1, "model": "linear", **RUN})
 
 
 def test_a_shard_without_config_json_is_refused(tmp_path):

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from pixeljax import checkpoint_ref
-from pixeljax.checkpoint import LoadedVictim, load_victim
+from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import quiet_notes
@@ -185,6 +185,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     victim = load_victim(architecture, checkpoint)
     check_victim(config, victim.metadata, directory)
     data = load_dataset(config.get("data"), config["split"])
+    victim = with_detected_outputs(victim, data.x)  # as the run saw it
     _check_data(config, victim, data, directory)
     channels = data.x.shape[-1]
     pixels = int(config.get("pixels", 1))

@@ -207,12 +207,15 @@ def micro_batch(batch_size: int | None, slots: int, popsize: int, n_devices: int
 CIFAR10_IMAGE_SHAPE = (32, 32, 3)
 
 
-def victim_image_shape(model, metadata: dict | None = None) -> tuple[int, int, int]:
+def victim_image_shape(model, metadata: dict | None = None) -> tuple[int, int, int] | None:
     """The (height, width, channels) of the images a victim takes: ``image_shape`` in its
     checkpoint's metadata or on the model when either records one, else CIFAR-10's 32x32 RGB
     (every registered victim normalises its input with CIFAR-10's channel statistics)."""
     shape = (metadata or {}).get("image_shape") or getattr(model, "image_shape", None)
-    return tuple(int(d) for d in shape) if shape else CIFAR10_IMAGE_SHAPE
+    if shape:
+        return tuple(int(d) for d in shape)
+    # A user's model that declares no size (its attribute None) takes what it can.
+    return None if hasattr(model, "image_shape") else CIFAR10_IMAGE_SHAPE
 
 
 def check_victim_shape(predict, images_shape, what: str) -> None:
@@ -227,7 +230,10 @@ def check_victim_shape(predict, images_shape, what: str) -> None:
 
 def check_image_shape(images_shape, expected, what: str) -> None:
     """Images of the height, width and channels the network takes (a fully convolutional
-    network runs on any size, but what it computes on other images means nothing)."""
+    network runs on any size, but what it computes on other images means nothing); ``expected``
+    None: the model declares no size."""
+    if expected is None:
+        return
     expected, got = tuple(int(d) for d in expected), tuple(int(d) for d in images_shape)
     if got != expected:
         h, w, c = expected

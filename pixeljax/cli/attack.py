@@ -48,13 +48,14 @@ def victim_and_data(args):
     record for ``config.json``: ``(loaded victim, image set, record)``."""
     from pixeljax import checkpoint_ref, results
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
-    from pixeljax.checkpoint import load_victim
+    from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import load_dataset
 
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
+    victim = with_detected_outputs(victim, data.x)
     checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
     record = {"model": args.model, "architecture": args.model, "checkpoint": checkpoint,

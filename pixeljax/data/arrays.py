@@ -50,14 +50,24 @@ def max_index(num_classes: int) -> int:
     return (2**31 - 1) // max(num_classes, 1) - 1
 
 
+def default_class_names(y) -> tuple[str, ...]:
+    """CIFAR-10's names for labels below 10, else ``class 0``, ``class 1``, ..."""
+    y = np.asarray(y)
+    top = int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else 0
+    return CIFAR10_CLASSES if top <= 10 else tuple(f"class {k}" for k in range(top))
+
+
 def make_image_set(x, y, *, source: str, index=None,
-                   class_names: tuple[str, ...] = CIFAR10_CLASSES) -> ImageSet:
-    """Validates arrays and wraps them in an :class:`ImageSet`.
+                   class_names: tuple[str, ...] | None = CIFAR10_CLASSES) -> ImageSet:
+    """Validates arrays and wraps them in an :class:`ImageSet` (``class_names`` None: see
+    :func:`default_class_names`).
 
     Raises:
       DataError: naming the problem if shapes, dtypes or label ranges are wrong.
     """
     x, y = np.asarray(x), np.asarray(y)
+    if class_names is None:
+        class_names = default_class_names(y)
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise DataError(f"{source}: images must be NHWC with 1 or 3 channels, got shape {x.shape}")
     if x.dtype != np.uint8:

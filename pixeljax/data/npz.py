@@ -28,8 +28,20 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
 
 
 def load_npz_file(path: Path) -> ImageSet:
+    """One file; its class names are its ``class_names`` array (strings) if it has one."""
     x, y, index = read_npz(path)
-    return make_image_set(x, y, index=index, source=str(path))
+    return make_image_set(x, y, index=index, source=str(path), class_names=_names(path))
+
+
+def _names(path: Path) -> tuple[str, ...] | None:
+    with np.load(path, allow_pickle=False) as f:
+        if "class_names" not in f.files:
+            return None
+        names = f["class_names"]
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{path}: 'class_names' must be a list of strings, got {names.dtype} "
+                        f"{names.shape}")
+    return tuple(str(n) for n in names)
 
 
 def split_files(folder: Path, split: str) -> list[Path]:

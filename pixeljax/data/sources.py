@@ -5,8 +5,11 @@ Accepted specs:
   * ``tfds`` (downloads on first use) or ``tfds:DATA_DIR`` (offline, from a dir where cifar10 is
     already prepared): tensorflow-datasets;
   * a path to ``cifar-10-python.tar.gz`` or to the extracted ``cifar-10-batches-py/`` folder;
-  * a path to one ``.npz`` file (``x`` uint8 NHWC, ``y`` int);
-  * a folder of ``.npz`` files laid out as ``test.npz``, ``train-0.npz``, ``train-1.npz``, ...
+  * ``tfds:NAME[:SPLIT][@DATA_DIR]``: any image data set tensorflow-datasets has prepared
+    (``cifar100``, ``svhn_cropped``, ...), with its class names;
+  * a path to one ``.npz`` file (``x`` uint8 NHWC, ``y`` int, optionally ``class_names``);
+  * a folder of ``.npz`` files laid out as ``test.npz``, ``train-0.npz``, ``train-1.npz``, ...;
+  * a folder of class folders of PNG/JPEG images (``DIR/<class>/`` or ``DIR/<split>/<class>/``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from pathlib import Path
 from pixeljax.data.arrays import ImageSet
 from pixeljax.data.npz import load_npz_file, load_npz_folder, read_npz, split_files
 from pixeljax.data.official import is_official_folder, load_official_folder, load_official_tarball
+from pixeljax.data.folders import image_root, load_image_folder
 from pixeljax.data.tfds import load_tfds
+from pixeljax.data.tfds import parse as tfds_args
 from pixeljax.errors import DataError
 
 SPLITS = ("train", "test")
@@ -49,15 +54,15 @@ def load_dataset(spec: str | Path | None = SAMPLE, split: str = "test") -> Image
     Raises:
       DataError: the spec names nothing readable, or the arrays are malformed.
     """
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     spec = SAMPLE if spec is None else str(spec)
+    if split not in SPLITS and not spec.startswith("tfds:"):
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if spec == SAMPLE:
         if split != "test":
             raise DataError("the shipped sample holds test images only; use --split test")
         return load_sample()
     if spec == "tfds" or spec.startswith("tfds:"):
-        return load_tfds(split, spec[5:] or None)
+        return load_tfds(**tfds_args(spec[5:], split))
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"data path {path} does not exist; expected 'sample', 'tfds[:DIR]', "
@@ -73,5 +78,8 @@ def load_dataset(spec: str | Path | None = SAMPLE, split: str = "test") -> Image
         return load_official_folder(path, split)
     if split_files(path, split):
         return load_npz_folder(path, split)
-    raise DataError(f"{path}: no CIFAR-10 data for split {split!r} (expected {split}.npz, "
-                    f"{split}-<k>.npz or the official cifar-10-batches-py files)")
+    if image_root(path, split) is not None:
+        return load_image_folder(path, split)
+    raise DataError(f"{path}: no data for split {split!r} (expected {split}.npz, "
+                    f"{split}-<k>.npz, the official cifar-10-batches-py files or class folders "
+                    f"of images)")

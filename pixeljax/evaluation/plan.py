@@ -16,11 +16,11 @@ from pathlib import Path
 
 from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
-from pixeljax.checkpoint import read_metadata, shipped_checkpoint
+from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
-from pixeljax.models import model_names
+from pixeljax.models import model_names, user
 from pixeljax.training import TrainConfig, load_recipe
 
 RECORD = "suite.json"
@@ -234,12 +234,32 @@ def _checkpoint_meta(directory: Path, architecture: str, who: str,
     return meta
 
 
+def _plan_user_victim(victim: Victim, architecture: str,
+                      problems: list[str]) -> VictimPlan | None:
+    """A victim built by a user's factory (``module.path:factory``) from its checkpoint."""
+    if victim.checkpoint is None:
+        problems.append(f"victim {victim.name}: a model of your own ({architecture}) needs "
+                        f"Victim(checkpoint=...)")
+        return None
+    directory = Path(victim.checkpoint).expanduser().resolve()
+    try:
+        loaded = load_victim(architecture, directory)
+    except PixeljaxError as e:
+        problems.append(f"victim {victim.name}: {e}")
+        return None
+    return VictimPlan(victim, architecture, directory, str(directory), str(directory),
+                      loaded.metadata.get("exported"), None, False,
+                      loaded.metadata.get("num_classes"))
+
+
 def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | None:
     """Finds a victim's checkpoint, or the recipe that will train it; None on a problem."""
     recipe = _recipe(victim, problems)
     if victim.recipe is not None and recipe is None:
         return None
-    architecture = recipe.model if recipe is not None else victim.name
+    architecture = recipe.model if recipe is not None else (victim.architecture or victim.name)
+    if user.is_reference(architecture):  # a model of the user's own: its checkpoint is given
+        return _plan_user_victim(victim, architecture, problems)
     if architecture not in model_names():
         problems.append(f"victim {victim.name}: unknown model {architecture!r}; expected one of "
                         f"{', '.join(model_names())} (a recipe file may register its own)")

@@ -21,7 +21,7 @@ from pixeljax import locking, results
 from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
-from pixeljax.checkpoint import LoadedVictim, load_victim
+from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
@@ -112,7 +112,8 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 if cell.complete:
                     continue
                 victim = plan.victims[cell.cell.victim.name]
-                loaded = _load_victim(victim.architecture, victim.checkpoint)
+                loaded = with_detected_outputs(
+                    _load_victim(victim.architecture, victim.checkpoint), plan.data.x)
                 _run_cell(plan, cell, loaded.predict, loaded.metadata.get("exported"), bar, say)
         finally:
             bar.close()
@@ -125,7 +126,8 @@ _LOADED: dict[tuple, LoadedVictim] = {}
 def _load_victim(architecture: str, checkpoint: Path) -> LoadedVictim:
     """``load_victim``, reusing the last victim loaded from an unchanged checkpoint: the same
     ``predict`` function means the attack engine's compiled programs are reused too."""
-    stat = (Path(checkpoint) / "metadata.json").stat()
+    meta = Path(checkpoint) / "metadata.json"
+    stat = (meta if meta.is_file() else Path(checkpoint)).stat()
     key = (architecture, str(Path(checkpoint).resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _LOADED:
         _LOADED.clear()  # one victim at a time: weights can be large

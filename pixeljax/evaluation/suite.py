@@ -54,6 +54,8 @@ class Victim:
       checkpoint: a checkpoint folder to attack (relative paths: from the current directory).
       train_images: train on the first N training images only (None: all of them).
       eval_images: evaluate during training and at export on the first N test images only.
+      architecture: the network when there is no recipe (default: ``name``): a registered
+        name, or a model of the user's own, ``module.path:factory`` (with ``checkpoint``).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Victim:
     checkpoint: str | None = None
     train_images: int | None = None
     eval_images: int | None = None
+    architecture: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -80,8 +83,11 @@ class Victim:
     def describe(self) -> dict:
         """A JSON-friendly description (for ``suite.json``)."""
         recipe = self.recipe.to_dict() if isinstance(self.recipe, TrainConfig) else self.recipe
-        return {"name": self.name, "recipe": recipe, "checkpoint": self.checkpoint,
-                "train_images": self.train_images, "eval_images": self.eval_images}
+        described = {"name": self.name, "recipe": recipe, "checkpoint": self.checkpoint,
+                     "train_images": self.train_images, "eval_images": self.eval_images}
+        if self.architecture is not None:
+            described["architecture_given"] = self.architecture
+        return described
 
 
 @dataclasses.dataclass(frozen=True)
