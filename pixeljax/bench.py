@@ -54,7 +54,7 @@ class BenchConfig:
 
     def check(self) -> None:
         """Raises PixeljaxError naming the first size out of range."""
-        least = {"popsize": 4, "maxiter": 0, "seed": 0}
+        least = {"popsize": 4, "maxiter": 0, "seed": 0, "sweep_images": 0}
         for field in dataclasses.fields(self):
             value, low = getattr(self, field.name), least.get(field.name, 1)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -104,7 +104,9 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
     # Only correctly classified images are attacked; the first one compiles every shape.
     correct = _correct(predict, data)
     chosen = correct[:config.images]
-    warm = chosen if warm_up_all else correct[:1]
+    # As many images as slots, so the timed run has the warm-up's shapes (slots are capped at
+    # the attacks there are).
+    warm = chosen if warm_up_all else correct[:max(1, min(config.slots, len(chosen)))]
     pixel_attack(predict, data.x[warm], data.y[warm], **kwargs)
     start = time.perf_counter()
     result = pixel_attack(predict, data.x[chosen], data.y[chosen], **kwargs)
@@ -117,13 +119,14 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
 
 def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
     """(e) candidates per second of the sweep (corner colours) over ``config.sweep_images``
-    correctly classified images, compile time excluded (a first image compiles it)."""
+    correctly classified images, compile time excluded (a first wave compiles it)."""
     from pixeljax.attack.sweep_run import pixel_sweep
 
     correct = _correct(predict, data)
     chosen = correct[:config.sweep_images]
     kwargs = dict(slots=min(config.slots, len(chosen)), batch_size=config.incremental_batch_size)
-    pixel_sweep(predict, data.x[correct[:1]], data.y[correct[:1]], **kwargs)
+    warm = correct[:kwargs["slots"]]  # the timed run's shapes (slots capped at the images)
+    pixel_sweep(predict, data.x[warm], data.y[warm], **kwargs)
     start = time.perf_counter()
     result = pixel_sweep(predict, data.x[chosen], data.y[chosen], **kwargs)
     seconds = time.perf_counter() - start
@@ -131,6 +134,26 @@ def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[floa
     return candidates / seconds, {"candidates": candidates, "seconds": seconds,
                                   "images": len(result.image),
                                   "fooled": int(result.untargeted.success.sum())}
+
+
+def untrained(name: str, images: int, seed: int = 0):
+    """A freshly initialised registered network (random weights: enough for speed) and
+    ``images`` random images of its size, labelled with its own predictions (so all are
+    attacked): ``(LoadedVictim, ImageSet)``."""
+    from pixeljax.attack.validation import victim_image_shape
+    from pixeljax.checkpoint import LoadedVictim
+    from pixeljax.data import make_image_set
+    from pixeljax.models import create_model, split_for_inference
+
+    model = create_model(name, seed=seed)
+    apply, params = split_for_inference(model)
+    victim = LoadedVictim(name=name, model=model, apply=apply, params=params,
+                          metadata={"architecture": name, "note": "untrained"})
+    shape = victim_image_shape(model)
+    x = np.random.default_rng(seed).integers(0, 256, (images, *shape), dtype=np.uint8)
+    y = clean_logits(victim.predict, x, 8).argmax(-1)
+    return victim, make_image_set(x, y, source=f"random {shape} images", class_names=tuple(
+        f"class {k}" for k in range(int(model.num_classes))))
 
 
 def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
@@ -224,7 +247,8 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
                          **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense),
                          "run": detail}
     baseline = numpy_de_throughput(predict, data, config)
-    sweep, sweep_run = sweep_throughput(predict, data, config)
+    sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
+                        else (None, {"images": 0, "candidates": 0}))
     engine = engines["dense"]["evaluations_per_second"]
     incremental = engines["incremental"]["evaluations_per_second"]
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
@@ -238,5 +262,6 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "incremental_macs_fraction": (engines["incremental"]["macs_per_candidate"]
                                           / engines["dense"]["macs_per_candidate"]),
             "engine_over_numpy_de": engine / baseline, "engine_run": engines["dense"]["run"],
-            "sweep_candidates_per_second": sweep, "sweep_over_incremental": sweep / incremental,
+            "sweep_candidates_per_second": sweep,
+            "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "engines": engines}

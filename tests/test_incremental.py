@@ -236,7 +236,7 @@ def test_victims_with_unsupported_layers_plain_functions_and_multi_pixel_attacks
     assert scoring.scorer_for(victim, dense=True).kind == "dense"
     assert "one changed pixel" in scoring.describe(scoring.scorer_for(victim, pixels=3))
     plain = scoring.scorer_for(lambda images: images.sum((1, 2)))
-    assert plain.kind == "dense" and "plain apply function" in scoring.describe(plain)
+    assert plain.kind == "dense" and "not a SequentialVictim" in scoring.describe(plain)
 
 
 def test_macs_and_cache_bytes_are_counted_from_the_layer_shapes():
@@ -323,3 +323,22 @@ def test_an_attack_run_summary_says_how_it_scored(tmp_path, tmp_path_factory):
         summary = json.loads((out / "summary.json").read_text())
         assert summary["scoring"] == ("dense (requested)" if dense else "incremental")
         assert summary["cache_bytes_per_slot"] > 0
+
+
+def test_incremental_logits_equal_dense_logits_on_the_imagenet_size_network_at_its_borders():
+    model = create_model("allconv_imagenet", seed=1)
+    assert model.image_shape == (224, 224, 3) and model.num_classes == 1000
+    images = random_images(1, (224, 224, 3))
+    model = scaled(model, images)
+    corners = np.array([[0, 0], [0, 223], [223, 0], [223, 223]])
+    edges = np.array([[0, 101], [223, 57], [130, 0], [77, 223], [1, 222], [222, 1],
+                      [111, 112], [31, 32]])
+    assert compare(model, images, np.concatenate([corners, edges]), chunk=12) == 12
+    # A one-pixel change reaches a far smaller share of each map at 224 than at 32.
+    small = scoring.macs_per_candidate(scoring.scorer_for(model), (224, 224, 3))
+    whole = scoring.macs_per_candidate(scoring.scorer_for(model, dense=True), (224, 224, 3))
+    cifar = create_model("allconv")
+    cifar_fraction = (scoring.macs_per_candidate(scoring.scorer_for(cifar), (32, 32, 3))
+                      / scoring.macs_per_candidate(scoring.scorer_for(cifar, dense=True),
+                                                   (32, 32, 3)))
+    assert small / whole < 0.1 < cifar_fraction

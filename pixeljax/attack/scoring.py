@@ -100,7 +100,7 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
     if dense:
         why = "requested"
     elif module is None:
-        why = "the model is a plain apply function, not a SequentialVictim"
+        why = "the model is not a SequentialVictim of the project's layers taking pixel values"
     elif pixels != 1:
         why = f"incremental scoring handles one changed pixel, not {pixels}"
     else:

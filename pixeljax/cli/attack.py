@@ -176,16 +176,19 @@ def _cmd_bench(args) -> int:
 
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
-    from pixeljax.bench import BenchConfig, device_scaling, run_bench
+    from pixeljax.bench import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
 
     for n in args.devices or ():
         local_devices(n)  # a count that does not fit fails before any work
-    victim = load_victim(args.model, args.checkpoint)
-    data = load_dataset(args.data, "test")
-    check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
-                      f"--data {args.data} ({data.source})")
+    if args.untrained:  # random weights and images of the network's size: speed only
+        victim, data = untrained(args.model, max(args.images or 8, args.sweep_images or 2) + 1)
+    else:
+        victim = load_victim(args.model, args.checkpoint)
+        data = load_dataset(args.data, "test")
+        check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
+                          f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",
@@ -211,13 +214,15 @@ def _cmd_bench(args) -> int:
               f"candidate, {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
               f"{e['scoring']})")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
-    print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} candidates/s  "
-          f"({report['sweep_run']['images']} images)")
+    if report["sweep_run"]["images"]:
+        print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} "
+              f"candidates/s  ({report['sweep_run']['images']} images)")
     print(f"(b)/(a) = {report['engine_over_forward']:.3f}   "
           f"(b')/(b) = {report['incremental_over_dense']:.2f} (multiply-adds "
           f"{report['incremental_macs_fraction']:.2f}x)   "
-          f"(b)/(c) = {report['engine_over_numpy_de']:.2f}   "
-          f"(e)/(b') = {report['sweep_over_incremental']:.2f}")
+          f"(b)/(c) = {report['engine_over_numpy_de']:.2f}"
+          + (f"   (e)/(b') = {report['sweep_over_incremental']:.2f}"
+             if report["sweep_over_incremental"] is not None else ""))
     return 0
 
 
@@ -323,7 +328,11 @@ def register(sub) -> None:
     p.add_argument("--devices", type=_device_list, metavar="N,N,...",
                    help="measure the engine on each device count (e.g. 1,2,4,8) with the same "
                         "slots and images per device, as ratios to one device")
-    sizes = {"popsize": checks.integer(4), "maxiter": checks.count}
+    p.add_argument("--untrained", action="store_true",
+                   help="random weights and random images of the network's own size (e.g. "
+                        "allconv_imagenet at 224 x 224): speed, not success")
+    sizes = {"popsize": checks.integer(4), "maxiter": checks.count,
+             "sweep-images": checks.count}
     for name in ("images", "popsize", "maxiter", "slots", "batch-size",
                  "incremental-batch-size", "sweep-images"):
         p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),

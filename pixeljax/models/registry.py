@@ -12,6 +12,7 @@ from flax import nnx
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.allconv import allconv
 from pixeljax.models.base import SequentialVictim
+from pixeljax.models.imagenet import allconv_imagenet
 from pixeljax.models.nin import nin
 from pixeljax.models.resnet import resnet20
 from pixeljax.models.tiny import tiny
@@ -19,6 +20,7 @@ from pixeljax.models.vgg import vgg16
 
 _REGISTRY: dict[str, Callable[..., nnx.Module]] = {
     "allconv": allconv,
+    "allconv_imagenet": allconv_imagenet,
     "nin": nin,
     "vgg16": vgg16,
     "resnet20": resnet20,
@@ -36,11 +38,13 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, *, seed: int = 0, num_classes: int = 10) -> nnx.Module:
-    """Builds a freshly initialised victim by name."""
+def create_model(name: str, *, seed: int = 0, num_classes: int | None = None) -> nnx.Module:
+    """Builds a freshly initialised victim by name (``num_classes`` None: the family's own
+    default, 10 for the CIFAR-10 victims)."""
     if name not in _REGISTRY:
         raise PixeljaxError(f"unknown model {name!r}; expected one of {', '.join(model_names())}")
-    return _REGISTRY[name](rngs=nnx.Rngs(seed), num_classes=num_classes)
+    classes = {} if num_classes is None else {"num_classes": num_classes}
+    return _REGISTRY[name](rngs=nnx.Rngs(seed), **classes)
 
 
 def parameter_count(model: nnx.Module) -> int:
