@@ -337,6 +337,8 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
+    if user.is_predict(name):
+        return _load_predict(name)
     if user.is_reference(name):
         return _load_user_victim(name, checkpoint)
     if name not in model_names():
@@ -409,6 +411,19 @@ def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
     meta = {**meta, "architecture": reference, "input_scale": scale, "outputs": kind}
     return LoadedVictim(name=reference, model=model, apply=user.wrap_apply(apply, scale, kind),
                         params=params, metadata=meta)
+
+
+def _load_predict(name: str) -> LoadedVictim:
+    """A plain ``predict(images) -> outputs`` with its own weights (``predict:module:fn``),
+    declaring ``image_shape``, ``input_scale`` and ``outputs`` as attributes if it likes."""
+    reference = name[len(user.PREDICT):]
+    function = user.predict_function(reference)
+    scale = user.input_scale(getattr(function, "input_scale", None))
+    kind = user.outputs(getattr(function, "outputs", None))
+    model = user.Declared(user.image_shape_of(function))
+    return LoadedVictim(name=reference, model=model,
+                        apply=user.wrap_apply(user.Called(function), scale, kind), params=(),
+                        metadata={"architecture": name, "input_scale": scale, "outputs": kind})
 
 
 def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVictim:

@@ -294,6 +294,18 @@ def test_bench_reports_both_engines_their_ratio_and_costs(tmp_path_factory):
     json.dumps(report)  # what --json prints
 
 
+def test_bench_untrained_measures_a_network_on_random_images_of_its_own_size(capsys):
+    from pixeljax.cli import main
+
+    assert main(["bench", "--model", "tiny", "--untrained", "--images", "1", "--popsize", "8",
+                 "--maxiter", "1", "--slots", "1", "--batch-size", "8",
+                 "--incremental-batch-size", "8", "--sweep-images", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["engines"]["incremental"]["scoring"] == "incremental"
+    assert report["engine_run"]["attacked"] == 1  # labelled with its own predictions
+    assert report["sweep_candidates_per_second"] is None  # --sweep-images 0: not measured
+
+
 @pytest.mark.parametrize("option", ["--images", "--slots", "--batch-size",
                                     "--incremental-batch-size"])
 def test_bench_refuses_non_positive_counts_with_one_error_line(option, capsys):

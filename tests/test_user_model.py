@@ -59,6 +59,15 @@ MODULE = textwrap.dedent('''
                                  ("c2", ConvBlock(8, 100, 3, stride=2, rngs=rngs)),
                                  ("pool", GlobalAveragePool())], num_classes=100)
 
+    _W = jax.random.normal(jax.random.key(3), (28 * 28, 100))
+
+    def predict_grey(images):
+        """A plain function with its own weights, over 28 x 28 grey pixel values."""
+        x = jnp.asarray(images, jnp.float32).reshape(images.shape[0], -1) / 255.0
+        return x @ _W
+
+    predict_grey.image_shape = (28, 28, 1)
+
     def broken():
         raise ValueError("no weights here")
 
@@ -91,6 +100,7 @@ def world(tmp_path_factory):
     y28 = np.asarray(grey(x28.astype(np.float32) / 255.0)).argmax(-1)
     np.savez(root / "grey.npz", x=x28, y=y28,
              class_names=np.asarray([f"kind {k}" for k in range(100)]))
+    np.savez(root / "fn.npz", x=x28, y=np.asarray(usernets.predict_grey(x28)).argmax(-1))
     x64 = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     y64 = np.asarray(load_victim("usernets:make_sequential", root / "seq-victim").predict(
         x64)).argmax(-1)
@@ -249,3 +259,32 @@ def test_a_suite_attacks_and_sweeps_a_users_model_and_reports_with_its_class_nam
     assert "| grey | 1 | sweep |" in text
     record = json.loads((world / "suite" / "suite.json").read_text())
     assert record["class_names"][:2] == ["kind 0", "kind 1"] and len(record["class_names"]) == 100
+
+
+def test_a_plain_predict_function_is_attacked_and_swept_and_reloaded(world, capsys):
+    for command, out in (("attack", "fn-attack"), ("sweep", "fn-sweep")):
+        extra = ["--popsize", "8", "--maxiter", "2"] if command == "attack" else []
+        status, text, err = run(capsys, command, "--predict", "usernets:predict_grey", "--data",
+                                world / "fn.npz", "--images", "3", "--first", "--quiet",
+                                "--json", *extra, "--out", world / out)
+        assert status == 0, err
+        summary = json.loads(text)
+        assert summary["model"] == "usernets:predict_grey" and summary["n_attacked"] == 3
+        assert summary["scoring"].startswith("dense")
+    config = results.read_config(world / "fn-sweep")
+    assert config["architecture"] == "predict:usernets:predict_grey"
+    victim = load_victim(config["architecture"], None)
+    assert victim.predict(np.zeros((2, 28, 28, 1), np.uint8)).shape == (2, 100)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["usernets:make_grey", "--predict", "usernets:predict_grey"], "name the victim once"),
+    (["--predict", "usernets:predict_grey", "--checkpoint", "x"], "no --checkpoint"),
+    (["--predict", "not a reference"], "--predict takes module.path:function"),
+])
+def test_predict_option_mistakes_are_one_error_line(world, capsys, tmp_path, argv, message):
+    status, out, err = run(capsys, "attack", *argv, "--data", world / "grey.npz", "--out",
+                           tmp_path / "out", "--quiet")
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "out").exists()

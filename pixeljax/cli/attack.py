@@ -43,6 +43,25 @@ def attack_spec(args):
         slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense)
 
 
+def model_option(args) -> str:
+    """The architecture the options name: MODEL, or ``predict:REF`` for ``--predict REF``."""
+    from pixeljax.errors import PixeljaxError
+    from pixeljax.models import user
+
+    predict = getattr(args, "predict", None)
+    if (args.model is None) == (predict is None):
+        raise PixeljaxError("name the victim once: MODEL (a registered name or "
+                            "module.path:factory) or --predict module.path:function")
+    if predict is not None:
+        if not user.is_reference(predict):
+            raise PixeljaxError(f"--predict takes module.path:function, got {predict!r}")
+        if args.checkpoint is not None:
+            raise PixeljaxError("--predict names a function with its own weights: no "
+                                "--checkpoint")
+        return user.PREDICT + predict
+    return args.model
+
+
 def victim_and_data(args):
     """The victim and the data the options name, checked against each other, and the victim's
     record for ``config.json``: ``(loaded victim, image set, record)``."""
@@ -50,15 +69,18 @@ def victim_and_data(args):
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import load_dataset
+    from pixeljax.models import user
 
-    victim = load_victim(args.model, args.checkpoint)
+    architecture = model_option(args)
+    victim = load_victim(architecture, args.checkpoint)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
     victim = with_detected_outputs(victim, data.x)
-    checkpoint = (checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
+    checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else
+                  checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
-    record = {"model": args.model, "architecture": args.model, "checkpoint": checkpoint,
+    record = {"model": victim.name, "architecture": architecture, "checkpoint": checkpoint,
               "data": args.data, "split": args.split}
     weights = results.weights_fingerprint(victim.metadata)
     if weights:  # a resume, or an analysis, on other weights is refused
@@ -308,7 +330,10 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("attack", help="attack N images and write a results folder")
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
+    p.add_argument("--predict", metavar="MODULE:FUNCTION",
+                   help="instead of MODEL: a plain predict(images) function with its own "
+                        "weights")
     p.add_argument("--out", required=True, type=checks.path)
     _attack_options(p)
     distributed_options(p)

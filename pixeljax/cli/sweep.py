@@ -60,7 +60,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="every pixel x a colour grid, all classes at once "
                                      "(exhaustive one-pixel sweep) into a results folder")
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
+    p.add_argument("--predict", metavar="MODULE:FUNCTION",
+                   help="instead of MODEL: a plain predict(images) function with its own "
+                        "weights")
     p.add_argument("--out", required=True, type=checks.path)
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")

@@ -33,6 +33,8 @@ from pixeljax.errors import PixeljaxError
 
 PIXELS, UNIT = "0-255", "0-1"
 LOGITS, PROBABILITIES = "logits", "probabilities"
+PREDICT = "predict:"  # architecture of a plain predict function: "predict:module.path:function"
+NO_CHECKPOINT = "none (a predict function with its own weights)"
 
 
 def is_reference(name: str) -> bool:
@@ -40,6 +42,45 @@ def is_reference(name: str) -> bool:
     module, _, attribute = str(name).partition(":")
     return bool(module) and bool(attribute) and all(
         part.isidentifier() for part in module.split(".") + attribute.split("."))
+
+
+def is_predict(name: str) -> bool:
+    """``predict:module.path:function``, a plain function with its own weights."""
+    return str(name).startswith(PREDICT) and is_reference(str(name)[len(PREDICT):])
+
+
+class Declared:
+    """What a plain predict function declares of its input (its ``image_shape`` attribute)."""
+
+    def __init__(self, image_shape):
+        self.image_shape = image_shape
+
+
+class Called:
+    """``apply(params, images) = function(images)``: a hashable pure view of a predict
+    function (params are empty), so compiled programs are reused across loads."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, params, images):
+        del params
+        return self.function(images)
+
+    def __hash__(self):
+        return hash(self.function)
+
+    def __eq__(self, other):
+        return isinstance(other, Called) and other.function is self.function
+
+
+def predict_function(reference: str):
+    """The function ``module.path:function`` names (``reference`` without ``predict:``)."""
+    function = resolve(reference)
+    if not callable(function):
+        raise PixeljaxError(f"predict {reference}: a {type(function).__name__} is not a "
+                            f"function of images")
+    return function
 
 
 def resolve(reference: str):
@@ -167,11 +208,6 @@ def restore_plain(model: nnx.Module, directory: Path, reference: str) -> nnx.Mod
         raise PixeljaxError(f"model {reference}: checkpoint {directory} does not hold the "
                             f"state of this module ({type(e).__name__}: {text[:300]})") from None
     return nnx.merge(graphdef, restored)
-
-
-def declared(model: nnx.Module, name: str, default=None):
-    value = getattr(model, name, default)
-    return value
 
 
 def image_shape_of(model, given: Sequence[int] | None = None):
