@@ -388,6 +388,9 @@ def _restore(graphdef, state, directory: Path, name: str, meta: dict) -> nnx.Mod
 
 def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
     """A user's model (``module.path:factory``) with the weights of ``checkpoint``."""
+    built = user.build(reference)
+    if isinstance(built, tuple) or user.is_linen(built):
+        return _load_linen(reference, built, checkpoint)
     if checkpoint is None:
         raise CheckpointError(f"model {reference}: a model of your own needs --checkpoint, a "
                               f"victim folder ('pixeljax export', save_victim) or an orbax "
@@ -395,7 +398,7 @@ def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
     directory = Path(checkpoint)
     if not directory.is_dir():
         raise CheckpointError(f"model {reference}: checkpoint {directory} is not a folder")
-    model = user.build(reference)
+    model = built
     meta: dict = {}
     if (directory / METADATA).is_file():
         meta = read_metadata(directory)
@@ -411,6 +414,26 @@ def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
     meta = {**meta, "architecture": reference, "input_scale": scale, "outputs": kind}
     return LoadedVictim(name=reference, model=model, apply=user.wrap_apply(apply, scale, kind),
                         params=params, metadata=meta)
+
+
+def _load_linen(reference: str, built, checkpoint) -> LoadedVictim:
+    """A Linen module with its variables (from the factory, or from ``checkpoint``)."""
+    if isinstance(built, tuple):
+        module, variables = built
+    elif checkpoint is None:
+        raise CheckpointError(f"model {reference}: the factory returns a Linen module without "
+                              f"variables; return (module, variables) or pass --checkpoint, "
+                              f"an orbax checkpoint of the variables")
+    else:
+        module, variables = built, user.restore_variables(Path(checkpoint), reference)
+    scale = user.input_scale(getattr(module, "input_scale", None))
+    kind = user.outputs(getattr(module, "outputs", None))
+    model = user.Declared(user.image_shape_of(module))
+    return LoadedVictim(name=reference, model=model,
+                        apply=user.wrap_apply(user.LinenApply(module), scale, kind),
+                        params=variables,
+                        metadata={"architecture": reference, "input_scale": scale,
+                                  "outputs": kind})
 
 
 def _load_predict(name: str) -> LoadedVictim:

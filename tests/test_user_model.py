@@ -68,6 +68,22 @@ MODULE = textwrap.dedent('''
 
     predict_grey.image_shape = (28, 28, 1)
 
+    from flax import linen as nn
+
+    class LinenNet(nn.Module):
+        image_shape = (28, 28, 1)
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(100)(jnp.asarray(x, jnp.float32).reshape(x.shape[0], -1) / 255.0)
+
+    def make_linen():
+        module = LinenNet()
+        return module, module.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+    def make_linen_alone():
+        return LinenNet()
+
     def broken():
         raise ValueError("no weights here")
 
@@ -101,6 +117,10 @@ def world(tmp_path_factory):
     np.savez(root / "grey.npz", x=x28, y=y28,
              class_names=np.asarray([f"kind {k}" for k in range(100)]))
     np.savez(root / "fn.npz", x=x28, y=np.asarray(usernets.predict_grey(x28)).argmax(-1))
+    module, variables = usernets.make_linen()
+    np.savez(root / "linen.npz", x=x28, y=np.asarray(module.apply(variables, x28)).argmax(-1))
+    ocp.StandardCheckpointer().save((root / "linen-vars").absolute(), variables)
+    ocp.StandardCheckpointer().wait_until_finished()
     x64 = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     y64 = np.asarray(load_victim("usernets:make_sequential", root / "seq-victim").predict(
         x64)).argmax(-1)
@@ -288,3 +308,25 @@ def test_predict_option_mistakes_are_one_error_line(world, capsys, tmp_path, arg
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("factory, checkpoint", [("usernets:make_linen", None),
+                                                 ("usernets:make_linen_alone", "linen-vars")])
+def test_a_linen_module_with_its_variables_is_attacked(world, capsys, tmp_path, factory,
+                                                       checkpoint):
+    argv = ["attack", factory, "--data", world / "linen.npz", "--images", "2", "--first",
+            "--popsize", "8", "--maxiter", "2", "--quiet", "--json", "--out", tmp_path / "out"]
+    if checkpoint:
+        argv += ["--checkpoint", world / checkpoint]
+    status, out, err = run(capsys, *argv)
+    assert status == 0, err
+    summary = json.loads(out)
+    assert summary["n_attacked"] == 2 and summary["scoring"].startswith("dense")
+    config = results.read_config(tmp_path / "out")
+    from pixeljax import checkpoint_ref
+
+    again = load_victim(config["architecture"], checkpoint_ref.resolve(config, tmp_path / "out"))
+    x = load_dataset(world / "linen.npz").x[:2]
+    module, variables = __import__("usernets").make_linen()
+    np.testing.assert_allclose(np.asarray(again.predict(x)),
+                               np.asarray(module.apply(variables, x)), atol=1e-5)

@@ -3,7 +3,9 @@
 The factory (called without arguments) returns a Flax NNX module whose ``__call__`` maps NHWC
 images to (batch, classes) outputs; its weights come from ``--checkpoint``: a victim folder
 written by ``pixeljax export`` / :func:`pixeljax.checkpoint.save_victim`, or a plain orbax
-checkpoint of ``nnx.state(model)``. A module may declare how it wants its input and what it
+checkpoint of ``nnx.state(model)``. A factory may instead return a Linen module with its
+variables, ``(module, variables)``, or a Linen module alone whose variables ``--checkpoint``
+holds (an orbax checkpoint of them). A module may declare how it wants its input and what it
 returns, as attributes (or the command line declares it):
 
 * ``input_scale``: ``"0-255"`` (pixel values, the default), ``"0-1"``, or ``(mean, std)``
@@ -100,8 +102,9 @@ def resolve(reference: str):
     return target
 
 
-def build(reference: str) -> nnx.Module:
-    """Calls the factory ``reference`` names; it must return a Flax NNX module."""
+def build(reference: str):
+    """Calls the factory ``reference`` names; it must return a Flax NNX module, a Linen
+    module, or a Linen module with its variables ``(module, variables)``."""
     factory = resolve(reference)
     if not callable(factory):
         raise PixeljaxError(f"model {reference}: {type(factory).__name__} is not a factory")
@@ -110,10 +113,48 @@ def build(reference: str) -> nnx.Module:
     except Exception as e:
         raise PixeljaxError(f"model {reference}: the factory raised {type(e).__name__}: "
                             f"{e}") from None
-    if not isinstance(model, nnx.Module):
+    if isinstance(model, tuple) and len(model) == 2 and is_linen(model[0]):
+        return model
+    if not isinstance(model, nnx.Module) and not is_linen(model):
         raise PixeljaxError(f"model {reference}: the factory returned a "
-                            f"{type(model).__name__}, not a Flax NNX module")
+                            f"{type(model).__name__}, not a Flax NNX module (or a Linen module "
+                            f"with its variables)")
     return model
+
+
+def is_linen(model) -> bool:
+    from flax import linen
+
+    return isinstance(model, linen.Module)
+
+
+class LinenApply:
+    """``apply(variables, images) = module.apply(variables, images)``, hashable by the module
+    (so compiled programs are reused)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __call__(self, variables, images):
+        return self.module.apply(variables, images)
+
+    def __hash__(self):
+        return hash(id(self.module))
+
+    def __eq__(self, other):
+        return isinstance(other, LinenApply) and other.module is self.module
+
+
+def restore_variables(directory: Path, reference: str):
+    """The variables of a Linen module from an orbax checkpoint of them (as saved)."""
+    import orbax.checkpoint as ocp
+
+    try:
+        return ocp.StandardCheckpointer().restore(Path(directory).absolute())
+    except Exception as e:
+        text = str(e).splitlines()[0] if str(e) else ""
+        raise PixeljaxError(f"model {reference}: cannot read the variables in checkpoint "
+                            f"{directory} ({type(e).__name__}: {text[:300]})") from None
 
 
 def input_scale(value) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
