@@ -183,13 +183,17 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
                 f"(weights sha256 {previous[WEIGHTS_FINGERPRINT][:12]} there, "
                 f"{config[WEIGHTS_FINGERPRINT][:12]} now: re-exported or replaced?); use "
                 f"another --out, or restore the victim to resume")
+    if WEIGHTS_FINGERPRINT not in previous:  # written before weights were fingerprinted
+        config = {k: v for k, v in config.items() if k != WEIGHTS_FINGERPRINT}
     if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
         return previous == without_fingerprint(config)
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:
         raise PixeljaxError(f"{directory} holds results of other data: the images and labels "
                             f"of {config.get(DATA_SPEC)!r} differ from those attacked there "
-                            f"(of {previous.get(DATA_SPEC)!r}; was the file changed?); use "
-                            f"another --out or the original data")
+                            f"(of {previous.get(DATA_SPEC)!r}; was the file changed? or, for "
+                            f"a random sample, was it drawn by an earlier pixeljax, whose "
+                            f"samples of one seed were not nested?); use another --out or the "
+                            f"original data")
     ignored = {DATA_SPEC, DATA_FINGERPRINT}
     return ({k: v for k, v in previous.items() if k not in ignored}
             == {k: v for k, v in config.items() if k not in ignored})

@@ -352,3 +352,51 @@ def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summari
     assert not list(dest.rglob("results.csv"))
     with pytest.raises(PixeljaxError, match="has no block"):
         publish(out, tmp_path / "results" / "other", command="x", readme=readme)
+
+
+def test_publish_never_replaces_the_results_or_a_folder_of_something_else(suite_run, tmp_path):
+    from pixeljax.evaluation.publish import publish
+
+    out, _ = suite_run
+    with pytest.raises(PixeljaxError, match="overlap"):
+        publish(out, out / "published", command="x")
+    with pytest.raises(PixeljaxError, match="overlap"):
+        publish(out, out.parent, command="x")
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(PixeljaxError, match="holds something other than a publication"):
+        publish(out, other, command="x")
+    assert (other / "mine.txt").read_text() == "keep me"
+    assert (out / "suite.json").is_file()
+
+
+def nan_at_the_corner(images):
+    """grey_predict, but NaN logits whenever the top-left pixel is white."""
+    logits = grey_predict(images)
+    white = jnp.asarray(images, jnp.float32)[:, 0, 0, 0] > 250
+    return jnp.where(white[:, None], jnp.nan, logits)
+
+
+def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
+    data = grey_data()
+    summary = sweep_folder(nan_at_the_corner, data, tmp_path / "run", SweepSpec(slots=2),
+                           victim=VICTIM, progress=False)
+    assert summary["nonfinite_evaluations"] == summary["images_swept"]  # one per image
+    for r in results.read_rows(tmp_path / "run") + read_untargeted(tmp_path / "run"):
+        if r["status"] != "skipped":
+            assert not (r["x0"] == 0 and r["y0"] == 0 and r["r0"] == 255)
+
+
+def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
+    data = grey_data()
+    spec = SweepSpec(slots=2)
+    sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
+    path = tmp_path / "run" / NONTARGETED
+    text = path.read_text()
+    path.write_text(text[:-7])  # a kill in mid-write
+    sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
+    # The cut row is dropped, not left corrupt in the middle (a real kill there leaves its wave
+    # without rows in results.csv, so the resume sweeps it again).
+    assert len(read_untargeted(tmp_path / "run")) == 5
+    assert path.read_text().endswith("\n")

@@ -32,7 +32,6 @@ from flax import struct
 
 from pixeljax.attack import engine, generation, scoring, validation
 from pixeljax.attack.perturb import apply_candidates
-from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.spec import SWEEP, AttackSpec, Goal
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import note
@@ -158,7 +157,7 @@ class Found:
     best_index: jax.Array  # (S, K)
     fool_prob: jax.Array   # (S,) lowest true-class probability among fooling candidates
     fool_index: jax.Array  # (S,)
-    low_prob: jax.Array    # (S,) lowest true-class probability among all candidates
+    low_prob: jax.Array    # (S,) lowest true-class probability among all scored candidates
     low_index: jax.Array   # (S,)
     reached: jax.Array     # (S, K) candidates classified k
     flips: jax.Array       # (S, HW) grid colours at each position that fool the model
@@ -221,7 +220,7 @@ def sweep_wave(scorer, image, label, active, grid, *, batch_size: int) -> Found:
         best_prob, best_index = _best(f.best_prob, f.best_index, slot, probs, cand,
                                       scored[:, None])
         fool_prob, fool_index = _best(f.fool_prob, f.fool_index, slot, -true_prob, cand, fooled)
-        low_prob, low_index = _best(f.low_prob, f.low_index, slot, -true_prob, cand, ok)
+        low_prob, low_index = _best(f.low_prob, f.low_index, slot, -true_prob, cand, scored)
         position = cand // grid.shape[0]
         return Found(
             hit_prob=hit_prob, hit_index=hit_index, best_prob=best_prob, best_index=best_index,
@@ -295,12 +294,35 @@ class SweptImage:
 
 
 def _chosen(found: dict, i: int, label: int) -> np.ndarray:
-    """(K,) the flat candidate index reported per class for slot i."""
+    """(K,) the flat candidate index reported per class for slot i (candidate 0 where no
+    candidate had finite logits)."""
     reached = found["hit_prob"][i] > -np.inf
     index = np.where(reached, found["hit_index"][i], found["best_index"][i])
     fooled = found["fool_prob"][i] > -np.inf
     index[label] = found["fool_index"][i] if fooled else found["low_index"][i]
-    return index.astype(np.int64)
+    return np.where(index == _NO_INDEX, 0, index).astype(np.int64)
+
+
+_forward = jax.jit(lambda predict, images: predict(images))
+
+
+def recheck(predict, images: np.ndarray, candidates: np.ndarray, labels: np.ndarray,
+            batch: int) -> np.ndarray:
+    """(N, K) the dense forward pass's probabilities of each candidate's uint8 adversarial
+    image, ``batch`` images at a time; a row with NaN or infinite logits counts as the true
+    class with probability 1 (never a success)."""
+    if not isinstance(predict, jax.tree_util.Partial):
+        predict = jax.tree_util.Partial(predict)
+    out = []
+    for start in range(0, len(candidates), batch):
+        part = slice(start, start + batch)
+        adversarial = apply_candidates(images[part], candidates[part])
+        logits = np.asarray(_forward(predict, adversarial))
+        probs, finite = generation.probabilities(logits)
+        probs = np.array(probs)
+        probs[~np.asarray(finite)] = np.eye(probs.shape[1])[labels[part][~np.asarray(finite)]]
+        out.append(probs)
+    return np.concatenate(out)
 
 
 def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: SweepSpec, *,
@@ -335,9 +357,8 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
         chosen = np.stack([_chosen(found, i, int(label[i])) for i in where])  # (m, K)
         k = chosen.shape[1]
         candidates = np.asarray(grid_candidates(chosen.reshape(-1), shape, grid))
-        adversarial = apply_candidates(np.repeat(images[wave], k, axis=0), candidates)
-        probs = np.asarray(jax.nn.softmax(clean_logits(predict, np.asarray(adversarial),
-                                                       batch), axis=-1)).reshape(len(wave), k, k)
+        probs = recheck(predict, np.repeat(images[wave], k, axis=0), candidates,
+                        np.repeat(labels[wave], k), batch).reshape(len(wave), k, k)
         swept = []
         for j, (p, i) in enumerate(zip(wave, where)):
             reach = found["hit_prob"][i] > -np.inf

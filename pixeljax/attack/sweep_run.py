@@ -150,8 +150,9 @@ def read_maps(directory: str | Path) -> dict[str, np.ndarray]:
             with np.load(path) as f:
                 parts.append({k: f[k] for k in f.files})
         except (OSError, ValueError) as e:
-            raise PixeljaxError(f"{path} is damaged ({e}); delete it and run the sweep again "
-                                f"to recompute its images") from None
+            raise PixeljaxError(f"{path} is damaged ({e}); its images' maps are lost: sweep "
+                                f"into a new folder (their rows in results.csv are intact)") \
+                from None
     if not parts:
         return {}
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -194,10 +195,13 @@ def _finish(out: Path, spec: SweepSpec, image_shape):
 def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: SweepSpec, *,
                  victim: dict, progress: bool = True,
                  on_rows: Callable[[list[dict]], None] | None = None,
-                 devices: int | Sequence[jax.Device] | None = None) -> dict:
+                 devices: int | Sequence[jax.Device] | None = None,
+                 refuse_all_misclassified: bool = True) -> dict:
     """Sweeps images of ``data`` as ``spec`` says into the results folder ``out`` (see the
     module docstring); ``victim`` as for :func:`pixeljax.attack.run.attack_folder`. A killed
-    run resumes with the same call; another configuration or other data are refused.
+    run resumes with the same call; another configuration or other data are refused, and so
+    is a victim that misclassifies every selected image (unless ``refuse_all_misclassified``
+    is off, as in a suite: then every row is a skipped one).
 
     Returns:
       The summary (also ``out/summary.json``): the all-targets statistics of the rows, and
@@ -215,7 +219,8 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
     prepared = pipeline.prepare(predict, data.x, data.y, spec.selection(), image_ids=data.index,
                                 devices=devices, source=data.source)
     sweep.check_size(spec, data.x.shape[1:])
-    _check_some_correct(predict, prepared, data.source)
+    if refuse_all_misclassified:
+        _check_some_correct(predict, prepared, data.source)
     sweep.announce(spec, data.x.shape[1:], len(prepared.images))
     out = Path(out)
     results.check_results_folder(out)
@@ -225,6 +230,7 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
             prepared.images, prepared.labels, prepared.image_ids)})
         (out / MAPS).mkdir(exist_ok=True)
         shape = data.x.shape[1:]
+        results.read_file(out / NONTARGETED, repair=True)  # a cut-off last line goes
         with results.ResultsWriter(out, 1, shape[-1], name=NONTARGETED) as untargeted:
             def on_wave(p, wave):
                 first = int(p.image_ids[wave[0].position])

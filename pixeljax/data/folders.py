@@ -17,6 +17,7 @@ from pixeljax.data.arrays import ImageSet, make_image_set
 from pixeljax.errors import DataError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+EIGHT_BIT = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")  # what converts to RGB as is
 
 
 def _classes(root: Path) -> list[Path]:
@@ -48,9 +49,12 @@ def load_image_folder(path: Path, split: str) -> ImageSet:
     for _, f in files:
         try:
             with Image.open(f) as im:
-                grey.append(im.mode in ("L", "1", "I;16", "I"))
+                if im.mode not in EIGHT_BIT:
+                    raise DataError(f"{f}: image mode {im.mode!r} is not 8 bits per channel; "
+                                    f"convert the images to 8-bit grey or RGB first")
+                grey.append(im.mode in ("L", "1", "LA"))
                 images.append(im.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as e:
+        except (OSError, UnidentifiedImageError, ValueError) as e:
             raise DataError(f"{f}: not a readable image ({e})") from None
     first = images[0].size
     odd = [(f, im.size) for (_, f), im in zip(files, images) if im.size != first]

@@ -14,7 +14,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
 from pixeljax import checkpoint_ref, locking, results
+from pixeljax.attack import validation
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
@@ -234,8 +237,8 @@ def _checkpoint_meta(directory: Path, architecture: str, who: str,
     return meta
 
 
-def _plan_user_victim(victim: Victim, architecture: str,
-                      problems: list[str]) -> VictimPlan | None:
+def _plan_user_victim(victim: Victim, architecture: str, problems: list[str],
+                      image_shape=None) -> VictimPlan | None:
     """A victim built by a user's factory (``module.path:factory``) from its checkpoint."""
     if victim.checkpoint is None:
         problems.append(f"victim {victim.name}: a model of your own ({architecture}) needs "
@@ -247,19 +250,27 @@ def _plan_user_victim(victim: Victim, architecture: str,
     except PixeljaxError as e:
         problems.append(f"victim {victim.name}: {e}")
         return None
+    classes = loaded.metadata.get("num_classes")
+    if classes is None and image_shape is not None:
+        try:
+            classes = validation.check_model(loaded.predict, np.zeros((1, *image_shape)))
+        except PixeljaxError as e:
+            problems.append(f"victim {victim.name}: {e}")
+            return None
     return VictimPlan(victim, architecture, directory, str(directory), str(directory),
-                      loaded.metadata.get("exported"), None, False,
-                      loaded.metadata.get("num_classes"))
+                      loaded.metadata.get("exported"), None, False, classes)
 
 
-def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | None:
-    """Finds a victim's checkpoint, or the recipe that will train it; None on a problem."""
+def plan_victim(victim: Victim, out: Path, problems: list[str],
+                image_shape=None) -> VictimPlan | None:
+    """Finds a victim's checkpoint, or the recipe that will train it; None on a problem
+    (``image_shape``: of the data, to count a user's model's classes)."""
     recipe = _recipe(victim, problems)
     if victim.recipe is not None and recipe is None:
         return None
     architecture = recipe.model if recipe is not None else (victim.architecture or victim.name)
     if user.is_reference(architecture):  # a model of the user's own: its checkpoint is given
-        return _plan_user_victim(victim, architecture, problems)
+        return _plan_user_victim(victim, architecture, problems, image_shape)
     if architecture not in model_names():
         problems.append(f"victim {victim.name}: unknown model {architecture!r}; expected one of "
                         f"{', '.join(model_names())} (a recipe file may register its own)")
@@ -292,6 +303,18 @@ def plan_victim(victim: Victim, out: Path, problems: list[str]) -> VictimPlan | 
         return None
     return VictimPlan(victim, architecture, directory, ident, reference, meta.get("exported"),
                       recipe, False, meta.get("num_classes", 10))
+
+
+def _with_classes(test: ImageSet, k: int, problems: list[str]) -> ImageSet:
+    """The data with exactly the victims' ``k`` class names (the data's own, cut or padded
+    with ``class N``); labels must lie below ``k``."""
+    if len(test) and int(test.y.max()) >= k:
+        problems.append(f"the victims have {k} classes, but the data hold labels up to "
+                        f"{int(test.y.max())}")
+        return test
+    names = tuple(test.class_names[:k]) + tuple(f"class {c}" for c in
+                                                range(len(test.class_names), k))
+    return dataclasses.replace(test, class_names=names)
 
 
 def _check_workdir(workdir: Path, recipe: TrainConfig, name: str, problems: list[str]) -> None:
@@ -422,7 +445,8 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
             AttackSpec(pixels=pixels).check_image_shape(shape)
         except PixeljaxError as e:
             problems.append(f"suite {suite.name}: {e}")
-    victims = {v.name: plan_victim(v, out, problems) for v in suite.victims}
+    shape = test.x.shape[1:] if test is not None else None
+    victims = {v.name: plan_victim(v, out, problems, image_shape=shape) for v in suite.victims}
     skipped = tuple(v for v in victims.values()
                     if v is not None and v.needs_training and not train_missing)
     victims = {k: v for k, v in victims.items() if v is not None and v not in skipped}
@@ -433,10 +457,12 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
                         f"{'it' if len(skipped) == 1 else 'them'} first")
     if test is None:
         raise PixeljaxError(_report(suite, problems))
-    for v in victims.values():
-        if v is not None and v.num_classes not in (None, test.num_classes):
-            problems.append(f"victim {v.victim.name}: its network has {v.num_classes} classes, "
-                            f"the data {test.num_classes}")
+    counts = {v.num_classes for v in victims.values() if v is not None and v.num_classes}
+    if len(counts) > 1:
+        problems.append(f"the victims have different numbers of classes ({sorted(counts)}); "
+                        f"a suite compares networks of one task")
+    elif counts:
+        test = _with_classes(test, counts.pop(), problems)
     wanted = suite.sample if suite.sample is not None else suite.images
     n_images = len(test) if wanted is None else min(wanted, len(test))
     plan = Plan(suite=suite, out=out, data_spec=spec, data=test, train_spec=None,

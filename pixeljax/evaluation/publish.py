@@ -34,8 +34,14 @@ from pixeljax.stats import Rate
 CELLS = "cells"
 VICTIMS = "victims.json"
 PROVENANCE = "provenance.json"
-METHODS = {"sweep": "sweep, corners", "non-targeted": "DE non-targeted",
-           "all-targets": "DE all targets (paper's protocol)"}
+METHODS = {"non-targeted": "DE non-targeted", "all-targets": "DE all targets (paper's protocol)"}
+
+
+def _method(cell: dict) -> str:
+    if cell["mode"] != "sweep":
+        return METHODS.get(cell["mode"], cell["mode"])
+    levels = cell.get("levels", [0, 255])
+    return "sweep, corners" if list(levels) == [0, 255] else f"sweep, levels {levels}"
 
 
 def _rate(successes: int, trials: int) -> str:
@@ -88,13 +94,26 @@ def headline_table(cells: list[dict], victims: dict) -> list[str]:
             reached = f"{c['mean_classes_reached']:.2f}"
         protocol = mode == "all-targets" or mode == "sweep"
         lines.append("| " + " | ".join(str(v) for v in (
-            model, acc, METHODS.get(mode, mode), pixels, images,
+            model, acc, _method(c), pixels, images,
             _rate(c["n_success"], c["n_attacked"]), _paper("success", model, pixels),
             targeted, _paper("targeted", model, pixels) if protocol and pixels == 1 else "–",
             reached, _paper("classes_reached", model, pixels, percent=False)
             if protocol and pixels == 1 else "–",
             f"{c['evaluations_per_second']:,.0f}")) + " |")
     return lines
+
+
+def _check_destination(suite_out: Path, dest: Path) -> None:
+    """``dest`` is new, empty, or an earlier publication (which is replaced), and neither holds
+    nor lies inside the results it publishes."""
+    source, target = suite_out.resolve(), dest.resolve()
+    if target == source or source in target.parents or target in source.parents:
+        raise PixeljaxError(f"--out {dest} and the results folder {suite_out} overlap; publish "
+                            f"into a folder of its own (e.g. results/NAME)")
+    if dest.exists() and (not dest.is_dir() or (any(dest.iterdir())
+                                                 and not (dest / PROVENANCE).is_file())):
+        raise PixeljaxError(f"--out {dest} holds something other than a publication (no "
+                            f"{PROVENANCE}); it is never replaced: choose another folder")
 
 
 def _commit() -> str:
@@ -149,6 +168,7 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         if readme_block(readme_text, name) is None:
             raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
                                 f"<!-- /published:{name} --> to hold the table")
+    _check_destination(suite_out, dest)
     write_report(suite_out, data=data)
     if dest.exists():
         shutil.rmtree(dest)

@@ -225,9 +225,10 @@ def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path
         maps = read_maps(c.directory) if c.mode == SWEEP and c.started else {}
         if maps:
             h, w = maps["flips"].shape[1:]
-            per_image = maps["reached"][0].sum()  # every candidate of an image has a class
+            colours = (c.summary or {}).get("candidates_per_image", 0) // (h * w) or len(
+                results.settings.get("levels", (0, 255))) ** 3
             pngs[f"vulnerability_{c.model}"] = figures.vulnerability_maps(
-                maps["flips"], int(per_image // (h * w)),
+                maps["flips"], int(colours),
                 folder / f"vulnerability_{c.model}.png", image_index=maps["image_index"],
                 title=f"{c.model}: one-pixel vulnerability over {len(maps['flips'])} images")
     for model in results.models:

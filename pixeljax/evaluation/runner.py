@@ -10,6 +10,7 @@ another suite or configuration is refused instead of mixed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -149,7 +150,8 @@ def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> Non
 
     bar.set_postfix_str(cell.cell.key)
     spec = plan.cell_spec(cell.cell)
-    run = sweep_folder if isinstance(spec, SweepSpec) else attack_folder
+    run = (functools.partial(sweep_folder, refuse_all_misclassified=False)
+           if isinstance(spec, SweepSpec) else attack_folder)
     summary = run(predict, plan.data, cell.directory, spec,
                   victim=plan.cell_victim(cell.cell, fingerprint), progress=False,
                   on_rows=on_rows)
