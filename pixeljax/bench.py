@@ -13,7 +13,9 @@ Four measurements on the same model and images, in one run (so machine noise hit
       the incremental engine's micro-batch, beside (b') (it has no DE work).
 The ratios (b)/(a) (engine overhead: 1.0 means none), (b')/(b) (incremental speed-up) and
 (b)/(c) (speed-up over the usual loop) are the results, with each engine's multiply-adds per
-candidate and the bytes it keeps per slot; (a) to (c) use one device. With
+candidate and the bytes it keeps per slot, and its achieved FLOP/s as a fraction of the
+machine's own float32 matrix-multiply rate (:func:`matmul_rate`, measured in the same run in
+float32 and bfloat16: the roofline); (a) to (c) use one device. With
 ``--devices 1,2,4,8``:
   (d) the engine on each device count, as ratios to one device (:func:`device_scaling`).
 """
@@ -68,6 +70,18 @@ class BenchConfig:
             return cls()
         return cls(images=2048, baseline_images=4, maxiter=20, slots=512, batch_size=8000,
                    incremental_batch_size=8000, repeats=10, sweep_images=256)
+
+
+def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 3) -> float:
+    """The machine's own matrix-multiply rate in FLOP/s: an n x n product as XLA runs it
+    (bfloat16 inputs accumulate in float32), the ceiling an engine's FLOP/s are a fraction of."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
+    product = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+    product(a, a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        product(a, a).block_until_ready()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
 def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -236,6 +250,7 @@ def engine_costs(predict, image_shape: tuple[int, int, int], pixels: int, *,
 
 def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
     config.check()
+    ceiling = {"float32": matmul_rate(jnp.float32), "bfloat16": matmul_rate(jnp.bfloat16)}
     forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
                                  config.repeats)
     engines = {}
@@ -246,6 +261,9 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
                          else config.incremental_batch_size,
                          **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense),
                          "run": detail}
+        engines[name]["flops_per_second"] = 2 * engines[name]["macs_per_candidate"] * rate
+        engines[name]["fraction_of_matmul_float32"] = (engines[name]["flops_per_second"]
+                                                       / ceiling["float32"])
     baseline = numpy_de_throughput(predict, data, config)
     sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
                         else (None, {"images": 0, "candidates": 0}))
@@ -264,4 +282,4 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "engine_over_numpy_de": engine / baseline, "engine_run": engines["dense"]["run"],
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
-            "sweep_run": sweep_run, "engines": engines}
+            "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines}

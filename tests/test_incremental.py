@@ -292,6 +292,14 @@ def test_bench_reports_both_engines_their_ratio_and_costs(tmp_path_factory):
     assert engines["incremental"]["cache_bytes_per_slot"] > engines["dense"][
         "cache_bytes_per_slot"] > 0
     json.dumps(report)  # what --json prints
+    # The roofline: each engine's FLOP/s beside the machine's own matmul rate, same run.
+    ceiling = report["matmul_flops_per_second"]
+    assert ceiling["float32"] > 0 and ceiling["bfloat16"] > 0
+    for e in engines.values():
+        assert e["flops_per_second"] == pytest.approx(
+            2 * e["macs_per_candidate"] * e["evaluations_per_second"])
+        assert e["fraction_of_matmul_float32"] == pytest.approx(
+            e["flops_per_second"] / ceiling["float32"])
 
 
 def test_bench_untrained_measures_a_network_on_random_images_of_its_own_size(capsys):

@@ -226,6 +226,9 @@ def _cmd_bench(args) -> int:
         print(json.dumps(report))
         return 0
     print(f"{args.model} on {report['device']} ({report['platform']}), config {report['config']}")
+    rates = report["matmul_flops_per_second"]
+    print(f"matmul (2048^2, XLA)  {rates['float32'] / 1e9:12,.1f} GFLOP/s float32, "
+          f"{rates['bfloat16'] / 1e9:,.1f} GFLOP/s bfloat16 (float32 accumulation)")
     print(f"(a) forward pass      {report['forward_images_per_second']:12,.0f} images/s")
     engines = report["engines"]
     for label, name in (("(b) engine, dense    ", "dense"),
@@ -233,8 +236,9 @@ def _cmd_bench(args) -> int:
         e = engines[name]
         print(f"{label}  {e['evaluations_per_second']:12,.0f} evaluations/s  (micro-batch "
               f"{e['batch_size']}, {e['macs_per_candidate'] / 1e6:,.1f} M multiply-adds per "
-              f"candidate, {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
-              f"{e['scoring']})")
+              f"candidate, {e['flops_per_second'] / 1e9:,.1f} GFLOP/s = "
+              f"{e['fraction_of_matmul_float32']:.0%} of the float32 matmul rate, "
+              f"{e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; {e['scoring']})")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
     if report["sweep_run"]["images"]:
         print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} "
