@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from pixeljax._shipped import shipped_folder
-from pixeljax.errors import CheckpointError
+from pixeljax.errors import CheckpointError, PixeljaxError
 from pixeljax.models import create_model, model_names, split_for_inference, user
 from pixeljax.notices import warn
 
@@ -324,7 +324,8 @@ def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
                               f"network ({len(wrong)} weights of the wrong shape)")
 
 
-def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim:
+def load_victim(name: str, checkpoint: str | Path | None = None, *, input_scale=None,
+                outputs=None) -> LoadedVictim:
     """Loads a trained victim by architecture name.
 
     Args:
@@ -333,14 +334,22 @@ def load_victim(name: str, checkpoint: str | Path | None = None) -> LoadedVictim
       checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME`` (a user's
         model: a victim folder or a plain orbax checkpoint of its state, required).
 
+      input_scale, outputs: a user's model's input convention and what it returns, instead of
+        what it declares (see :mod:`pixeljax.models.user`).
+
     Raises:
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
+    given = (input_scale, outputs)
     if user.is_predict(name):
-        return _load_predict(name)
+        return _load_predict(name, given)
     if user.is_reference(name):
-        return _load_user_victim(name, checkpoint)
+        return _load_user_victim(name, checkpoint, given)
+    if given != (None, None):
+        raise PixeljaxError(f"{name} is a registered victim, which takes pixel values and "
+                            f"returns logits: --input-scale and --outputs are for models of "
+                            f"your own")
     if name not in model_names():
         create_model(name)  # raises the unknown-name error before any file is read
     directory = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(name)
@@ -386,11 +395,11 @@ def _restore(graphdef, state, directory: Path, name: str, meta: dict) -> nnx.Mod
     return nnx.merge(graphdef, state)
 
 
-def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
+def _load_user_victim(reference: str, checkpoint, given) -> LoadedVictim:
     """A user's model (``module.path:factory``) with the weights of ``checkpoint``."""
     built = user.build(reference)
     if isinstance(built, tuple) or user.is_linen(built):
-        return _load_linen(reference, built, checkpoint)
+        return _load_linen(reference, built, checkpoint, given)
     if checkpoint is None:
         raise CheckpointError(f"model {reference}: a model of your own needs --checkpoint, a "
                               f"victim folder ('pixeljax export', save_victim) or an orbax "
@@ -406,8 +415,7 @@ def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
         model = _restore(graphdef, state, directory, reference, meta)
     else:
         model = user.restore_plain(model, directory, reference)
-    scale = user.input_scale(getattr(model, "input_scale", None))
-    kind = user.outputs(getattr(model, "outputs", None))
+    scale, kind = user.conventions(model, *given)
     # None: the model declares no size (the input checks then leave it to the model).
     model.image_shape = _image_shape(meta, directory) or user.image_shape_of(model)
     apply, params = split_for_inference(model)
@@ -416,7 +424,7 @@ def _load_user_victim(reference: str, checkpoint) -> LoadedVictim:
                         params=params, metadata=meta)
 
 
-def _load_linen(reference: str, built, checkpoint) -> LoadedVictim:
+def _load_linen(reference: str, built, checkpoint, given) -> LoadedVictim:
     """A Linen module with its variables (from the factory, or from ``checkpoint``)."""
     if isinstance(built, tuple):
         module, variables = built
@@ -426,8 +434,7 @@ def _load_linen(reference: str, built, checkpoint) -> LoadedVictim:
                               f"an orbax checkpoint of the variables")
     else:
         module, variables = built, user.restore_variables(Path(checkpoint), reference)
-    scale = user.input_scale(getattr(module, "input_scale", None))
-    kind = user.outputs(getattr(module, "outputs", None))
+    scale, kind = user.conventions(module, *given)
     model = user.Declared(user.image_shape_of(module))
     return LoadedVictim(name=reference, model=model,
                         apply=user.wrap_apply(user.LinenApply(module), scale, kind),
@@ -436,13 +443,12 @@ def _load_linen(reference: str, built, checkpoint) -> LoadedVictim:
                                   "outputs": kind})
 
 
-def _load_predict(name: str) -> LoadedVictim:
+def _load_predict(name: str, given) -> LoadedVictim:
     """A plain ``predict(images) -> outputs`` with its own weights (``predict:module:fn``),
     declaring ``image_shape``, ``input_scale`` and ``outputs`` as attributes if it likes."""
     reference = name[len(user.PREDICT):]
     function = user.predict_function(reference)
-    scale = user.input_scale(getattr(function, "input_scale", None))
-    kind = user.outputs(getattr(function, "outputs", None))
+    scale, kind = user.conventions(function, *given)
     model = user.Declared(user.image_shape_of(function))
     return LoadedVictim(name=reference, model=model,
                         apply=user.wrap_apply(user.Called(function), scale, kind), params=(),

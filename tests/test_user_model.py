@@ -330,3 +330,18 @@ def test_a_linen_module_with_its_variables_is_attacked(world, capsys, tmp_path, 
     module, variables = __import__("usernets").make_linen()
     np.testing.assert_allclose(np.asarray(again.predict(x)),
                                np.asarray(module.apply(variables, x)), atol=1e-5)
+
+
+def test_input_scale_and_outputs_given_on_the_command_line_are_recorded(world, capsys, tmp_path):
+    status, out, err = run(capsys, "attack", "usernets:make_probabilities", "--checkpoint",
+                           world / "probs-state", "--outputs", "probabilities", "--data",
+                           world / "grey.npz", "--images", "2", "--first", "--popsize", "8",
+                           "--maxiter", "1", "--quiet", "--json", "--out", tmp_path / "out")
+    assert status in (0, 1), err
+    assert "returns probabilities" not in err  # declared, so nothing to detect
+    config = results.read_config(tmp_path / "out")
+    assert config["outputs"] == "probabilities"
+    status, out, err = run(capsys, "attack", "allconv", "--input-scale", "0-1", "--out",
+                           tmp_path / "other", "--quiet")
+    assert status == 2 and "are for models of your own" in err
+    assert not (tmp_path / "other").exists()

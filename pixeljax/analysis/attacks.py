@@ -184,7 +184,8 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
     rows = [r for r in read_rows(directory) if r["status"] in (STATUS_SUCCESS, STATUS_FAILURE)]
     rows = rows[:limit] if limit is not None else rows
-    victim = load_victim(architecture, checkpoint)
+    victim = load_victim(architecture, checkpoint, input_scale=config.get("input_scale"),
+                         outputs=config.get("outputs"))
     check_victim(config, victim.metadata, directory)
     data = load_dataset(config.get("data"), config["split"])
     victim = with_detected_outputs(victim, data.x)  # as the run saw it

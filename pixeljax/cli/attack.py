@@ -72,7 +72,8 @@ def victim_and_data(args):
     from pixeljax.models import user
 
     architecture = model_option(args)
-    victim = load_victim(architecture, args.checkpoint)
+    given = {k: getattr(args, k, None) for k in ("input_scale", "outputs")}
+    victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
@@ -81,7 +82,8 @@ def victim_and_data(args):
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
     record = {"model": victim.name, "architecture": architecture, "checkpoint": checkpoint,
-              "data": args.data, "split": args.split}
+              "data": args.data, "split": args.split,
+              **{k: v for k, v in given.items() if v is not None}}
     weights = results.weights_fingerprint(victim.metadata)
     if weights:  # a resume, or an analysis, on other weights is refused
         record[results.WEIGHTS_FINGERPRINT] = weights
@@ -278,6 +280,17 @@ def _device_list(text: str) -> list[int]:
     return counts
 
 
+def user_model_options(p: argparse.ArgumentParser) -> None:
+    """How a model of the user's own takes its input and what it returns (instead of what it
+    declares; see ``pixeljax.models.user``)."""
+    p.add_argument("--input-scale", metavar="0-255|0-1|mean-std:M,M,M/S,S,S",
+                   help="what a model of your own takes (default: what it declares, else "
+                        "pixel values 0-255); pixeljax converts uint8 pixels to it")
+    p.add_argument("--outputs", choices=("logits", "probabilities"),
+                   help="what a model of your own returns (default: what it declares, else "
+                        "logits; probabilities are also detected)")
+
+
 def distributed_options(p: argparse.ArgumentParser) -> None:
     """The options of a multi-process (multi-host) run; :func:`join` acts on them."""
     g = p.add_argument_group("many hosts (jax.distributed; auto-detected under Slurm srun "
@@ -339,6 +352,7 @@ def register(sub) -> None:
                    help="instead of MODEL: a plain predict(images) function with its own "
                         "weights")
     p.add_argument("--out", required=True, type=checks.path)
+    user_model_options(p)
     _attack_options(p)
     distributed_options(p)
     p.set_defaults(func=_cmd_attack)

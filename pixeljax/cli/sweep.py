@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.attack import victim_and_data
+from pixeljax.cli.attack import user_model_options, victim_and_data
 
 
 def sweep_spec(args):
@@ -65,6 +65,7 @@ def register(sub) -> None:
                    help="instead of MODEL: a plain predict(images) function with its own "
                         "weights")
     p.add_argument("--out", required=True, type=checks.path)
+    user_model_options(p)
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")

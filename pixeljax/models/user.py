@@ -14,6 +14,9 @@ returns, as attributes (or the command line declares it):
   so they are never soft-maxed twice);
 * ``image_shape``: (height, width, channels) it takes.
 
+``--input-scale`` and ``--outputs`` on the command line (recorded in ``config.json``, so the
+analyses reload the model the same way) replace what the module declares.
+
 pixeljax always attacks uint8 pixel values and converts them in front of the model. A module
 built from the project's layers (a ``SequentialVictim`` normalising pixel values itself) is
 scored incrementally; any other model densely.
@@ -180,6 +183,13 @@ def input_scale(value) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
         return mean, std
     raise PixeljaxError(f"input scale must be {PIXELS!r}, {UNIT!r} or mean-std:M,.../S,..., "
                         f"got {value!r}")
+
+
+def conventions(model, input_scale_=None, outputs_=None):
+    """``(input scale, outputs)`` of a user's model: as given, else as it declares."""
+    scale = input_scale(input_scale_ if input_scale_ is not None
+                        else getattr(model, "input_scale", None))
+    return scale, outputs(outputs_ if outputs_ is not None else getattr(model, "outputs", None))
 
 
 def outputs(value) -> str:
