@@ -45,10 +45,10 @@ def loading_returns(folder: Path, loaded: LoadedVictim):
     loads its victim once)."""
     real = pixeljax.checkpoint.load_victim
 
-    def load(name, checkpoint=None):
+    def load(name, checkpoint=None, **conventions):
         if name == "tiny" and checkpoint is not None and Path(checkpoint) == folder:
             return loaded
-        return real(name, checkpoint)
+        return real(name, checkpoint, **conventions)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pixeljax.checkpoint, "load_victim", load)

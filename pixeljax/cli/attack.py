@@ -72,7 +72,7 @@ def victim_and_data(args):
     from pixeljax.models import user
 
     architecture = model_option(args)
-    given = {k: getattr(args, k, None) for k in ("input_scale", "outputs")}
+    given = {k: v for k in ("input_scale", "outputs") if (v := getattr(args, k, None))}
     victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
@@ -82,8 +82,7 @@ def victim_and_data(args):
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
     record = {"model": victim.name, "architecture": architecture, "checkpoint": checkpoint,
-              "data": args.data, "split": args.split,
-              **{k: v for k, v in given.items() if v is not None}}
+              "data": args.data, "split": args.split, **given}
     weights = results.weights_fingerprint(victim.metadata)
     if weights:  # a resume, or an analysis, on other weights is refused
         record[results.WEIGHTS_FINGERPRINT] = weights
