@@ -483,8 +483,9 @@ def test_resume_compares_the_data_not_the_spelling_of_its_path(victim, data_file
     err = capsys.readouterr().err
     assert error_line(err) == (
         f"error: {out} holds results of other data: the images and labels of {str(local)!r} "
-        f"differ from those attacked there (of 'data.npz'; was the file changed?); use another "
-        f"--out or the original data")
+        f"differ from those attacked there (of 'data.npz'; was the file changed? or, for a "
+        f"random sample, was it drawn by an earlier pixeljax, whose samples of one seed were "
+        f"not nested?); use another --out or the original data")
     assert listing(out) == before
 
 
