@@ -142,9 +142,12 @@ def _block(name: str, table: list[str]) -> str:
 
 def readme_block(text: str, name: str) -> str | None:
     """The published table of ``name`` inside a README's text (None: there is none)."""
-    found = re.search(rf"<!-- published:{re.escape(name)} -->\n(.*?)\n"
-                      rf"<!-- /published:{re.escape(name)} -->", text, re.S)
-    return found.group(1) if found else None
+    found = re.search(_pattern(name), text, re.S)
+    return found.group(1).rstrip("\n") if found else None
+
+
+def _pattern(name: str) -> str:
+    return rf"<!-- published:{re.escape(name)} -->\n(.*?)<!-- /published:{re.escape(name)} -->"
 
 
 def publish(suite_out: str | Path, dest: str | Path, *, command: str,
@@ -204,9 +207,8 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
         f"report: [report.md]({REPORT}).", "", _block(name, table), ""]))
     if readme_text is not None:
-        Path(readme).write_text(re.sub(
-            rf"<!-- published:{re.escape(name)} -->\n.*?\n<!-- /published:{re.escape(name)} -->",
-            lambda _: _block(name, table), readme_text, flags=re.S))
+        Path(readme).write_text(re.sub(_pattern(name), lambda _: _block(name, table),
+                                       readme_text, flags=re.S))
     return page
 
 
