@@ -271,7 +271,7 @@ def draw_locality(curves: Mapping[str, Sequence[Mapping]], path: str | Path, *,
 
 def vulnerability_maps(flips: np.ndarray, colours: int, path: str | Path, *,
                        image_index: Sequence[int] = (), examples: int = 4,
-                       title: str = "") -> Path:
+                       images: Mapping[int, np.ndarray] | None = None, title: str = "") -> Path:
     """Where one grid-colour pixel fools the network (an exhaustive sweep's maps).
 
     Panels: the mean over images of the fraction of grid colours that fool the network at each
@@ -283,20 +283,31 @@ def vulnerability_maps(flips: np.ndarray, colours: int, path: str | Path, *,
       colours: colours in the grid.
       path: the PNG to write.
       image_index: (N,) the images' indices, for the example panels' titles.
+      images: uint8 images by index: each example's map is drawn over its image.
     """
     flips = np.asarray(flips)
     n = len(flips)
     order = np.argsort(-(flips > 0).sum(axis=(1, 2)), kind="stable")[:examples] if n else []
     panels = [("mean fraction of colours that fool", flips.mean(0) / colours if n else None),
               ("fraction of images fooled here", (flips > 0).mean(0) if n else None)]
+    under = {}
     for i in order:
         name = f"image {int(image_index[i])}" if len(image_index) else f"#{i}"
-        panels.append((f"{name}: {int((flips[i] > 0).sum())} pixels", flips[i] / colours))
+        label = f"{name}: {int((flips[i] > 0).sum())} pixels"
+        panels.append((label, flips[i] / colours))
+        if images is not None and len(image_index) and int(image_index[i]) in images:
+            under[label] = np.asarray(images[int(image_index[i])])
     fig = Figure(figsize=(2.6 * len(panels), 2.9), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (label, values) in zip(axes, panels):
+        if label in under:  # the map over its image, where no colour fools it left clear
+            picture = under[label]
+            ax.imshow(picture[..., 0] if picture.shape[-1] == 1 else picture,
+                      cmap="gray" if picture.shape[-1] == 1 else None)
+            values = np.ma.masked_equal(values, 0)
         if values is not None:
-            image = ax.imshow(values, cmap="magma", vmin=0, interpolation="nearest")
+            image = ax.imshow(values, cmap="magma", vmin=0, vmax=1 if label in under else None,
+                              interpolation="nearest", alpha=0.75 if label in under else 1.0)
             fig.colorbar(image, ax=ax, shrink=0.7)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])

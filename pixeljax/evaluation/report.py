@@ -92,7 +92,7 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     stats = compute_statistics(results)
     examples, note = _write_examples(results, out / FIGURES, data)  # first: it checks ``data``
     csvs = _write_tables(results, stats, out / TABLES)
-    pngs = _write_figures(results, stats, out / FIGURES)
+    pngs = _write_figures(results, stats, out / FIGURES, data)
     lines = _header(results)
     lines += _results_section(results, stats)
     lines += _comparison_section(results)
@@ -202,7 +202,17 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
     return lines
 
 
-def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path]:
+def _attacked_images(results: SuiteResults, data: str | None) -> dict[int, object] | None:
+    """The attacked images by index, or None when the data cannot be read."""
+    try:
+        images = load_dataset(data or results.settings["data"], results.settings["split"])
+    except PixeljaxError:
+        return None
+    return {int(i): x for i, x in zip(images.index, images.x)}
+
+
+def _write_figures(results: SuiteResults, stats, folder: Path,
+                   data: str | None = None) -> dict[str, Path]:
     pngs: dict[str, Path] = {}
     series = []
     for model in results.models:
@@ -221,8 +231,10 @@ def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path
             paper=[("paper: all networks, any target", p.pixels, p.value)
                    for p in published],
             title=f"{results.name}: success rate by pixels changed")
-    for c in results.cells:
-        maps = read_maps(c.directory) if c.mode == SWEEP and c.started else {}
+    sweeps = [c for c in results.cells if c.mode == SWEEP and c.started]
+    images = _attacked_images(results, data) if sweeps else None
+    for c in sweeps:
+        maps = read_maps(c.directory)
         if maps:
             h, w = maps["flips"].shape[1:]
             colours = (c.summary or {}).get("candidates_per_image", 0) // (h * w) or len(
@@ -230,6 +242,7 @@ def _write_figures(results: SuiteResults, stats, folder: Path) -> dict[str, Path
             pngs[f"vulnerability_{c.model}"] = figures.vulnerability_maps(
                 maps["flips"], int(colours),
                 folder / f"vulnerability_{c.model}.png", image_index=maps["image_index"],
+                images=images,
                 title=f"{c.model}: one-pixel vulnerability over {len(maps['flips'])} images")
     for model in results.models:
         cells = [c for c in results.cells if c.model == model and c.key in stats]
@@ -272,7 +285,7 @@ def _vulnerability_section(results: SuiteResults, pngs: dict[str, Path]) -> list
     lines = ["## Where one pixel suffices (sweep)", "",
              "For every position, how many colours of the sweep's grid fool the network: the "
              "mean over the swept images, the fraction of images fooled there, and the most "
-             "vulnerable images.", ""]
+             "vulnerable images (their maps over the image, where the data can be read).", ""]
     for c in cells:
         lines += [f"### {c.model}", "",
                   f"![{c.model} vulnerability]({FIGURES}/vulnerability_{c.model}.png)", ""]
