@@ -279,6 +279,17 @@ def _device_list(text: str) -> list[int]:
     return counts
 
 
+def victim_options(p: argparse.ArgumentParser) -> None:
+    """MODEL or ``--predict``, ``--out`` and :func:`user_model_options`, for every command that
+    writes a results folder."""
+    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
+    p.add_argument("--predict", metavar="MODULE:FUNCTION",
+                   help="instead of MODEL: a plain predict(images) function with its own "
+                        "weights")
+    p.add_argument("--out", required=True, type=checks.path)
+    user_model_options(p)
+
+
 def user_model_options(p: argparse.ArgumentParser) -> None:
     """How a model of the user's own takes its input and what it returns (instead of what it
     declares; see ``pixeljax.models.user``)."""
@@ -346,12 +357,7 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("attack", help="attack N images and write a results folder")
-    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
-    p.add_argument("--predict", metavar="MODULE:FUNCTION",
-                   help="instead of MODEL: a plain predict(images) function with its own "
-                        "weights")
-    p.add_argument("--out", required=True, type=checks.path)
-    user_model_options(p)
+    victim_options(p)
     _attack_options(p)
     distributed_options(p)
     p.set_defaults(func=_cmd_attack)

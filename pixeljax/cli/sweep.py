@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.attack import user_model_options, victim_and_data
+from pixeljax.cli.attack import victim_and_data, victim_options
 
 
 def sweep_spec(args):
@@ -60,12 +60,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="every pixel x a colour grid, all classes at once "
                                      "(exhaustive one-pixel sweep) into a results folder")
-    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
-    p.add_argument("--predict", metavar="MODULE:FUNCTION",
-                   help="instead of MODEL: a plain predict(images) function with its own "
-                        "weights")
-    p.add_argument("--out", required=True, type=checks.path)
-    user_model_options(p)
+    victim_options(p)
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
