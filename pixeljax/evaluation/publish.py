@@ -2,7 +2,8 @@
 
     DEST/README.md                  the headline table (below) and where the numbers come from
     DEST/report.md, figures/, tables/   the suite's report (``pixeljax report``)
-    DEST/cells/<victim>/<cell>/     each cell's ``summary.json`` and ``config.json``
+    DEST/cells/<victim>/<cell>/     each cell's ``summary.json`` and ``config.json`` (paths of
+                                    this machine cut to their last part, here and in the report)
     DEST/victims.json               each victim's clean accuracy, from its checkpoint metadata
     DEST/provenance.json            the command, the commit, the machine and the date
 
@@ -30,6 +31,7 @@ from pixeljax.evaluation import paper
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
 from pixeljax.stats import Rate
+from pixeljax.training.export import portable
 
 CELLS = "cells"
 VICTIMS = "victims.json"
@@ -176,13 +178,23 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    shutil.copy2(suite_out / REPORT, dest / REPORT)
     for folder in (FIGURES, TABLES):
         shutil.copytree(suite_out / folder, dest / folder)
+    local: dict[str, str] = {}  # paths of this machine in what is copied -> their last part
     for c in ran:
         (dest / CELLS / c.key).mkdir(parents=True)
-        for file in (results.SUMMARY, results.CONFIG):
-            shutil.copy2(c.directory / file, dest / CELLS / c.key / file)
+        shutil.copy2(c.directory / results.SUMMARY, dest / CELLS / c.key / results.SUMMARY)
+        config = results.read_config(c.directory)
+        for key in ("data", "checkpoint"):
+            value = config.get(key)
+            if isinstance(value, str) and Path(value).is_absolute():
+                local[value] = config[key] = portable(value)
+        (dest / CELLS / c.key / results.CONFIG).write_text(
+            json.dumps(config, indent=2, sort_keys=True) + "\n")
+    report = (suite_out / REPORT).read_text()
+    for path, short in sorted(local.items(), key=lambda item: -len(item[0])):
+        report = report.replace(path, short)
+    (dest / REPORT).write_text(report)
     victims = {}
     for model in suite.models:
         meta = suite.victim_metadata(model) or {}
