@@ -174,6 +174,7 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
             raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
                                 f"<!-- /published:{name} --> to hold the table")
     _check_destination(suite_out, dest)
+    commit = _commit()  # before this publication rewrites tracked files
     write_report(suite_out, data=data)
     if dest.exists():
         shutil.rmtree(dest)
@@ -201,7 +202,7 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         victims[model] = {k: meta.get(k) for k in ("architecture", "test_accuracy",
                                                    "test_images", "exported")}
     (dest / VICTIMS).write_text(json.dumps(victims, indent=2) + "\n")
-    provenance = {"suite": suite.name, "command": command, "commit": _commit(),
+    provenance = {"suite": suite.name, "command": command, "commit": commit,
                   "machine": _machine(),
                   "published": datetime.datetime.now(datetime.timezone.utc).strftime(
                       "%Y-%m-%d %H:%M UTC"),
