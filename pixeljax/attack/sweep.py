@@ -233,23 +233,25 @@ def sweep_wave(scorer, image, label, active, grid, *, batch_size: int) -> Found:
     return jax.lax.fori_loop(0, (total + batch_size - 1) // batch_size, body, found)
 
 
-_PROGRAMS: dict[tuple[int, tuple[jax.Device, ...]], Callable] = {}
+_PROGRAMS: dict[tuple[int, tuple[jax.Device, ...]], tuple] = {}
 
 
 def _program(batch_size: int, devices: tuple[jax.Device, ...]):
-    """The compiled wave on these devices: slots split along the engine's mesh axis."""
+    """The compiled wave on these devices (slots split along the engine's mesh axis), and the
+    shardings of split and replicated inputs."""
     if (batch_size, devices) not in _PROGRAMS:
         mesh, slot, rep = engine.slot_mesh(devices)
         wave = jax.shard_map(functools.partial(sweep_wave, batch_size=batch_size), mesh=mesh,
                              in_specs=(rep, slot, slot, slot, rep), out_specs=slot,
                              check_vma=False)
-        _PROGRAMS[batch_size, devices] = jax.jit(wave)
+        _PROGRAMS[batch_size, devices] = (jax.jit(wave), jax.sharding.NamedSharding(mesh, slot),
+                                          jax.sharding.NamedSharding(mesh, rep))
     return _PROGRAMS[batch_size, devices]
 
 
 def compiled_programs() -> int:
     """How many sweep programs have been compiled so far."""
-    return sum(p._cache_size() for p in _PROGRAMS.values())
+    return sum(p._cache_size() for p, *_ in _PROGRAMS.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,10 +341,9 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
     n = spec.candidates(shape)
     batch = max(1, min(spec.batch_size or validation.default_batch_size(), s // n_dev * n))
     scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense)
-    program = _program(batch, devices)
-    mesh, slot, rep = engine.slot_mesh(devices)
-    place = functools.partial(jax.device_put, device=jax.sharding.NamedSharding(mesh, slot))
-    scorer, grid_d = jax.device_put((scorer, grid), jax.sharding.NamedSharding(mesh, rep))
+    program, split, replicated = _program(batch, devices)
+    place = functools.partial(jax.device_put, device=split)
+    scorer, grid_d = jax.device_put((scorer, grid), replicated)
     order = engine.fill_order(list(range(s)), s // n_dev)
 
     for start in range(0, len(images), s):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -261,6 +260,7 @@ def restore_plain(model: nnx.Module, directory: Path, reference: str) -> nnx.Mod
     return nnx.merge(graphdef, restored)
 
 
-def image_shape_of(model, given: Sequence[int] | None = None):
-    shape = given if given is not None else getattr(model, "image_shape", None)
+def image_shape_of(model):
+    """The (height, width, channels) ``model`` declares, or None."""
+    shape = getattr(model, "image_shape", None)
     return None if shape is None else tuple(int(d) for d in shape)
