@@ -15,8 +15,10 @@ The ratios (b)/(a) (engine overhead: 1.0 means none), (b')/(b) (incremental spee
 (b)/(c) (speed-up over the usual loop) are the results, with each engine's multiply-adds per
 candidate and the bytes it keeps per slot, and its achieved FLOP/s as a fraction of the
 machine's own float32 matrix-multiply rate (:func:`matmul_rate`, measured in the same run in
-float32 and bfloat16: the roofline); (a) to (c) use one device. With
-``--devices 1,2,4,8``:
+float32 and bfloat16: the roofline). (b) and (b') run in float32 and, for NNX victims, again in
+bfloat16 (float32-re-checked successes counted beside float32's), and :func:`precision_agreement`
+measures on random one-pixel candidates how often the two precisions give the same class; (a)
+to (c) use one device. With ``--devices 1,2,4,8``:
   (d) the engine on each device count, as ratios to one device (:func:`device_scaling`).
 """
 
@@ -35,6 +37,7 @@ from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import BFLOAT16, FLOAT32, PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +56,12 @@ class BenchConfig:
     repeats: int = 3
     seed: int = 0
     sweep_images: int = 2
+    agreement_candidates: int = 10_000
 
     def check(self) -> None:
         """Raises PixeljaxError naming the first size out of range."""
-        least = {"popsize": 4, "maxiter": 0, "seed": 0, "sweep_images": 0}
+        least = {"popsize": 4, "maxiter": 0, "seed": 0, "sweep_images": 0,
+                 "agreement_candidates": 0}
         for field in dataclasses.fields(self):
             value, low = getattr(self, field.name), least.get(field.name, 1)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -69,7 +74,8 @@ class BenchConfig:
         if platform == "cpu":
             return cls()
         return cls(images=2048, baseline_images=4, maxiter=20, slots=512, batch_size=8000,
-                   incremental_batch_size=8000, repeats=10, sweep_images=256)
+                   incremental_batch_size=8000, repeats=10, sweep_images=256,
+                   agreement_candidates=100_000)
 
 
 def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 3) -> float:
@@ -105,15 +111,17 @@ def _correct(predict, data: ImageSet) -> np.ndarray:
 
 
 def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: int = 1,
-                      warm_up_all: bool = False, dense: bool = False) -> tuple[float, dict]:
+                      warm_up_all: bool = False, dense: bool = False,
+                      precision: str = FLOAT32) -> tuple[float, dict]:
     """(b) model evaluations per second of the attack engine on ``devices`` devices, compile
     time excluded (``warm_up_all``: warm up on all the images, so that not even the host-side
     steps whose shapes follow the image count compile in the timed run). ``dense``: score
     densely (b); otherwise incrementally where the victim allows (b'), at
-    ``config.incremental_batch_size``."""
+    ``config.incremental_batch_size``; ``precision``: the scoring precision."""
     config.check()
     kwargs = dict(pixels=config.pixels, popsize=config.popsize, maxiter=config.maxiter,
                   slots=config.slots, key=jax.random.key(0), devices=devices, dense=dense,
+                  precision=precision,
                   batch_size=config.batch_size if dense else config.incremental_batch_size)
     # Only correctly classified images are attacked; the first one compiles every shape.
     correct = _correct(predict, data)
@@ -128,7 +136,39 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
     evaluations = int(result.evaluations.sum())
     return evaluations / seconds, {"evaluations": evaluations, "seconds": seconds,
                                    "attacked": int((~result.skipped).sum()),
-                                   "success": int(result.success.sum())}
+                                   "success": int(result.success.sum()),
+                                   "precision_flips": int(result.precision_flip.sum())}
+
+
+def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int = 500,
+                        seed: int = 0) -> dict:
+    """bfloat16 against float32 scoring on ``candidates`` random one-pixel candidates (uniform
+    position and colour) spread over the correctly classified images: the fraction whose top
+    class agrees and the largest difference of any class probability (both scored the way the
+    engine scores them: incrementally where the victim allows)."""
+    images = data.x[_correct(predict, data)]
+    rng = np.random.default_rng(seed)
+    h, w, c = images.shape[1:]
+    genes = np.concatenate([rng.integers(0, w, (candidates, 1)),
+                            rng.integers(0, h, (candidates, 1)),
+                            rng.integers(0, 256, (candidates, c))], 1).astype(np.float32)
+    owner = (np.arange(candidates) % len(images)).astype(np.int32)
+    probs = {}
+    for precision in PRECISIONS:
+        scorer = scoring.scorer_for(predict, precision=precision)
+        cache = jax.jit(scorer.prepare)(jnp.asarray(images, jnp.float32))
+        score = jax.jit(lambda s, k, x, o: jax.nn.softmax(s.logits(k, x, o), -1))
+        out = []
+        for start in range(0, candidates, batch):
+            part = slice(start, start + batch)
+            x, o = np.resize(genes[part], (batch, genes.shape[1])), np.resize(owner[part], batch)
+            out.append(np.asarray(score(scorer, cache, x, o))[:len(genes[part])])
+        probs[precision] = np.concatenate(out)
+    same = probs[FLOAT32].argmax(-1) == probs[BFLOAT16].argmax(-1)
+    return {"candidates": candidates, "images": len(images),
+            "scoring": scoring.describe(scoring.scorer_for(predict, precision=BFLOAT16)),
+            "argmax_agreement": float(same.mean()), "argmax_disagreements": int((~same).sum()),
+            "max_probability_difference": float(np.abs(probs[FLOAT32] - probs[BFLOAT16]).max())}
 
 
 def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
@@ -239,13 +279,18 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
 
 
 def engine_costs(predict, image_shape: tuple[int, int, int], pixels: int, *,
-                 dense: bool) -> dict:
+                 dense: bool, precision: str = FLOAT32) -> dict:
     """How an engine scores: ``scoring`` (incremental, or dense and why), multiply-adds per
     candidate (from the layer shapes of the program it runs) and cache bytes per slot."""
-    scorer = scoring.scorer_for(predict, pixels=pixels, dense=dense)
+    scorer = scoring.scorer_for(predict, pixels=pixels, dense=dense, precision=precision)
     return {"scoring": scoring.describe(scorer),
             "macs_per_candidate": scoring.macs_per_candidate(scorer, image_shape, pixels),
             "cache_bytes_per_slot": scoring.cache_bytes_per_slot(scorer, image_shape)}
+
+
+def _lowers(predict) -> bool:
+    """Whether ``predict`` can be scored in bfloat16 (an NNX network)."""
+    return scoring.victim_module(predict) is not None
 
 
 def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
@@ -254,21 +299,32 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
     forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
                                  config.repeats)
     engines = {}
-    for name, dense in (("dense", True), ("incremental", False)):
-        rate, detail = engine_throughput(predict, data, config, dense=dense)
-        engines[name] = {"evaluations_per_second": rate,
-                         "batch_size": config.batch_size if dense
-                         else config.incremental_batch_size,
-                         **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense),
-                         "run": detail}
-        engines[name]["flops_per_second"] = 2 * engines[name]["macs_per_candidate"] * rate
-        engines[name]["fraction_of_matmul_float32"] = (engines[name]["flops_per_second"]
-                                                       / ceiling["float32"])
+    precisions = PRECISIONS if _lowers(predict) else (FLOAT32,)
+    for precision in precisions:
+        for kind, dense in (("dense", True), ("incremental", False)):
+            name = kind if precision == FLOAT32 else f"{kind} {precision}"
+            rate, detail = engine_throughput(predict, data, config, dense=dense,
+                                             precision=precision)
+            e = engines[name] = {
+                "evaluations_per_second": rate, "precision": precision,
+                "batch_size": config.batch_size if dense else config.incremental_batch_size,
+                **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense,
+                               precision=precision),
+                "run": detail}
+            e["flops_per_second"] = 2 * e["macs_per_candidate"] * rate
+            e["fraction_of_matmul_float32"] = e["flops_per_second"] / ceiling["float32"]
+            e["fraction_of_matmul"] = e["flops_per_second"] / ceiling[precision]
     baseline = numpy_de_throughput(predict, data, config)
     sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
                         else (None, {"images": 0, "candidates": 0}))
     engine = engines["dense"]["evaluations_per_second"]
     incremental = engines["incremental"]["evaluations_per_second"]
+    low = {kind: engines[f"{kind} {BFLOAT16}"]["evaluations_per_second"]
+           / engines[kind]["evaluations_per_second"]
+           for kind in ("dense", "incremental") if f"{kind} {BFLOAT16}" in engines}
+    agreement = (precision_agreement(predict, data, config.agreement_candidates,
+                                     seed=config.seed)
+                 if config.agreement_candidates and len(precisions) > 1 else None)
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
             "config": dataclasses.asdict(config),
             "forward_images_per_second": forward,
@@ -282,4 +338,5 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "engine_over_numpy_de": engine / baseline, "engine_run": engines["dense"]["run"],
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
-            "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines}
+            "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
+            "bfloat16_over_float32": low, "precision_agreement": agreement}

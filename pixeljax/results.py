@@ -49,12 +49,13 @@ _SHARD = re.compile(r"results-(\d+)-of-(\d+)\.csv")
 STATUS_SUCCESS, STATUS_FAILURE, STATUS_SKIPPED = "success", "failure", "skipped"
 BASE_COLUMNS = ("attack_id", "image_index", "label", "target", "status", "success",
                 "adversarial_class", "confidence", "true_prob_before", "true_prob_after",
-                "generations", "evaluations", "nonfinite_evaluations")
+                "generations", "evaluations", "nonfinite_evaluations", "precision_flip")
 INT_COLUMNS = {"attack_id", "image_index", "label", "target", "success", "adversarial_class",
-               "generations", "evaluations", "nonfinite_evaluations"}
+               "generations", "evaluations", "nonfinite_evaluations", "precision_flip"}
 # Columns added after files were first written: absent from older files (read as this value),
 # and a row written without one gets it.
-OPTIONAL_COLUMNS = {"nonfinite_evaluations": 0}
+# precision_flip: the float32 re-check reversed a bfloat16-scored attack's success.
+OPTIONAL_COLUMNS = {"nonfinite_evaluations": 0, "precision_flip": 0}
 PIXEL_FIELDS = ("x", "y", "r", "g", "b")
 
 

@@ -291,7 +291,8 @@ def test_bad_options_are_one_error_line(victim, data_file, tmp_path, capsys, ext
 def test_run_bench_reports_three_throughputs_and_their_ratios(victim, data_file):
     config = BenchConfig(images=2, baseline_images=1, popsize=TINY_ENGINE["popsize"],
                          maxiter=TINY_ENGINE["maxiter"], slots=TINY_ENGINE["slots"],
-                         batch_size=TINY_ENGINE["batch_size"], repeats=1)
+                         batch_size=TINY_ENGINE["batch_size"], repeats=1,
+                         agreement_candidates=0)
     report = run_bench(victim[1].predict, load_dataset(data_file), config)
     for key in ("forward_images_per_second", "engine_evaluations_per_second",
                 "numpy_de_evaluations_per_second", "engine_over_forward",
@@ -319,7 +320,8 @@ def test_with_json_stdout_holds_exactly_one_json_document(victim, data_file, tmp
         "accuracy": ["accuracy", "tiny", *tiny, "--json"],
         "bench": ["bench", "--model", "tiny", *tiny, "--images", "1", "--popsize", "8",
                   "--maxiter", "1", "--slots", "1", "--batch-size", "8",
-                  "--incremental-batch-size", "8", "--sweep-images", "1", "--json"],
+                  "--incremental-batch-size", "8", "--sweep-images", "1",
+                  "--agreement-candidates", "0", "--json"],
     }
     for name, argv in commands.items():
         assert main(argv) == 0, name

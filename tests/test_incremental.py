@@ -206,9 +206,23 @@ def test_incremental_logits_equal_dense_logits_on_vgg16_at_its_corners_and_borde
     assert compare(model, images, np.concatenate([corners, edges])) == 12
 
 
-def test_resnet20_falls_back_to_dense_scoring_and_says_why():
-    scorer = scoring.scorer_for(abstract("resnet20"))
-    assert scorer.kind == "dense" and "BasicBlock" in scoring.describe(scorer)
+def test_incremental_logits_equal_dense_logits_on_resnet20_at_every_border_pixel():
+    """Residual blocks: both branches' windows, the strided shortcuts of stages 2 and 3, the
+    pooled classifier."""
+    images = random_images(1)
+    model = scaled(create_model("resnet20", seed=1), images)
+    pixels = border_and_random_pixels(32, 32, 4, np.random.default_rng(2))
+    assert compare(model, images, pixels) == len(pixels)
+
+
+def test_resnet20s_plan_recomputes_both_branches_of_its_residual_blocks():
+    plan = cone.make_plan(abstract("resnet20"), (32, 32, 3))
+    kinds = [s.kind for s in plan.steps]
+    assert kinds == [cone.LOCAL] + [cone.RESIDUAL] * 6 + [cone.FULL] * 4
+    first = plan.steps[1]
+    assert [s.window for s in first.inner] == [(5, 5), (7, 7)] and first.window == (7, 7)
+    strided = plan.steps[4]  # stage 2's first block halves the map
+    assert strided.shape == (32, 32, 16) and strided.inner[0].axes[0].stride == 2
 
 
 @pytest.mark.parametrize("head", ["mean", "dense"])
@@ -280,11 +294,28 @@ def test_bench_reports_both_engines_their_ratio_and_costs(tmp_path_factory):
     config = BenchConfig(images=2, baseline_images=1, popsize=TINY_ENGINE["popsize"],
                          maxiter=TINY_ENGINE["maxiter"], slots=TINY_ENGINE["slots"],
                          batch_size=TINY_ENGINE["batch_size"],
-                         incremental_batch_size=TINY_ENGINE["batch_size"], repeats=1)
+                         incremental_batch_size=TINY_ENGINE["batch_size"], repeats=1,
+                         agreement_candidates=600)
     report = run_bench(victim.predict, data, config)
     engines = report["engines"]
     assert engines["dense"]["scoring"] == "dense (requested)"
     assert engines["incremental"]["scoring"] == "incremental"
+    # Both precisions, side by side, with the bfloat16 runs' successes re-checked in float32.
+    assert engines["incremental bfloat16"]["scoring"] == "incremental bfloat16"
+    assert engines["dense bfloat16"]["scoring"] == "dense bfloat16 (requested)"
+    for kind in ("dense", "incremental"):
+        low = engines[f"{kind} bfloat16"]
+        assert low["run"]["attacked"] == engines[kind]["run"]["attacked"] == 2
+        assert 0 <= low["run"]["precision_flips"] <= 2
+        assert low["fraction_of_matmul"] == pytest.approx(
+            low["flops_per_second"] / report["matmul_flops_per_second"]["bfloat16"])
+        assert report["bfloat16_over_float32"][kind] == pytest.approx(
+            low["evaluations_per_second"] / engines[kind]["evaluations_per_second"])
+    agreement = report["precision_agreement"]
+    assert agreement["candidates"] == 600
+    assert 0 <= agreement["argmax_agreement"] <= 1
+    assert agreement["argmax_disagreements"] == round(600 * (1 - agreement["argmax_agreement"]))
+    assert 0 <= agreement["max_probability_difference"] < 1
     assert report["incremental_over_dense"] == pytest.approx(
         engines["incremental"]["evaluations_per_second"]
         / engines["dense"]["evaluations_per_second"])

@@ -35,6 +35,8 @@ class AttackResult:
       attack_id: (A,) the id each attack's random stream is derived from.
       nonfinite: (A,) evaluations whose logits were NaN or infinite (scored as the worst
         fitness, never a success).
+      precision_flip: (A,) the float32 re-check reversed the success a bfloat16 score gave
+        (``precision="bfloat16"`` only; the other fields are float32's).
     """
 
     image: np.ndarray
@@ -52,6 +54,7 @@ class AttackResult:
     evaluations: np.ndarray
     attack_id: np.ndarray
     nonfinite: np.ndarray
+    precision_flip: np.ndarray
 
     def classes_reached(self, num_images: int) -> np.ndarray:
         """(num_images,) how many classes each image was pushed to (all-targets runs)."""
@@ -149,7 +152,7 @@ def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> At
     target = np.asarray([t for _, t in p.plan], np.int32)
     skipped = np.asarray([r not in found for r in ids], bool)
     get = lambda k, default, dtype: np.asarray(  # noqa: E731
-        [found[r][k] if r in found else default for r in ids], dtype).reshape(a, *np.shape(default))
+        [found[r].get(k, default) if r in found else default for r in ids], dtype).reshape(a, *np.shape(default))
     perturbation = get("perturbation", np.zeros(pixels * (2 + c), np.float32), np.float32)
     adversarial = p.images[selected].copy() if a else p.images[:0].copy()
     if a and not skipped.all():
@@ -170,4 +173,5 @@ def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> At
         perturbation=perturbation.reshape(a, pixels, 2 + c),
         adversarial=adversarial, generations=get("generations", 0, np.int32),
         evaluations=get("evaluations", 0, np.int32), attack_id=np.asarray(ids, np.int64),
-        nonfinite=get("nonfinite", 0, np.int32))
+        nonfinite=get("nonfinite", 0, np.int32),
+        precision_flip=get("precision_flip", 0, np.int32).astype(bool))

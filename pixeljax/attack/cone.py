@@ -6,7 +6,12 @@ A :class:`SequentialVictim` made of the project's layers is read into a :class:`
 * ``local``: a convolution or max pooling whose changed outputs fit in a window smaller than its
   map: recompute that window from a patch of the clean (padded) input;
 * ``pointwise``: a 1x1, stride-1 layer: apply it to the window as it is;
-* ``mean``: global average pooling: update the clean mean from the window's difference;
+* ``mean``: global average pooling (alone, or under a linear classifier): update the clean
+  mean from the window's difference;
+* ``residual``: a residual block (:class:`~pixeljax.models.resnet.BasicBlock`): its two
+  convolutions are local steps one after the other, and its shortcut (a strided subsample) is
+  read at the second one's window, which holds every output the block's sum can change (the
+  union of both branches' windows);
 * ``expand``: a layer that needs the whole map (a dense layer) while the change covers only a
   window: paste the window into the clean map, then continue densely;
 * ``full``: the change already covers the whole map (or the map is a vector): apply the layer.
@@ -24,8 +29,11 @@ from flax import nnx
 
 from pixeljax.models.base import SequentialVictim
 from pixeljax.models.layers import Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
+from pixeljax.models.resnet import BasicBlock, Classifier
 
-LOCAL, POINTWISE, MEAN, EXPAND, FULL = "local", "pointwise", "mean", "expand", "full"
+LOCAL, POINTWISE, MEAN, RESIDUAL, EXPAND, FULL = ("local", "pointwise", "mean", "residual",
+                                                 "expand", "full")
+MEAN_LAYERS = (GlobalAveragePool, Classifier)  # a mean over positions, then (maybe) a head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +97,7 @@ class Step:
         map once the change covers it).
       shape: (H, W, C) of the layer's input (for the kinds that read the clean input).
       pad_value: what a local layer's input is padded with (0 for convolutions, -inf for max).
+      inner: a residual block's two local steps (its convolutions), else empty.
     """
 
     kind: str
@@ -96,11 +105,12 @@ class Step:
     window: tuple[int, int]
     shape: tuple[int, ...]
     pad_value: float = 0.0
+    inner: tuple[Step, ...] = ()
 
     @property
     def reads_clean(self) -> bool:
         """Whether the step reads the clean input of its layer (kept per attacked image)."""
-        return self.kind in (LOCAL, MEAN, EXPAND)
+        return self.kind in (LOCAL, MEAN, RESIDUAL, EXPAND)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +158,9 @@ def _layer_problem(layer) -> str | None:
     if type(layer) is MaxPool:
         return None if layer.padding in ("SAME", "VALID") else \
             f"max-pool padding {layer.padding!r} (only SAME and VALID)"
-    if type(layer) in (GlobalAveragePool, Dense):
+    if type(layer) is BasicBlock:
+        return _layer_problem(layer.first) or _layer_problem(layer.second)
+    if type(layer) in (GlobalAveragePool, Classifier, Dense):
         return None
     return f"{type(layer).__name__} layers are not supported"
 
@@ -172,6 +184,19 @@ def _out_channels(layer, channels: int) -> int:
     return conv.out_features if conv is not None else channels
 
 
+def _local_step(layer, shape: tuple[int, int, int], window: tuple[int, int]) -> Step:
+    """The local step of a convolution or pooling layer for an input of ``shape`` whose change
+    spans ``window``."""
+    (kh, kw), (sh, sw), padding, pad_value = _geometry(layer)
+    axes = (Axis.of(shape[0], kh, sh, padding), Axis.of(shape[1], kw, sw, padding))
+    return Step(LOCAL, axes, (axes[0].window(window[0]), axes[1].window(window[1])), shape,
+                pad_value)
+
+
+def _output_shape(step: Step, layer, channels: int) -> tuple[int, int, int]:
+    return step.axes[0].out, step.axes[1].out, _out_channels(layer, channels)
+
+
 def make_plan(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Plan:
     """The steps of ``model`` (supported: see :func:`unsupported`) for one image shape."""
     h, w, c = image_shape
@@ -181,10 +206,22 @@ def make_plan(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Pla
     for layer in model.layers:
         shape = (h, w, c)
         geometry = _geometry(layer)
+        if type(layer) is BasicBlock:
+            if covered:
+                steps.append(Step(FULL, None, (h, w), shape))
+                continue
+            first = _local_step(layer.first, shape, window)
+            mid = _output_shape(first, layer.first, c)
+            second = _local_step(layer.second, mid, first.window)
+            h, w, c = _output_shape(second, layer.second, mid[2])
+            window = second.window
+            covered = window == (h, w)
+            steps.append(Step(RESIDUAL, None, window, shape, inner=(first, second)))
+            continue
         if covered:
             kind = FULL
         elif geometry is None:
-            kind = MEAN if type(layer) is GlobalAveragePool else EXPAND
+            kind = MEAN if isinstance(layer, MEAN_LAYERS) else EXPAND
         elif geometry[0] == (1, 1) and geometry[1] == (1, 1):
             kind = POINTWISE
         else:

@@ -35,7 +35,9 @@ from pixeljax.attack.generation import (
     fitness_from_logits,
     initial_population,
 )
+from pixeljax.attack.perturb import apply_candidates
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import FLOAT32
 
 __all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
            "compiled_programs", "fill_order", "fitness_from_logits", "initial_population",
@@ -178,6 +180,49 @@ def _harvest(summary: dict, in_slot: list[Attack | None]) -> tuple[list[dict], n
     return finished, freed
 
 
+_forward = jax.jit(lambda predict, images: predict(images))
+
+
+def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
+                          labels: np.ndarray, batch: int) -> np.ndarray:
+    """(N, K) the dense float32 forward pass's probabilities of each candidate's uint8
+    adversarial image, ``batch`` images at a time; a row with NaN or infinite logits counts as
+    the true class with probability 1 (never a success)."""
+    if not isinstance(predict, jax.tree_util.Partial):
+        predict = jax.tree_util.Partial(predict)
+    out = []
+    for start in range(0, len(candidates), batch):
+        part = slice(start, start + batch)
+        adversarial = apply_candidates(images[part], candidates[part])
+        logits = np.asarray(_forward(predict, adversarial))
+        probs, finite = generation.probabilities(logits)
+        probs = np.array(probs)
+        probs[~np.asarray(finite)] = np.eye(probs.shape[1])[labels[part][~np.asarray(finite)]]
+        out.append(probs)
+    return np.concatenate(out)
+
+
+def recheck(predict: Callable, finished: list[dict], attacks: dict[int, Attack],
+            batch: int) -> list[dict]:
+    """The float32 verdict on results scored in lower precision: each final adversarial image
+    (uint8, as applied) through ``predict`` gives the row's adversarial class, its confidence,
+    the true class's probability and success; ``precision_flip`` marks rows whose success the
+    lower precision judged otherwise."""
+    chosen = [attacks[row["attack_id"]] for row in finished]
+    labels = np.asarray([a.label for a in chosen])
+    probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]),
+                                  np.stack([np.asarray(r["perturbation"]) for r in finished]),
+                                  labels, batch)
+    out = []
+    for row, a, p in zip(finished, chosen, probs):
+        top = int(p.argmax())
+        success = bool(top == a.target if a.target >= 0 else top != a.label)
+        out.append({**row, "adversarial_class": top, "confidence": float(p[top]),
+                    "true_prob_after": float(p[a.label]), "success": success,
+                    "precision_flip": int(success != row["success"])})
+    return out
+
+
 def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: EngineConfig,
            params: AttackParams, *,
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[dict]]:
@@ -190,7 +235,9 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
 
     Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
     adversarial_class, confidence, true_prob_after, generations, evaluations, nonfinite and
-    success.
+    success. With ``config.precision`` bfloat16 the candidates are scored in bfloat16 and each
+    finished attack is re-checked in float32 (:func:`recheck`, which adds precision_flip):
+    every reported class and success is float32's.
 
     The slots are split evenly between the ``devices`` (see :func:`local_devices`; default all
     of this process's; ``config.slots`` is rounded up to a multiple of their count) and each
@@ -199,7 +246,9 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
     """
     if not attacks:
         return
-    scorer = scoring.scorer_for(predict, pixels=config.pixels, dense=config.dense)
+    scorer = scoring.scorer_for(predict, pixels=config.pixels, dense=config.dense,
+                                precision=config.precision)
+    by_id = {a.attack_id: a for a in attacks}
     devices = tuple(local_devices(devices))
     n = len(devices)
     # No more slots than attacks (rounded to the devices): each costs memory, none changes results.
@@ -221,5 +270,7 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
         min_active = per_device // 2 + 1 if pending else 0  # per device
         slots = programs.segment(scorer, slots, key, params, min_active)
         finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot)
+        if finished and config.precision != FLOAT32:
+            finished = recheck(predict, finished, by_id, config.slots)
         if finished:
             yield finished

@@ -52,6 +52,7 @@ class EngineConfig:
       segment: generations per compiled segment between host refills.
       dense: score every candidate by a full forward pass even where the victim supports
         incremental scoring (see :func:`pixeljax.attack.scoring.scorer_for`).
+      precision: "float32" or "bfloat16" scoring (:mod:`pixeljax.models.precision`).
     """
 
     pixels: int
@@ -62,6 +63,7 @@ class EngineConfig:
     batch_size: int
     segment: int
     dense: bool
+    precision: str = "float32"
 
 
 @struct.dataclass

@@ -70,15 +70,14 @@ class IncrementalScorer:
         x, maps = normalize(images), []
         for step, layer in zip(plan.steps, model.layers):
             if step.kind == cone.LOCAL:
-                (rows, cols) = step.axes
-                maps.append(jnp.pad(x, ((0, 0), (rows.lo, rows.hi), (cols.lo, cols.hi), (0, 0)),
-                                    constant_values=step.pad_value))
+                maps.append(_padded(x, step))
+            elif step.kind == cone.RESIDUAL:
+                maps.append((_padded(x, step.inner[0]), _padded(layer.first(x), step.inner[1])))
             elif step.kind == cone.EXPAND:
                 maps.append(x)
-            x_next = layer(x)
-            if step.kind == cone.MEAN:
-                maps.append((x, x_next))
-            x = x_next
+            elif step.kind == cone.MEAN:
+                maps.append((x, jnp.mean(x, axis=(1, 2))))
+            x = layer(x)
         return Cache(tuple(maps), shape)
 
     def logits(self, cache: Cache, candidates: jax.Array, owner: jax.Array | None = None):
@@ -111,17 +110,28 @@ class IncrementalScorer:
             elif step.kind == cone.LOCAL:
                 x, first, last, start = _local(step, _valid(layer), next(maps), owner, x,
                                                first, last, start)
+            elif step.kind == cone.RESIDUAL:
+                padded_in, padded_mid = next(maps)
+                inner, mid = step.inner, _local(step.inner[0], _valid(layer.first), padded_in,
+                                                owner, x, first, last, start)
+                residual, *span = _local(inner[1], _valid(layer.second), padded_mid, owner, *mid)
+                shortcut = _shortcut(layer, inner[0], padded_in, owner, x, start, span[2],
+                                     residual.shape[1:3])
+                x, (first, last, start) = layer.merge(residual, shortcut), span
             elif step.kind == cone.MEAN:
                 clean_map, clean_mean = next(maps)
                 clean = _slices(clean_map, owner, start, x.shape[1:3])
-                x = clean_mean[owner] + (jnp.sum(x - clean, axis=(1, 2))
-                                         / (clean_map.shape[1] * clean_map.shape[2]))
+                change = jnp.sum((x - clean).astype(jnp.float32), axis=(1, 2))
+                x = (clean_mean[owner] + change / (clean_map.shape[1] * clean_map.shape[2])
+                     ).astype(clean_mean.dtype)
+                if hasattr(layer, "head"):
+                    x = layer.head(x)
             else:  # EXPAND: paste the window into the whole clean map
                 clean_map = next(maps)
                 full = clean_map[owner]
                 placed, inside = _place(x, start, full.shape[1:3])
                 x = layer(jnp.where(inside, placed, full))
-        return x
+        return x.astype(jnp.float32)
 
 
 def _valid(layer):
@@ -150,6 +160,27 @@ def _local(step: cone.Step, layer, padded: jax.Array, owner, x, first, last, sta
     placed, inside = _place(x, offset, size)
     out = layer(jnp.where(inside, placed, patch))
     return out, tuple(r[0] for r in reach), tuple(r[1] for r in reach), origin
+
+
+def _padded(x: jax.Array, step: cone.Step) -> jax.Array:
+    """A local step's input padded as its layer pads it."""
+    rows, cols = step.axes
+    return jnp.pad(x, ((0, 0), (rows.lo, rows.hi), (cols.lo, cols.hi), (0, 0)),
+                   constant_values=step.pad_value)
+
+
+def _shortcut(block, first: cone.Step, padded: jax.Array, owner, x, start, origin, window):
+    """A residual block's shortcut at its output window ``window`` (first output at
+    ``origin``): the block input there (clean, from ``padded``, the input as the block's first
+    convolution pads it; the changed window ``x`` at ``start`` pasted over it), subsampled by
+    the block's stride."""
+    stride = block.stride
+    lo = tuple(a.lo for a in first.axes)
+    size = tuple((w - 1) * stride + 1 for w in window)
+    corner = tuple(o * stride + p for o, p in zip(origin, lo))   # in padded coordinates
+    patch = _slices(padded, owner, corner, size)
+    placed, inside = _place(x, tuple(s + p - c for s, p, c in zip(start, lo, corner)), size)
+    return block.shortcut(jnp.where(inside, placed, patch))
 
 
 def _slices(maps: jax.Array, owner, corner, size) -> jax.Array:

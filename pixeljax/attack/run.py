@@ -22,6 +22,7 @@ from pixeljax.attack.engine import slot_count
 from pixeljax.attack.spec import TARGET_MODES, AttackSpec
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import FLOAT32
 
 SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
 
@@ -101,7 +102,7 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
     clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
     scored = scoring.scoring_summary(predict, data.x.shape[1:], pixels=spec.pixels,
-                                     dense=spec.dense)
+                                     dense=spec.dense, precision=spec.precision)
 
     def summary_of(rows):
         wall, timed = results.run_time(out)  # every part of the run, every process
@@ -190,7 +191,7 @@ def _row(prepared: pipeline.Prepared, k: int, probs: np.ndarray, found: dict | N
         row.update(status=results.STATUS_SKIPPED, success=0,
                    adversarial_class=int(probs[i].argmax()), confidence=float(probs[i].max()),
                    true_prob_after=float(probs[i, label]), generations=0, evaluations=0,
-                   nonfinite_evaluations=0)
+                   nonfinite_evaluations=0, precision_flip=0)
         genes = np.zeros((pixels, 2 + c), np.float32)
     else:
         row.update(status=results.STATUS_SUCCESS if found["success"] else results.STATUS_FAILURE,
@@ -199,7 +200,8 @@ def _row(prepared: pipeline.Prepared, k: int, probs: np.ndarray, found: dict | N
                    confidence=float(found["confidence"]),
                    true_prob_after=float(found["true_prob_after"]),
                    generations=int(found["generations"]), evaluations=int(found["evaluations"]),
-                   nonfinite_evaluations=int(found.get("nonfinite", 0)))
+                   nonfinite_evaluations=int(found.get("nonfinite", 0)),
+                   precision_flip=int(found.get("precision_flip", 0)))
         genes = np.asarray(found["perturbation"]).reshape(pixels, 2 + c)
     for j in range(pixels):
         for n, name in enumerate(results.pixel_fields(c)):
@@ -231,6 +233,10 @@ def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classe
         # Evaluations whose logits were NaN or infinite: scored as the worst fitness.
         "nonfinite_evaluations": int(sum(r.get("nonfinite_evaluations", 0) for r in rows)),
         "nonfinite_attacks": sum(r.get("nonfinite_evaluations", 0) > 0 for r in rows),
+        # Scoring precision; successes a bfloat16 score claimed or missed, reversed by the
+        # float32 re-check.
+        "precision": config.get("precision", FLOAT32),
+        "precision_flips": int(sum(r.get("precision_flip", 0) for r in rows)),
         "device": jax.devices()[0].device_kind,
         "devices": len(jax.local_devices()) if devices is None else devices,
         "processes": processes,

@@ -16,8 +16,9 @@ Two implementations:
   the cache is the clean activations; each candidate recomputes only the cone of activations
   its pixel can reach. Exact up to float32 summation order.
 
-:func:`scorer_for` picks one; multi-pixel attacks, other models (e.g. ResNet-20, whose residual
-blocks are not supported) and ``dense=True`` get the dense scorer.
+:func:`scorer_for` picks one; multi-pixel attacks, models of other layers, plain functions and
+``dense=True`` get the dense scorer. Either can score in bfloat16
+(:mod:`pixeljax.models.precision`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from flax import nnx, struct
 from pixeljax.attack import cone
 from pixeljax.attack.incremental import IncrementalScorer
 from pixeljax.attack.perturb import apply_candidates
+from pixeljax.errors import PixeljaxError
 from pixeljax.models import split_for_inference
+from pixeljax.models.precision import FLOAT32, check_precision, lowered
 
 
 class Scorer(Protocol):
@@ -65,7 +68,7 @@ class DenseScorer:
     def logits(self, cache: jax.Array, candidates: jax.Array,
                owner: jax.Array | None = None) -> jax.Array:
         images = cache if owner is None else cache[owner]
-        return self.apply(apply_candidates(images, candidates))
+        return self.apply(apply_candidates(images, candidates)).astype(jnp.float32)
 
 
 def _as_partial(apply: Callable) -> jax.tree_util.Partial:
@@ -85,7 +88,8 @@ def victim_module(apply) -> nnx.Module | None:
     return nnx.merge(graphdef, apply.args[0])
 
 
-def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
+def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
+               precision: str = FLOAT32) -> Scorer:
     """The scorer the engine uses for ``apply``.
 
     Args:
@@ -93,10 +97,18 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
         module, or any ``apply(images) -> logits``.
       pixels: pixels changed per candidate (incremental scoring handles one).
       dense: score densely even where incremental scoring applies.
+      precision: "float32", or "bfloat16" (see :mod:`pixeljax.models.precision`; needs an NNX
+        network: a victim's ``predict`` or a module).
     """
     if hasattr(apply, "prepare") and hasattr(apply, "logits"):
         return apply
     module = victim_module(apply)
+    if check_precision(precision) != FLOAT32:
+        if module is None:
+            raise PixeljaxError(f"{precision} scoring needs an NNX network (a pixeljax victim "
+                                f"or a MODULE:FACTORY model), not a plain function: a "
+                                f"function computes in its own precision; use float32")
+        module = apply = lowered(module, precision)
     if dense:
         why = "requested"
     elif module is None:
@@ -113,9 +125,10 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False) -> Scorer:
 
 
 def describe(scorer: Scorer) -> str:
-    """``incremental`` or ``dense (why)``."""
+    """``incremental`` or ``dense (why)``, with `` bfloat16`` when it scores in bfloat16."""
     reason = getattr(scorer, "reason", "")
-    return scorer.kind + (f" ({reason})" if reason else "")
+    low = any(getattr(a, "dtype", None) == jnp.bfloat16 for a in jax.tree.leaves(scorer))
+    return scorer.kind + (" bfloat16" if low else "") + (f" ({reason})" if reason else "")
 
 
 def cache_bytes_per_slot(scorer: Scorer, image_shape: tuple[int, int, int],
@@ -164,9 +177,9 @@ def _sub_jaxprs(params):
 
 
 def scoring_summary(apply, image_shape: tuple[int, int, int], *, pixels: int = 1,
-                    dense: bool = False) -> dict:
+                    dense: bool = False, precision: str = FLOAT32) -> dict:
     """How the engine scores ``apply``'s candidates: ``scoring`` (see :func:`describe`) and
     ``cache_bytes_per_slot`` (what it keeps per attack in flight), for run summaries."""
-    scorer = scorer_for(apply, pixels=pixels, dense=dense)
+    scorer = scorer_for(apply, pixels=pixels, dense=dense, precision=precision)
     return {"scoring": describe(scorer),
             "cache_bytes_per_slot": cache_bytes_per_slot(scorer, tuple(image_shape))}

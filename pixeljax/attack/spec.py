@@ -17,6 +17,7 @@ from pixeljax.attack import validation
 from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.de.core import STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import FLOAT32, check_precision
 
 
 class Goal(str, enum.Enum):
@@ -60,6 +61,12 @@ class AttackSpec:
       true_threshold: a non-targeted attack stops once the true class's probability falls
         below it; None: as soon as the image is misclassified.
 
+    Scoring:
+      precision: "float32" (the exact reference, the default) or "bfloat16" (weights and
+        activations in bfloat16, float32 accumulation; every finished attack is re-checked in
+        float32, so a reported class or success is float32's). ``config.json`` records it when
+        it is not float32.
+
     Engine sizes (speed and memory only, never results):
       slots: attacks in flight (rounded up to a multiple of the device count).
       batch_size: images per model call and device (None: the platform's default, see
@@ -81,6 +88,7 @@ class AttackSpec:
     crossover: float | None = None
     target_threshold: float = 0.5
     true_threshold: float | None = None
+    precision: str = FLOAT32
     slots: int = 32
     batch_size: int | None = None
     segment: int = 10
@@ -113,6 +121,7 @@ class AttackSpec:
                                 f"{STRATEGIES}")
         validation.check_attack_numbers(self.F, self.crossover, self.target_threshold,
                                         self.true_threshold)
+        check_precision(self.precision)
         for name in ("first", "dense"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise PixeljaxError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -141,7 +150,7 @@ class AttackSpec:
         """The engine's static sizes, with the micro-batch resolved to ``batch_size``."""
         return EngineConfig(pixels=self.pixels, popsize=self.popsize, maxiter=self.maxiter,
                             strategy=self.strategy, slots=self.slots, batch_size=batch_size,
-                            segment=self.segment, dense=self.dense)
+                            segment=self.segment, dense=self.dense, precision=self.precision)
 
     def attack_params(self) -> AttackParams:
         """The numbers the compiled engine takes as data (no recompilation when they change)."""
@@ -155,7 +164,7 @@ class AttackSpec:
         """The settings that decide the results, as a results folder's ``config.json`` holds
         them (``mode`` is the goal's value)."""
         config = {k: getattr(self, k) for k in RESULT_FIELDS if k != "mode"}
-        return {**config, "mode": self.mode}
+        return {**config, "mode": self.mode, **precision_config(self.precision)}
 
     @classmethod
     def from_config(cls, config: dict, **engine) -> AttackSpec:
@@ -167,7 +176,13 @@ class AttackSpec:
         except KeyError as e:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of an attack run") from None
-        return cls(goal=mode, **values, **engine)
+        return cls(goal=mode, **values, precision=config.get("precision", FLOAT32), **engine)
+
+
+def precision_config(precision: str) -> dict:
+    """What ``config.json`` records of the precision: nothing for float32 (folders written
+    before the option existed are float32 ones), else ``{"precision": ...}``."""
+    return {} if precision == FLOAT32 else {"precision": precision}
 
 
 DEFAULTS = AttackSpec()

@@ -31,9 +31,9 @@ import numpy as np
 from flax import struct
 
 from pixeljax.attack import engine, generation, scoring, validation
-from pixeljax.attack.perturb import apply_candidates
-from pixeljax.attack.spec import SWEEP, AttackSpec, Goal
+from pixeljax.attack.spec import SWEEP, AttackSpec, Goal, precision_config
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import FLOAT32
 from pixeljax.notices import note
 
 CORNERS = (0, 255)
@@ -52,6 +52,8 @@ class SweepSpec:
       slots: images swept at once (rounded up to a multiple of the device count).
       batch_size: candidates per model call and device (None: the platform's default).
       dense: score every candidate by a full forward pass, not incrementally.
+      precision: "float32" or "bfloat16" scoring (every reported candidate is re-checked in
+        float32 either way; the maps are the scoring precision's).
     """
 
     levels: tuple[int, ...] = CORNERS
@@ -61,6 +63,7 @@ class SweepSpec:
     slots: int = 4
     batch_size: int | None = None
     dense: bool = False
+    precision: str = FLOAT32
 
     def __post_init__(self):
         try:
@@ -81,7 +84,7 @@ class SweepSpec:
         one (image, target) row per other class."""
         return AttackSpec(goal=Goal.ALL_TARGETS, n_images=self.n_images, first=self.first,
                           seed=self.seed, slots=self.slots, batch_size=self.batch_size,
-                          dense=self.dense)
+                          dense=self.dense, precision=self.precision)
 
     @property
     def mode(self) -> str:
@@ -105,13 +108,15 @@ class SweepSpec:
     def to_config(self) -> dict:
         """The settings that decide the results (a results folder's ``config.json``)."""
         return {"mode": SWEEP, "pixels": 1, "levels": list(self.levels),
-                "n_images": self.n_images, "first": self.first, "seed": self.seed}
+                "n_images": self.n_images, "first": self.first, "seed": self.seed,
+                **precision_config(self.precision)}
 
     @classmethod
     def from_config(cls, config: dict, **engine_sizes) -> SweepSpec:
         try:
             return cls(levels=tuple(config["levels"]), n_images=config["n_images"],
-                       first=config["first"], seed=config["seed"], **engine_sizes)
+                       first=config["first"], seed=config["seed"],
+                       precision=config.get("precision", FLOAT32), **engine_sizes)
         except KeyError as e:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of a sweep") from None
@@ -305,28 +310,6 @@ def _chosen(found: dict, i: int, label: int) -> np.ndarray:
     return np.where(index == _NO_INDEX, 0, index).astype(np.int64)
 
 
-_forward = jax.jit(lambda predict, images: predict(images))
-
-
-def recheck(predict, images: np.ndarray, candidates: np.ndarray, labels: np.ndarray,
-            batch: int) -> np.ndarray:
-    """(N, K) the dense forward pass's probabilities of each candidate's uint8 adversarial
-    image, ``batch`` images at a time; a row with NaN or infinite logits counts as the true
-    class with probability 1 (never a success)."""
-    if not isinstance(predict, jax.tree_util.Partial):
-        predict = jax.tree_util.Partial(predict)
-    out = []
-    for start in range(0, len(candidates), batch):
-        part = slice(start, start + batch)
-        adversarial = apply_candidates(images[part], candidates[part])
-        logits = np.asarray(_forward(predict, adversarial))
-        probs, finite = generation.probabilities(logits)
-        probs = np.array(probs)
-        probs[~np.asarray(finite)] = np.eye(probs.shape[1])[labels[part][~np.asarray(finite)]]
-        out.append(probs)
-    return np.concatenate(out)
-
-
 def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: SweepSpec, *,
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
     """Sweeps ``images`` (N, H, W, C), a wave of ``spec.slots`` at a time; yields each wave's
@@ -340,7 +323,7 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)
     batch = max(1, min(spec.batch_size or validation.default_batch_size(), s // n_dev * n))
-    scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense)
+    scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense, precision=spec.precision)
     program, split, replicated = _program(batch, devices)
     place = functools.partial(jax.device_put, device=split)
     scorer, grid_d = jax.device_put((scorer, grid), replicated)
@@ -358,8 +341,9 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
         chosen = np.stack([_chosen(found, i, int(label[i])) for i in where])  # (m, K)
         k = chosen.shape[1]
         candidates = np.asarray(grid_candidates(chosen.reshape(-1), shape, grid))
-        probs = recheck(predict, np.repeat(images[wave], k, axis=0), candidates,
-                        np.repeat(labels[wave], k), batch).reshape(len(wave), k, k)
+        probs = engine.recheck_probabilities(
+            predict, np.repeat(images[wave], k, axis=0), candidates, np.repeat(labels[wave], k),
+            batch).reshape(len(wave), k, k)
         swept = []
         for j, (p, i) in enumerate(zip(wave, where)):
             reach = found["hit_prob"][i] > -np.inf

@@ -40,7 +40,8 @@ def attack_spec(args):
         first=args.first, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
         strategy=args.strategy, F=args.F, crossover=args.crossover,
         target_threshold=args.target_threshold, true_threshold=args.true_threshold,
-        slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense)
+        slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense,
+        precision=args.precision)
 
 
 def model_option(args) -> str:
@@ -216,7 +217,7 @@ def _cmd_bench(args) -> int:
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",
                                              "batch_size", "incremental_batch_size",
-                                             "sweep_images")
+                                             "sweep_images", "agreement_candidates")
                                             if getattr(args, k) is not None})
     if args.devices:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
@@ -233,13 +234,29 @@ def _cmd_bench(args) -> int:
     print(f"(a) forward pass      {report['forward_images_per_second']:12,.0f} images/s")
     engines = report["engines"]
     for label, name in (("(b) engine, dense    ", "dense"),
-                        ("(b') engine, increm.", "incremental")):
+                        ("(b') engine, increm.", "incremental"),
+                        ("(b) dense, bfloat16  ", "dense bfloat16"),
+                        ("(b') increm., bf16   ", "incremental bfloat16")):
+        if name not in engines:
+            continue
         e = engines[name]
+        run = e["run"]
         print(f"{label}  {e['evaluations_per_second']:12,.0f} evaluations/s  (micro-batch "
               f"{e['batch_size']}, {e['macs_per_candidate'] / 1e6:,.1f} M multiply-adds per "
               f"candidate, {e['flops_per_second'] / 1e9:,.1f} GFLOP/s = "
-              f"{e['fraction_of_matmul_float32']:.0%} of the float32 matmul rate, "
-              f"{e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; {e['scoring']})")
+              f"{e['fraction_of_matmul_float32']:.0%} of the float32 matmul rate"
+              + (f", {e['fraction_of_matmul']:.0%} of bfloat16's" if e["precision"] != "float32"
+                 else "")
+              + f", {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
+              f"{e['scoring']}; {run['success']}/{run['attacked']} fooled"
+              + (f", {run['precision_flips']} reversed by the float32 re-check"
+                 if e["precision"] != "float32" else "") + ")")
+    agreement = report["precision_agreement"]
+    if agreement:
+        print(f"bfloat16 vs float32   {agreement['argmax_agreement']:12.2%} of "
+              f"{agreement['candidates']:,} random one-pixel candidates get the same class "
+              f"({agreement['argmax_disagreements']} differ); largest probability difference "
+              f"{agreement['max_probability_difference']:.4f}")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
     if report["sweep_run"]["images"]:
         print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} "
@@ -249,7 +266,9 @@ def _cmd_bench(args) -> int:
           f"{report['incremental_macs_fraction']:.2f}x)   "
           f"(b)/(c) = {report['engine_over_numpy_de']:.2f}"
           + (f"   (e)/(b') = {report['sweep_over_incremental']:.2f}"
-             if report["sweep_over_incremental"] is not None else ""))
+             if report["sweep_over_incremental"] is not None else "")
+          + "".join(f"   bfloat16/float32 {kind} = {ratio:.2f}"
+                    for kind, ratio in report["bfloat16_over_float32"].items()))
     return 0
 
 
@@ -348,6 +367,7 @@ def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--true-threshold", type=checks.number(0, 1),
                    help="default: stop once the image is misclassified")
     checks.add_engine_options(p)
+    checks.add_precision_option(p)
     p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "
                         "to a multiple of N, --batch-size is per device)")
@@ -380,9 +400,9 @@ def register(sub) -> None:
                    help="random weights and random images of the network's own size (e.g. "
                         "allconv_imagenet at 224 x 224): speed, not success")
     sizes = {"popsize": checks.integer(4), "maxiter": checks.count,
-             "sweep-images": checks.count}
+             "sweep-images": checks.count, "agreement-candidates": checks.count}
     for name in ("images", "popsize", "maxiter", "slots", "batch-size",
-                 "incremental-batch-size", "sweep-images"):
+                 "incremental-batch-size", "sweep-images", "agreement-candidates"):
         p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),
                        help="override the platform's bench size"
                        + (" (per device with --devices)" if name in ("images", "slots") else ""))

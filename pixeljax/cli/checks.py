@@ -145,6 +145,18 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help=f"generations between refills (default {DEFAULTS.segment})")
     p.add_argument("--dense", action="store_true",
                    help="score every candidate by a full forward pass (default: one-pixel "
-                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
-                        "activations the pixel reaches; other victims, e.g. resnet20, and "
+                        "attacks on AllConv, NiN, VGG16, ResNet-20 and tiny recompute only "
+                        "the activations the pixel reaches; other networks and "
                         "multi-pixel attacks are always scored densely)")
+
+
+def add_precision_option(p: argparse.ArgumentParser) -> None:
+    """``--precision``: how candidates are scored (results re-checked in float32)."""
+    from pixeljax.models.precision import FLOAT32, PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=f"scoring precision (default {FLOAT32}, the exact reference, on every "
+                        f"platform). bfloat16: weights and activations in bfloat16, float32 "
+                        f"accumulation, about 1.5x faster on a CPU and the precision GPU/TPU "
+                        f"matrix units run at full rate; every reported class and success is "
+                        f"re-checked in float32 and flips are counted (precision_flips)")

@@ -13,7 +13,7 @@ def sweep_spec(args):
     from pixeljax.attack.sweep import SweepSpec, parse_levels
 
     options = dict(n_images=args.images, first=args.first, seed=args.seed, slots=args.slots,
-                   batch_size=args.batch_size, dense=args.dense)
+                   batch_size=args.batch_size, dense=args.dense, precision=args.precision)
     if args.levels is not None:
         options["levels"] = parse_levels(args.levels)
     return SweepSpec(**{k: v for k, v in options.items() if v is not None})
@@ -80,6 +80,7 @@ def register(sub) -> None:
                    help="candidates per model call (default: the platform's micro-batch)")
     p.add_argument("--dense", action="store_true",
                    help="score every candidate by a full forward pass")
+    checks.add_precision_option(p)
     p.add_argument("--devices", type=int, metavar="N",
                    help="use the first N local devices (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

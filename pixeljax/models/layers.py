@@ -27,10 +27,18 @@ def normalize(images: jax.Array) -> jax.Array:
 SMALL_MAP = 16
 
 
+def accumulation(dtype):
+    """What products of ``dtype`` operands accumulate in: float32 for bfloat16 (its sums would
+    otherwise round at every step), else the operands' own type (None)."""
+    return jnp.float32 if dtype == jnp.bfloat16 else None
+
+
 def matmul_conv(lhs, rhs, window_strides, padding, *, precision=None, **unused):
     """A VALID 2-D convolution of NHWC inputs with an HWIO kernel (no dilation, one group), as
-    one matrix product per kernel row over the input's columns gathered side by side."""
+    one matrix product per kernel row over the input's columns gathered side by side (bfloat16
+    operands accumulate in float32; the result has the input's type)."""
     assert padding == "VALID", padding
+    accumulate = accumulation(lhs.dtype)
     kh, kw, cin, cout = rhs.shape
     sh, sw = window_strides
     oh, ow = (lhs.shape[1] - kh) // sh + 1, (lhs.shape[2] - kw) // sw + 1
@@ -39,15 +47,18 @@ def matmul_conv(lhs, rhs, window_strides, padding, *, precision=None, **unused):
     for i in range(kh):  # (B, oh, ow, kw * cin) @ (kw * cin, cout)
         rows = cols[:, i:i + (oh - 1) * sh + 1:sh]
         out = out + jnp.einsum("bhwc,cd->bhwd", rows, rhs[i].reshape(kw * cin, cout),
-                               precision=precision)
-    return out
+                               precision=precision, preferred_element_type=accumulate)
+    return out.astype(lhs.dtype)
 
 
 def small_map_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
                    dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """``lax.conv_general_dilated`` for a 2-D NHWC convolution, done by :func:`matmul_conv`
     when its output map has at most :data:`SMALL_MAP` positions (the same numbers up to float
-    summation order, on every platform)."""
+    summation order, on every platform). bfloat16 inputs accumulate in float32."""
+    restore = accumulation(lhs.dtype) is not None and kwargs.get("preferred_element_type") is None
+    if restore:
+        kwargs["preferred_element_type"] = accumulation(lhs.dtype)
     plain = (lhs.ndim == 4 and feature_group_count == 1
              and all(d == 1 for d in (lhs_dilation or (1, 1)) + (rhs_dilation or (1, 1))))
     if plain:
@@ -58,11 +69,11 @@ def small_map_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_
         if out_hw[0] * out_hw[1] <= SMALL_MAP:
             padded = jnp.pad(lhs, ((0, 0), *pads, (0, 0)))
             return matmul_conv(padded, rhs, window_strides, "VALID", precision=precision)
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-                                    rhs_dilation=rhs_dilation,
-                                    dimension_numbers=dimension_numbers,
-                                    feature_group_count=feature_group_count, precision=precision,
-                                    **kwargs)
+    out = lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                   rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                   feature_group_count=feature_group_count, precision=precision,
+                                   **kwargs)
+    return out.astype(lhs.dtype) if restore else out
 
 
 class ConvBlock(nnx.Module):

@@ -42,8 +42,13 @@ class BasicBlock(nnx.Module):
             x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (low, self.extra_channels - low)))
         return x
 
+    @staticmethod
+    def merge(residual: jax.Array, shortcut: jax.Array) -> jax.Array:
+        """The block's output from its two branches."""
+        return nnx.relu(residual + shortcut)
+
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, H, W, cin) -> (N, H/s, W/s, cout)
-        return nnx.relu(self.second(self.first(x)) + self.shortcut(x))
+        return self.merge(self.second(self.first(x)), self.shortcut(x))
 
 
 class Classifier(nnx.Module):
@@ -53,7 +58,11 @@ class Classifier(nnx.Module):
         self.linear = nnx.Linear(cin, num_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.linear(jnp.mean(x, axis=(1, 2)))
+        return self.head(jnp.mean(x, axis=(1, 2)))
+
+    def head(self, pooled: jax.Array) -> jax.Array:
+        """What follows the pooling: the linear layer."""
+        return self.linear(pooled)
 
 
 def resnet20(*, rngs: nnx.Rngs, num_classes: int = 10) -> SequentialVictim:

@@ -1,0 +1,184 @@
+"""bfloat16 scoring: a lowered network, float32 accumulation, incremental against dense, and the
+float32 re-check that decides every reported class and success (for the API, folders, the sweep
+and the command line)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _attack_support import TINY_ENGINE, boundary_sample, loading_returns, tiny_victim, toy_model
+from flax import nnx
+
+from pixeljax.attack import engine, scoring
+from pixeljax.attack.api import pixel_attack
+from pixeljax.attack.engine import Attack
+from pixeljax.attack.incremental import IncrementalScorer
+from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack.spec import AttackSpec
+from pixeljax.attack.sweep import SweepSpec
+from pixeljax.attack.sweep_run import pixel_sweep
+from pixeljax.cli import main
+from pixeljax.errors import PixeljaxError
+from pixeljax.models.layers import matmul_conv
+from pixeljax.models.precision import lowered
+
+BF16 = jnp.bfloat16
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory):
+    return tiny_victim(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def boundary(victim):
+    return boundary_sample(victim[1], n=8, wrong=1)
+
+
+def float32_probs(victim, images):
+    return np.asarray(jax.nn.softmax(victim.predict(jnp.asarray(images, jnp.float32)), -1))
+
+
+def test_a_lowered_network_holds_bfloat16_weights_and_the_original_is_untouched(victim, boundary):
+    model = victim[1].model
+    assert lowered(model, "float32") is model
+    low = lowered(model)
+    assert all(a.dtype == BF16 for a in jax.tree.leaves(nnx.state(low, nnx.Param)))
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    x = jnp.asarray(boundary[0], jnp.float32)
+    exact, rough = np.asarray(model(x)), np.asarray(low(x), np.float32)
+    assert np.abs(rough - exact).max() < 0.05 * np.abs(exact).max()
+    with pytest.raises(PixeljaxError, match="precision must be one of float32, bfloat16"):
+        lowered(model, "float16")
+
+
+def test_bfloat16_convolutions_accumulate_in_float32():
+    rng = np.random.default_rng(0)
+    lhs = jnp.asarray(rng.standard_normal((2, 6, 6, 64)), BF16)
+    rhs = jnp.asarray(rng.standard_normal((3, 3, 64, 8)), BF16)
+    out = matmul_conv(lhs, rhs, (1, 1), "VALID")
+    exact = jax.lax.conv_general_dilated(lhs.astype(jnp.float32), rhs.astype(jnp.float32),
+                                         (1, 1), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert out.dtype == BF16
+    # Only the final rounding to bfloat16 remains (half a unit in the last of 8 bits).
+    np.testing.assert_allclose(np.asarray(out, np.float32), exact, rtol=2 ** -8, atol=1e-6)
+
+
+def test_bfloat16_incremental_scoring_agrees_with_bfloat16_dense_scoring(victim, boundary):
+    model = victim[1].model
+    images = jnp.asarray(boundary[0], jnp.float32)
+    rng = np.random.default_rng(1)
+    n = 256
+    candidates = jnp.asarray(np.concatenate([rng.integers(0, 32, (n, 2)),
+                                             rng.integers(0, 256, (n, 3))], 1), jnp.float32)
+    owner = jnp.asarray(np.arange(n) % len(images))
+    incremental = scoring.scorer_for(victim[1].predict, precision="bfloat16")
+    dense = scoring.scorer_for(victim[1].predict, dense=True, precision="bfloat16")
+    assert isinstance(incremental, IncrementalScorer)
+    assert scoring.describe(incremental) == "incremental bfloat16"
+    assert scoring.describe(dense) == "dense bfloat16 (requested)"
+    fast = np.asarray(incremental.logits(incremental.prepare(images), candidates, owner))
+    full = np.asarray(dense.logits(dense.prepare(images), candidates, owner))
+    exact = np.asarray(victim[1].predict(apply_candidates(images[owner], candidates)))
+    assert fast.dtype == full.dtype == np.float32
+    # bfloat16 rounds differently on the two roads, by about its own precision (the
+    # untrained victim's classes sit closer than that on these images: the re-check decides).
+    scale = np.abs(exact).max()
+    assert np.abs(fast - full).max() < 0.05 * scale
+    assert np.abs(fast - exact).max() < 0.05 * scale
+
+
+def test_bfloat16_needs_an_nnx_network():
+    with pytest.raises(PixeljaxError, match="bfloat16 scoring needs an NNX network"):
+        scoring.scorer_for(toy_model(), precision="bfloat16")
+
+
+def test_the_spec_checks_and_records_the_precision():
+    with pytest.raises(PixeljaxError, match="precision must be one of"):
+        AttackSpec(precision="float16")
+    assert "precision" not in AttackSpec().to_config()  # folders before the option: float32
+    config = AttackSpec(precision="bfloat16").to_config()
+    assert config["precision"] == "bfloat16"
+    assert AttackSpec.from_config(config).precision == "bfloat16"
+    assert SweepSpec(precision="bfloat16").to_config()["precision"] == "bfloat16"
+    assert SweepSpec.from_config(SweepSpec().to_config()).precision == "float32"
+
+
+def test_every_reported_class_and_success_of_a_bfloat16_attack_is_float32s(victim, boundary):
+    x, y, _ = boundary
+    run = lambda: pixel_attack(victim[1].predict, x, y, precision="bfloat16",  # noqa: E731
+                               **TINY_ENGINE)
+    result = run()
+    attacked = ~result.skipped
+    assert attacked.sum() == len(x) - 1
+    probs = float32_probs(victim[1], result.adversarial[attacked])
+    top = probs.argmax(-1)
+    np.testing.assert_array_equal(result.adversarial_class[attacked], top)
+    np.testing.assert_allclose(result.confidence[attacked], probs.max(-1), rtol=1e-6)
+    np.testing.assert_array_equal(result.success[attacked], top != result.label[attacked])
+    again = run()  # same seed, same precision: the same results
+    for field in ("success", "adversarial_class", "perturbation", "evaluations",
+                  "precision_flip"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(result, field))
+
+
+def test_the_recheck_reverses_a_success_only_bfloat16_saw(victim, boundary):
+    x, y, _ = boundary
+    image, label = x[0], int(y[0])  # classified as label (the victim's own prediction)
+    own = np.concatenate([[3.0, 2.0], image[2, 3].astype(np.float32)])  # its own colour
+    claimed = {"attack_id": 7, "perturbation": own, "success": True,
+               "adversarial_class": (label + 1) % 10, "confidence": 0.9}
+    [row] = engine.recheck(victim[1].predict, [claimed], {7: Attack(7, image, label, -1)}, 4)
+    assert row["success"] is False and row["precision_flip"] == 1
+    assert row["adversarial_class"] == label
+    assert row["confidence"] == pytest.approx(float32_probs(victim[1], image[None])[0, label],
+                                              rel=1e-6)
+
+
+def test_a_bfloat16_sweep_reports_float32_verdicts(victim, boundary):
+    x, y, _ = boundary
+    result = pixel_sweep(victim[1].predict, x[:3], y[:3], slots=2, batch_size=64,
+                         precision="bfloat16")
+    exact = pixel_sweep(victim[1].predict, x[:3], y[:3], slots=2, batch_size=64)
+    fooled = result.untargeted.success
+    assert fooled.sum() == exact.untargeted.success.sum() or result.disagreements > 0
+    assert result.candidates_per_image == exact.candidates_per_image
+
+
+def test_the_command_line_records_bfloat16_and_refuses_to_mix_it_with_float32(victim, boundary,
+                                                                              tmp_path, capsys):
+    x, y, index = boundary
+    data = tmp_path / "boundary.npz"
+    np.savez(data, x=x, y=y, index=index)
+    out = tmp_path / "run"
+    args = ["attack", "tiny", "--checkpoint", str(victim[0]), "--data", str(data), "--images",
+            "8", "--out", str(out), "--quiet",
+            *[f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]]
+    with loading_returns(*victim):
+        assert main(args + ["--precision", "bfloat16"]) == 0
+        config = json.loads((out / "config.json").read_text())
+        summary = json.loads((out / "summary.json").read_text())
+        assert config["precision"] == "bfloat16"
+        assert summary["precision"] == "bfloat16" and summary["precision_flips"] >= 0
+        assert summary["scoring"].startswith("incremental bfloat16")
+        capsys.readouterr()
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "different configuration" in err and "precision" in err
+
+
+def test_bfloat16_and_float32_give_the_same_class_on_ten_thousand_shipped_allconv_candidates():
+    from pixeljax.bench import precision_agreement
+    from pixeljax.checkpoint import load_victim
+    from pixeljax.data import load_sample
+
+    agreement = precision_agreement(load_victim("allconv").predict, load_sample(), 10_000)
+    assert agreement["candidates"] == 10_000 and agreement["images"] >= 5
+    assert agreement["scoring"] == "incremental bfloat16"
+    assert agreement["argmax_agreement"] > 0.995, agreement
+    assert agreement["max_probability_difference"] < 0.2, agreement
