@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax.attack import scoring
+from pixeljax.attack import cone, scoring
 from pixeljax.attack.api import pixel_attack
 from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.engine import initial_population, local_devices
@@ -140,35 +140,63 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
                                    "precision_flips": int(result.precision_flip.sum())}
 
 
-def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int = 500,
-                        seed: int = 0) -> dict:
-    """bfloat16 against float32 scoring on ``candidates`` random one-pixel candidates (uniform
-    position and colour) spread over the correctly classified images: the fraction whose top
-    class agrees and the largest difference of any class probability (both scored the way the
-    engine scores them: incrementally where the victim allows)."""
-    images = data.x[_correct(predict, data)]
+def _random_candidates(images: np.ndarray, n: int, seed: int):
+    """``n`` one-pixel candidates (uniform position and colour) spread over ``images``:
+    (candidates (n, 2 + C), owner (n,))."""
     rng = np.random.default_rng(seed)
     h, w, c = images.shape[1:]
-    genes = np.concatenate([rng.integers(0, w, (candidates, 1)),
-                            rng.integers(0, h, (candidates, 1)),
-                            rng.integers(0, 256, (candidates, c))], 1).astype(np.float32)
-    owner = (np.arange(candidates) % len(images)).astype(np.int32)
-    probs = {}
-    for precision in PRECISIONS:
-        scorer = scoring.scorer_for(predict, precision=precision)
-        cache = jax.jit(scorer.prepare)(jnp.asarray(images, jnp.float32))
-        score = jax.jit(lambda s, k, x, o: jax.nn.softmax(s.logits(k, x, o), -1))
-        out = []
-        for start in range(0, candidates, batch):
-            part = slice(start, start + batch)
-            x, o = np.resize(genes[part], (batch, genes.shape[1])), np.resize(owner[part], batch)
-            out.append(np.asarray(score(scorer, cache, x, o))[:len(genes[part])])
-        probs[precision] = np.concatenate(out)
+    genes = np.concatenate([rng.integers(0, w, (n, 1)), rng.integers(0, h, (n, 1)),
+                            rng.integers(0, 256, (n, c))], 1).astype(np.float32)
+    return genes, (np.arange(n) % len(images)).astype(np.int32)
+
+
+def _scored(scorer, images: np.ndarray, genes: np.ndarray, owner: np.ndarray,
+            batch: int) -> tuple[np.ndarray, float]:
+    """Class probabilities of every candidate under ``scorer``, ``batch`` at a time (the last
+    batch padded), and the candidates per second (compilation excluded)."""
+    cache = jax.jit(scorer.prepare)(jnp.asarray(images, jnp.float32))
+    score = jax.jit(lambda s, k, x, o: jax.nn.softmax(s.logits(k, x, o), -1))
+    pad = lambda a, part: np.resize(a[part], (batch, *a.shape[1:]))  # noqa: E731
+    score(scorer, cache, pad(genes, slice(0, batch)), pad(owner, slice(0, batch)))  # compile
+    out, start = [], time.perf_counter()
+    for first in range(0, len(genes), batch):
+        part = slice(first, first + batch)
+        probs = score(scorer, cache, pad(genes, part), pad(owner, part))
+        out.append(np.asarray(probs)[:len(genes[part])])
+    return np.concatenate(out), len(genes) / (time.perf_counter() - start)
+
+
+def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int = 500,
+                        seed: int = 0) -> dict:
+    """bfloat16 against float32 scoring on ``candidates`` random one-pixel candidates spread
+    over the correctly classified images: the fraction whose top class agrees and the largest
+    difference of any class probability (both scored the way the engine scores them:
+    incrementally where the victim allows)."""
+    images = data.x[_correct(predict, data)]
+    genes, owner = _random_candidates(images, candidates, seed)
+    probs = {precision: _scored(scoring.scorer_for(predict, precision=precision), images,
+                                genes, owner, batch)[0] for precision in PRECISIONS}
     same = probs[FLOAT32].argmax(-1) == probs[BFLOAT16].argmax(-1)
     return {"candidates": candidates, "images": len(images),
             "scoring": scoring.describe(scoring.scorer_for(predict, precision=BFLOAT16)),
             "argmax_agreement": float(same.mean()), "argmax_disagreements": int((~same).sum()),
             "max_probability_difference": float(np.abs(probs[FLOAT32] - probs[BFLOAT16]).max())}
+
+
+def residual_scoring(predict, data: ImageSet, config: BenchConfig) -> dict:
+    """A residual network's incremental scoring (not the engine's default for it, see
+    :func:`pixeljax.attack.scoring.scorer_for`) against its dense scoring: candidates per
+    second of each scorer alone, on the same random one-pixel candidates, at the incremental
+    engine's micro-batch."""
+    images = data.x[_correct(predict, data)][:config.images]
+    batch = config.incremental_batch_size
+    genes, owner = _random_candidates(images, batch * config.repeats * 4, config.seed)
+    rates = {name: _scored(scoring.scorer_for(predict, dense=dense, residual=True), images,
+                           genes, owner, batch)[1]
+             for name, dense in (("dense", True), ("incremental", False))}
+    return {"dense_candidates_per_second": rates["dense"],
+            "incremental_candidates_per_second": rates["incremental"],
+            "incremental_over_dense": rates["incremental"] / rates["dense"]}
 
 
 def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
@@ -278,13 +306,51 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
             "images": config.images, "runs": runs}
 
 
+def macs_per_candidate(scorer: scoring.Scorer, image_shape: tuple[int, int, int],
+                       pixels: int = 1) -> int:
+    """Multiply-adds of scoring one candidate: the convolutions and matrix products of the
+    program ``logits`` compiles to, counted from their shapes."""
+    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    cache = jax.eval_shape(scorer.prepare, images)
+    candidates = jax.ShapeDtypeStruct((1, pixels * (2 + image_shape[-1])), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda s, c, x: s.logits(c, x))(scorer, cache, candidates)
+    return _macs(jaxpr.jaxpr)
+
+
+def _macs(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
+            per_output = int(np.prod([rhs[d] for d in spec[1:]]))
+            total += int(np.prod(eqn.outvars[0].aval.shape)) * per_output
+        elif eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += int(np.prod(eqn.outvars[0].aval.shape)) * int(
+                np.prod([lhs[d] for d in contract]))
+        total += sum(_macs(sub) for sub in _sub_jaxprs(eqn.params))
+    return total
+
+
+def _sub_jaxprs(params):
+    """The jaxprs nested in an equation's parameters (jit, loops, custom derivatives)."""
+    for value in params.values():
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if hasattr(v, "jaxpr") and hasattr(v, "consts"):  # ClosedJaxpr
+                yield v.jaxpr
+            elif hasattr(v, "eqns"):
+                yield v
+
+
 def engine_costs(predict, image_shape: tuple[int, int, int], pixels: int, *,
                  dense: bool, precision: str = FLOAT32) -> dict:
     """How an engine scores: ``scoring`` (incremental, or dense and why), multiply-adds per
     candidate (from the layer shapes of the program it runs) and cache bytes per slot."""
     scorer = scoring.scorer_for(predict, pixels=pixels, dense=dense, precision=precision)
     return {"scoring": scoring.describe(scorer),
-            "macs_per_candidate": scoring.macs_per_candidate(scorer, image_shape, pixels),
+            "macs_per_candidate": macs_per_candidate(scorer, image_shape, pixels),
             "cache_bytes_per_slot": scoring.cache_bytes_per_slot(scorer, image_shape)}
 
 
@@ -325,6 +391,9 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
     agreement = (precision_agreement(predict, data, config.agreement_candidates,
                                      seed=config.seed)
                  if config.agreement_candidates and len(precisions) > 1 else None)
+    module = scoring.victim_module(predict)
+    residual = (residual_scoring(predict, data, config)
+                if module is not None and cone.has_residual(module) else None)
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
             "config": dataclasses.asdict(config),
             "forward_images_per_second": forward,
@@ -339,4 +408,5 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
-            "bfloat16_over_float32": low, "precision_agreement": agreement}
+            "bfloat16_over_float32": low, "precision_agreement": agreement,
+            "residual_scoring": residual}

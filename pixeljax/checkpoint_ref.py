@@ -9,28 +9,24 @@ Every results folder's ``config.json`` records ``architecture`` (the registry na
   * a relative path, from the results folder (a suite's own trained victim is
     ``../checkpoint``, beside the victim's cell folders).
 
-Human-readable descriptions ("checkpoints/allconv (shipped)") belong in reports, not here.
-Folders written by earlier versions hold such descriptions instead, lack ``architecture``, or
-hold paths relative to where the attack ran; :func:`resolve` reads them, and :func:`upgrade` /
-:func:`migrate` rewrite them in today's form so an unfinished run resumes.
+Human-readable descriptions ("checkpoints/allconv (shipped)") belong in reports, not here. A
+folder of an earlier development version (no ``architecture``, or a description where the
+reference belongs) is refused with one error: run it again into a new folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from pixeljax.checkpoint import shipped_checkpoint
 from pixeljax.errors import PixeljaxError
-from pixeljax.results import DATA_FINGERPRINT
 
 SHIPPED = "shipped:"
 CONFIG = "config.json"
-_OLD_SHIPPED = re.compile(r"^checkpoints/(?P<name>[^/]+) \(shipped\)$")
-_OLD_TRAINED = re.compile(r"^(?P<victim>[^/]+)/(?P<folder>[^/]+) \(trained by this suite\)$")
+EARLIER = "a results folder of an earlier development version of pixeljax; attack again into a " \
+    "new folder"
 
 
 def shipped(architecture: str) -> str:
@@ -53,11 +49,10 @@ def of_path(directory: str | Path) -> str:
 
 
 def architecture_of(config: Mapping) -> str:
-    """The architecture a results folder attacked (folders of ``pixeljax attack`` written before
-    ``architecture`` was recorded name it in ``model``)."""
-    name = config.get("architecture") or config.get("model")
+    """The architecture a results folder attacked."""
+    name = config.get("architecture")
     if not isinstance(name, str) or not name:
-        raise PixeljaxError(f"{CONFIG} names no architecture (no 'architecture' or 'model')")
+        raise PixeljaxError(f"{CONFIG} names no architecture: {EARLIER}")
     return name
 
 
@@ -66,94 +61,24 @@ def resolve(config: Mapping, results: str | Path) -> Path | None:
     shipped victim of its architecture (``load_victim(architecture, None)`` loads it).
 
     >>> resolve({"architecture": "allconv", "checkpoint": "shipped:allconv"}, "runs/a")
-    >>> resolve({"model": "nin", "checkpoint": "../checkpoint"}, "runs/q/nin/1px-non-targeted")
+    >>> resolve({"architecture": "nin", "checkpoint": "../checkpoint"},
+    ...         "runs/q/nin/1px-non-targeted")
     PosixPath('runs/q/nin/checkpoint')
-    >>> resolve({"model": "allconv", "checkpoint": "checkpoints/allconv (shipped)"}, "runs/q")
 
     Raises:
-      PixeljaxError: a reference of another kind than a string or null.
+      PixeljaxError: a reference of another kind than a path, 'shipped:NAME' or null.
     """
     ref = config.get("checkpoint")
     if ref is None:
         return None
     if not isinstance(ref, str) or not ref:
         raise PixeljaxError(f"{CONFIG}: checkpoint must be a path or 'shipped:NAME', got {ref!r}")
-    results = Path(results)
-    if ref.startswith(SHIPPED) or _OLD_SHIPPED.match(ref):
-        name = ref[len(SHIPPED):] if ref.startswith(SHIPPED) else _OLD_SHIPPED.match(ref)["name"]
-        architecture = architecture_of(config)
-        if name != architecture:  # "shipped:vgg16" in a folder of an allconv attack
-            return shipped_checkpoint(name)
-        return None
-    old = _OLD_TRAINED.match(ref)
-    if old:  # OUT/<victim>/checkpoint, named from OUT; the results are OUT/<victim>/<cell>
-        return _normal(results.parent.parent / old["victim"] / old["folder"])
+    if ref.endswith(")") and " (" in ref:  # "checkpoints/allconv (shipped)": a description
+        raise PixeljaxError(f"{CONFIG}: checkpoint {ref!r} is a description, not a reference: "
+                            f"{EARLIER}")
+    if ref.startswith(SHIPPED):
+        name = ref[len(SHIPPED):]
+        # "shipped:vgg16" in a folder of an allconv attack: that victim's folder
+        return None if name == architecture_of(config) else shipped_checkpoint(name)
     path = Path(ref).expanduser()
-    if path.is_absolute():
-        return path
-    beside = results / path
-    if beside.exists() or not path.exists():  # else an old path from where the attack ran
-        return _normal(beside)
-    return path
-
-
-def _normal(path: Path) -> Path:
-    """``path`` without ``..`` parts, by text (the folder may not exist)."""
-    return Path(os.path.normpath(path))
-
-
-def upgrade(config: Mapping, results: str | Path) -> dict:
-    """``config`` in today's form: with ``architecture``, and ``checkpoint`` as a reference.
-
-    >>> upgrade({"model": "allconv", "checkpoint": None}, "runs/a")
-    {'model': 'allconv', 'checkpoint': 'shipped:allconv', 'architecture': 'allconv'}
-    >>> upgrade({"model": "n", "architecture": "nin",
-    ...          "checkpoint": "n/checkpoint (trained by this suite)"}, "runs/q/n/1px-non-targeted")
-    {'model': 'n', 'architecture': 'nin', 'checkpoint': '../checkpoint'}
-    """
-    new = dict(config)
-    architecture = architecture_of(config)
-    new.setdefault("architecture", architecture)
-    ref = config.get("checkpoint")
-    if "checkpoint" not in config:
-        return new
-    directory = resolve(config, results)
-    if directory is None:
-        new["checkpoint"] = shipped(architecture)
-    elif isinstance(ref, str) and _OLD_SHIPPED.match(ref):
-        new["checkpoint"] = shipped(_OLD_SHIPPED.match(ref)["name"])
-    elif isinstance(ref, str) and _OLD_TRAINED.match(ref):
-        new["checkpoint"] = f"../{_OLD_TRAINED.match(ref)['folder']}"
-    elif not Path(ref).expanduser().is_absolute() and directory == Path(ref):
-        new["checkpoint"] = of_path(directory)  # an old path from where the attack ran
-    return new
-
-
-def migrate(results: str | Path, config: Mapping) -> bool:
-    """Rewrites an earlier version's ``config.json`` in ``results`` as ``config`` when it
-    describes the same run (see :func:`upgrade`), so the run resumes instead of being refused
-    as another configuration. Returns whether it rewrote the file.
-    """
-    path = Path(results) / CONFIG
-    if not path.is_file():
-        return False
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False  # the attack's own check reports the corrupt file
-    wanted = json.loads(json.dumps(dict(config)))
-    if isinstance(stored, dict) and DATA_FINGERPRINT in stored:
-        # the fingerprint is added by the attack itself; keep the one of the data attacked
-        wanted.setdefault(DATA_FINGERPRINT, stored[DATA_FINGERPRINT])
-    if not isinstance(stored, dict) or stored == wanted:
-        return False
-    try:
-        upgraded = upgrade(stored, results)
-    except PixeljaxError:
-        return False
-    if upgraded != wanted:
-        return False
-    tmp = path.with_name(f".{CONFIG}.{os.getpid()}.upgrade")
-    tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return True
+    return path if path.is_absolute() else Path(os.path.normpath(Path(results) / path))

@@ -106,7 +106,8 @@ def build_results(root: Path, *, n_images: int = 4, seed: int = 0) -> Fixture:
     rows.append({**_row(len(rows), 0, labels[0], -1, False, labels[0], _softmax(clean[0]),
                         _softmax(clean[0]), np.zeros(5)), "status": STATUS_SKIPPED})
     directory = root / "results"
-    check_config(directory, {"model": "tiny", "checkpoint": str(root / "tiny"),
+    check_config(directory, {"model": "tiny", "architecture": "tiny",
+                             "checkpoint": str(root / "tiny"),
                              "data": str(root / "data.npz"), "split": "test", "pixels": 1,
                              "mode": "mixed"})
     with ResultsWriter(directory, pixels=1) as writer:

@@ -1,7 +1,8 @@
 """Results folders name their victim loadably (``pixeljax.checkpoint_ref``): ``pixeljax
 propagation`` and ``pixeljax locality`` run on a suite's cells, whether the victim is shipped or
-trained by the suite, on folders moved elsewhere, and on folders of earlier versions (which hold
-a description such as "checkpoints/tiny (shipped)" instead of a reference).
+trained by the suite, and on folders moved elsewhere; a folder of an earlier development version
+(a description such as "checkpoints/tiny (shipped)" instead of a reference, or no architecture)
+gets one clear error.
 
 The victim is an untrained ``tiny`` network posing as the shipped one (the shipped folder is
 redirected to a temporary one); its two images lie near its decision boundary, so the tiny
@@ -11,14 +12,13 @@ attack budget finds successes for the locality analysis.
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from _analysis_support import boundary_images, save_tiny
 
 import pixeljax.checkpoint
-from pixeljax import checkpoint_ref, results
+from pixeljax import results
 from pixeljax.analysis import load_attacks
 from pixeljax.cli import main
 from pixeljax.evaluation import Suite, Victim, run_suite
@@ -76,19 +76,19 @@ def test_propagation_and_locality_run_on_a_suite_cell(suite_out, tmp_path):
     analyse(suite_out / CELL, tmp_path)
 
 
-def test_a_cell_of_an_earlier_version_is_analysed_and_resumed(shipped, suite_out, tmp_path):
+@pytest.mark.parametrize("change", [{"checkpoint": "checkpoints/tiny (shipped)"},
+                                    {"architecture": None}])
+def test_a_cell_of_an_earlier_version_is_refused_with_one_clear_error(suite_out, tmp_path,
+                                                                      change, capsys):
     out = tmp_path / "old"
     shutil.copytree(suite_out, out)
     path = out / CELL / results.CONFIG
-    old = {**json.loads(path.read_text()), "checkpoint": "checkpoints/tiny (shipped)"}
-    path.write_text(json.dumps(old))
-    analyse(out / CELL, tmp_path)
-    # Cut short, it resumes: the rerun takes it for the same run and rewrites its config.
-    table = out / CELL / results.RESULTS
-    table.write_text("".join(table.read_text().splitlines(keepends=True)[:2]))
-    run_suite(tiny_suite(shipped / "data.npz"), out, progress=False, **ENGINE)
-    assert results.read_config(out / CELL)["checkpoint"] == "shipped:tiny"
-    assert len(results.read_rows(out / CELL)) == 2
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    assert main(["locality", "--results", str(out / CELL), "--out", str(tmp_path / "loc"),
+                 "--radius", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "earlier development version" in err
+    assert not (tmp_path / "loc").exists()
 
 
 def test_a_victim_trained_by_the_suite_is_found_after_the_folder_moves(shipped, suite_out,
@@ -103,24 +103,3 @@ def test_a_victim_trained_by_the_suite_is_found_after_the_folder_moves(shipped, 
     shutil.move(out, moved)
     attacks = load_attacks(moved / CELL)
     assert attacks.victim.name == "tiny" and len(attacks) == 2
-
-
-def test_an_old_attack_folder_without_architecture_is_read_and_upgraded(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "victim").mkdir()
-    old = {"model": "tiny", "checkpoint": "victim", "data": "sample", "split": "test"}
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / results.CONFIG).write_text(json.dumps(old))
-    # Its relative path was written from where the attack ran (here), not from the folder.
-    assert checkpoint_ref.resolve(old, tmp_path / "r") == Path("victim")
-    new = {**old, "architecture": "tiny", "checkpoint": str(tmp_path / "victim")}
-    assert checkpoint_ref.migrate(tmp_path / "r", new)
-    assert results.read_config(tmp_path / "r") == new
-
-
-def test_a_folder_of_another_run_is_not_rewritten(tmp_path):
-    old = {"model": "tiny", "checkpoint": None, "data": "sample", "split": "test", "seed": 0}
-    (tmp_path / results.CONFIG).write_text(json.dumps(old))
-    other = {**checkpoint_ref.upgrade(old, tmp_path), "seed": 1}
-    assert not checkpoint_ref.migrate(tmp_path, other)
-    assert results.read_config(tmp_path) == old

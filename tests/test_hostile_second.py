@@ -183,7 +183,7 @@ def test_a_complete_but_malformed_last_row_is_dropped_with_a_warning(tmp_path, c
     path = tmp_path / "results.csv"
     header = ",".join(results.columns(1))
     good = ",".join(["1", "0", "3", "-1", "failure", "0", "3", "0.5", "0.6", "0.5", "1", "8",
-                     "0", "1.0", "2.0", "0.0", "0.0", "0.0"])
+                     "0", "0", "1.0", "2.0", "0.0", "0.0", "0.0"])
     path.write_text(f"{header}\n{good}\n{good.replace('failure,0', 'failure,zz')}\n")
     rows = results.read_file(path, repair=True)
     assert len(rows) == 1

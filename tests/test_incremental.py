@@ -15,7 +15,6 @@ import itertools
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
@@ -24,7 +23,7 @@ from flax import nnx
 from pixeljax.attack import cone, pixel_attack, scoring
 from pixeljax.attack.incremental import IncrementalScorer
 from pixeljax.attack.perturb import apply_candidates
-from pixeljax.bench import BenchConfig, run_bench
+from pixeljax.bench import BenchConfig, macs_per_candidate, run_bench
 from pixeljax.checkpoint import load_victim
 from pixeljax.cli import main
 from pixeljax.data import load_sample
@@ -87,7 +86,7 @@ def compare(model: nnx.Module, images: np.ndarray, pixels: np.ndarray, seed: int
     """Checks incremental against dense logits for candidates at ``pixels`` on each image;
     returns the number of candidates compared."""
     rng = np.random.default_rng(seed)
-    scorer = scoring.scorer_for(model)
+    scorer = scoring.scorer_for(model, residual=True)
     assert isinstance(scorer, IncrementalScorer), scoring.describe(scorer)
     apply = jax.tree_util.Partial(*split_for_inference(model))
     clean = np.asarray(jax.jit(apply)(images))
@@ -170,13 +169,13 @@ def abstract(name: str) -> nnx.Module:
 
 
 def test_plans_of_the_paper_victims_switch_to_dense_once_the_window_covers_the_map():
-    allconv = cone.make_plan(abstract("allconv"), (32, 32, 3))
+    allconv = cone.cone_of(abstract("allconv"), (32, 32, 3))
     assert [s.kind for s in allconv.steps] == [cone.LOCAL] * 7 + [cone.FULL] * 3
     assert [s.window for s in allconv.steps[:7]] == [(3, 3), (5, 5), (4, 4), (6, 6), (8, 8),
                                                      (5, 5), (6, 6)]
-    nin = cone.make_plan(abstract("nin"), (32, 32, 3))
+    nin = cone.cone_of(abstract("nin"), (32, 32, 3))
     assert nin.steps[-1].kind == cone.MEAN and nin.steps[1].kind == cone.POINTWISE
-    dense_head = cone.make_plan(nnx.eval_shape(lambda: handmade("dense")), HANDMADE_SHAPE)
+    dense_head = cone.cone_of(nnx.eval_shape(lambda: handmade("dense")), HANDMADE_SHAPE)
     assert [s.kind for s in dense_head.steps] == [cone.LOCAL] * 3 + [
         cone.LOCAL, cone.POINTWISE, cone.LOCAL, cone.EXPAND, cone.FULL]
     assert dense_head.steps[-3].window < dense_head.steps[-2].shape[:2]  # still partial
@@ -215,8 +214,26 @@ def test_incremental_logits_equal_dense_logits_on_resnet20_at_every_border_pixel
     assert compare(model, images, pixels) == len(pixels)
 
 
+def test_resnet20_is_scored_densely_unless_residual_scoring_is_asked_for():
+    resnet = abstract("resnet20")
+    by_default = scoring.scorer_for(resnet)
+    assert by_default.kind == "dense" and "residual network" in scoring.describe(by_default)
+    assert isinstance(scoring.scorer_for(resnet, residual=True), IncrementalScorer)
+
+
+def test_the_bench_times_resnet20s_incremental_scoring_against_its_dense_scoring():
+    from pixeljax.bench import residual_scoring, untrained
+
+    victim, data = untrained("resnet20", 3)
+    report = residual_scoring(victim.predict, data, BenchConfig(images=2, repeats=1,
+                                                                incremental_batch_size=16))
+    assert report["dense_candidates_per_second"] > 0
+    assert report["incremental_over_dense"] == pytest.approx(
+        report["incremental_candidates_per_second"] / report["dense_candidates_per_second"])
+
+
 def test_resnet20s_plan_recomputes_both_branches_of_its_residual_blocks():
-    plan = cone.make_plan(abstract("resnet20"), (32, 32, 3))
+    plan = cone.cone_of(abstract("resnet20"), (32, 32, 3))
     kinds = [s.kind for s in plan.steps]
     assert kinds == [cone.LOCAL] + [cone.RESIDUAL] * 6 + [cone.FULL] * 4
     first = plan.steps[1]
@@ -255,8 +272,8 @@ def test_victims_with_unsupported_layers_plain_functions_and_multi_pixel_attacks
 
 def test_macs_and_cache_bytes_are_counted_from_the_layer_shapes():
     allconv = create_model("allconv")
-    dense = scoring.macs_per_candidate(scoring.scorer_for(allconv, dense=True), (32, 32, 3))
-    incremental = scoring.macs_per_candidate(scoring.scorer_for(allconv), (32, 32, 3))
+    dense = macs_per_candidate(scoring.scorer_for(allconv, dense=True), (32, 32, 3))
+    incremental = macs_per_candidate(scoring.scorer_for(allconv), (32, 32, 3))
     # conv1 at every position of the 32x32 map: 32 * 32 * (3 * 3 * 3) * 96
     assert dense > 32 * 32 * 27 * 96 and incremental < 0.25 * dense
     cache = scoring.cache_bytes_per_slot(scoring.scorer_for(allconv), (32, 32, 3))
@@ -386,10 +403,10 @@ def test_incremental_logits_equal_dense_logits_on_the_imagenet_size_network_at_i
                       [111, 112], [31, 32]])
     assert compare(model, images, np.concatenate([corners, edges]), chunk=12) == 12
     # A one-pixel change reaches a far smaller share of each map at 224 than at 32.
-    small = scoring.macs_per_candidate(scoring.scorer_for(model), (224, 224, 3))
-    whole = scoring.macs_per_candidate(scoring.scorer_for(model, dense=True), (224, 224, 3))
+    small = macs_per_candidate(scoring.scorer_for(model), (224, 224, 3))
+    whole = macs_per_candidate(scoring.scorer_for(model, dense=True), (224, 224, 3))
     cifar = create_model("allconv")
-    cifar_fraction = (scoring.macs_per_candidate(scoring.scorer_for(cifar), (32, 32, 3))
-                      / scoring.macs_per_candidate(scoring.scorer_for(cifar, dense=True),
+    cifar_fraction = (macs_per_candidate(scoring.scorer_for(cifar), (32, 32, 3))
+                      / macs_per_candidate(scoring.scorer_for(cifar, dense=True),
                                                    (32, 32, 3)))
     assert small / whole < 0.1 < cifar_fraction

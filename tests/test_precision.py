@@ -70,7 +70,6 @@ def test_bfloat16_convolutions_accumulate_in_float32():
 
 
 def test_bfloat16_incremental_scoring_agrees_with_bfloat16_dense_scoring(victim, boundary):
-    model = victim[1].model
     images = jnp.asarray(boundary[0], jnp.float32)
     rng = np.random.default_rng(1)
     n = 256
@@ -94,7 +93,7 @@ def test_bfloat16_incremental_scoring_agrees_with_bfloat16_dense_scoring(victim,
 
 
 def test_bfloat16_needs_an_nnx_network():
-    with pytest.raises(PixeljaxError, match="bfloat16 scoring needs an NNX network"):
+    with pytest.raises(PixeljaxError, match="bfloat16 scoring needs a registered victim"):
         scoring.scorer_for(toy_model(), precision="bfloat16")
 
 
@@ -182,3 +181,15 @@ def test_bfloat16_and_float32_give_the_same_class_on_ten_thousand_shipped_allcon
     assert agreement["scoring"] == "incremental bfloat16"
     assert agreement["argmax_agreement"] > 0.995, agreement
     assert agreement["max_probability_difference"] < 0.2, agreement
+
+
+def test_a_suite_gives_its_precision_to_every_cell_and_refuses_an_unknown_one():
+    from pixeljax.evaluation import Suite, Victim
+
+    suite = Suite(name="low", victims=(Victim("tiny"),), pixels=(1,),
+                  modes=("non-targeted", "sweep"), images=2, precision="bfloat16")
+    specs = [suite.spec(cell, n_images=2, first=True) for cell in suite.cells()]
+    assert [type(s).__name__ for s in specs] == ["AttackSpec", "SweepSpec"]
+    assert all(s.to_config()["precision"] == "bfloat16" for s in specs)
+    with pytest.raises(PixeljaxError, match="suite low: precision must be one of"):
+        Suite(name="low", victims=(Victim("tiny"),), precision="half")

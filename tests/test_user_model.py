@@ -297,6 +297,16 @@ def test_a_plain_predict_function_is_attacked_and_swept_and_reloaded(world, caps
     assert victim.predict(np.zeros((2, 28, 28, 1), np.uint8)).shape == (2, 100)
 
 
+def test_bfloat16_for_a_plain_function_is_one_error_line_and_leaves_no_folder(world, capsys):
+    for command in ("attack", "sweep"):
+        out = world / f"fn-bf16-{command}"
+        status, text, err = run(capsys, command, "--predict", "usernets:predict_grey", "--data",
+                                world / "fn.npz", "--images", "2", "--quiet", "--precision",
+                                "bfloat16", "--out", out)
+        assert status == 2 and not out.exists()
+        assert err.count("error:") == 1 and "scores in float32 only: drop --precision" in err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["usernets:make_grey", "--predict", "usernets:predict_grey"], "name the victim once"),
     (["--predict", "usernets:predict_grey", "--checkpoint", "x"], "no --checkpoint"),

@@ -152,7 +152,7 @@ def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> At
     target = np.asarray([t for _, t in p.plan], np.int32)
     skipped = np.asarray([r not in found for r in ids], bool)
     get = lambda k, default, dtype: np.asarray(  # noqa: E731
-        [found[r].get(k, default) if r in found else default for r in ids], dtype).reshape(a, *np.shape(default))
+        [found[r][k] if r in found else default for r in ids], dtype).reshape(a, *np.shape(default))
     perturbation = get("perturbation", np.zeros(pixels * (2 + c), np.float32), np.float32)
     adversarial = p.images[selected].copy() if a else p.images[:0].copy()
     if a and not skipped.all():
@@ -174,4 +174,5 @@ def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> At
         adversarial=adversarial, generations=get("generations", 0, np.int32),
         evaluations=get("evaluations", 0, np.int32), attack_id=np.asarray(ids, np.int64),
         nonfinite=get("nonfinite", 0, np.int32),
-        precision_flip=get("precision_flip", 0, np.int32).astype(bool))
+        precision_flip=np.asarray([found.get(r, {}).get("precision_flip", 0) for r in ids],
+                                  bool))

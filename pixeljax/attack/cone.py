@@ -1,6 +1,6 @@
 """The cone of a one-pixel change: which outputs of each layer it can reach, as static windows.
 
-A :class:`SequentialVictim` made of the project's layers is read into a :class:`Plan`, one
+A :class:`SequentialVictim` made of the project's layers is read into a :class:`Cone`, one
 :class:`Step` per layer, for one input shape. A step says how the layer is scored incrementally:
 
 * ``local``: a convolution or max pooling whose changed outputs fit in a window smaller than its
@@ -91,7 +91,7 @@ class Step:
     """How one layer is scored (see the module docstring for the kinds).
 
     Attributes:
-      kind: one of local, pointwise, mean, expand, full.
+      kind: one of local, pointwise, mean, residual, expand, full.
       axes: (rows, columns) geometry of a local layer, else None.
       window: (rows, columns) of the window of changed outputs after this layer (the whole
         map once the change covers it).
@@ -114,15 +114,10 @@ class Step:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class Cone:
     """The steps of every layer of one victim for one input shape."""
 
     steps: tuple[Step, ...]
-
-    def describe(self) -> str:
-        """One line, e.g. ``local 3x3, local 5x5, ..., full``."""
-        return ", ".join(s.kind + (f" {s.window[0]}x{s.window[1]}" if s.kind == LOCAL else "")
-                         for s in self.steps)
 
 
 def unsupported(model) -> str | None:
@@ -136,6 +131,11 @@ def unsupported(model) -> str | None:
         if why:
             return f"layer {name!r}: {why}"
     return None
+
+
+def has_residual(model) -> bool:
+    """Whether ``model`` has residual blocks."""
+    return any(type(layer) is BasicBlock for layer in getattr(model, "layers", ()))
 
 
 def _conv_of(layer) -> nnx.Conv | None:
@@ -197,7 +197,7 @@ def _output_shape(step: Step, layer, channels: int) -> tuple[int, int, int]:
     return step.axes[0].out, step.axes[1].out, _out_channels(layer, channels)
 
 
-def make_plan(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Plan:
+def cone_of(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Cone:
     """The steps of ``model`` (supported: see :func:`unsupported`) for one image shape."""
     h, w, c = image_shape
     window = (1, 1)       # the changed pixel
@@ -241,4 +241,4 @@ def make_plan(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Pla
             covered = True
         steps.append(Step(kind, axes if kind == LOCAL else None,
                           (h, w) if covered else window, shape, pad_value))
-    return Plan(tuple(steps))
+    return Cone(tuple(steps))

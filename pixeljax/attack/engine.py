@@ -193,8 +193,9 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
     out = []
     for start in range(0, len(candidates), batch):
         part = slice(start, start + batch)
-        adversarial = apply_candidates(images[part], candidates[part])
-        logits = np.asarray(_forward(predict, adversarial))
+        n = len(candidates[part])  # the last batch is padded: one program for every batch
+        padded = [np.resize(a[part], (batch, *a.shape[1:])) for a in (images, candidates)]
+        logits = np.asarray(_forward(predict, apply_candidates(*padded)))[:n]
         probs, finite = generation.probabilities(logits)
         probs = np.array(probs)
         probs[~np.asarray(finite)] = np.eye(probs.shape[1])[labels[part][~np.asarray(finite)]]
@@ -207,7 +208,8 @@ def recheck(predict: Callable, finished: list[dict], attacks: dict[int, Attack],
     """The float32 verdict on results scored in lower precision: each final adversarial image
     (uint8, as applied) through ``predict`` gives the row's adversarial class, its confidence,
     the true class's probability and success; ``precision_flip`` marks rows whose success the
-    lower precision judged otherwise."""
+    lower precision judged otherwise. (The search, early stop included, is the lower
+    precision's: a success only it saw ends the attack, which is then reported as failed.)"""
     chosen = [attacks[row["attack_id"]] for row in finished]
     labels = np.asarray([a.label for a in chosen])
     probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]),

@@ -7,8 +7,9 @@ pixel can reach (:mod:`pixeljax.attack.cone`): a patch of the clean input is gat
 window's place, the previous layer's recomputed window is pasted over it, and the layer is
 applied to the patch with VALID padding. Once the window covers the whole map (or at a dense
 layer) the rest of the network runs densely on the candidate's own map; global average pooling
-is updated from the window's difference. Only float summation order differs from the dense
-forward pass, so logits agree to float32 rounding.
+is updated from the window's difference. A residual block recomputes its two convolutions so,
+and reads its shortcut at the second one's window. Only float summation order differs from the
+dense forward pass, so logits agree to float32 rounding.
 
 Krypton (Nakandala et al., SIGMOD 2019) applies the same idea to occlusion maps.
 """
@@ -32,7 +33,8 @@ class Cache:
     Attributes:
       maps: per step that reads its clean input (``Step.reads_clean``), in layer order: that
         input, padded by the layer's own padding for local steps; for a mean step a pair
-        (input map, clean mean).
+        (input map, clean mean); for a residual block a pair (its input, its middle map), each
+        padded as the convolution that reads it pads it.
       image_shape: (H, W, C) of the images (static).
     """
 
@@ -58,21 +60,20 @@ class IncrementalScorer:
     def _model(self):
         return nnx.merge(self.graphdef, self.params)
 
-    def plan(self, image_shape: tuple[int, int, int]) -> cone.Plan:
-        """How each layer is scored for images of ``image_shape``."""
-        return cone.make_plan(self._model(), tuple(image_shape))
-
     def prepare(self, images: jax.Array) -> Cache:
         """Clean activations of ``images`` (S, H, W, C) in pixel space."""
         model = self._model()
         shape = tuple(images.shape[1:])
-        plan = cone.make_plan(model, shape)
+        plan = cone.cone_of(model, shape)
         x, maps = normalize(images), []
         for step, layer in zip(plan.steps, model.layers):
             if step.kind == cone.LOCAL:
                 maps.append(_padded(x, step))
             elif step.kind == cone.RESIDUAL:
-                maps.append((_padded(x, step.inner[0]), _padded(layer.first(x), step.inner[1])))
+                mid = layer.first(x)
+                maps.append((_padded(x, step.inner[0]), _padded(mid, step.inner[1])))
+                x = layer.merge(layer.second(mid), layer.shortcut(x))
+                continue
             elif step.kind == cone.EXPAND:
                 maps.append(x)
             elif step.kind == cone.MEAN:
@@ -91,7 +92,7 @@ class IncrementalScorer:
         """
         model = self._model()
         image_shape = cache.image_shape
-        plan = cone.make_plan(model, image_shape)
+        plan = cone.cone_of(model, image_shape)
         if candidates.shape[-1] != 2 + image_shape[-1]:
             raise PixeljaxError(f"incremental scoring takes one-pixel candidates of "
                                 f"{2 + image_shape[-1]} numbers, got {candidates.shape[-1]}")
@@ -121,7 +122,7 @@ class IncrementalScorer:
             elif step.kind == cone.MEAN:
                 clean_map, clean_mean = next(maps)
                 clean = _slices(clean_map, owner, start, x.shape[1:3])
-                change = jnp.sum((x - clean).astype(jnp.float32), axis=(1, 2))
+                change = jnp.sum(x.astype(jnp.float32) - clean.astype(jnp.float32), axis=(1, 2))
                 x = (clean_mean[owner] + change / (clean_map.shape[1] * clean_map.shape[2])
                      ).astype(clean_mean.dtype)
                 if hasattr(layer, "head"):

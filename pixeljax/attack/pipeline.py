@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from pixeljax.accuracy import predict_logits
-from pixeljax.attack import validation
+from pixeljax.attack import scoring, validation
 from pixeljax.attack.engine import (
     NON_TARGETED,
     Attack,
@@ -110,6 +110,7 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
     spec.check_image_shape(images.shape[1:])
     validation.check_devices(devices)
     validation.check_victim_shape(predict, images.shape[1:], source)
+    scoring.check_lowerable(predict, spec.precision)
     num_classes = validation.check_model(predict, images)
     validation.check_labels(labels, num_classes)
     image_ids = validation.check_image_ids(image_ids, len(images), num_classes)

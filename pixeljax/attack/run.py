@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixeljax import checkpoint_ref, distributed, locking, results, stats
+from pixeljax import distributed, locking, results, stats
 from pixeljax.attack import pipeline, scoring
 from pixeljax.attack.engine import slot_count
 from pixeljax.attack.spec import TARGET_MODES, AttackSpec
@@ -38,8 +38,7 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     ``victim`` names what is attacked: ``model``, ``architecture``, ``checkpoint`` (a loadable
     reference, see :mod:`pixeljax.checkpoint_ref`) and any more keys to record (``data``,
     ``split``, ``suite``, ...). With the spec's settings it is stored as ``config.json``
-    (:func:`pixeljax.results.run_config`); a folder holding another configuration is refused,
-    and one of an earlier version is migrated.
+    (:func:`pixeljax.results.run_config`); a folder holding another configuration is refused.
 
     ``devices`` (default: all of this process's) share the slots; results do not depend on
     them. In a run of several processes (``jax.distributed``: by default
@@ -66,7 +65,6 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     results.check_results_folder(out)
     with locking.exclusive(out, "results folder",
                            name=locking.lock_name(process, num_processes)):
-        checkpoint_ref.migrate(out, config)  # a folder of an earlier version resumes
         return fill_folder(predict, data, Path(out), prepared, config, progress=progress,
                               on_rows=on_rows, process=process, num_processes=num_processes)
 

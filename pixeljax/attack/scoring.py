@@ -89,7 +89,7 @@ def victim_module(apply) -> nnx.Module | None:
 
 
 def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
-               precision: str = FLOAT32) -> Scorer:
+               precision: str = FLOAT32, residual: bool = False) -> Scorer:
     """The scorer the engine uses for ``apply``.
 
     Args:
@@ -99,15 +99,15 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
       dense: score densely even where incremental scoring applies.
       precision: "float32", or "bfloat16" (see :mod:`pixeljax.models.precision`; needs an NNX
         network: a victim's ``predict`` or a module).
+      residual: score residual networks (ResNet-20) incrementally too. Exact, but on a CPU
+        slower than their dense pass at ResNet-20's widths (the bench measures both), so off
+        by default.
     """
+    check_lowerable(apply, precision)
     if hasattr(apply, "prepare") and hasattr(apply, "logits"):
         return apply
     module = victim_module(apply)
-    if check_precision(precision) != FLOAT32:
-        if module is None:
-            raise PixeljaxError(f"{precision} scoring needs an NNX network (a pixeljax victim "
-                                f"or a MODULE:FACTORY model), not a plain function: a "
-                                f"function computes in its own precision; use float32")
+    if precision != FLOAT32:
         module = apply = lowered(module, precision)
     if dense:
         why = "requested"
@@ -117,11 +117,30 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
         why = f"incremental scoring handles one changed pixel, not {pixels}"
     else:
         why = cone.unsupported(module)
+        if why is None and cone.has_residual(module) and not residual:
+            why = ("a residual network: its incremental scoring is exact but slower than its "
+                   "dense pass here (residual=True forces it)")
     if why is None:
         return IncrementalScorer.of(module)
     if isinstance(apply, nnx.Module):
         apply = jax.tree_util.Partial(*split_for_inference(apply))
     return DenseScorer(_as_partial(apply), why)
+
+
+def check_lowerable(apply, precision: str) -> None:
+    """``apply`` can be scored in ``precision`` (any model in float32; in bfloat16 an NNX network
+    taking pixel values and giving logits, whose layers pixeljax can lower)."""
+    if check_precision(precision) == FLOAT32:
+        return
+    if hasattr(apply, "prepare") and hasattr(apply, "logits"):
+        raise PixeljaxError(f"a scorer scores in its own precision: {precision} applies to a "
+                            f"model")
+    if victim_module(apply) is None:
+        raise PixeljaxError(f"{precision} scoring needs a registered victim or an NNX "
+                            f"MODULE:FACTORY model that takes pixel values and gives logits; "
+                            f"this model (a --predict function, a Linen model, or one with "
+                            f"--input-scale or probability outputs) scores in float32 only: "
+                            f"drop --precision")
 
 
 def describe(scorer: Scorer) -> str:
@@ -137,43 +156,6 @@ def cache_bytes_per_slot(scorer: Scorer, image_shape: tuple[int, int, int],
     cache = jax.eval_shape(scorer.prepare, jax.ShapeDtypeStruct((1, *image_shape), image_dtype))
     return int(sum(np.prod(a.shape) * np.dtype(a.dtype).itemsize
                    for a in jax.tree.leaves(cache)))
-
-
-def macs_per_candidate(scorer: Scorer, image_shape: tuple[int, int, int], pixels: int = 1) -> int:
-    """Multiply-adds of scoring one candidate: the convolutions and matrix products of the
-    program ``logits`` compiles to, counted from their shapes."""
-    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    cache = jax.eval_shape(scorer.prepare, images)
-    candidates = jax.ShapeDtypeStruct((1, pixels * (2 + image_shape[-1])), jnp.float32)
-    jaxpr = jax.make_jaxpr(lambda s, c, x: s.logits(c, x))(scorer, cache, candidates)
-    return _macs(jaxpr.jaxpr)
-
-
-def _macs(jaxpr) -> int:
-    total = 0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
-            per_output = int(np.prod([rhs[d] for d in spec[1:]]))
-            total += int(np.prod(eqn.outvars[0].aval.shape)) * per_output
-        elif eqn.primitive.name == "dot_general":
-            (contract, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += int(np.prod(eqn.outvars[0].aval.shape)) * int(
-                np.prod([lhs[d] for d in contract]))
-        total += sum(_macs(sub) for sub in _sub_jaxprs(eqn.params))
-    return total
-
-
-def _sub_jaxprs(params):
-    """The jaxprs nested in an equation's parameters (jit, loops, custom derivatives)."""
-    for value in params.values():
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            if hasattr(v, "jaxpr") and hasattr(v, "consts"):  # ClosedJaxpr
-                yield v.jaxpr
-            elif hasattr(v, "eqns"):
-                yield v
 
 
 def scoring_summary(apply, image_shape: tuple[int, int, int], *, pixels: int = 1,

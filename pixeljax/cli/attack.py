@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from pixeljax.cli import checks
 
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
@@ -118,6 +116,9 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
           f"evaluations in {summary['wall_seconds']:.1f} s "
           f"({summary['evaluations_per_second']:,.0f}/s on {_scale(summary)})")
+    if summary.get("precision", "float32") != "float32":
+        print(f"scored in {summary['precision']}, every result re-checked in float32: "
+              f"{summary.get('precision_flips', 0)} success(es) reversed by the re-check")
     if summary.get("nonfinite_evaluations"):
         from pixeljax.notices import warn
 
@@ -251,6 +252,12 @@ def _cmd_bench(args) -> int:
               f"{e['scoring']}; {run['success']}/{run['attacked']} fooled"
               + (f", {run['precision_flips']} reversed by the float32 re-check"
                  if e["precision"] != "float32" else "") + ")")
+    residual = report["residual_scoring"]
+    if residual:
+        print(f"residual, scorer alone {residual['incremental_candidates_per_second']:12,.0f} "
+              f"candidates/s incremental against {residual['dense_candidates_per_second']:,.0f} "
+              f"dense ({residual['incremental_over_dense']:.2f}x; the engine scores this "
+              f"network densely)")
     agreement = report["precision_agreement"]
     if agreement:
         print(f"bfloat16 vs float32   {agreement['argmax_agreement']:12.2%} of "

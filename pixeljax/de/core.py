@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from pixeljax.errors import PixeljaxError
+
 STRATEGIES = ("rand1", "best1")
 
 
@@ -97,6 +99,8 @@ def ask(key: jax.Array, state: DEState, lower: jax.Array, upper: jax.Array,
     Returns:
       (P, D) children; child i competes with parent i.
     """
+    if strategy not in STRATEGIES:
+        raise PixeljaxError(f"unknown DE strategy {strategy!r}; expected one of {STRATEGIES}")
     pop = state.population
     p, d = pop.shape
     mut_key, cross_key, jrand_key = jax.random.split(key, 3)

@@ -387,19 +387,10 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
                             f"folder away or restore the checkpoint")
         return CellPlan(cell, directory, attacks, done)
     expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint))
-    if stored != expected and _upgraded(stored, directory) != expected:
+    if stored != expected:
         problems.append(f"cell {cell.key}: {directory} holds results of another configuration "
                         f"({_differences(stored, expected)}); use another --out")
     return CellPlan(cell, directory, attacks, done)
-
-
-def _upgraded(stored: dict, directory: Path) -> dict:
-    """A cell's ``config.json`` of an earlier version in today's form (the runner rewrites it
-    before resuming the cell); ``stored`` itself when it cannot be read as one."""
-    try:
-        return checkpoint_ref.upgrade(stored, directory)
-    except PixeljaxError:
-        return stored
 
 
 def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | None:

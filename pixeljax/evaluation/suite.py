@@ -26,6 +26,7 @@ from pathlib import Path
 from pixeljax._shipped import shipped_folder
 from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
 from pixeljax.attack.sweep import CORNERS, SweepSpec
+from pixeljax.models.precision import check_precision
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
@@ -131,6 +132,8 @@ class Suite:
         below it (None: as soon as the image is misclassified).
       seed: the attacks' random seed (and the sample's).
       levels: the sweep's colour values per channel (default: the colour cube's corners).
+      precision: every cell's scoring precision, "float32" (the default) or "bfloat16" (results
+        re-checked in float32; see ``AttackSpec``).
       cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in
         this order, each on N of the selected images: the first N of them, or with ``sample``
         the seeded sample of N, which lies inside every larger one of the same seed (so every
@@ -155,6 +158,7 @@ class Suite:
     true_threshold: float | None = DEFAULTS.true_threshold
     seed: int = DEFAULTS.seed
     levels: tuple[int, ...] = CORNERS
+    precision: str = DEFAULTS.precision
     cell_images: tuple[tuple[str, int], ...] = ()
     description: str = ""
 
@@ -184,6 +188,7 @@ class Suite:
                                 f"pixels (got {self.pixels})")
         try:
             object.__setattr__(self, "levels", SweepSpec(levels=self.levels).levels)
+            check_precision(self.precision)
         except PixeljaxError as e:
             raise PixeljaxError(f"suite {self.name}: {e}") from None
         self._check_cell_images()
@@ -209,12 +214,13 @@ class Suite:
         if cell.mode == SWEEP:
             sizes = {k: v for k, v in engine.items() if k in ("slots", "batch_size", "dense")}
             return SweepSpec(levels=self.levels, n_images=n_images, first=first, seed=self.seed,
-                             **sizes)
+                             precision=self.precision, **sizes)
         return AttackSpec(pixels=cell.pixels, goal=cell.mode, n_images=n_images, first=first,
                           seed=self.seed, popsize=self.popsize, maxiter=self.maxiter,
                           strategy=self.strategy, F=self.F, crossover=self.crossover,
                           target_threshold=self.target_threshold,
-                          true_threshold=self.true_threshold, **engine)
+                          true_threshold=self.true_threshold, precision=self.precision,
+                          **engine)
 
     def _grid(self) -> list[Cell]:
         return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes

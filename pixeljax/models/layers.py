@@ -56,7 +56,7 @@ def small_map_conv(lhs, rhs, window_strides, padding, *, lhs_dilation=None, rhs_
     """``lax.conv_general_dilated`` for a 2-D NHWC convolution, done by :func:`matmul_conv`
     when its output map has at most :data:`SMALL_MAP` positions (the same numbers up to float
     summation order, on every platform). bfloat16 inputs accumulate in float32."""
-    restore = accumulation(lhs.dtype) is not None and kwargs.get("preferred_element_type") is None
+    restore = accumulation(lhs.dtype) is not None  # float32 sums, the input's type out
     if restore:
         kwargs["preferred_element_type"] = accumulation(lhs.dtype)
     plain = (lhs.ndim == 4 and feature_group_count == 1
