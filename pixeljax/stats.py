@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pixeljax.attack.spec import TARGET_MODES, Goal
+from pixeljax.modes import TARGET_MODES, Goal
 from pixeljax.errors import PixeljaxError
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution

@@ -28,7 +28,8 @@ from _attack_support import boundary_sample, toy_model
 
 import pixeljax.results
 from pixeljax.attack import pixel_attack
-from pixeljax.attack.validation import check_images, check_key, micro_batch
+from pixeljax.attack.sizes import micro_batch
+from pixeljax.attack.validation import check_images, check_key
 from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.data import load_dataset

@@ -9,7 +9,6 @@ a results folder's ``config.json``; :meth:`AttackSpec.from_config` reads it back
 from __future__ import annotations
 
 import dataclasses
-import enum
 
 import numpy as np
 
@@ -18,21 +17,8 @@ from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.de.core import STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
+from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 
-
-class Goal(str, enum.Enum):
-    """What an attack is after (its value is the ``mode`` recorded in results)."""
-
-    NON_TARGETED = "non-targeted"  # any other class: minimise the true class's probability
-    TARGETED = "targeted"          # one given class
-    ALL_TARGETS = "all-targets"    # the paper's protocol: each image towards each other class
-
-    def __str__(self) -> str:
-        return self.value
-
-
-SWEEP = "sweep"  # the mode recorded by an exhaustive sweep (pixeljax.attack.sweep)
-TARGET_MODES = (Goal.ALL_TARGETS.value, SWEEP)  # modes with one row per (image, other class)
 
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
@@ -70,7 +56,7 @@ class AttackSpec:
     Engine sizes (speed and memory only, never results):
       slots: attacks in flight (rounded up to a multiple of the device count).
       batch_size: images per model call and device (None: the platform's default, see
-        ``validation.default_batch_size``); at most ``slots x popsize`` per device are used.
+        ``sizes.default_batch_size``); at most ``slots x popsize`` per device are used.
       segment: generations per compiled segment between refills.
       dense: score every candidate by a full forward pass, not incrementally.
     """

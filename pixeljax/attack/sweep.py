@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.attack import engine, generation, scoring, validation
+from pixeljax.attack import engine, generation, scoring, sizes, validation
 from pixeljax.attack.spec import SWEEP, AttackSpec, Goal, precision_config
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
@@ -322,7 +322,7 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
     shape = images.shape[1:]
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)
-    batch = max(1, min(spec.batch_size or validation.default_batch_size(), s // n_dev * n))
+    batch = max(1, min(spec.batch_size or sizes.default_batch_size(), s // n_dev * n))
     scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense, precision=spec.precision)
     program, split, replicated = _program(batch, devices)
     place = functools.partial(jax.device_put, device=split)

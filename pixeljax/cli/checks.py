@@ -133,7 +133,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     """The engine's sizes and scoring, the same for every command that attacks: they change
     speed and memory, never results (unset: the defaults of ``AttackSpec``)."""
     from pixeljax.attack.spec import DEFAULTS
-    from pixeljax.attack.validation import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE
+    from pixeljax.attack.sizes import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE
 
     p.add_argument("--slots", type=positive_int,
                    help=f"attacks in flight (default {DEFAULTS.slots})")
