@@ -329,3 +329,46 @@ def test_with_json_stdout_holds_exactly_one_json_document(victim, data_file, tmp
         assert isinstance(json.loads(out), dict), name  # one document, nothing else
         if name in ("attack", "demo", "sweep"):
             assert "results: " in err, name  # the lines beside it went to stderr
+
+
+# -- adversarial examples out --------------------------------------------------------------------
+
+def test_exported_adversarial_images_fool_the_victim_and_are_attacked_again_through_data(
+        reference, victim, tmp_path, capsys):
+    from pixeljax.data import load_dataset
+
+    out = tmp_path / "adversarial.npz"
+    assert main(["export-adversarial", str(reference), "--out", str(out)]) == 0
+    rows = [r for r in read_csv(reference) if r["status"] == "success"]
+    assert f"{len(rows)} adversarial image(s) of tiny written to" in capsys.readouterr().out
+    with np.load(out) as f:
+        assert f["x"].dtype == np.uint8 and len(f["x"]) == len(rows)
+        np.testing.assert_array_equal(f["attack_id"], [int(r["attack_id"]) for r in rows])
+        np.testing.assert_array_equal(f["source_index"], [int(r["image_index"]) for r in rows])
+        assert f["pixels"].shape == (len(rows), 1, 5) and (f["target"] == -1).all()
+        fooled = np.asarray(victim[1].predict(f["x"].astype(np.float32))).argmax(-1)
+        np.testing.assert_array_equal(fooled, f["adversarial_class"])
+        assert (fooled != f["y"]).all()
+    assert len(load_dataset(str(out))) == len(rows)
+    again = tmp_path / "again"
+    # Read back through --data: every image is misclassified already, so each is skipped
+    # (and the command says that nothing was attacked).
+    assert main(["attack", "tiny", "--checkpoint", str(victim[0]), "--data", str(out),
+                 "--images", str(len(rows)), *ENGINE_ARGS, "--out", str(again), "--quiet"]) == 1
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["n_skipped"] == summary["n_images"] == len(rows)
+    assert "misclassifies every one of them" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, message", [("x.csv", "ending in .npz"),
+                                           ("exists.npz", "exists; give a new file name"),
+                                           ("no/such/x.npz", "does not exist")])
+def test_export_adversarial_refuses_a_bad_destination_with_one_error_line(reference, tmp_path,
+                                                                          capsys, name,
+                                                                          message):
+    (tmp_path / "exists.npz").write_bytes(b"mine")
+    assert main(["export-adversarial", str(reference), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err
+    assert (tmp_path / "exists.npz").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.npz"]

@@ -42,6 +42,7 @@ class AttackSet:
       config: its ``config.json``.
       victim: the attacked network.
       attack_ids: (N,) int64 ``attack_id`` of each attack.
+      image_index: (N,) int64 the attacked image's index in the data (``ImageSet.index``).
       images: (N, H, W, C) uint8 clean images.
       candidates: (N, pixels * (2 + C)) float32 perturbations ``[x0, y0, r0, g0, b0, x1, ...]``.
       labels: (N,) int32 true classes.
@@ -55,6 +56,7 @@ class AttackSet:
     config: dict
     victim: LoadedVictim
     attack_ids: np.ndarray
+    image_index: np.ndarray
     images: np.ndarray
     candidates: np.ndarray
     labels: np.ndarray
@@ -76,8 +78,8 @@ class AttackSet:
 
     def take(self, selection) -> "AttackSet":
         """The attacks at ``selection`` (indices or a boolean mask)."""
-        fields = ("attack_ids", "images", "candidates", "labels", "targets", "success",
-                  "adversarial_class")
+        fields = ("attack_ids", "image_index", "images", "candidates", "labels", "targets",
+                  "success", "adversarial_class")
         return dataclasses.replace(self, **{f: getattr(self, f)[selection] for f in fields})
 
     def successful(self) -> "AttackSet":
@@ -215,7 +217,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                   np.asarray([r["true_prob_after"] for r in rows], np.float32), directory)
     return AttackSet(
         directory=directory, config=config, victim=victim,
-        attack_ids=column("attack_id"),
+        attack_ids=column("attack_id"), image_index=image_index,
         images=data.x[positions],
         candidates=candidates, labels=labels,
         targets=column("target").astype(np.int32),

@@ -33,6 +33,16 @@ def _cmd_locality(args) -> int:
     return 0
 
 
+def _cmd_export_adversarial(args) -> int:
+    from pixeljax.analysis.export import check_destination, export_adversarial
+
+    check_destination(args.out)  # before the victim and data load
+    summary = export_adversarial(args.results, args.out)
+    print(f"{summary['images']} adversarial image(s) of {summary['model']} written to "
+          f"{summary['file']} (attack them again, or train on them, with --data)")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("propagation", help="propagation maps of the attacks in a results folder")
     p.add_argument("--results", required=True, type=checks.path,
@@ -58,3 +68,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=checks.positive_int, default=512,
                    help="images per compiled call")
     p.set_defaults(func=_cmd_locality)
+
+    p = sub.add_parser("export-adversarial",
+                       help="a results folder's successful adversarial images as a .npz")
+    p.add_argument("results", type=checks.path, help="results folder of an attack or sweep")
+    p.add_argument("--out", required=True, type=checks.path, help="new .npz file")
+    p.set_defaults(func=_cmd_export_adversarial)

@@ -1,0 +1,62 @@
+"""``pixeljax export-adversarial``: a results folder's successful adversarial images as a plain
+``.npz`` that ``--data`` accepts, to train on, to attack again, or to hand to another tool."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from pixeljax.analysis.attacks import load_attacks
+from pixeljax.attack.perturb import apply_candidates
+from pixeljax.errors import PixeljaxError
+
+
+def check_destination(out: str | Path) -> Path:
+    """``out`` is a new ``.npz`` file in a folder that exists."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise PixeljaxError(f"--out {out}: give a file name ending in .npz")
+    if out.exists():
+        raise PixeljaxError(f"--out {out} exists; give a new file name (nothing is replaced)")
+    if not out.parent.is_dir():
+        raise PixeljaxError(f"--out {out}: folder {out.parent} does not exist")
+    return out
+
+
+def export_adversarial(results: str | Path, out: str | Path) -> dict:
+    """Writes the successful attacks of the results folder ``results`` to ``out``:
+
+    * ``x`` (N, H, W, C) uint8 adversarial images and ``y`` (N,) their true classes (what
+      ``--data`` reads; ``class_names`` too);
+    * ``target`` (N,) the target (-1: non-targeted), ``adversarial_class`` (N,) the class the
+      victim gives the image, ``pixels`` (N, pixels, 2 + C) the changed pixels (x, y,
+      colour...), ``source_index`` (N,) the attacked image's index in the data attacked and
+      ``attack_id`` (N,).
+
+    Returns ``{"file", "images", "model"}``.
+
+    Raises:
+      PixeljaxError: ``out`` is not a new ``.npz`` file, the folder cannot be read as a
+        results folder (see :func:`~pixeljax.analysis.load_attacks`), or it holds no success.
+    """
+    out = check_destination(out)
+    attacks = load_attacks(results).successful()
+    if not len(attacks):
+        raise PixeljaxError(f"{results}: no successful attack to export")
+    adversarial = np.asarray(apply_candidates(attacks.images, attacks.candidates))
+    c = attacks.images.shape[-1]
+    arrays = {"x": adversarial.round().astype(np.uint8), "y": attacks.labels,
+              "target": attacks.targets, "adversarial_class": attacks.adversarial_class,
+              "pixels": attacks.candidates.reshape(len(attacks), attacks.pixels, 2 + c),
+              "source_index": attacks.image_index, "attack_id": attacks.attack_ids,
+              "class_names": np.asarray(attacks.class_names)}
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, out)  # whole or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"file": str(out), "images": len(attacks), "model": attacks.model_name}
