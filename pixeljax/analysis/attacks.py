@@ -18,6 +18,7 @@ import numpy as np
 from pixeljax import checkpoint_ref
 from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.data import ImageSet, load_dataset
+from pixeljax.defences import defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import quiet_notes
 from pixeljax.results import (
@@ -190,7 +191,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                          outputs=config.get("outputs"))
     check_victim(config, victim.metadata, directory)
     data = load_dataset(config.get("data"), config["split"])
-    victim = with_detected_outputs(victim, data.x)  # as the run saw it
+    victim = defended(with_detected_outputs(victim, data.x), config.get("defence"))  # as seen
     _check_data(config, victim, data, directory)
     channels = data.x.shape[-1]
     pixels = int(config.get("pixels", 1))

@@ -68,15 +68,22 @@ def victim_and_data(args):
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import load_dataset
+    from pixeljax.defences import defence_name, defended, parse_defences
     from pixeljax.models import user
 
     architecture = model_option(args)
     given = {k: v for k in ("input_scale", "outputs") if (v := getattr(args, k, None))}
+    defence = getattr(args, "defence", None)
+    if defence is not None:
+        parse_defences(defence)  # a bad name fails before anything loads
     victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
     check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
                       f"--data {args.data} ({data.source})")
     victim = with_detected_outputs(victim, data.x)
+    if defence is not None:
+        given["defence"] = defence_name(parse_defences(defence, data.x.shape[1:]))
+        victim = defended(victim, given["defence"])
     checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
@@ -313,6 +320,10 @@ def victim_options(p: argparse.ArgumentParser) -> None:
                    help="instead of MODEL: a plain predict(images) function with its own "
                         "weights")
     p.add_argument("--out", required=True, type=checks.path)
+    p.add_argument("--defence", metavar="SPEC",
+                   help="attack the victim behind an input defence: median<k>, gauss<k> (k "
+                        "odd), bits<b> (1-7), joined by + and applied left to right, e.g. "
+                        "bits5+median3 (scored densely; recorded in config.json)")
     user_model_options(p)
 
 

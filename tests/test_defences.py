@@ -1,0 +1,121 @@
+"""Input defences in front of a victim: each against SciPy's or the formula's reference, their
+names and refusals, and a defended attack from the command line to its export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.ndimage
+from _attack_support import TINY_ENGINE, loading_returns, tiny_victim
+
+from pixeljax.analysis.attacks import load_attacks
+from pixeljax.attack.perturb import apply_candidates
+from pixeljax.cli import main
+from pixeljax.data import load_sample
+from pixeljax.defences import Defence, defence_name, defended, gaussian_weights, parse_defences
+from pixeljax.errors import PixeljaxError
+
+ENGINE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]
+
+
+@pytest.fixture(scope="module")
+def victim(tmp_path_factory):
+    return tiny_victim(tmp_path_factory)
+
+
+def images(n=2, shape=(9, 11, 3), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_the_median_filter_is_scipys_with_mirrored_borders(k):
+    x = images()
+    expected = scipy.ndimage.median_filter(x, size=(1, k, k, 1), mode="reflect")
+    np.testing.assert_array_equal(np.asarray(Defence("median", k)(x)), expected)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_gaussian_smoothing_is_scipys_correlation_with_opencvs_sigma(k):
+    x = images()
+    weights = gaussian_weights(k).reshape(1, k, k, 1)
+    expected = scipy.ndimage.correlate(x, weights, mode="reflect")
+    np.testing.assert_allclose(np.asarray(Defence("gauss", k)(x)), expected, atol=1e-3)
+    assert gaussian_weights(k).sum() == pytest.approx(1.0)
+
+
+def test_bit_depth_reduction_keeps_two_to_the_bits_levels():
+    x = np.arange(256, dtype=np.float32).reshape(1, 16, 16, 1)
+    squeezed = np.asarray(Defence("bits", 2)(x))
+    np.testing.assert_allclose(np.unique(squeezed), [0.0, 85.0, 170.0, 255.0], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(Defence("bits", 2)(squeezed)), squeezed, atol=1e-4)
+
+
+def test_a_defence_string_is_read_in_order_and_named_canonically():
+    parts = parse_defences(" bits5 + median3")
+    assert parts == (Defence("bits", 5), Defence("median", 3))
+    assert defence_name(parts) == "bits5+median3"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("blur3", "unknown defence 'blur3'; known: median<k> and gauss<k>"),
+    ("median4", "the filter size must be odd and >= 3, got 4"),
+    ("gauss0", "the filter size must be odd and >= 3, got 0"),
+    ("median35", "a 35 x 35 filter is larger than the 32 x 32 images"),
+    ("bits0", "bits must be from 1 to 7, got 0"),
+    ("bits8", "bits must be from 1 to 7, got 8"),
+    ("", "expected median<k>"),
+])
+def test_bad_defences_are_refused_naming_the_problem(text, message):
+    with pytest.raises(PixeljaxError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("+", r"\+")):
+        parse_defences(text, (32, 32, 3))
+
+
+def test_a_defended_victim_runs_the_defence_first(victim):
+    x = images(shape=(32, 32, 3))
+    behind = defended(victim[1], "median3")
+    np.testing.assert_allclose(np.asarray(behind.predict(x)),
+                               np.asarray(victim[1].predict(Defence("median", 3)(x))), atol=1e-5)
+    assert defended(victim[1], None) is victim[1]
+
+
+def test_a_defended_attack_records_its_defence_and_its_adversarials_fool_the_defended_victim(
+        victim, tmp_path, capsys):
+    behind = defended(victim[1], "bits6+median3")
+    sample = load_sample()  # the six images the defended victim is least sure of
+    logits = np.asarray(behind.predict(sample.x.astype(np.float32)))
+    top2 = np.sort(logits, -1)[:, -2:]
+    chosen = np.sort(np.argsort(top2[:, 1] - top2[:, 0])[:6])
+    x, y, index = sample.x[chosen], logits[chosen].argmax(-1), sample.index[chosen]
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=y, index=index)
+    out = tmp_path / "run"
+    args = ["attack", "tiny", "--checkpoint", str(victim[0]), "--data", str(data), "--images",
+            "6", "--out", str(out), "--quiet", *ENGINE_ARGS]
+    with loading_returns(*victim):
+        assert main(args + ["--defence", "bits6+median3"]) == 0
+        config = json.loads((out / "config.json").read_text())
+        summary = json.loads((out / "summary.json").read_text())
+        assert config["defence"] == "bits6+median3"
+        assert summary["scoring"].startswith("dense")
+        capsys.readouterr()
+        assert main(args) == 2  # the undefended victim is another configuration
+        assert "different configuration" in capsys.readouterr().err
+    attacks = load_attacks(out)  # re-scores the stored candidates through the defence
+    assert attacks.success.any()  # the seeded run fools some of these boundary images
+    fooled = attacks.successful()
+    classes = np.asarray(behind.predict(apply_candidates(fooled.images,
+                                                         fooled.candidates))).argmax(-1)
+    np.testing.assert_array_equal(classes, fooled.adversarial_class)
+
+
+def test_a_bad_defence_on_the_command_line_is_one_error_line_and_creates_nothing(victim,
+                                                                                 tmp_path,
+                                                                                 capsys):
+    out = tmp_path / "run"
+    assert main(["attack", "tiny", "--checkpoint", str(victim[0]), "--out", str(out),
+                 "--defence", "median4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "odd and >= 3" in err and not out.exists()
