@@ -119,3 +119,26 @@ def test_a_bad_defence_on_the_command_line_is_one_error_line_and_creates_nothing
                  "--defence", "median4", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "odd and >= 3" in err and not out.exists()
+
+
+def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_path):
+    from pixeljax.evaluation import Suite, Victim, run_suite
+
+    with pytest.raises(PixeljaxError, match="victim tiny-m: --defence: unknown defence"):
+        Victim("tiny-m", architecture="tiny", defence="blur3")
+    x, y = load_sample().x[:3], None
+    y = np.asarray(victim[1].predict(x.astype(np.float32))).argmax(-1)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    plain = Victim("tiny", checkpoint=str(victim[0]))
+    smooth = Victim("tiny-median3", architecture="tiny", checkpoint=str(victim[0]),
+                    defence="median3")
+    suite = Suite(name="defended", victims=(plain, smooth), pixels=(1,),
+                  modes=("non-targeted",), images=3, data=str(tmp_path / "data.npz"),
+                  popsize=8, maxiter=1)
+    summaries = run_suite(suite, tmp_path / "out", progress=False, slots=2, batch_size=16)
+    assert [s["model"] for s in summaries] == ["tiny", "tiny-median3"]
+    config = json.loads((tmp_path / "out" / "tiny-median3" / "1px-non-targeted" /
+                         "config.json").read_text())
+    assert config["defence"] == "median3" and config["architecture"] == "tiny"
+    assert "defence" not in json.loads((tmp_path / "out" / "tiny" / "1px-non-targeted" /
+                                        "config.json").read_text())

@@ -121,10 +121,13 @@ class Plan:
         """What a cell attacks, as its ``config.json`` records it (see
         ``pixeljax.results.run_config``)."""
         v = self.victims[cell.victim.name]
-        return {"suite": self.suite.name, "model": cell.victim.name,
-                "architecture": v.architecture, "checkpoint": v.reference,
-                "checkpoint_exported": fingerprint, "data": data_key(self.data_spec),
-                "split": self.suite.split}
+        record = {"suite": self.suite.name, "model": cell.victim.name,
+                  "architecture": v.architecture, "checkpoint": v.reference,
+                  "checkpoint_exported": fingerprint, "data": data_key(self.data_spec),
+                  "split": self.suite.split}
+        if cell.victim.defence is not None:
+            record["defence"] = cell.victim.defence
+        return record
 
     def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
         """The ``config.json`` of a cell's results folder."""

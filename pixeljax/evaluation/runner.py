@@ -23,6 +23,7 @@ from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
 from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
+from pixeljax.defences import defended
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
@@ -113,8 +114,9 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 if cell.complete:
                     continue
                 victim = plan.victims[cell.cell.victim.name]
-                loaded = with_detected_outputs(
-                    _load_victim(victim.architecture, victim.checkpoint), plan.data.x)
+                loaded = defended(with_detected_outputs(
+                    _load_victim(victim.architecture, victim.checkpoint), plan.data.x),
+                    cell.cell.victim.defence)
                 _run_cell(plan, cell, loaded.predict, loaded.metadata.get("exported"), bar, say)
         finally:
             bar.close()

@@ -26,6 +26,7 @@ from pathlib import Path
 from pixeljax._shipped import shipped_folder
 from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
 from pixeljax.attack.sweep import CORNERS, SweepSpec
+from pixeljax.defences import defence_name, parse_defences
 from pixeljax.models.precision import check_precision
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
@@ -57,6 +58,8 @@ class Victim:
       eval_images: evaluate during training and at export on the first N test images only.
       architecture: the network when there is no recipe (default: ``name``): a registered
         name, or a model of the user's own, ``module.path:factory`` (with ``checkpoint``).
+      defence: attack the network behind this input defence (``pixeljax.defences``, e.g.
+        ``"bits5+median3"``); give the victim a name of its own.
     """
 
     name: str
@@ -65,11 +68,17 @@ class Victim:
     train_images: int | None = None
     eval_images: int | None = None
     architecture: str | None = None
+    defence: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise PixeljaxError(f"victim name {self.name!r} must be a plain folder name "
                                 f"(letters, digits, '_', '-', '.')")
+        if self.defence is not None:
+            try:
+                object.__setattr__(self, "defence", defence_name(parse_defences(self.defence)))
+            except PixeljaxError as e:
+                raise PixeljaxError(f"victim {self.name}: {e}") from None
         if self.recipe is not None and not isinstance(self.recipe, (str, TrainConfig)):
             raise PixeljaxError(f"victim {self.name}: recipe must be a name, a path or a "
                                 f"TrainConfig, got {type(self.recipe).__name__}")
@@ -88,6 +97,8 @@ class Victim:
                      "train_images": self.train_images, "eval_images": self.eval_images}
         if self.architecture is not None:
             described["architecture_given"] = self.architecture
+        if self.defence is not None:
+            described["defence"] = self.defence
         return described
 
 
