@@ -81,7 +81,9 @@ def parse_defences(text: str, image_shape=None) -> tuple[Defence, ...]:
         raise PixeljaxError(f"--defence: expected {KNOWN}, got {text!r}")
     parts = []
     for part in text.split("+"):
-        found = re.fullmatch(r"([a-z]+)(\d+)", part.strip())
+        if not part.strip():
+            raise PixeljaxError(f"--defence {text!r}: an empty part; expected {KNOWN}")
+        found = re.fullmatch(r"([a-z]+)(0|[1-9][0-9]*)", part.strip())
         if not found or found[1] not in KINDS:
             raise PixeljaxError(f"--defence: unknown defence {part.strip()!r}; known: {KNOWN}")
         kind, size = found[1], int(found[2])

@@ -92,7 +92,8 @@ def result_files(directory: str | Path) -> list[Path]:
 
 def _differences(previous: Mapping, config: Mapping) -> str:
     diff = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-    return ", ".join(f"{k}: {previous.get(k)!r} there, {config.get(k)!r} now" for k in diff)
+    shown = lambda c, k: repr(c[k]) if k in c else "unset"  # noqa: E731
+    return ", ".join(f"{k}: {shown(previous, k)} there, {shown(config, k)} now" for k in diff)
 
 
 def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:

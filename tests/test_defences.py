@@ -66,6 +66,9 @@ def test_a_defence_string_is_read_in_order_and_named_canonically():
     ("bits0", "bits must be from 1 to 7, got 0"),
     ("bits8", "bits must be from 1 to 7, got 8"),
     ("", "expected median<k>"),
+    ("median3+", "an empty part"),
+    ("median03", "unknown defence 'median03'"),
+    ("median\u0663", "unknown defence"),
 ])
 def test_bad_defences_are_refused_naming_the_problem(text, message):
     with pytest.raises(PixeljaxError, match=message.replace("(", r"\(").replace(")", r"\)")

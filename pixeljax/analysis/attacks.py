@@ -168,7 +168,8 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise PixeljaxError(f"results folder {directory} does not exist")
+        raise PixeljaxError(f"{directory} is a file, not a results folder" if directory.exists()
+                            else f"results folder {directory} does not exist")
     if not (directory / CONFIG).is_file():
         raise PixeljaxError(f"{directory} is not an attack results folder (no {CONFIG})")
     config = read_config(directory)

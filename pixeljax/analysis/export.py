@@ -19,7 +19,7 @@ def check_destination(out: str | Path) -> Path:
     out = Path(out)
     if out.suffix != ".npz":
         raise PixeljaxError(f"--out {out}: give a file name ending in .npz")
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise PixeljaxError(f"--out {out} exists; give a new file name (nothing is replaced)")
     if not out.parent.is_dir():
         raise PixeljaxError(f"--out {out}: folder {out.parent} does not exist")
@@ -56,7 +56,9 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
     try:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out)  # whole or not at all
+        os.link(tmp, out)  # whole or not at all, and never over a file made meanwhile
+    except FileExistsError:
+        raise PixeljaxError(f"--out {out} appeared while writing; nothing was replaced") from None
     finally:
         tmp.unlink(missing_ok=True)
     return {"file": str(out), "images": len(attacks), "model": attacks.model_name}
