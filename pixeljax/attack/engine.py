@@ -55,6 +55,11 @@ class Attack:
     label: int
     target: int
 
+    def fooled_by(self, adversarial_class: int) -> bool:
+        """Whether an image given ``adversarial_class`` reaches this attack's goal."""
+        return bool(adversarial_class == self.target if self.target >= 0
+                    else adversarial_class != self.label)
+
 
 def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
     """The devices an attack run uses: by default all of this process's devices.
@@ -173,8 +178,7 @@ def _harvest(summary: dict, in_slot: list[Attack | None]) -> tuple[list[dict], n
             continue
         row = {k: v[i] for k, v in summary.items() if k != "done"}
         row["attack_id"] = a.attack_id
-        row["success"] = bool(row["adversarial_class"] == a.target if a.target >= 0
-                              else row["adversarial_class"] != a.label)
+        row["success"] = a.fooled_by(int(row["adversarial_class"]))
         finished.append(row)
         in_slot[i], freed[i] = None, True
     return finished, freed
@@ -197,8 +201,8 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
         padded = [np.resize(a[part], (batch, *a.shape[1:])) for a in (images, candidates)]
         logits = np.asarray(_forward(predict, apply_candidates(*padded)))[:n]
         probs, finite = generation.probabilities(logits)
-        probs = np.array(probs)
-        probs[~np.asarray(finite)] = np.eye(probs.shape[1])[labels[part][~np.asarray(finite)]]
+        probs, broken = np.array(probs), ~np.asarray(finite)
+        probs[broken] = np.eye(probs.shape[1])[labels[part][broken]]
         out.append(probs)
     return np.concatenate(out)
 
@@ -218,7 +222,7 @@ def recheck(predict: Callable, finished: list[dict], attacks: dict[int, Attack],
     out = []
     for row, a, p in zip(finished, chosen, probs):
         top = int(p.argmax())
-        success = bool(top == a.target if a.target >= 0 else top != a.label)
+        success = a.fooled_by(top)
         out.append({**row, "adversarial_class": top, "confidence": float(p[top]),
                     "true_prob_after": float(p[a.label]), "success": success,
                     "precision_flip": int(success != row["success"])})

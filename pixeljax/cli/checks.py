@@ -145,9 +145,10 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help=f"generations between refills (default {DEFAULTS.segment})")
     p.add_argument("--dense", action="store_true",
                    help="score every candidate by a full forward pass (default: one-pixel "
-                        "attacks on AllConv, NiN, VGG16, ResNet-20 and tiny recompute only "
-                        "the activations the pixel reaches; other networks and "
-                        "multi-pixel attacks are always scored densely)")
+                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
+                        "activations the pixel reaches; residual networks such as resnet20, "
+                        "defended victims, other networks and multi-pixel attacks are scored "
+                        "densely)")
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:
