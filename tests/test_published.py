@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pixeljax.evaluation.archive import ARCHIVE
 from pixeljax.evaluation.publish import (
     PROVENANCE,
     VICTIMS,
@@ -44,3 +45,19 @@ def test_a_publication_names_its_command_commit_and_machine(dest):
             assert (dest / "cells" / key / "config.json").is_file()
     # Only what a reader needs: no result rows.
     assert not list(dest.rglob("*.csv.gz")) and not list(dest.rglob("results.csv"))
+
+
+@pytest.mark.parametrize("dest", PUBLISHED, ids=[p.name for p in PUBLISHED])
+def test_a_publication_carries_the_run_its_summaries_came_from(dest):
+    """``run.tar.gz`` holds every published cell with the very summary published, beside the
+    rows it was computed from (so the run can be re-analysed and continued)."""
+    import tarfile
+
+    with tarfile.open(dest / ARCHIVE) as tar:
+        names = set(tar.getnames())
+        for key, _ in json.loads((dest / PROVENANCE).read_text())["cells"]:
+            published = dest / "cells" / key / "summary.json"
+            if published.is_file():
+                archived = json.load(tar.extractfile(f"{key}/summary.json"))
+                assert archived == json.loads(published.read_text())
+                assert f"{key}/results.csv" in names

@@ -8,7 +8,9 @@ per-position counts of fooling colours and the same lowest true-class probabilit
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -263,15 +265,21 @@ def test_many_levels_print_the_candidate_count_first(victim, data_file, tmp_path
 @pytest.fixture(scope="module")
 def suite_run(victim, data_file, tmp_path_factory):
     """A suite of one-pixel DE and the sweep over the same five images of the tiny victim."""
-    from pixeljax.evaluation import Suite, Victim, run_suite
+    from pixeljax.evaluation import run_suite
 
-    suite = Suite(name="sweep-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
-                  pixels=(1, 3), modes=("non-targeted", "sweep"), images=5,
-                  data=str(data_file), popsize=8, maxiter=3,
-                  cell_images=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
     out = tmp_path_factory.mktemp("suite") / "out"
-    summaries = run_suite(suite, out, progress=False, slots=2, batch_size=64)
+    summaries = run_suite(_sweep_suite(victim, data_file), out, progress=False, slots=2,
+                          batch_size=64)
     return out, summaries
+
+
+def _sweep_suite(victim, data_file):
+    from pixeljax.evaluation import Suite, Victim
+
+    return Suite(name="sweep-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
+                 pixels=(1, 3), modes=("non-targeted", "sweep"), images=5,
+                 data=str(data_file), popsize=8, maxiter=3,
+                 cell_images=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
 
 
 def test_a_suite_runs_sweep_and_de_cells_in_its_order_on_nested_images(suite_run):
@@ -349,9 +357,80 @@ def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summari
     sweep = summaries[0]
     assert f"| {sweep['n_attacked']} of {sweep['n_images']} |" in table
     assert (dest / "report.md").is_file() and list((dest / "figures").glob("*.png"))
-    assert not list(dest.rglob("results.csv"))
+    assert not list(dest.rglob("results.csv"))  # rows travel only inside run.tar.gz
+    assert (dest / "run.tar.gz").is_file()
+    assert "--continue-from tiny-pub" not in page.read_text()
+    assert "--continue-from results/tiny-pub" in page.read_text()
     with pytest.raises(PixeljaxError, match="has no block"):
         publish(out, tmp_path / "results" / "other", command="x", readme=readme)
+
+
+def test_a_published_run_continues_in_a_fresh_folder_from_its_archive(
+        suite_run, victim, data_file, tmp_path):
+    """A fresh clone holds only the publication: the same command with --continue-from
+    restores the finished cells (no attack runs again) and runs the cells the archive lacks,
+    to the same rows."""
+    from pixeljax.evaluation import run_suite
+    from pixeljax.evaluation.publish import publish
+
+    out, summaries = suite_run
+    dest = tmp_path / "results" / "tiny-pub"
+    publish(out, dest, command="pixeljax evaluate sweep-test --out OUT")
+    suite = _sweep_suite(victim, data_file)
+    fresh = tmp_path / "fresh"
+    again = run_suite(suite, fresh, progress=False, slots=2, batch_size=64, continue_from=dest)
+    assert again == summaries  # the very summaries: nothing was attacked anew
+    assert not list(fresh.rglob(".restore-*"))
+    # An archive of the sweep alone: the DE cell runs, to the rows of the first run.
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    shutil.rmtree(partial / "tiny" / "1px-non-targeted")
+    publish(partial, tmp_path / "results" / "sweep-only", command="x")
+    rest = tmp_path / "rest"
+    lines = []
+    run_suite(suite, rest, progress=False, slots=2, batch_size=64,
+              continue_from=tmp_path / "results" / "sweep-only" / "run.tar.gz", log=lines.append)
+    assert "restored from" in lines[0] and "tiny/1px-sweep" in lines[0]
+    for cell in ("1px-sweep", "1px-non-targeted"):
+        assert results.read_rows(rest / "tiny" / cell) == results.read_rows(out / "tiny" / cell)
+    # Run again with the same command: the folder's own cells are left as they are.
+    run_suite(suite, rest, progress=False, slots=2, batch_size=64,
+              continue_from=tmp_path / "results" / "sweep-only", log=lines.append)
+    assert any("no cell this folder lacks" in line for line in lines)
+
+
+def test_a_run_archive_of_another_suite_or_with_foreign_files_is_refused(
+        suite_run, victim, data_file, tmp_path):
+    import tarfile
+
+    from pixeljax.evaluation import run_suite
+    from pixeljax.evaluation.archive import restore
+
+    suite = _sweep_suite(victim, data_file)
+    out, _ = suite_run
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        tar.add(out / "suite.json", "suite.json")
+        tar.add(out / "suite.json", "../escaped.json")
+    target = tmp_path / "target"
+    with pytest.raises(PixeljaxError, match="not a whole run archive.*'../escaped.json'"):
+        restore(evil, target, suite="sweep-test", settings={})
+    assert not target.exists() and not (tmp_path / "escaped.json").exists()
+    cut = tmp_path / "cut.tar.gz"
+    dest = tmp_path / "pub"
+    from pixeljax.evaluation.publish import publish
+    publish(out, dest, command="x")
+    cut.write_bytes((dest / "run.tar.gz").read_bytes()[:-200])
+    with pytest.raises(PixeljaxError, match="not a whole run archive"):
+        run_suite(suite, tmp_path / "t2", progress=False, continue_from=cut)
+    with pytest.raises(PixeljaxError, match="holds a run of suite 'sweep-test', not 'other'"):
+        restore(dest, target, suite="other", settings={})
+    with pytest.raises(PixeljaxError, match="other settings"):
+        run_suite(dataclasses.replace(suite, popsize=10), tmp_path / "t3", progress=False,
+                  continue_from=dest)
+    with pytest.raises(PixeljaxError, match="no run.tar.gz there"):
+        restore(tmp_path, target, suite="sweep-test", settings={})
+    assert not target.exists()
 
 
 def test_publish_never_replaces_the_results_or_a_folder_of_something_else(suite_run, tmp_path):

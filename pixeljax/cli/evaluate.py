@@ -26,12 +26,14 @@ def _cmd_evaluate(args) -> int:
                          train_missing=args.train_missing, slots=args.slots,
                          batch_size=args.batch_size, segment=args.segment, dense=args.dense)
         print(plan.describe())
+        if args.continue_from is not None:
+            print(f"(a dry run restores nothing from {args.continue_from})")
         return 0
     summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
                           train_missing=args.train_missing, dense=args.dense,
                           images=args.images, sample=args.sample, slots=args.slots,
                           batch_size=args.batch_size, segment=args.segment,
-                          progress=not args.quiet, log=_log)
+                          progress=not args.quiet, continue_from=args.continue_from, log=_log)
     for s in summaries:
         if s is not None:
             print(f"{s['model']} {s['pixels']}px {s['mode']}: {s['n_success']}/"
@@ -84,6 +86,9 @@ def register(sub) -> None:
     which.add_argument("--images", type=checks.positive_int, metavar="N",
                        help="the first N images")
     checks.add_engine_options(p)
+    p.add_argument("--continue-from", type=checks.path, metavar="PUBLISHED",
+                   help="first restore the cells --out lacks from a publication's run.tar.gz "
+                        "(e.g. results/paper-cpu), then go on from them")
     p.add_argument("--dry-run", action="store_true", help="check and print the plan only")
     p.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,6 +6,9 @@
                                     this machine cut to their last part, here and in the report)
     DEST/victims.json               each victim's clean accuracy, from its checkpoint metadata
     DEST/provenance.json            the command, the commit, the machine and the date
+    DEST/run.tar.gz                 the run itself: every cell's rows, sweep maps and timing
+                                    (``pixeljax.evaluation.archive``), to re-analyse it or to
+                                    continue it (``pixeljax evaluate ... --continue-from DEST``)
 
 The headline table is computed from the stored summaries and ``victims.json`` alone
 (:func:`headline_table`), so a test can recompute it from what is published beside it; the
@@ -28,6 +31,7 @@ from pixeljax import results
 from pixeljax.attack.spec import TARGET_MODES
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import paper
+from pixeljax.evaluation.archive import ARCHIVE, write_archive
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
 from pixeljax.stats import Rate
@@ -192,6 +196,8 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
                 local[value] = config[key] = portable(value)
         (dest / CELLS / c.key / results.CONFIG).write_text(
             json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_archive(suite_out, [c.key for c in suite.cells if c.directory.is_dir()],
+                  dest / ARCHIVE)
     report = (suite_out / REPORT).read_text()
     for path, short in sorted(local.items(), key=lambda item: -len(item[0])):
         report = report.replace(path, short)
@@ -218,11 +224,18 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
         "accuracy in `victims.json` (on the 10,000 test images); paper numbers marked * are "
         "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
-        f"report: [report.md]({REPORT}).", "", _block(name, table), ""]))
+        f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
+        f"maps) is `{ARCHIVE}`: `{_continued(command, dest)}` restores it and continues it "
+        "where it stopped.", "", _block(name, table), ""]))
     if readme_text is not None:
         Path(readme).write_text(re.sub(_pattern(name), lambda _: _block(name, table),
                                        readme_text, flags=re.S))
     return page
+
+
+def _continued(command: str, dest: Path) -> str:
+    """``command`` continuing the run published in ``dest``."""
+    return f"{command} --continue-from {dest.parent.name}/{dest.name}"
 
 
 def _planned_images(cell, num_classes: int) -> int:

@@ -24,6 +24,7 @@ from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
 from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.defences import defended
+from pixeljax.evaluation.archive import restore
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
@@ -62,6 +63,7 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               images: int | None = None, sample: int | None = None,
               slots: int | None = None, batch_size: int | None = None,
               segment: int | None = None, dense: bool = False, progress: bool = True,
+              continue_from: str | Path | None = None,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.
 
@@ -80,6 +82,9 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
       dense: score every candidate by a full forward pass, not incrementally (see
         ``pixeljax.attack.scoring``); results do not depend on it.
       progress: show progress bars.
+      continue_from: a publication (or its ``run.tar.gz``) whose cells ``out`` lacks are
+        restored into it first (see ``pixeljax.evaluation.archive``), so the run continues
+        from them.
       log: called with a line per step (plan, training, each cell).
 
     Returns:
@@ -90,8 +95,15 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
     """
     say = log or (lambda line: None)
     suite = with_images(suite, images=images, sample=sample)
-    plan = make_plan(suite, out, data=data, train_data=train_data, train_missing=train_missing,
-                     slots=slots, batch_size=batch_size, segment=segment, dense=dense)
+    planned = functools.partial(make_plan, suite, out, data=data, train_data=train_data,
+                                train_missing=train_missing, slots=slots,
+                                batch_size=batch_size, segment=segment, dense=dense)
+    plan = planned()
+    if continue_from is not None:
+        restored = restore(continue_from, out, suite=suite.name, settings=plan.settings())
+        say(f"restored from {continue_from}: "
+            f"{', '.join(restored) or 'no cell this folder lacks'}")
+        plan = planned()
     say(plan.describe())
     for v in plan.skipped:
         say(f"skipping {v.victim.name}: no checkpoint (pass --train-missing to train it)")
