@@ -7,15 +7,12 @@ engine configuration; then the engine compiles once for the whole test session.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-import pixeljax.checkpoint
 from pixeljax.accuracy import predict_logits
 from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
 from pixeljax.data import load_sample
@@ -35,24 +32,6 @@ def tiny_victim(tmp_path_factory) -> tuple[Path, LoadedVictim]:
                     {"architecture": "tiny", "num_classes": 10, "note": "untrained, for tests"})
         _cache["victim"] = (folder, load_victim("tiny", folder))
     return _cache["victim"]
-
-
-@contextlib.contextmanager
-def loading_returns(folder: Path, loaded: LoadedVictim):
-    """While open, every ``load_victim("tiny", folder)`` returns the one ``loaded`` victim.
-    jit caches by the model function's identity and each ``load_victim`` builds a new one, so
-    without this each command run in this process would compile the engine again (a real run
-    loads its victim once)."""
-    real = pixeljax.checkpoint.load_victim
-
-    def load(name, checkpoint=None, **conventions):
-        if name == "tiny" and checkpoint is not None and Path(checkpoint) == folder:
-            return loaded
-        return real(name, checkpoint, **conventions)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pixeljax.checkpoint, "load_victim", load)
-        yield
 
 
 def clean_logits(victim: LoadedVictim, images: np.ndarray) -> np.ndarray:

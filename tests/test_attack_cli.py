@@ -19,7 +19,6 @@ from _attack_support import (
     TINY_ENGINE,
     boundary_sample,
     kill_after_first_harvest,
-    loading_returns,
     tiny_victim,
 )
 
@@ -52,13 +51,6 @@ def data_file(victim, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_victim(victim):
-    """Every command loads the same victim object (see ``loading_returns``)."""
-    with loading_returns(*victim):
-        yield
-
-
 def attack_args(victim, data_file, out, *extra, images: int = 12) -> list[str]:
     return ["attack", "tiny", "--checkpoint", str(victim[0]), "--data", str(data_file),
             "--images", str(images), *ENGINE_ARGS, "--out", str(out), "--quiet", *extra]
@@ -70,7 +62,7 @@ def read_csv(folder: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(one_victim, victim, data_file, tmp_path_factory) -> Path:
+def reference(victim, data_file, tmp_path_factory) -> Path:
     """An uninterrupted non-targeted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
     assert main(attack_args(victim, data_file, out)) == 0

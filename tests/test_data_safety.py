@@ -29,7 +29,6 @@ from _attack_support import (
     TINY_ENGINE,
     boundary_sample,
     kill_after_first_harvest,
-    loading_returns,
     tiny_victim,
 )
 from flax import nnx
@@ -95,13 +94,6 @@ def listing(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def victim(tmp_path_factory):
     return tiny_victim(tmp_path_factory)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_victim(victim):
-    """Every in-process command loads the same victim object, so the engine compiles once."""
-    with loading_returns(*victim):
-        yield
 
 
 @pytest.fixture(scope="module")

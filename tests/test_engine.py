@@ -23,6 +23,7 @@ from _attack_support import (
 )
 
 from pixeljax.attack import ALL_TARGETS, engine, pixel_attack
+from pixeljax.checkpoint import load_victim
 from pixeljax.errors import PixeljaxError
 
 PIXELS = 3
@@ -310,7 +311,7 @@ def test_the_engine_compiles_once_per_shape(all_targets, images):
 
 
 def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tmp_path_factory):
-    _, victim = tiny_victim(tmp_path_factory)
+    path, victim = tiny_victim(tmp_path_factory)
     x, y, index = boundary_sample(victim)
     kwargs = dict(key=jax.random.key(0), image_ids=index, devices=1, **TINY_ENGINE)
     result = pixel_attack(victim.predict, x, y, **kwargs)
@@ -325,6 +326,10 @@ def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tmp_pat
     assert (changed <= 1).all() and (changed[result.success] == 1).all()
     again = pixel_attack(victim.predict, x, y, **kwargs)
     assert engine.compiled_programs() == compiled
+    # A victim loaded anew from its checkpoint is the same graph: nothing compiles again.
+    reloaded = pixel_attack(load_victim("tiny", path).predict, x, y, **kwargs)
+    assert engine.compiled_programs() == compiled
+    np.testing.assert_array_equal(reloaded.success, result.success)
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(again, field), getattr(result, field), field)
 

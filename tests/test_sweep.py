@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _attack_support import boundary_sample, kill_after_first_yield, loading_returns, tiny_victim
+from _attack_support import boundary_sample, kill_after_first_yield, tiny_victim
 
 import pixeljax.attack.sweep as sweep_module
 from pixeljax import results
@@ -223,8 +223,7 @@ def sweep_args(victim, data_file, out, *extra) -> list[str]:
 
 def test_the_sweep_command_writes_a_results_folder_and_one_json_document(
         victim, data_file, tmp_path, capsys):
-    with loading_returns(*victim):
-        assert main(sweep_args(victim, data_file, tmp_path / "run", "--json")) == 0
+    assert main(sweep_args(victim, data_file, tmp_path / "run", "--json")) == 0
     out = capsys.readouterr().out
     summary = json.loads(out)  # stdout holds exactly the summary
     assert summary["mode"] == "sweep" and summary["images_swept"] == 4
@@ -245,8 +244,7 @@ def test_the_sweep_command_writes_a_results_folder_and_one_json_document(
 ])
 def test_bad_sweep_options_get_one_error_line_and_write_nothing(victim, data_file, tmp_path,
                                                                  capsys, extra, message):
-    with loading_returns(*victim):
-        assert main(sweep_args(victim, data_file, tmp_path / "run", *extra)) == 2
+    assert main(sweep_args(victim, data_file, tmp_path / "run", *extra)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert not (tmp_path / "run").exists()
@@ -318,11 +316,10 @@ def test_propagation_and_locality_work_on_a_sweep_folder(suite_run, tmp_path, vi
     folder = out / "tiny" / "1px-sweep"
     if not any(r["success"] for r in results.read_rows(folder)):
         pytest.skip("no successful sweep row to analyse")
-    with loading_returns(*victim):
-        assert main(["locality", "--results", str(folder), "--radius", "1", "--out",
-                     str(tmp_path / "loc")]) == 0
-        assert main(["propagation", "--results", str(folder), "--out", str(tmp_path / "prop"),
-                     "--limit", "2"]) == 0
+    assert main(["locality", "--results", str(folder), "--radius", "1", "--out",
+                 str(tmp_path / "loc")]) == 0
+    assert main(["propagation", "--results", str(folder), "--out", str(tmp_path / "prop"),
+                 "--limit", "2"]) == 0
     table = (tmp_path / "loc").glob("*.csv")
     assert any(table)
 

@@ -37,7 +37,6 @@ from pixeljax.attack.generation import (
 )
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.errors import PixeljaxError
-from pixeljax.models.precision import FLOAT32
 
 __all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
            "compiled_programs", "fill_order", "fitness_from_logits", "initial_population",
@@ -229,21 +228,21 @@ def recheck(predict: Callable, finished: list[dict], attacks: dict[int, Attack],
     return out
 
 
-def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: EngineConfig,
-           params: AttackParams, *,
-           devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[dict]]:
+def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
+           config: EngineConfig, params: AttackParams, *,
+           devices: int | Sequence[jax.Device] | None = None,
+           verify: Callable | None = None) -> Iterator[list[dict]]:
     """Runs ``attacks`` through the slots; yields the results of each harvest as dicts.
 
-    ``predict`` is the model (``predict(images) -> logits``, e.g. ``LoadedVictim.predict``) or a
-    scorer (``AttackSpec.engine_config``/``attack_params`` make ``config`` and ``params``);
-    :func:`pixeljax.attack.scoring.scorer_for` picks incremental scoring where the victim
-    supports it and ``config.dense`` is off, else dense scoring.
+    ``scorer`` scores the candidates (:func:`pixeljax.attack.scoring.scorer_for` makes it from
+    the model, once per run); ``AttackSpec.engine_config``/``attack_params`` make ``config``
+    and ``params``.
 
     Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
     adversarial_class, confidence, true_prob_after, generations, evaluations, nonfinite and
-    success. With ``config.precision`` bfloat16 the candidates are scored in bfloat16 and each
-    finished attack is re-checked in float32 (:func:`recheck`, which adds precision_flip):
-    every reported class and success is float32's.
+    success. With ``verify`` (the float32 model, for a scorer of lower precision) each
+    finished attack is re-checked by it (:func:`recheck`, which adds precision_flip): every
+    reported class and success is float32's.
 
     The slots are split evenly between the ``devices`` (see :func:`local_devices`; default all
     of this process's; ``config.slots`` is rounded up to a multiple of their count) and each
@@ -252,8 +251,6 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
     """
     if not attacks:
         return
-    scorer = scoring.scorer_for(predict, pixels=config.pixels, dense=config.dense,
-                                precision=config.precision)
     by_id = {a.attack_id: a for a in attacks}
     devices = tuple(local_devices(devices))
     n = len(devices)
@@ -276,7 +273,7 @@ def stream(predict: Callable, attacks: list[Attack], key: jax.Array, config: Eng
         min_active = per_device // 2 + 1 if pending else 0  # per device
         slots = programs.segment(scorer, slots, key, params, min_active)
         finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot)
-        if finished and config.precision != FLOAT32:
-            finished = recheck(predict, finished, by_id, config.slots)
+        if finished and verify is not None:
+            finished = recheck(verify, finished, by_id, config.slots)
         if finished:
             yield finished

@@ -50,9 +50,9 @@ class EngineConfig:
       slots: attacks in flight at once.
       batch_size: candidates per model call.
       segment: generations per compiled segment between host refills.
-      dense: score every candidate by a full forward pass even where the victim supports
-        incremental scoring (see :func:`pixeljax.attack.scoring.scorer_for`).
-      precision: "float32" or "bfloat16" scoring (:mod:`pixeljax.models.precision`).
+
+    How candidates are scored (dense or incremental, in which precision) is the scorer's
+    business: the programs take it as an argument.
     """
 
     pixels: int
@@ -62,8 +62,6 @@ class EngineConfig:
     slots: int
     batch_size: int
     segment: int
-    dense: bool
-    precision: str = "float32"
 
 
 @struct.dataclass

@@ -28,6 +28,7 @@ from pixeljax.attack.engine import (
 )
 from pixeljax.attack.spec import AttackSpec, Goal
 from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import FLOAT32
 from pixeljax.notices import note
 
 
@@ -71,6 +72,8 @@ class Prepared:
       plan: (selected image, target) per attack, in order; target -1 = non-targeted.
       attack_ids: each attack's id (the seed of its random stream).
       devices: this process's devices the engine runs on.
+      scorer: how the engine scores candidates (:func:`pixeljax.attack.scoring.scorer_for`,
+        made once here from the victim and the spec's ``pixels``, ``dense`` and ``precision``).
       engine, params: what the engine compiles and takes as data (micro-batch resolved).
     """
 
@@ -83,6 +86,7 @@ class Prepared:
     plan: list[tuple[int, int]]
     attack_ids: list[int]
     devices: list[jax.Device]
+    scorer: scoring.Scorer
     engine: EngineConfig
     params: AttackParams
 
@@ -148,7 +152,9 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
         spec=spec, positions=positions, images=images[positions], labels=labels,
         image_ids=ids, num_classes=num_classes, plan=plan,
         attack_ids=[attack_id(ids[i], t, labels[i], num_classes) for i, t in plan],
-        devices=devices, engine=spec.engine_config(batch), params=spec.attack_params())
+        devices=devices, engine=spec.engine_config(batch), params=spec.attack_params(),
+        scorer=scoring.scorer_for(predict, pixels=spec.pixels, dense=spec.dense,
+                                  precision=spec.precision))
 
 
 def clean_probabilities(predict: Callable, prepared: Prepared,
@@ -182,6 +188,8 @@ def split_attacks(prepared: Prepared, pending: Sequence[int],
 
 def run(predict: Callable, prepared: Prepared, attacks: list[Attack],
         key: jax.Array) -> Iterator[list[dict]]:
-    """The engine on ``attacks``; yields each harvest of finished attacks."""
-    return stream(predict, attacks, key, prepared.engine, prepared.params,
-                  devices=prepared.devices)
+    """The engine on ``attacks``; yields each harvest of finished attacks (re-checked by
+    ``predict`` in float32 when scored in lower precision)."""
+    lower = prepared.spec.precision != FLOAT32
+    return stream(prepared.scorer, attacks, key, prepared.engine, prepared.params,
+                  devices=prepared.devices, verify=predict if lower else None)

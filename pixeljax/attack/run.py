@@ -99,8 +99,7 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
     pending = [k for k in mine if ids[k] not in done_ids]
     clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
-    scored = scoring.scoring_summary(predict, data.x.shape[1:], pixels=spec.pixels,
-                                     dense=spec.dense, precision=spec.precision)
+    scored = scoring.scoring_summary(prepared.scorer, data.x.shape[1:])
 
     def summary_of(rows):
         wall, timed = results.run_time(out)  # every part of the run, every process

@@ -35,7 +35,7 @@ from pixeljax.attack import cone
 from pixeljax.attack.incremental import IncrementalScorer
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.errors import PixeljaxError
-from pixeljax.models import split_for_inference
+from pixeljax.models import Forward, split_for_inference
 from pixeljax.models.precision import FLOAT32, check_precision, lowered
 
 
@@ -76,16 +76,15 @@ def _as_partial(apply: Callable) -> jax.tree_util.Partial:
 
 
 def victim_module(apply) -> nnx.Module | None:
-    """The NNX module behind ``apply``: a module itself, or ``LoadedVictim.predict`` (a Partial of a
-    ``split_for_inference`` function over the weights)."""
+    """The NNX module behind ``apply``: a module itself, or ``LoadedVictim.predict`` (a Partial of
+    a network's :class:`~pixeljax.models.Forward` over its weights)."""
     if isinstance(apply, nnx.Module):
         return apply
-    func = getattr(apply, "func", None)
-    graphdef = getattr(func, "graphdef", None)
-    if (graphdef is None or getattr(func, "method", None) != "__call__"
-            or len(apply.args) != 1 or apply.keywords):
-        return None
-    return nnx.merge(graphdef, apply.args[0])
+    if (isinstance(apply, jax.tree_util.Partial) and isinstance(apply.func, Forward)
+            and apply.func.method == "__call__" and len(apply.args) == 1
+            and not apply.keywords):
+        return apply.func.module(apply.args[0])
+    return None
 
 
 def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
@@ -158,10 +157,8 @@ def cache_bytes_per_slot(scorer: Scorer, image_shape: tuple[int, int, int],
                    for a in jax.tree.leaves(cache)))
 
 
-def scoring_summary(apply, image_shape: tuple[int, int, int], *, pixels: int = 1,
-                    dense: bool = False, precision: str = FLOAT32) -> dict:
-    """How the engine scores ``apply``'s candidates: ``scoring`` (see :func:`describe`) and
+def scoring_summary(scorer: Scorer, image_shape: tuple[int, int, int]) -> dict:
+    """How the engine scores candidates: ``scoring`` (see :func:`describe`) and
     ``cache_bytes_per_slot`` (what it keeps per attack in flight), for run summaries."""
-    scorer = scorer_for(apply, pixels=pixels, dense=dense, precision=precision)
     return {"scoring": describe(scorer),
             "cache_bytes_per_slot": cache_bytes_per_slot(scorer, tuple(image_shape))}

@@ -136,7 +136,7 @@ class AttackSpec:
         """The engine's static sizes, with the micro-batch resolved to ``batch_size``."""
         return EngineConfig(pixels=self.pixels, popsize=self.popsize, maxiter=self.maxiter,
                             strategy=self.strategy, slots=self.slots, batch_size=batch_size,
-                            segment=self.segment, dense=self.dense, precision=self.precision)
+                            segment=self.segment)
 
     def attack_params(self) -> AttackParams:
         """The numbers the compiled engine takes as data (no recompilation when they change)."""

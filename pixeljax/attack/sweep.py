@@ -310,10 +310,12 @@ def _chosen(found: dict, i: int, label: int) -> np.ndarray:
     return np.where(index == _NO_INDEX, 0, index).astype(np.int64)
 
 
-def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: SweepSpec, *,
+def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels: np.ndarray,
+           spec: SweepSpec, *,
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
-    """Sweeps ``images`` (N, H, W, C), a wave of ``spec.slots`` at a time; yields each wave's
-    :class:`SweptImage` (positions into ``images``) once their candidates are re-checked."""
+    """Sweeps ``images`` (N, H, W, C), a wave of ``spec.slots`` at a time, scored by
+    ``scorer``; yields each wave's :class:`SweptImage` (positions into ``images``) once their
+    candidates are re-checked by ``predict`` (a dense float32 pass)."""
     if not len(images):
         return
     devices = tuple(engine.local_devices(devices))
@@ -323,7 +325,6 @@ def stream(predict: Callable, images: np.ndarray, labels: np.ndarray, spec: Swee
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)
     batch = max(1, min(spec.batch_size or sizes.default_batch_size(), s // n_dev * n))
-    scorer = scoring.scorer_for(predict, pixels=1, dense=spec.dense, precision=spec.precision)
     program, split, replicated = _program(batch, devices)
     place = functools.partial(jax.device_put, device=split)
     scorer, grid_d = jax.device_put((scorer, grid), replicated)

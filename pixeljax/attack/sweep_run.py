@@ -87,7 +87,7 @@ def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptIma
         pending = {a.attack_id for a in attacks}
         k_of = {aid: k for k, aid in enumerate(prepared.attack_ids)}
         positions = sorted({prepared.plan[k_of[a]][0] for a in pending})
-        for wave in sweep.stream(predict, prepared.images[positions],
+        for wave in sweep.stream(prepared.scorer, predict, prepared.images[positions],
                                  prepared.labels[positions], spec, devices=prepared.devices):
             wave = [dataclasses.replace(s, position=positions[s.position]) for s in wave]
             on_wave(prepared, wave)

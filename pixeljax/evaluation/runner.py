@@ -22,7 +22,7 @@ from pixeljax import locking, results
 from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
-from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
+from pixeljax.checkpoint import load_victim, with_detected_outputs
 from pixeljax.defences import defended
 from pixeljax.evaluation.archive import restore
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
@@ -127,27 +127,12 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                     continue
                 victim = plan.victims[cell.cell.victim.name]
                 loaded = defended(with_detected_outputs(
-                    _load_victim(victim.architecture, victim.checkpoint), plan.data.x),
+                    load_victim(victim.architecture, victim.checkpoint), plan.data.x),
                     cell.cell.victim.defence)
                 _run_cell(plan, cell, loaded.predict, loaded.metadata.get("exported"), bar, say)
         finally:
             bar.close()
     return [results.read_summary(c.directory) for c in plan.cells]
-
-
-_LOADED: dict[tuple, LoadedVictim] = {}
-
-
-def _load_victim(architecture: str, checkpoint: Path) -> LoadedVictim:
-    """``load_victim``, reusing the last victim loaded from an unchanged checkpoint: the same
-    ``predict`` function means the attack engine's compiled programs are reused too."""
-    meta = Path(checkpoint) / "metadata.json"
-    stat = (meta if meta.is_file() else Path(checkpoint)).stat()
-    key = (architecture, str(Path(checkpoint).resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _LOADED:
-        _LOADED.clear()  # one victim at a time: weights can be large
-        _LOADED[key] = load_victim(architecture, checkpoint)
-    return _LOADED[key]
 
 
 def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> None:

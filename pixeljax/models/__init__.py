@@ -3,6 +3,7 @@
 from pixeljax.models.base import SequentialVictim
 from pixeljax.models.layers import CIFAR10_MEAN, CIFAR10_STD, normalize
 from pixeljax.models.registry import (
+    Forward,
     create_model,
     model_names,
     parameter_count,
@@ -12,6 +13,6 @@ from pixeljax.models.registry import (
 )
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "SequentialVictim", "create_model", "model_names",
+    "CIFAR10_MEAN", "CIFAR10_STD", "Forward", "SequentialVictim", "create_model", "model_names",
     "normalize", "parameter_count", "register_model", "split_activations", "split_for_inference",
 ]

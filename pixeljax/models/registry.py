@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -52,17 +52,23 @@ def parameter_count(model: nnx.Module) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
-@functools.lru_cache(maxsize=64)
-def _pure(graphdef, method: str) -> Callable:
-    """One pure function per (architecture graph, method): jit caches key on the function, so
-    reloading a victim of the same architecture reuses its compiled programs."""
+@dataclasses.dataclass(frozen=True)
+class Forward:
+    """``forward(params, images)``: one method of a network graph as a pure function.
 
-    def pure(params, images):
-        return getattr(nnx.merge(graphdef, params), method)(images)
+    Forwards of equal graphs are equal (jit keys its compiled programs on them), so a victim
+    reloaded from a checkpoint of the same architecture reuses every compiled program, and the
+    module can be rebuilt from the weights (:meth:`module`).
+    """
 
-    # So the attack engine can recognise a victim's forward pass (pixeljax.attack.scoring).
-    pure.graphdef, pure.method = graphdef, method
-    return pure
+    graphdef: nnx.GraphDef
+    method: str = "__call__"
+
+    def __call__(self, params, images):
+        return getattr(self.module(params), self.method)(images)
+
+    def module(self, params) -> nnx.Module:
+        return nnx.merge(self.graphdef, params)
 
 
 def split_for_inference(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], jax.Array], Any]:
@@ -72,11 +78,11 @@ def split_for_inference(model: nnx.Module) -> tuple[Callable[[Any, jax.Array], j
     """
     model.eval()
     graphdef, params = nnx.split(model)
-    return _pure(graphdef, "__call__"), params
+    return Forward(graphdef), params
 
 
 def split_activations(model: SequentialVictim):
     """Returns ``(activations, params)`` with ``activations(params, images) -> [(name, array)]``."""
     model.eval()
     graphdef, params = nnx.split(model)
-    return _pure(graphdef, "activations"), params
+    return Forward(graphdef, "activations"), params
