@@ -249,8 +249,11 @@ def test_init_and_step_vmap_over_independent_problems_inside_a_while_loop():
     @jax.jit
     def solve(key, centres):
         keys = jax.random.split(key, len(centres))
-        states = jax.vmap(lambda k, c: init(k, objective(c), lower, upper, popsize))(
-            keys, centres)
+        def start(k, c):
+            population = uniform_population(k, lower, upper, popsize)
+            return init(population, objective(c)(population))
+
+        states = jax.vmap(start)(keys, centres)
 
         def body(states):
             gen_keys = jax.vmap(lambda k, g: jax.random.fold_in(k, g))(keys,

@@ -119,7 +119,7 @@ def _programs(config: EngineConfig, devices: tuple[jax.Device, ...]) -> _Program
         # check_vma=False: the per-device code's loop carries start from constants, which are
         # not typed as varying across devices.
         load = jax.shard_map(functools.partial(generation.load, config=config), mesh=mesh,
-                             in_specs=(rep,) + (slot,) * 7 + (rep,), out_specs=slot,
+                             in_specs=(rep,) + (slot,) * 7 + (rep, rep), out_specs=slot,
                              check_vma=False)
         segment = jax.shard_map(
             functools.partial(generation.segment, config=config, axis_name=SLOT_AXIS),
@@ -269,7 +269,7 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
         take, *loaded = _refill(pending, in_slot, per_device, first)
         if take.any() or clear.any():
             slots = programs.load(scorer, slots, *map(place, (take, clear & ~take, *loaded)),
-                                  key)
+                                  key, params)
         min_active = per_device // 2 + 1 if pending else 0  # per device
         slots = programs.segment(scorer, slots, key, params, min_active)
         finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot)

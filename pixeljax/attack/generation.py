@@ -32,7 +32,7 @@ from flax import struct
 
 from pixeljax.attack import scoring
 from pixeljax.attack.perturb import canonical
-from pixeljax.de.core import DEParams, DEState, ask, tell
+from pixeljax.de.core import DEParams, DEState, ask, init, tell
 
 NON_TARGETED = -1
 
@@ -95,8 +95,8 @@ class Slots:
     """The attacks in flight, one per slot (leading axis S).
 
     ``de`` is each slot's DE: population (S, P, D), fitness (S, P; lower is better), payload
-    :class:`Classes` (S, P), generation (S,; -1 until the initial population is scored) and
-    evaluations (S,; model evaluations spent).
+    :class:`Classes` (S, P), generation (S,; 0 once the initial population is scored) and
+    evaluations (S,; model evaluations spent). An empty slot holds zeros and is done.
     """
 
     image: jax.Array      # (S, H, W, C) original images
@@ -130,28 +130,21 @@ def initial_population(key: jax.Array, image_shape: tuple[int, int, int], pixels
     return jnp.concatenate([x, y, colour], axis=-1).reshape(popsize, -1)
 
 
-def _unscored(population: jax.Array) -> DEState:
-    """The DE states of populations (S, P, D) not scored yet: generation -1, worst fitness."""
-    s, p = population.shape[:2]
-    return DEState(population=population, fitness=jnp.full((s, p), jnp.inf, jnp.float32),
-                   generation=jnp.full((s,), -1, jnp.int32),
-                   evaluations=jnp.zeros((s,), jnp.int32),
-                   payload=Classes(true_prob=jnp.ones((s, p), jnp.float32),
-                                   top_class=jnp.zeros((s, p), jnp.int32),
-                                   top_prob=jnp.zeros((s, p), jnp.float32)))
-
-
 def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_dtype,
                 scorer: scoring.Scorer) -> Slots:
     """``config.slots`` empty slots for images of this shape and dtype."""
     s = config.slots
     cache = jax.eval_shape(scorer.prepare, jax.ShapeDtypeStruct((s, *image_shape), image_dtype))
     d = config.pixels * (2 + image_shape[-1])
+    p = config.popsize
+    zeros = lambda dtype=jnp.float32: jnp.zeros((s, p), dtype)  # noqa: E731 (distinct buffers)
+    de = jax.vmap(init)(jnp.zeros((s, p, d), jnp.float32), zeros(),
+                        Classes(zeros(), zeros(jnp.int32), zeros()))
     return Slots(
         image=jnp.zeros((s, *image_shape), image_dtype),
         label=jnp.zeros((s,), jnp.int32), target=jnp.full((s,), NON_TARGETED, jnp.int32),
         attack_id=jnp.full((s,), -1, jnp.int32),
-        de=_unscored(jnp.zeros((s, config.popsize, d), jnp.float32)),
+        de=de,
         nonfinite=jnp.zeros((s,), jnp.int32), done=jnp.ones((s,), bool),
         cache=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), cache))
 
@@ -179,19 +172,22 @@ def _prepare(scorer, take: jax.Array, image: jax.Array, cache):
 
 
 def load(scorer, slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Array,
-         label: jax.Array, target: jax.Array, attack_id: jax.Array, root: jax.Array, *,
-         config: EngineConfig) -> Slots:
-    """Starts new attacks in the slots where ``take`` (with their initial populations, not yet
-    scored, and the scorer's cache of their images); empties the slots where ``clear``."""
+         label: jax.Array, target: jax.Array, attack_id: jax.Array, root: jax.Array,
+         params: AttackParams, *, config: EngineConfig) -> Slots:
+    """Starts new attacks in the slots where ``take``: the scorer's cache of their images and
+    their scored initial populations (an attack the initial population already wins, or with
+    no generation to run, is done at once); empties the slots where ``clear``."""
     shape = slots.image.shape[1:]
-    init = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
-                                                 config.pixels, config.popsize))(attack_id)
+    population = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
+                                                       config.pixels, config.popsize))(attack_id)
     s = take.shape  # the slots here (a device's share under shard_map)
-    fresh = Slots(image=image, label=label, target=target, attack_id=attack_id,
-                  de=_unscored(init), nonfinite=jnp.zeros(s, jnp.int32),
-                  done=jnp.zeros(s, bool), cache=slots.cache)
+    fresh = slots.replace(image=image, label=label, target=target, attack_id=attack_id,
+                          cache=_prepare(scorer, take, image, slots.cache))
+    fitness, classes, nonfinite = _evaluate(scorer, fresh, population, take, config.batch_size)
+    fresh = fresh.replace(de=jax.vmap(init)(population, fitness, classes),
+                          nonfinite=jnp.sum(nonfinite, axis=1), done=jnp.zeros(s, bool))
+    fresh = fresh.replace(done=stopped(fresh, params) | (config.maxiter == 0))
     slots = _where(take, fresh, slots)
-    slots = slots.replace(cache=_prepare(scorer, take, image, slots.cache))
     return slots.replace(attack_id=jnp.where(clear, -1, slots.attack_id),
                          done=slots.done | clear)
 
@@ -266,23 +262,16 @@ def _evaluate(scorer: scoring.Scorer, slots: Slots, children: jax.Array, active:
 
 def _generation(scorer, slots: Slots, root, params: AttackParams, lower, upper,
                 config: EngineConfig) -> Slots:
-    """One generation of every active slot (the initial scoring for freshly loaded ones)."""
+    """One generation of every active slot."""
     active = ~slots.done
-    fresh = slots.de.generation < 0
 
     def children_of(attack_id, state):
         return ask(_attack_key(root, attack_id, state.generation + 1), state, lower, upper,
                    params.de, strategy=config.strategy)
 
     children = jax.vmap(children_of)(slots.attack_id, slots.de)
-    children = jnp.where(fresh[:, None, None], slots.de.population, children)
     fitness, classes, nonfinite = _evaluate(scorer, slots, children, active, config.batch_size)
-    told = jax.vmap(tell)(slots.de, children, fitness, classes)
-    # A fresh slot takes its scored initial population whole (as de.core.init does): through
-    # tell, a child with fitness inf would not replace the unscored placeholder.
-    told = _where(fresh, told.replace(population=children, fitness=fitness, payload=classes),
-                  told)
-    de = _where(active, told, slots.de)
+    de = _where(active, jax.vmap(tell)(slots.de, children, fitness, classes), slots.de)
     slots = slots.replace(de=de, nonfinite=slots.nonfinite + jnp.sum(nonfinite * active[:, None],
                                                                       axis=1))
     return slots.replace(done=slots.done | (active & (stopped(slots, params) |

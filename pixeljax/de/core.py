@@ -4,7 +4,7 @@ The one-pixel attack's optimiser (Su, Vargas, Sakurai, arXiv 1710.08864): DE/ran
 F = 0.5 and no crossover; each child replaces its own parent only if it is fitter. Binomial
 crossover and the DE/best/1 strategy are options, never the default.
 
-``init`` and ``step`` work on one problem; ``vmap`` them for many. ``ask`` and ``tell`` split a
+``init`` (of a population the caller scored) and ``step`` work on one problem; ``vmap`` them for many. ``ask`` and ``tell`` split a
 step around the evaluation, for callers that evaluate many problems' children together.
 """
 
@@ -142,18 +142,12 @@ def uniform_population(key: jax.Array, lower: jax.Array, upper: jax.Array,
     return jax.random.uniform(key, (popsize, lower.shape[0]), minval=lower, maxval=upper)
 
 
-def init(key: jax.Array, fn: Callable[[jax.Array], jax.Array], lower: jax.Array,
-         upper: jax.Array, popsize: int, population: jax.Array | None = None) -> DEState:
-    """Initial state: ``population`` (or a uniform one) evaluated with ``fn``.
-
-    ``fn`` maps a whole population (P, D) to its fitness (P,).
-    """
-    if population is None:
-        population = uniform_population(key, lower, upper, popsize)
-    fitness = jnp.asarray(fn(population), jnp.float32)
-    return DEState(population=population, fitness=fitness,
+def init(population: jax.Array, fitness: jax.Array, payload: Any = None) -> DEState:
+    """The state of a scored initial population: members (P, D), their fitness (P,) and
+    payload (leading axis P); generation 0, P evaluations spent."""
+    return DEState(population=population, fitness=jnp.asarray(fitness, jnp.float32),
                    generation=jnp.zeros((), jnp.int32),
-                   evaluations=jnp.asarray(population.shape[0], jnp.int32))
+                   evaluations=jnp.asarray(population.shape[0], jnp.int32), payload=payload)
 
 
 def step(key: jax.Array, state: DEState, fn: Callable[[jax.Array], jax.Array],

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.de.core import STRATEGIES, DEParams, DEState, ask, tell, uniform_population
+from pixeljax.de.core import STRATEGIES, DEParams, DEState, ask, init, tell, uniform_population
 from pixeljax.errors import PixeljaxError
 
 
@@ -131,8 +131,7 @@ def _run(fn, lower, upper, key, params, population, *, popsize, maxiter, strateg
     if population is None:
         population = uniform_population(init_key, lower, upper, popsize)
     fitness, nonfinite = _scored(fn, population)
-    state = DEState(population=population, fitness=fitness, generation=jnp.zeros((), jnp.int32),
-                    evaluations=jnp.asarray(popsize, jnp.int32))
+    state = init(population, fitness)
 
     def cond(carry):
         state, _ = carry
