@@ -341,6 +341,9 @@ def test_exported_adversarial_images_fool_the_victim_and_are_attacked_again_thro
         fooled = np.asarray(victim[1].predict(f["x"].astype(np.float32))).argmax(-1)
         np.testing.assert_array_equal(fooled, f["adversarial_class"])
         assert (fooled != f["y"]).all()
+        attacked = json.loads(str(f["attacked"]))  # what these images fool, as run
+    assert attacked == json.loads((reference / "config.json").read_text())
+    assert attacked["model"] == "tiny" and attacked["pixels"] == 1
     assert len(load_dataset(str(out))) == len(rows)
     again = tmp_path / "again"
     # Read back through --data: every image is misclassified already, so each is skipped

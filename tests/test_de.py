@@ -48,6 +48,12 @@ def test_distinct_others_gives_three_distinct_indices_other_than_the_member(pops
     assert (r[..., 1] != r[..., 2]).all()
 
 
+
+def started(key, fn, lower, upper, popsize):
+    """A uniform initial population of ``popsize``, scored by ``fn``."""
+    population = uniform_population(key, lower, upper, popsize)
+    return init(population, fn(population))
+
 def test_distinct_others_draws_every_other_member_about_equally_often():
     popsize = 6
     r = many_draws(0, popsize, 3000)
@@ -75,7 +81,7 @@ def _generation(key, state, lower, upper):
 def test_tell_never_makes_a_member_worse():
     key = jax.random.key(0)
     lower, upper = -jnp.ones(3), jnp.ones(3)
-    state = jax.jit(init, static_argnums=(1, 4))(key, sphere, lower, upper, 8)
+    state = started(key, sphere, lower, upper, 8)
     for g in range(20):
         before_pop, before_fit = np.asarray(state.population), np.asarray(state.fitness)
         children, state = _generation(jax.random.fold_in(key, g), state, lower, upper)
@@ -92,7 +98,7 @@ def test_tell_never_makes_a_member_worse():
 
 
 def test_tell_keeps_the_parent_on_a_tie_or_a_nan_child():
-    state = jax.jit(init, static_argnums=(1, 4))(jax.random.key(0), sphere, -jnp.ones(2),
+    state = started(jax.random.key(0), sphere, -jnp.ones(2),
                                                   jnp.ones(2), 4)
     children = state.population + 0.5
     fitness = state.fitness.at[0].set(jnp.nan)  # tie everywhere, NaN at member 0
@@ -102,7 +108,7 @@ def test_tell_keeps_the_parent_on_a_tie_or_a_nan_child():
 
 
 def test_tell_selects_the_payload_with_the_members():
-    state = jax.jit(init, static_argnums=(1, 4))(jax.random.key(0), sphere, -jnp.ones(2),
+    state = started(jax.random.key(0), sphere, -jnp.ones(2),
                                                   jnp.ones(2), 4)
     assert state.payload is None and tell(state, state.population, state.fitness).payload is None
     state = state.replace(payload={"tag": jnp.arange(4), "rows": jnp.zeros((4, 3))})
@@ -129,7 +135,7 @@ def test_tell_selects_the_payload_with_the_members():
                                                      ("rand1", 0.3)])
 def test_ask_keeps_children_inside_the_bounds(strategy, crossover_rate):
     lower, upper = jnp.array([0.0, -1.0, 10.0]), jnp.array([1.0, 1.0, 10.5])
-    state = jax.jit(init, static_argnums=(1, 4))(jax.random.key(1), sphere, lower, upper, 6)
+    state = started(jax.random.key(1), sphere, lower, upper, 6)
     params = DEParams(F=2.0, crossover_rate=crossover_rate)  # a large F pushes children out
     children = np.asarray(jax.jit(ask, static_argnames="strategy")(
         jax.random.key(2), state, lower, upper, params, strategy=strategy))
@@ -139,7 +145,7 @@ def test_ask_keeps_children_inside_the_bounds(strategy, crossover_rate):
 
 def test_ask_without_crossover_is_the_paper_mutation_rand1():
     lower, upper = -100 * jnp.ones(2), 100 * jnp.ones(2)
-    state = jax.jit(init, static_argnums=(1, 4))(jax.random.key(0), sphere, -jnp.ones(2),
+    state = started(jax.random.key(0), sphere, -jnp.ones(2),
                                                   jnp.ones(2), 5)
     key = jax.random.key(7)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -34,7 +35,10 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
     * ``target`` (N,) the target (-1: non-targeted), ``adversarial_class`` (N,) the class the
       victim gives the image, ``pixels`` (N, pixels, 2 + C) the changed pixels (x, y,
       colour...), ``source_index`` (N,) the attacked image's index in the data attacked and
-      ``attack_id`` (N,).
+      ``attack_id`` (N,);
+    * ``attacked``: the results folder's ``config.json`` as a JSON string, i.e. what these
+      images fool (the victim and its checkpoint, any defence, the precision it was scored in,
+      the attack and a fingerprint of the data attacked).
 
     Returns ``{"file", "images", "model"}``.
 
@@ -52,7 +56,8 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
               "target": attacks.targets, "adversarial_class": attacks.adversarial_class,
               "pixels": attacks.candidates.reshape(len(attacks), attacks.pixels, 2 + c),
               "source_index": attacks.image_index, "attack_id": attacks.attack_ids,
-              "class_names": np.asarray(attacks.class_names)}
+              "class_names": np.asarray(attacks.class_names),
+              "attacked": np.asarray(json.dumps(attacks.config, sort_keys=True))}
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
     try:
         np.savez_compressed(tmp, **arrays)

@@ -4,8 +4,9 @@ The one-pixel attack's optimiser (Su, Vargas, Sakurai, arXiv 1710.08864): DE/ran
 F = 0.5 and no crossover; each child replaces its own parent only if it is fitter. Binomial
 crossover and the DE/best/1 strategy are options, never the default.
 
-``init`` (of a population the caller scored) and ``step`` work on one problem; ``vmap`` them for many. ``ask`` and ``tell`` split a
-step around the evaluation, for callers that evaluate many problems' children together.
+``init`` (of a population the caller scored) and ``step`` work on one problem; ``vmap`` them
+for many. ``ask`` and ``tell`` split a step around the evaluation, for callers that evaluate
+many problems' children together.
 """
 
 from __future__ import annotations

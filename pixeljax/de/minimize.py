@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.de.core import STRATEGIES, DEParams, DEState, ask, init, tell, uniform_population
+from pixeljax.de.core import STRATEGIES, DEParams, ask, init, tell, uniform_population
 from pixeljax.errors import PixeljaxError
 
 
