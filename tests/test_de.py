@@ -48,11 +48,11 @@ def test_distinct_others_gives_three_distinct_indices_other_than_the_member(pops
     assert (r[..., 1] != r[..., 2]).all()
 
 
-
 def started(key, fn, lower, upper, popsize):
     """A uniform initial population of ``popsize``, scored by ``fn``."""
     population = uniform_population(key, lower, upper, popsize)
     return init(population, fn(population))
+
 
 def test_distinct_others_draws_every_other_member_about_equally_often():
     popsize = 6
