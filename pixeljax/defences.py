@@ -10,8 +10,11 @@ A defence is named by one string, its parts applied left to right and joined by 
   NDSS 2018; b from 1 to 7).
 
 Filters mirror the image at its borders (SciPy's ``reflect``, as ART's spatial smoothing).
-Defended victims are scored densely. Results folders record the defence (``config.json``), so a
-resume or an analysis uses the same pipeline.
+A victim of the project's layers takes its defences as its own first steps
+(``SequentialVictim.defences``), so it is still scored incrementally (a filter is a local step
+with mirrored borders, bit-depth reduction a per-pixel one; :mod:`pixeljax.attack.cone`); any
+other model is wrapped (:class:`Defended`) and scored densely. Results folders record the
+defence (``config.json``), so a resume or an analysis uses the same pipeline.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from pixeljax.errors import PixeljaxError
 
@@ -47,7 +51,23 @@ class Defence:
         if self.kind == "bits":
             levels = 2 ** self.size - 1
             return jnp.round(x / 255.0 * levels) * (255.0 / levels)
-        views = _neighbourhood(x, self.size)                      # (k * k, N, H, W, C)
+        return self._filter(_neighbourhood(x, self.size))
+
+    def valid(self, patch: jax.Array) -> jax.Array:
+        """A filter on a patch (N, h, w, C) without padding: (N, h - k + 1, w - k + 1, C), as
+        incremental scoring recomputes a window (a per-pixel defence keeps the shape)."""
+        x = jnp.asarray(patch, jnp.float32)
+        if self.kind == "bits":
+            return self(x)
+        return self._filter(_neighbourhood(x, self.size, pad=False))
+
+    @property
+    def local(self) -> bool:
+        """A filter over a k x k neighbourhood (else a per-pixel defence)."""
+        return self.kind != "bits"
+
+    def _filter(self, views: jax.Array) -> jax.Array:
+        """The filter over the stacked neighbours (k * k, N, H, W, C)."""
         if self.kind == "median":
             return jnp.median(views, axis=0)
         weights = gaussian_weights(self.size)                     # (k * k,)
@@ -61,11 +81,12 @@ def gaussian_weights(k: int) -> np.ndarray:
     return (np.outer(g, g) / np.outer(g, g).sum()).reshape(-1).astype(np.float32)
 
 
-def _neighbourhood(x: jax.Array, k: int) -> jax.Array:
-    """The k x k neighbours of every pixel, the image mirrored at its borders."""
+def _neighbourhood(x: jax.Array, k: int, *, pad: bool = True) -> jax.Array:
+    """The k x k neighbours of every pixel, the image mirrored at its borders (``pad``), or of
+    every pixel at least k // 2 from them."""
     r = k // 2
-    padded = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric")
-    h, w = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="symmetric") if pad else x
+    h, w = padded.shape[1] - 2 * r, padded.shape[2] - 2 * r
     return jnp.stack([padded[:, i:i + h, j:j + w] for i in range(k) for j in range(k)])
 
 
@@ -128,9 +149,17 @@ class Defended:
 def defended(victim, text: str | None, image_shape=None):
     """``victim`` (a :class:`~pixeljax.checkpoint.LoadedVictim`) behind the defence ``text``
     (None: ``victim`` itself)."""
+    from pixeljax.models import Forward, SequentialVictim, split_for_inference
+
     if text is None:
         return victim
     defences = parse_defences(text, image_shape)
+    if isinstance(victim.apply, Forward) and isinstance(victim.model, SequentialVictim):
+        # One network with the defences in front: scored incrementally, lowered to bfloat16.
+        model = nnx.merge(*nnx.split(victim.model))
+        model.defences = tuple(model.defences) + defences
+        apply, params = split_for_inference(model)
+        return dataclasses.replace(victim, model=model, apply=apply, params=params)
     return dataclasses.replace(victim, apply=Defended(victim.apply, defences))
 
 

@@ -3,12 +3,14 @@ names and refusals, and a defended attack from the command line to its export.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import scipy.ndimage
 from _attack_support import TINY_ENGINE, tiny_victim
+from _incremental_support import border_and_random_pixels, compare, random_images, scaled
 
 from pixeljax.analysis.attacks import load_attacks
 from pixeljax.attack.perturb import apply_candidates
@@ -16,6 +18,7 @@ from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.defences import Defence, defence_name, defended, gaussian_weights, parse_defences
 from pixeljax.errors import PixeljaxError
+from pixeljax.models import create_model
 
 ENGINE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]
 
@@ -101,7 +104,7 @@ def test_a_defended_attack_records_its_defence_and_its_adversarials_fool_the_def
     config = json.loads((out / "config.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert config["defence"] == "bits6+median3"
-    assert summary["scoring"].startswith("dense")
+    assert summary["scoring"] == "incremental"  # the defence is the network's first step
     capsys.readouterr()
     assert main(args) == 2  # the undefended victim is another configuration
     assert "different configuration" in capsys.readouterr().err
@@ -144,3 +147,34 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
     assert config["defence"] == "median3" and config["architecture"] == "tiny"
     assert "defence" not in json.loads((tmp_path / "out" / "tiny" / "1px-non-targeted" /
                                         "config.json").read_text())
+
+
+@pytest.mark.parametrize("name,text", [("tiny", "median3"), ("tiny", "gauss5"),
+                                       ("tiny", "bits5+median3+gauss3"),
+                                       ("allconv", "bits4+median5")])
+def test_defended_incremental_logits_equal_dense_ones_at_every_border_pixel(name, text):
+    """The filters mirror the image at its borders: a changed pixel near one is mirrored into
+    the padding too, and the incremental scorer must see each copy."""
+    images = random_images(2)
+    model = scaled(create_model(name, seed=1), images)
+    model.defences = parse_defences(text)
+    pixels = border_and_random_pixels(32, 32, 20, np.random.default_rng(1))
+    assert compare(model, images, pixels, chunk=len(pixels)) == 2 * len(pixels)
+
+
+def test_a_defended_victim_of_the_projects_layers_is_one_network_scored_incrementally(victim):
+    from pixeljax.attack import scoring
+
+    behind = defended(victim[1], "bits5+gauss3")
+    assert behind.model.defences == parse_defences("bits5+gauss3")
+    assert victim[1].model.defences == ()  # the loaded victim is left as it was
+    assert scoring.describe(scoring.scorer_for(behind.predict)) == "incremental"
+    assert scoring.describe(scoring.scorer_for(behind.predict, precision="bfloat16")) == \
+        "incremental bfloat16"
+    # A model the engine cannot read is wrapped instead, and scored densely.
+    plain = dataclasses.replace(victim[1], apply=lambda params, x: victim[1].apply(params, x))
+    wrapped = defended(plain, "median3")
+    assert scoring.describe(scoring.scorer_for(wrapped.predict)).startswith("dense")
+    x = images(shape=(32, 32, 3))
+    np.testing.assert_allclose(np.asarray(wrapped.predict(x)),
+                               np.asarray(defended(victim[1], "median3").predict(x)), atol=1e-5)

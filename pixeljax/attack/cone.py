@@ -16,6 +16,10 @@ A :class:`SequentialVictim` made of the project's layers is read into a :class:`
   window: paste the window into the clean map, then continue densely;
 * ``full``: the change already covers the whole map (or the map is a vector): apply the layer.
 
+A victim's input defences (``SequentialVictim.defences``) come first, in pixel space: a filter
+is a local step whose input is mirrored at the borders (``mirror``: the changed pixels are
+mirrored into the padding too), bit-depth reduction a pointwise one.
+
 The index arithmetic is XLA's (``lax.padtype_to_pads``). Everything here is Python on static
 shapes, so it runs at trace time.
 """
@@ -98,6 +102,8 @@ class Step:
       shape: (H, W, C) of the layer's input (for the kinds that read the clean input).
       pad_value: what a local layer's input is padded with (0 for convolutions, -inf for max).
       inner: a residual block's two local steps (its convolutions), else empty.
+      mirror: a local step whose input is padded by mirroring it (a defence's filter), not
+        with ``pad_value``.
     """
 
     kind: str
@@ -106,6 +112,7 @@ class Step:
     shape: tuple[int, ...]
     pad_value: float = 0.0
     inner: tuple[Step, ...] = ()
+    mirror: bool = False
 
     @property
     def reads_clean(self) -> bool:
@@ -115,9 +122,11 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class Cone:
-    """The steps of every layer of one victim for one input shape."""
+    """The steps of every layer of one victim for one input shape (``defences``: of its input
+    defences, before the layers)."""
 
     steps: tuple[Step, ...]
+    defences: tuple[Step, ...] = ()
 
 
 def unsupported(model) -> str | None:
@@ -202,6 +211,15 @@ def cone_of(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Cone:
     h, w, c = image_shape
     window = (1, 1)       # the changed pixel
     covered = False       # the change covers the whole map (or the map is a vector)
+    defences = []
+    for defence in getattr(model, "defences", ()):
+        if covered or not defence.local:
+            defences.append(Step(FULL if covered else POINTWISE, None, window, (h, w, c)))
+            continue
+        axes = (Axis.of(h, defence.size, 1, "SAME"), Axis.of(w, defence.size, 1, "SAME"))
+        window = (axes[0].window(window[0]), axes[1].window(window[1]))
+        covered = window == (h, w)
+        defences.append(Step(LOCAL, axes, window, (h, w, c), mirror=True))
     steps = []
     for layer in model.layers:
         shape = (h, w, c)
@@ -241,4 +259,4 @@ def cone_of(model: SequentialVictim, image_shape: tuple[int, int, int]) -> Cone:
             covered = True
         steps.append(Step(kind, axes if kind == LOCAL else None,
                           (h, w) if covered else window, shape, pad_value))
-    return Cone(tuple(steps))
+    return Cone(tuple(steps), tuple(defences))

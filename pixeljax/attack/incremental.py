@@ -65,7 +65,12 @@ class IncrementalScorer:
         model = self._model()
         shape = tuple(images.shape[1:])
         plan = cone.cone_of(model, shape)
-        x, maps = normalize(images), []
+        maps = []
+        for step, defence in zip(plan.defences, getattr(model, "defences", ())):
+            if step.kind == cone.LOCAL:
+                maps.append(_padded(images, step))
+            images = defence(images)
+        x = normalize(images)
         for step, layer in zip(plan.steps, model.layers):
             if step.kind == cone.LOCAL:
                 maps.append(_padded(x, step))
@@ -99,10 +104,17 @@ class IncrementalScorer:
         if owner is None:
             owner = jnp.arange(candidates.shape[0])
         rows, cols, colours = decode(candidates, image_shape)
-        x = normalize(colours)[:, None, :, :]                       # (B, 1, 1, C)
+        x = colours[:, None, :, :]                                  # (B, 1, 1, C)
         # Per axis: the changed span [first, last] and where the window starts.
         first = last = start = (rows[:, 0], cols[:, 0])
         maps = iter(cache.maps)
+        for step, defence in zip(plan.defences, getattr(model, "defences", ())):
+            if step.kind == cone.LOCAL:
+                x, first, last, start = _local(step, defence.valid, next(maps), owner, x,
+                                               first, last, start)
+            else:  # per pixel, or the whole map already
+                x = defence(x)
+        x = normalize(x)
         for step, layer in zip(plan.steps, model.layers):
             if step.kind == cone.FULL:
                 x = layer(x)
@@ -157,17 +169,36 @@ def _local(step: cone.Step, layer, padded: jax.Array, owner, x, first, last, sta
     size = tuple(a.patch(w) for a, w in zip(axes, window))
     corner = tuple(o * a.stride for o, a in zip(origin, axes))   # patch start, padded coords
     patch = _slices(padded, owner, corner, size)                 # (B, ph, pw, C)
-    offset = tuple(s + a.lo - c for s, a, c in zip(start, axes, corner))
-    placed, inside = _place(x, offset, size)
-    out = layer(jnp.where(inside, placed, patch))
+    for offset, flip in _copies(step, start, corner, x.shape[1:3]):
+        placed, inside = _place(jnp.flip(x, flip) if flip else x, offset, size)
+        patch = jnp.where(inside, placed, patch)
+    out = layer(patch)
     return out, tuple(r[0] for r in reach), tuple(r[1] for r in reach), origin
+
+
+def _copies(step: cone.Step, start, corner, window):
+    """Where the changed window (first element at input position ``start``) lies in the
+    patch at ``corner`` of the padded input: ``(offset, axes to flip)`` per copy. One copy,
+    unless the input is mirrored at its borders: then also its mirror images in the padding
+    above, below, left and right (and in the corners), flipped; a copy outside the patch is
+    masked out by :func:`_place`."""
+    per_axis = []
+    for a, s, c, w in zip(step.axes, start, corner, window):
+        copies = [(s + a.lo - c, False)]
+        if step.mirror:  # padded index lo - 1 - i and 2 n + lo - 1 - i hold input i
+            copies += [(a.lo - s - w - c, True), (2 * a.size + a.lo - s - w - c, True)]
+        per_axis.append(copies)
+    return [((r, c), tuple(axis for axis, f in ((1, fr), (2, fc)) if f))
+            for r, fr in per_axis[0] for c, fc in per_axis[1]]
 
 
 def _padded(x: jax.Array, step: cone.Step) -> jax.Array:
     """A local step's input padded as its layer pads it."""
     rows, cols = step.axes
-    return jnp.pad(x, ((0, 0), (rows.lo, rows.hi), (cols.lo, cols.hi), (0, 0)),
-                   constant_values=step.pad_value)
+    pads = ((0, 0), (rows.lo, rows.hi), (cols.lo, cols.hi), (0, 0))
+    if step.mirror:
+        return jnp.pad(jnp.asarray(x, jnp.float32), pads, mode="symmetric")
+    return jnp.pad(x, pads, constant_values=step.pad_value)
 
 
 def _shortcut(block, first: cone.Step, padded: jax.Array, owner, x, start, origin, window):

@@ -137,8 +137,8 @@ def check_lowerable(apply, precision: str) -> None:
     if victim_module(apply) is None:
         raise PixeljaxError(f"{precision} scoring needs a registered victim or an NNX "
                             f"MODULE:FACTORY model that takes pixel values and gives logits; "
-                            f"this model (a --predict function, a Linen model, a defended "
-                            f"victim, or one with --input-scale or probability outputs) "
+                            f"this model (a --predict function, a Linen model, or one with "
+                            f"--input-scale or probability outputs, defended or not) "
                             f"scores in float32 only: drop --precision")
 
 

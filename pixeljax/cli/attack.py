@@ -323,7 +323,7 @@ def victim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--defence", metavar="SPEC",
                    help="attack the victim behind an input defence: median<k>, gauss<k> (k "
                         "odd), bits<b> (1-7), joined by + and applied left to right, e.g. "
-                        "bits5+median3 (scored densely; recorded in config.json)")
+                        "bits5+median3 (recorded in config.json)")
     user_model_options(p)
 
 

@@ -146,9 +146,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense", action="store_true",
                    help="score every candidate by a full forward pass (default: one-pixel "
                         "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
-                        "activations the pixel reaches; residual networks such as resnet20, "
-                        "defended victims, other networks and multi-pixel attacks are scored "
-                        "densely)")
+                        "activations the pixel reaches, behind any --defence too; residual "
+                        "networks such as resnet20, other networks and multi-pixel attacks "
+                        "are scored densely)")
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:
