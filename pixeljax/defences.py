@@ -7,13 +7,20 @@ A defence is named by one string, its parts applied left to right and joined by 
 * ``gauss<k>``: k x k Gaussian smoothing per channel, sigma as OpenCV picks it for k
   (``0.3 * ((k - 1) / 2 - 1) + 0.8``; k odd, >= 3);
 * ``bits<b>``: bit-depth reduction to b bits per channel (feature squeezing, Xu, Evans and Qi,
-  NDSS 2018; b from 1 to 7).
+  NDSS 2018; b from 1 to 7);
+* ``noise<s>`` (or ``noise<s>x<n>``): Gaussian noise of standard deviation s pixel levels (1 to
+  255) added at inference, the result clipped to [0, 255]; a randomised defence, scored by
+  expectation over transformation: the victim's class probabilities averaged over n draws
+  (default 8). The draws are a fixed function of the image (its pixels hashed), so a candidate
+  always gets the same score: the search, its re-check and every later analysis see one
+  defence, and results are reproducible. At most one noise part.
 
 Filters mirror the image at its borders (SciPy's ``reflect``, as ART's spatial smoothing).
 A victim of the project's layers takes its defences as its own first steps
 (``SequentialVictim.defences``), so it is still scored incrementally (a filter is a local step
 with mirrored borders, bit-depth reduction a per-pixel one; :mod:`pixeljax.attack.cone`); any
-other model is wrapped (:class:`Defended`) and scored densely. Results folders record the
+other model, and any defence with a noise part, is wrapped (:class:`Defended`) and scored
+densely. Results folders record the
 defence (``config.json``), so a resume or an analysis uses the same pipeline.
 """
 
@@ -29,25 +36,37 @@ from flax import nnx
 
 from pixeljax.errors import PixeljaxError
 
-KINDS = ("median", "gauss", "bits")
-KNOWN = "median<k> and gauss<k> (k odd, >= 3), bits<b> (b from 1 to 7), joined by +"
+KINDS = ("median", "gauss", "bits", "noise")
+KNOWN = ("median<k> and gauss<k> (k odd, >= 3), bits<b> (b from 1 to 7), noise<s> or "
+         "noise<s>x<n> (s from 1 to 255, n draws), joined by +")
+EOT_DRAWS = 8  # draws of a noise defence, unless its name says otherwise
+MAX_DRAWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
 class Defence:
-    """One part of a defence: ``kind`` (see :data:`KINDS`) and its number (filter size or
-    bits)."""
+    """One part of a defence: ``kind`` (see :data:`KINDS`) and its number (filter size, bits or
+    noise level), and for noise its number of draws."""
 
     kind: str
     size: int
+    draws: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.kind}{self.size}"
+        return f"{self.kind}{self.size}" + (f"x{self.draws}" if self.randomised else "")
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        """(N, H, W, C) pixel values -> the same, defended (float32)."""
+    @property
+    def randomised(self) -> bool:
+        return self.kind == "noise"
+
+    def __call__(self, images: jax.Array, keys: jax.Array | None = None) -> jax.Array:
+        """(N, H, W, C) pixel values -> the same, defended (float32); a noise defence draws its
+        noise from ``keys`` (N,), one per image."""
         x = jnp.asarray(images, jnp.float32)
+        if self.randomised:
+            noise = jax.vmap(lambda k: jax.random.normal(k, x.shape[1:]))(keys)
+            return jnp.clip(x + self.size * noise, 0.0, 255.0)
         if self.kind == "bits":
             levels = 2 ** self.size - 1
             return jnp.round(x / 255.0 * levels) * (255.0 / levels)
@@ -104,12 +123,24 @@ def parse_defences(text: str, image_shape=None) -> tuple[Defence, ...]:
     for part in text.split("+"):
         if not part.strip():
             raise PixeljaxError(f"--defence {text!r}: an empty part; expected {KNOWN}")
-        found = re.fullmatch(r"([a-z]+)(0|[1-9][0-9]*)", part.strip())
-        if not found or found[1] not in KINDS:
+        found = re.fullmatch(r"([a-z]+)(0|[1-9][0-9]*)(?:x(0|[1-9][0-9]*))?", part.strip())
+        if not found or found[1] not in KINDS or (found[3] and found[1] != "noise"):
             raise PixeljaxError(f"--defence: unknown defence {part.strip()!r}; known: {KNOWN}")
         kind, size = found[1], int(found[2])
         if kind == "bits" and not 1 <= size <= 7:
             raise PixeljaxError(f"--defence {part}: bits must be from 1 to 7, got {size}")
+        if kind == "noise":
+            draws = int(found[3]) if found[3] else EOT_DRAWS
+            if not 1 <= size <= 255:
+                raise PixeljaxError(f"--defence {part}: the noise level must be from 1 to 255 "
+                                    f"pixel levels, got {size}")
+            if not 1 <= draws <= MAX_DRAWS:
+                raise PixeljaxError(f"--defence {part}: the draws must be from 1 to "
+                                    f"{MAX_DRAWS}, got {draws}")
+            if any(p.randomised for p in parts):
+                raise PixeljaxError(f"--defence {text!r}: at most one noise part")
+            parts.append(Defence(kind, size, draws))
+            continue
         if kind != "bits":
             if size < 3 or size % 2 == 0:
                 raise PixeljaxError(f"--defence {part}: the filter size must be odd and >= 3, "
@@ -128,15 +159,42 @@ def defence_name(defences: tuple[Defence, ...]) -> str:
 
 class Defended:
     """``apply(params, images)`` of a victim behind ``defences``; hashable, so jit reuses its
-    programs across loads of one victim."""
+    programs across loads of one victim. Behind a noise defence it returns the log of the class
+    probabilities averaged over the draws (valid logits)."""
 
     def __init__(self, apply, defences: tuple[Defence, ...]):
         self.apply, self.defences = apply, defences
 
-    def __call__(self, params, images):
+    @property
+    def draws(self) -> int:
+        """Draws per image (0: a deterministic defence)."""
+        return max((d.draws for d in self.defences if d.randomised), default=0)
+
+    def _through(self, images, keys):
         for defence in self.defences:
-            images = defence(images)
-        return self.apply(params, images)
+            images = defence(images, keys)
+        return images
+
+    def __call__(self, params, images):
+        if not self.draws:
+            return self.apply(params, self._through(images, None))
+        keys = image_keys(images)
+
+        def draw(d):
+            keyed = jax.vmap(lambda k: jax.random.fold_in(k, d))(keys)
+            logits = jnp.asarray(self.apply(params, self._through(images, keyed)), jnp.float32)
+            return jax.nn.log_softmax(logits, axis=-1)
+
+        logs = jax.lax.map(draw, jnp.arange(self.draws))             # (draws, N, K)
+        return jax.nn.logsumexp(logs, axis=0) - jnp.log(float(self.draws))
+
+    def describe(self) -> str:
+        """How this pipeline is scored, for run summaries."""
+        name = defence_name(self.defences)
+        if not self.draws:
+            return f"behind {name}, which this model's network cannot take as its own steps"
+        return (f"behind {name}, a randomised defence: each candidate scored by its class "
+                f"probabilities averaged over {self.draws} draws of the noise")
 
     def __hash__(self):
         return hash((self.apply, self.defences))
@@ -144,6 +202,19 @@ class Defended:
     def __eq__(self, other):
         return isinstance(other, Defended) and (self.apply, self.defences) == (
             other.apply, other.defences)
+
+
+_HASH_SEED = 20260101  # the fixed weights of the image hash that seeds a noise defence
+
+
+def image_keys(images: jax.Array) -> jax.Array:
+    """(N,) PRNG keys, each a fixed function of its image's pixel values (as integers):
+    the same image always draws the same noise, whatever batch it is scored in."""
+    ints = jnp.asarray(images).reshape(images.shape[0], -1).astype(jnp.uint32)
+    weights = np.random.default_rng(_HASH_SEED).integers(
+        1, 2 ** 32, ints.shape[1], dtype=np.uint64).astype(np.uint32)
+    hashed = jnp.sum(ints * jnp.asarray(weights), axis=1, dtype=jnp.uint32)  # modulo 2^32
+    return jax.vmap(lambda h: jax.random.fold_in(jax.random.key(_HASH_SEED), h))(hashed)
 
 
 def defended(victim, text: str | None, image_shape=None):
@@ -154,7 +225,9 @@ def defended(victim, text: str | None, image_shape=None):
     if text is None:
         return victim
     defences = parse_defences(text, image_shape)
-    if isinstance(victim.apply, Forward) and isinstance(victim.model, SequentialVictim):
+    randomised = any(d.randomised for d in defences)
+    if (isinstance(victim.apply, Forward) and isinstance(victim.model, SequentialVictim)
+            and not randomised):
         # One network with the defences in front: scored incrementally, lowered to bfloat16.
         model = nnx.merge(*nnx.split(victim.model))
         model.defences = tuple(model.defences) + defences
@@ -163,5 +236,5 @@ def defended(victim, text: str | None, image_shape=None):
     return dataclasses.replace(victim, apply=Defended(victim.apply, defences))
 
 
-__all__ = ["Defence", "Defended", "KINDS", "defence_name", "defended", "gaussian_weights",
-           "parse_defences"]
+__all__ = ["Defence", "Defended", "EOT_DRAWS", "KINDS", "defence_name", "defended",
+           "gaussian_weights", "image_keys", "parse_defences"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import jax
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -16,7 +17,14 @@ from pixeljax.analysis.attacks import load_attacks
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.cli import main
 from pixeljax.data import load_sample
-from pixeljax.defences import Defence, defence_name, defended, gaussian_weights, parse_defences
+from pixeljax.defences import (
+    EOT_DRAWS,
+    Defence,
+    defence_name,
+    defended,
+    gaussian_weights,
+    parse_defences,
+)
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 
@@ -72,6 +80,11 @@ def test_a_defence_string_is_read_in_order_and_named_canonically():
     ("median3+", "an empty part"),
     ("median03", "unknown defence 'median03'"),
     ("median\u0663", "unknown defence"),
+    ("noise0", "the noise level must be from 1 to 255 pixel levels, got 0"),
+    ("noise256", "the noise level must be from 1 to 255 pixel levels, got 256"),
+    ("noise8x0", "the draws must be from 1 to 256, got 0"),
+    ("median3x2", "unknown defence 'median3x2'"),
+    ("noise4+median3+noise8", "at most one noise part"),
 ])
 def test_bad_defences_are_refused_naming_the_problem(text, message):
     with pytest.raises(PixeljaxError, match=message.replace("(", r"\(").replace(")", r"\)")
@@ -116,14 +129,15 @@ def test_a_defended_attack_records_its_defence_and_its_adversarials_fool_the_def
     np.testing.assert_array_equal(classes, fooled.adversarial_class)
 
 
-def test_a_bad_defence_on_the_command_line_is_one_error_line_and_creates_nothing(victim,
-                                                                                 tmp_path,
-                                                                                 capsys):
+@pytest.mark.parametrize("text, message", [("median4", "odd and >= 3"),
+                                           ("noise0", "noise level must be from 1 to 255")])
+def test_a_bad_defence_on_the_command_line_is_one_error_line_and_creates_nothing(
+        victim, tmp_path, capsys, text, message):
     out = tmp_path / "run"
     assert main(["attack", "tiny", "--checkpoint", str(victim[0]), "--out", str(out),
-                 "--defence", "median4", "--quiet"]) == 2
+                 "--defence", text, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.count("error:") == 1 and "odd and >= 3" in err and not out.exists()
+    assert err.count("error:") == 1 and message in err and not out.exists()
 
 
 def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_path):
@@ -178,3 +192,56 @@ def test_a_defended_victim_of_the_projects_layers_is_one_network_scored_incremen
     x = images(shape=(32, 32, 3))
     np.testing.assert_allclose(np.asarray(wrapped.predict(x)),
                                np.asarray(defended(victim[1], "median3").predict(x)), atol=1e-5)
+
+
+def test_a_noise_defence_is_named_with_its_draws():
+    assert parse_defences("noise8") == (Defence("noise", 8, EOT_DRAWS),)
+    assert defence_name(parse_defences("bits5+noise4x3")) == "bits5+noise4x3"
+    assert defence_name(parse_defences("noise8")) == f"noise8x{EOT_DRAWS}"
+
+
+def test_a_noise_defence_scores_an_image_alike_in_any_batch_by_the_mean_over_its_draws(victim):
+    """Expectation over transformation with draws seeded by the image itself: the same image
+    gets the same probabilities alone or in a batch, and they are the mean of the draws'."""
+    from pixeljax.attack import scoring
+    from pixeljax.defences import Defended, image_keys
+
+    x = images(n=3, shape=(32, 32, 3))
+    behind = defended(victim[1], "noise40x3")
+    out = np.asarray(behind.predict(x))
+    np.testing.assert_array_equal(np.asarray(behind.predict(x[1:2]))[0], out[1])
+    np.testing.assert_allclose(np.exp(out).sum(-1), 1.0, rtol=1e-5)  # log-probabilities
+    keys = image_keys(x)
+    draws = [jax.nn.softmax(victim[1].predict(Defence("noise", 40, 3)(
+        x, jax.vmap(lambda k: jax.random.fold_in(k, d))(keys))), axis=-1) for d in range(3)]
+    np.testing.assert_allclose(np.exp(out), np.mean(draws, axis=0), atol=1e-5)
+    clean = np.asarray(jax.nn.softmax(victim[1].predict(x), axis=-1))
+    assert np.abs(np.exp(out) - clean).max() > 1e-3  # the noise does something
+    data = jax.random.key_data
+    assert not np.array_equal(np.asarray(data(image_keys(x[:1]))),
+                              np.asarray(data(image_keys(x[1:2]))))
+    assert isinstance(behind.apply, Defended)  # randomised: wrapped, scored densely
+    why = scoring.describe(scoring.scorer_for(behind.predict))
+    assert why.startswith("dense") and "averaged over 3 draws" in why
+    with pytest.raises(PixeljaxError, match="scores in float32 only"):
+        scoring.check_lowerable(behind.predict, "bfloat16")
+
+
+def test_an_attack_behind_noise_is_reproducible_and_its_rows_re_score_alike(victim, tmp_path):
+    x, y = load_sample().x[:4], None
+    behind = defended(victim[1], "noise8x2")
+    y = np.asarray(behind.predict(x.astype(np.float32))).argmax(-1)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=y)
+    runs = []
+    for name in ("a", "b"):
+        assert main(["attack", "tiny", "--checkpoint", str(victim[0]), "--data", str(data),
+                     "--images", "4", "--out", str(tmp_path / name), "--quiet", *ENGINE_ARGS,
+                     "--defence", "noise8x2"]) == 0
+        runs.append((tmp_path / name / "results.csv").read_text())
+    assert runs[0] == runs[1]
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert "averaged over 2 draws" in summary["scoring"]
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["defence"] == "noise8x2"
+    attacks = load_attacks(tmp_path / "a")  # re-scores every stored candidate through it
+    assert len(attacks.attack_ids) == 4

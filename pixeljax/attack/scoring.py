@@ -34,6 +34,7 @@ from flax import nnx, struct
 from pixeljax.attack import cone
 from pixeljax.attack.incremental import IncrementalScorer
 from pixeljax.attack.perturb import apply_candidates
+from pixeljax.defences import Defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import Forward, split_for_inference
 from pixeljax.models.precision import FLOAT32, check_precision, lowered
@@ -110,6 +111,8 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
         module = apply = lowered(module, precision)
     if dense:
         why = "requested"
+    elif isinstance(getattr(apply, "func", None), Defended):
+        why = apply.func.describe()
     elif module is None:
         why = "the model is not a SequentialVictim of the project's layers taking pixel values"
     elif pixels != 1:

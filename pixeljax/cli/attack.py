@@ -322,8 +322,9 @@ def victim_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=checks.path)
     p.add_argument("--defence", metavar="SPEC",
                    help="attack the victim behind an input defence: median<k>, gauss<k> (k "
-                        "odd), bits<b> (1-7), joined by + and applied left to right, e.g. "
-                        "bits5+median3 (recorded in config.json)")
+                        "odd), bits<b> (1-7), noise<s>[x<n>] (Gaussian noise of std s, scored "
+                        "as the mean over n draws, default 8), joined by + and applied left "
+                        "to right, e.g. bits5+median3 (recorded in config.json)")
     user_model_options(p)
 
 
