@@ -158,8 +158,9 @@ def classes_reached_histogram(series: Sequence[tuple[str, np.ndarray]], path: st
 def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[float],
                                              Sequence[float], Sequence[float]]],
                       path: str | Path, *, paper: Sequence[tuple[str, int, float]] = (),
-                      title: str = "") -> Path:
-    """Success rate against pixels changed, with 95% intervals.
+                      title: str = "", ylabel: str = "success rate (%)") -> Path:
+    """Success rate (or another rate, named by ``ylabel``) against pixels changed, with 95%
+    intervals.
 
     Args:
       series: ``(model, mode, pixels, rates, lows, highs)``: one line per model (colour) and
@@ -188,7 +189,7 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
                     markersize=9, label=label)
     ax.set_xticks(sorted(shown) or [1])
     ax.set_xlabel("pixels changed")
-    ax.set_ylabel("success rate (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()

@@ -3,6 +3,7 @@ names and refusals, and a defended attack from the command line to its export.""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 
@@ -151,16 +152,43 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
     plain = Victim("tiny", checkpoint=str(victim[0]))
     smooth = Victim("tiny-median3", architecture="tiny", checkpoint=str(victim[0]),
                     defence="median3")
-    suite = Suite(name="defended", victims=(plain, smooth), pixels=(1,),
+    noisy = Victim("tiny-noise", architecture="tiny", checkpoint=str(victim[0]),
+                   defence="noise60x2")
+    suite = Suite(name="defended", victims=(plain, smooth, noisy), pixels=(1, 3),
                   modes=("non-targeted",), images=3, data=str(tmp_path / "data.npz"),
                   popsize=8, maxiter=1)
     summaries = run_suite(suite, tmp_path / "out", progress=False, slots=2, batch_size=16)
-    assert [s["model"] for s in summaries] == ["tiny", "tiny-median3"]
+    assert [s["model"] for s in summaries] == ["tiny", "tiny", "tiny-median3", "tiny-median3",
+                                               "tiny-noise", "tiny-noise"]
     config = json.loads((tmp_path / "out" / "tiny-median3" / "1px-non-targeted" /
                          "config.json").read_text())
     assert config["defence"] == "median3" and config["architecture"] == "tiny"
     assert "defence" not in json.loads((tmp_path / "out" / "tiny" / "1px-non-targeted" /
                                         "config.json").read_text())
+    # The report's robustness table, recomputed from the rows.
+    from pixeljax import results
+    from pixeljax.evaluation import write_report
+
+    text = write_report(tmp_path / "out").read_text()
+    assert "## Robustness" in text and "noise60x2" in text
+    assert (tmp_path / "out" / "figures" / "robust_by_pixels.png").stat().st_size > 1000
+    with open(tmp_path / "out" / "tables" / "robustness.csv") as f:
+        table = {(r["model"], r["pixels"]): r for r in csv.DictReader(f)}
+    accuracy = {}
+    for model in ("tiny", "tiny-median3", "tiny-noise"):
+        for pixels in (1, 3):
+            rows = results.read_rows(tmp_path / "out" / model / f"{pixels}px-non-targeted")
+            attacked = [r for r in rows if r["status"] != "skipped"]
+            fooled = sum(r["success"] for r in attacked)
+            row = table[model, str(pixels)]
+            assert int(row["robust"]) == len(attacked) - fooled
+            assert float(row["robust_accuracy"]) == pytest.approx((len(attacked) - fooled) / 3)
+            accuracy[model, pixels] = len(attacked) / 3
+            if model != "tiny":
+                assert row["undefended"] == "tiny"
+                assert float(row["accuracy_cost"]) == pytest.approx(
+                    accuracy["tiny", pixels] - accuracy[model, pixels])
+    assert table["tiny", "1"]["undefended"] == "" and table["tiny", "1"]["accuracy_cost"] == ""
 
 
 @pytest.mark.parametrize("name,text", [("tiny", "median3"), ("tiny", "gauss5"),

@@ -80,6 +80,17 @@ def test_shipped_suites_are_listed_and_load_by_name_with_a_dash():
     assert load_suite("paper-cifar10").name == "paper-cifar10"
 
 
+def test_the_robustness_suite_attacks_the_shipped_allconv_behind_every_kind_of_defence():
+    from pixeljax.defences import KINDS, parse_defences
+
+    suite = load_suite("robustness-cpu")
+    defences = [v.defence for v in suite.victims]
+    assert defences[0] is None and {v.architecture for v in suite.victims[1:]} == {"allconv"}
+    assert {parse_defences(d)[0].kind for d in defences[1:]} == set(KINDS)
+    assert suite.pixels == (1, 3, 5) and suite.modes == ("non-targeted",)
+    assert len(suite.cells()) == 15 and suite.sample == 30
+
+
 def test_paper_suite_is_the_papers_grid_at_full_budget_on_every_image():
     suite = load_suite("paper-cifar10")
     assert [v.name for v in suite.victims] == ["allconv", "nin", "vgg16"]

@@ -171,8 +171,9 @@ class Plan:
                 where = f"checkpoint {v.checkpoint}"
             cells = [c for c in self.cells if c.cell.victim.name == name]
             left = sum(not c.complete for c in cells)
-            lines.append(f"  {name} ({v.architecture}): {where}; {left} of {len(cells)} cells "
-                         f"to run")
+            behind = f" behind {v.victim.defence}" if v.victim.defence else ""
+            lines.append(f"  {name} ({v.architecture}{behind}): {where}; {left} of "
+                         f"{len(cells)} cells to run")
         lines.append(f"  attacks: {self.done:,} of {self.total:,} done")
         return "\n".join(lines)
 

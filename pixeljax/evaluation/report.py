@@ -96,6 +96,7 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     lines = _header(results)
     lines += _results_section(results, stats)
     lines += _comparison_section(results)
+    lines += _robustness_section(results, stats, pngs)
     lines += _figures_section(results, pngs)
     lines += _vulnerability_section(results, pngs)
     lines += _examples_section(results, examples, note)
@@ -123,6 +124,8 @@ def _write_tables(results, stats, folder: Path) -> list[Path]:
         tables.write_csv(folder / "cost.csv", tables.cost_table(results), tables.COST_COLUMNS),
         tables.write_csv(folder / "de_vs_sweep.csv", tables.comparison_table(results),
                          tables.COMPARISON_COLUMNS),
+        tables.write_csv(folder / "robustness.csv", tables.robustness_table(results, stats),
+                         tables.ROBUSTNESS_COLUMNS),
     ]
 
 
@@ -202,6 +205,35 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
     return lines
 
 
+def _defended(results: SuiteResults) -> bool:
+    return any(v.get("defence") for v in results.record["victims"].values())
+
+
+def _robustness_section(results: SuiteResults, stats, pngs: dict[str, Path]) -> list[str]:
+    """Clean accuracy, success and robust accuracy per cell, when a victim is defended."""
+    if not _defended(results):
+        return []
+    rows = [[r["model"], r["defence"] or "none", r["pixels"], r["mode"],
+             f"{_pct(r['clean_accuracy'])} ({r['attacked']}/{r['images']})",
+             _rate(Rate(r["fooled"], r["attacked"])) if r["attacked"] else "–",
+             _rate(Rate(r["robust"], r["images"])),
+             "–" if r["accuracy_cost"] is None else
+             f"{r['accuracy_cost'] * 100:+.1f} pt vs {r['undefended']}"]
+            for r in tables.robustness_table(results, stats)]
+    lines = ["## Robustness", "",
+             "Per victim and defence (the attack sees the whole defended pipeline): clean "
+             "accuracy on the cell's images, attack success over the images attacked, and "
+             "robust accuracy (correctly classified and not fooled) over all of them, with 95% "
+             "Wilson intervals; the accuracy cost is the undefended victim's clean accuracy "
+             "minus the defended one's, on the same images. A noise defence is scored by its "
+             "class probabilities averaged over its draws.", ""]
+    lines += _table(["victim", "defence", "pixels", "mode", "clean accuracy",
+                     "success [95% CI]", "robust accuracy [95% CI]", "accuracy cost"], rows)
+    if "robust_by_pixels" in pngs:
+        lines += ["", f"![robust accuracy by pixels]({FIGURES}/robust_by_pixels.png)"]
+    return lines + [""]
+
+
 def _attacked_images(results: SuiteResults, data: str | None) -> dict[int, object] | None:
     """The attacked images by index, or None when the data cannot be read."""
     try:
@@ -231,6 +263,18 @@ def _write_figures(results: SuiteResults, stats, folder: Path,
             paper=[("paper: all networks, any target", p.pixels, p.value)
                    for p in published],
             title=f"{results.name}: success rate by pixels changed")
+    robust = [(r["model"], r["mode"], r["pixels"], Rate(r["robust"], r["images"]))
+              for r in tables.robustness_table(results, stats)]
+    if _defended(results) and robust:
+        curves = {}
+        for model, mode, pixels, rate in robust:
+            curves.setdefault((model, mode), []).append((pixels, rate))
+        pngs["robust_by_pixels"] = figures.success_by_pixels(
+            [(model, mode, [p for p, _ in points], [r.rate for _, r in points],
+              [r.interval[0] for _, r in points], [r.interval[1] for _, r in points])
+             for (model, mode), points in curves.items()],
+            folder / "robust_by_pixels.png", ylabel="robust accuracy (%)",
+            title=f"{results.name}: robust accuracy by pixels changed, per defence")
     sweeps = [c for c in results.cells if c.mode == SWEEP and c.started]
     images = _attacked_images(results, data) if sweeps else None
     for c in sweeps:

@@ -25,12 +25,56 @@ PAIR_COLUMNS = ("model", "pixels", "mode", "original", "original_name", "adversa
 REACHED_COLUMNS = ("model", "pixels", "classes", "images")
 POOLED_COLUMNS = ("pixels", "mode", "models", "successes", "trials", "rate", "ci_low",
                   "ci_high", "mean_of_rates", "paper", "paper_source", "paper_verified")
+ROBUSTNESS_COLUMNS = ("model", "defence", "pixels", "mode", "images", "attacked",
+                      "clean_accuracy", "fooled", "success_rate", "success_low", "success_high",
+                      "robust", "robust_accuracy", "robust_low", "robust_high", "undefended",
+                      "accuracy_cost")
 PAPER_COLUMNS = ("model", "pixels", "metric", "measured", "ci_low", "ci_high", "paper",
                  "paper_source", "paper_verified")
 
 
 def _cell_id(cell) -> dict:
     return {"model": cell.model, "pixels": cell.pixels, "mode": cell.mode}
+
+
+def undefended(results: SuiteResults, model: str) -> str | None:
+    """The suite's victim that is ``model`` without its defence (the same architecture and
+    checkpoint, no defence), or None (``model`` is undefended, or the suite lacks it)."""
+    victims = results.record["victims"]
+    entry = victims.get(model, {})
+    if not entry.get("defence"):
+        return None
+    same = ("architecture", "checkpoint_path")
+    return next((name for name, other in victims.items() if not other.get("defence")
+                 and all(other.get(k) == entry.get(k) for k in same)), None)
+
+
+def robustness_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """One row per cell that has run: clean accuracy on its images, attack success, robust
+    accuracy (correctly classified and not fooled, over all its images) with Wilson
+    intervals, and, for a defended victim, its clean-accuracy cost against the undefended one
+    on the same cell's images."""
+    table = []
+    for cell in results.cells:
+        s = stats.get(cell.key)
+        if s is None:
+            continue
+        robust = Rate(s.attacked - s.success.successes, s.images)
+        base = undefended(results, cell.model)
+        base_stats = stats.get(f"{base}/{cell.key.split('/', 1)[1]}") if base else None
+        table.append({
+            **_cell_id(cell), "defence": results.record["victims"].get(cell.model, {}).get(
+                "defence") or "", "images": s.images, "attacked": s.attacked,
+            "clean_accuracy": s.accuracy, "fooled": s.success.successes,
+            "success_rate": s.success.rate if s.attacked else 0.0,
+            "success_low": s.success.interval[0], "success_high": s.success.interval[1],
+            "robust": robust.successes, "robust_accuracy": robust.rate if s.images else 0.0,
+            "robust_low": robust.interval[0], "robust_high": robust.interval[1],
+            "undefended": base or "",
+            "accuracy_cost": (base_stats.accuracy - s.accuracy
+                              if base_stats is not None and base_stats.images == s.images
+                              else None)})
+    return table
 
 
 def status(cell) -> str:
