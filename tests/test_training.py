@@ -142,6 +142,9 @@ def test_training_set_smaller_than_a_batch_is_refused(data, tmp_path):
     (dict(seed=-1), "seed must be"),
     (dict(model=""), "model must be a model name"),
     (dict(flip="yes"), "flip must be True or False"),
+    (dict(adversarial_fraction=1.5), "adversarial_fraction must lie in \\(0, 1\\]"),
+    (dict(adversarial_fraction=0.5, adversarial="fgsm"), "unknown adversarial 'fgsm'"),
+    (dict(adversarial_popsize=3), "adversarial_popsize must be an integer >= 4"),
 ])
 def test_bad_training_config_values_are_refused(changes, message):
     with pytest.raises(PixeljaxError, match=f"training config: {message}"):
@@ -220,3 +223,59 @@ def test_a_fine_tune_of_a_fine_tune_records_the_whole_chain(uninterrupted, data,
     assert lineage["epochs"] == 1 and lineage["recipe"]["init_from"] == str(workdir)
     assert lineage["initialised_from"]["epochs"] == 2
     assert "initialised_from" not in lineage["initialised_from"]  # the chain starts there
+
+
+# -- one-pixel adversarial training --------------------------------------------------------------
+
+def test_random_one_pixel_adversarials_change_one_pixel_to_a_corner_colour():
+    from pixeljax.training.adversarial import adversarial_batch
+
+    images = np.random.default_rng(0).integers(1, 255, (6, 8, 9, 3)).astype(np.float32)
+    out = np.asarray(adversarial_batch("random", jax.random.key(3), images, np.zeros(6), 4))
+    changed = (out != images).any(-1)
+    assert (changed[:4].sum((1, 2)) == 1).all() and not changed[4:].any()
+    assert set(np.unique(out[:4][changed[:4]])) <= {0.0, 255.0}
+    again = np.asarray(adversarial_batch("random", jax.random.key(3), images, np.zeros(6), 4))
+    np.testing.assert_array_equal(out, again)  # a pure function of the key
+
+
+@pytest.mark.parametrize("kind", ["random", "de"])
+def test_adversarial_fine_tuning_resumes_exactly_and_records_its_setting(kind, data, tmp_path):
+    """A fine-tune of a trained tiny victim with half of each batch adversarial: killed and
+    resumed it reaches the very weights of an uninterrupted run, and its recipe (exported into
+    the victim's metadata) records the option."""
+    from pixeljax.cli.foundation import _training_info
+
+    config = CONFIG.replace(epochs=1, adversarial_fraction=0.5, adversarial=kind,
+                            adversarial_popsize=8, adversarial_generations=2)
+    assert config.adversarial_images == 32
+    whole = train(config, *data, tmp_path / "whole", progress=False)
+    assert train(config, *data, tmp_path / "cut", progress=False, stop_after=6) is None
+    resumed = train(config, *data, tmp_path / "cut", progress=False)
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(resumed.model), leaves(whole.model)))
+    plain = train(CONFIG.replace(epochs=1), *data, tmp_path / "plain", progress=False)
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(plain.model),
+                                                        leaves(whole.model)))
+    recipe = _training_info(config, "x", 8, 1, 1.0, [], tmp_path / "whole")["recipe"]
+    assert (recipe["adversarial_fraction"], recipe["adversarial"]) == (0.5, kind)
+    assert "adversarial_fraction" not in CONFIG.to_dict()  # earlier work dirs still resume
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--adversarial-fraction", "0"], "expected a finite number in (0, 1], got '0'"),
+    (["--adversarial-fraction", "1.5"], "expected a finite number in (0, 1], got '1.5'"),
+    (["--adversarial", "de"], "give --adversarial-fraction F too"),
+])
+def test_a_bad_adversarial_option_is_one_error_line_and_creates_nothing(args, message, tmp_path,
+                                                                       capsys):
+    from pixeljax.cli import main
+
+    try:
+        code = main(["train", "tiny", "--data", "sample", "--workdir", str(tmp_path / "w"),
+                     *args])
+    except SystemExit as e:  # argparse's refusal
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "w").exists()

@@ -30,8 +30,15 @@ def _cmd_train(args) -> int:
     from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
     from pixeljax.models import create_model
+    from pixeljax.errors import PixeljaxError
     from pixeljax.training import export_victim, load_recipe, train
 
+    given = [f"--{k.replace('_', '-')}" for k in ("adversarial", "adversarial_popsize",
+                                                   "adversarial_generations")
+             if getattr(args, k) is not None]
+    if given and args.adversarial_fraction is None:
+        raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found: give "
+                            f"--adversarial-fraction F too")
     checks.writable_folder(args.workdir, "--workdir")
     if args.export:
         # Only a complete victim is replaced, and the folder must be writable: before training.
@@ -39,7 +46,11 @@ def _cmd_train(args) -> int:
         checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
     config = load_recipe(args.model).replace(epochs=args.epochs, batch_size=args.batch_size,
                                              learning_rate=args.learning_rate, seed=args.seed,
-                                             init_from=args.init_from)
+                                             init_from=args.init_from,
+                                             adversarial_fraction=args.adversarial_fraction,
+                                             adversarial=args.adversarial,
+                                             adversarial_popsize=args.adversarial_popsize,
+                                             adversarial_generations=args.adversarial_generations)
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:
@@ -156,6 +167,18 @@ def register(sub) -> None:
                         "or a training work dir) instead of a random initialisation")
     p.add_argument("--limit", type=_positive_int,
                    help="train on the first N training images only")
+    p.add_argument("--adversarial-fraction", type=checks.number(0, 1, low_open=True),
+                   metavar="F", help="one-pixel adversarial training: replace this fraction "
+                                     "of each batch by one-pixel adversarial versions of its "
+                                     "images (recorded in the victim's metadata)")
+    p.add_argument("--adversarial", choices=("random", "de"),
+                   help="how they are found: 'random' (default: a random pixel set to a "
+                        "random corner colour, cheap) or 'de' (a few generations of the "
+                        "project's attack on the current weights)")
+    p.add_argument("--adversarial-popsize", type=checks.integer(4), metavar="N",
+                   help="DE population of --adversarial de (default 20)")
+    p.add_argument("--adversarial-generations", type=checks.integer(0), metavar="N",
+                   help="DE generations of --adversarial de (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

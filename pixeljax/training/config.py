@@ -29,6 +29,11 @@ class TrainConfig:
       init_from: start from these weights instead of a random initialisation (fine-tuning): a
         victim checkpoint folder, ``shipped:NAME``, or a training work dir (its newest
         checkpoint). Only the weights are taken; the schedule starts afresh.
+      adversarial_fraction: one-pixel adversarial training: this fraction of each batch (0:
+        none) is replaced by one-pixel adversarial versions of its images
+        (:mod:`pixeljax.training.adversarial`), found by ``adversarial``: "random" (a random
+        pixel set to a random corner colour) or "de" (``adversarial_generations`` generations
+        of the project's attack, population ``adversarial_popsize``, on the current weights).
     """
 
     model: str
@@ -45,6 +50,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     eval_batch_size: int = 500
     init_from: str | None = None
+    adversarial_fraction: float = 0.0
+    adversarial: str = "random"
+    adversarial_popsize: int = 20
+    adversarial_generations: int = 5
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model:
@@ -78,18 +87,47 @@ class TrainConfig:
                                            or not self.init_from):
             raise PixeljaxError(f"training config: init_from must be a checkpoint folder, "
                                 f"'shipped:NAME' or a training work dir, got {self.init_from!r}")
+        self._check_adversarial()
         if not isinstance(self.flip, bool):
             raise PixeljaxError(f"training config: flip must be True or False, got {self.flip!r}")
+
+    def _check_adversarial(self) -> None:
+        from pixeljax.training.adversarial import KINDS
+
+        f = self.adversarial_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise PixeljaxError(f"training config: adversarial_fraction must lie in (0, 1] "
+                                f"(0: no adversarial training), got {f!r}")
+        if self.adversarial not in KINDS:
+            raise PixeljaxError(f"training config: unknown adversarial {self.adversarial!r}; "
+                                f"expected one of {', '.join(KINDS)}")
+        if not _is_int(self.adversarial_popsize) or self.adversarial_popsize < 4:
+            raise PixeljaxError(f"training config: adversarial_popsize must be an integer >= 4, "
+                                f"got {self.adversarial_popsize!r}")
+        if not _is_int(self.adversarial_generations) or self.adversarial_generations < 0:
+            raise PixeljaxError(f"training config: adversarial_generations must be an integer "
+                                f">= 0, got {self.adversarial_generations!r}")
+
+    @property
+    def adversarial_images(self) -> int:
+        """Images of each batch replaced by adversarial versions (at least one when on)."""
+        if not self.adversarial_fraction:
+            return 0
+        return max(1, round(self.adversarial_fraction * self.batch_size))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
-        """The recipe as JSON (``init_from`` only when set, so work dirs of earlier versions
-        still resume)."""
+        """The recipe as JSON (``init_from`` and the adversarial settings only when set, so
+        work dirs of earlier versions still resume)."""
         d = dataclasses.asdict(self)
         if d["init_from"] is None:
             del d["init_from"]
+        if not self.adversarial_fraction:
+            for key in ("adversarial_fraction", "adversarial", "adversarial_popsize",
+                        "adversarial_generations"):
+                del d[key]
         return d
 
 

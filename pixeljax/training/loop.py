@@ -27,9 +27,10 @@ from pixeljax import locking
 from pixeljax.checkpoint import TrainingCheckpoints
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
-from pixeljax.models import create_model
+from pixeljax.models import Forward, create_model
 from pixeljax.notices import warn
 from pixeljax.training import initial
+from pixeljax.training.adversarial import adversarial_batch
 from pixeljax.training.augment import augment
 from pixeljax.training.config import TrainConfig
 
@@ -199,11 +200,27 @@ def _train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir
     opt_state = tx.init(nnx.state(model, nnx.Param))
     meters = _zero_meters()
     aug_root = jax.random.fold_in(jax.random.key(config.seed), 1)
+    adversarial_root = jax.random.fold_in(jax.random.key(config.seed), 2)
+    adversarial = config.adversarial_images
+
+    @jax.jit
+    def augmented(images, step):
+        return augment(jax.random.fold_in(aug_root, step), images,
+                       padding=config.crop_padding, flip=config.flip)
+
+    def batch_of(state, images, labels, step):
+        """The step's images: augmented, then (adversarial training) the first ones replaced by
+        one-pixel adversarial versions against the current weights."""
+        images = augmented(images, step)
+        return adversarial_batch(
+            config.adversarial, jax.random.fold_in(adversarial_root, step), images, labels,
+            adversarial, jax.tree_util.Partial(Forward(eval_graph), state),
+            popsize=config.adversarial_popsize, generations=config.adversarial_generations)
 
     @jax.jit
     def train_step(state, opt_state, meters, images, labels, step):
-        images = augment(jax.random.fold_in(aug_root, step), images,
-                         padding=config.crop_padding, flip=config.flip)
+        if not adversarial:  # else batch_of augmented them
+            images = augmented(images, step)
         model = nnx.merge(train_graph, state)
         targets = optax.smooth_labels(jax.nn.one_hot(labels, train_set.num_classes),
                                       config.label_smoothing)
@@ -252,8 +269,11 @@ def _train(config: TrainConfig, train_set: ImageSet, test_set: ImageSet, workdir
             epoch, i = divmod(step, steps_per_epoch)
             order = epoch_order(config.seed, epoch, len(train_set))
             batch = order[i * config.batch_size:(i + 1) * config.batch_size]
-            state, opt_state, meters = train_step(state, opt_state, meters, train_set.x[batch],
-                                                  train_set.y[batch], step)
+            images, labels = train_set.x[batch], train_set.y[batch]
+            if adversarial:
+                images = batch_of(state, images, labels, step)
+            state, opt_state, meters = train_step(state, opt_state, meters, images, labels,
+                                                  step)
             step += 1
             bar.update(1)
             if stop_after is not None and step >= stop_after:
