@@ -4,8 +4,9 @@ three DE generations (population 10) of the project's attack on the current weig
 
     pixeljax train allconv_adv1px --data ../path/to/cifar10 --workdir runs/allconv_adv1px --export checkpoints/allconv-adv1px
 
-About 2 hours on a 2-core CPU (10 steps in 3 minutes, a test pass included, beside another run); resumable. The recipe, the option included, is recorded in the
-exported victim's metadata (``recipe``, ``initialised_from``).
+About 2 hours on a 2-core CPU (10 steps took 3 minutes, a test pass included, beside another
+run); resumable. The recipe, the option included, is recorded in the exported victim's
+metadata (``recipe``, ``initialised_from``).
 """
 
 from pixeljax.training import TrainConfig
