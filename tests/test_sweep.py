@@ -396,38 +396,84 @@ def test_a_published_run_continues_in_a_fresh_folder_from_its_archive(
     assert any("no cell this folder lacks" in line for line in lines)
 
 
-def test_a_run_archive_of_another_suite_or_with_foreign_files_is_refused(
+def test_a_published_run_continues_where_its_data_lie_on_this_machine(
+        suite_run, victim, data_file, tmp_path):
+    """The archive records no path of the machine that ran it: the same images elsewhere (by
+    their fingerprint) continue it, and the restored cells name this machine's data."""
+    import tarfile
+
+    from pixeljax.evaluation import run_suite
+    from pixeljax.evaluation.publish import publish
+
+    out, summaries = suite_run
+    dest = tmp_path / "pub"
+    publish(out, dest, command="x")
+    with tarfile.open(dest / "run.tar.gz") as tar:
+        text = "".join(tar.extractfile(m).read().decode() for m in tar.getmembers()
+                       if m.name.endswith(".json"))
+    assert str(data_file.parent) not in text and str(victim[0].parent) not in text
+    moved = tmp_path / "elsewhere" / data_file.name
+    moved.parent.mkdir()
+    shutil.copy(data_file, moved)
+    suite = dataclasses.replace(_sweep_suite(victim, data_file), data=str(moved))
+    again = run_suite(suite, tmp_path / "fresh", progress=False, slots=2, batch_size=64,
+                      continue_from=dest)
+    assert [s["n_success"] for s in again] == [s["n_success"] for s in summaries]
+    config = json.loads((tmp_path / "fresh" / "tiny" / "1px-sweep" / "config.json").read_text())
+    assert config["data"] == str(moved.resolve())
+
+
+def test_a_run_archive_of_another_suite_victim_or_data_or_with_foreign_files_is_refused(
         suite_run, victim, data_file, tmp_path):
     import tarfile
 
     from pixeljax.evaluation import run_suite
-    from pixeljax.evaluation.archive import restore
+    from pixeljax.evaluation.publish import publish
 
     suite = _sweep_suite(victim, data_file)
     out, _ = suite_run
-    evil = tmp_path / "evil.tar.gz"
-    with tarfile.open(evil, "w:gz") as tar:
-        tar.add(out / "suite.json", "suite.json")
-        tar.add(out / "suite.json", "../escaped.json")
-    target = tmp_path / "target"
-    with pytest.raises(PixeljaxError, match="not a whole run archive.*'../escaped.json'"):
-        restore(evil, target, suite="sweep-test", settings={})
-    assert not target.exists() and not (tmp_path / "escaped.json").exists()
-    cut = tmp_path / "cut.tar.gz"
     dest = tmp_path / "pub"
-    from pixeljax.evaluation.publish import publish
     publish(out, dest, command="x")
+
+    def refused(archive, message, run=suite):
+        target = tmp_path / "target"
+        with pytest.raises(PixeljaxError, match=message):
+            run_suite(run, target, progress=False, continue_from=archive)
+        assert not target.exists() or not [p for p in target.iterdir()
+                                            if p.name != ".pixeljax.lock"]
+
+    def archive(name, *files):
+        path = tmp_path / name
+        with tarfile.open(path, "w:gz") as tar:
+            for source, member in files:
+                tar.add(source, member)
+        return path
+
+    record = (out / "suite.json", "suite.json")
+    refused(archive("evil.tar.gz", record, (out / "suite.json", "../escaped.json")),
+            "not a whole run archive.*'../escaped.json'")
+    assert not (tmp_path / "escaped.json").exists()
+    # A victim's checkpoint planted beside the cells would be attacked instead of the given one.
+    planted = archive("planted.tar.gz", record,
+                      (victim[0] / "metadata.json", "tiny/checkpoint/metadata.json"))
+    refused(planted, "holds 'tiny/checkpoint', which is no cell of suite 'sweep-test'")
+    cut = tmp_path / "cut.tar.gz"
     cut.write_bytes((dest / "run.tar.gz").read_bytes()[:-200])
-    with pytest.raises(PixeljaxError, match="not a whole run archive"):
-        run_suite(suite, tmp_path / "t2", progress=False, continue_from=cut)
-    with pytest.raises(PixeljaxError, match="holds a run of suite 'sweep-test', not 'other'"):
-        restore(dest, target, suite="other", settings={})
-    with pytest.raises(PixeljaxError, match="other settings"):
-        run_suite(dataclasses.replace(suite, popsize=10), tmp_path / "t3", progress=False,
-                  continue_from=dest)
-    with pytest.raises(PixeljaxError, match="no run.tar.gz there"):
-        restore(tmp_path, target, suite="sweep-test", settings={})
-    assert not target.exists()
+    refused(cut, "not a whole run archive")
+    refused(dest, "holds a run of suite 'sweep-test', not 'other'",
+            dataclasses.replace(suite, name="other"))
+    refused(dest, "other settings .*popsize", dataclasses.replace(suite, popsize=10))
+    refused(tmp_path / "nothing", "no run.tar.gz there")
+    # Other images under the same indices: refused by their fingerprint.
+    x, y, index = np.load(data_file)["x"], np.load(data_file)["y"], np.load(data_file)["index"]
+    other = tmp_path / "other.npz"
+    np.savez(other, x=255 - x, y=y, index=index)
+    refused(dest, "attacked other images", dataclasses.replace(suite, data=str(other)))
+    # A cell left by a killed restore is cleaned up, not mixed in.
+    target = tmp_path / "target"
+    (target / ".restore-stale" / "tiny").mkdir(parents=True)
+    run_suite(suite, target, progress=False, slots=2, batch_size=64, continue_from=dest)
+    assert not list(target.glob(".restore-*"))
 
 
 def test_publish_never_replaces_the_results_or_a_folder_of_something_else(suite_run, tmp_path):

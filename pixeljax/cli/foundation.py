@@ -33,12 +33,6 @@ def _cmd_train(args) -> int:
     from pixeljax.errors import PixeljaxError
     from pixeljax.training import export_victim, load_recipe, train
 
-    given = [f"--{k.replace('_', '-')}" for k in ("adversarial", "adversarial_popsize",
-                                                   "adversarial_generations")
-             if getattr(args, k) is not None]
-    if given and args.adversarial_fraction is None:
-        raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found: give "
-                            f"--adversarial-fraction F too")
     checks.writable_folder(args.workdir, "--workdir")
     if args.export:
         # Only a complete victim is replaced, and the folder must be writable: before training.
@@ -51,6 +45,13 @@ def _cmd_train(args) -> int:
                                              adversarial=args.adversarial,
                                              adversarial_popsize=args.adversarial_popsize,
                                              adversarial_generations=args.adversarial_generations)
+    given = [f"--{k.replace('_', '-')}" for k in ("adversarial", "adversarial_popsize",
+                                                   "adversarial_generations")
+             if getattr(args, k) is not None]
+    if given and not config.adversarial_fraction:
+        raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found, but "
+                            f"recipe {args.model} trains on none: give --adversarial-fraction F "
+                            f"too")
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:

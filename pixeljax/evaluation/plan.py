@@ -18,6 +18,7 @@ import numpy as np
 
 from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack import validation
+from pixeljax.attack.pipeline import select_images
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, load_dataset
@@ -27,6 +28,7 @@ from pixeljax.models import model_names, user
 from pixeljax.training import TrainConfig, load_recipe
 
 RECORD = "suite.json"
+SCRATCH = ".restore-"  # a run archive's files on their way into a results folder
 TRAINED = "checkpoint"  # OUT/<victim>/checkpoint: a victim this suite trained
 WORKDIR = "train"       # OUT/<victim>/train: its training run
 
@@ -103,6 +105,16 @@ class Plan:
         """The attack of one cell."""
         return self.suite.spec(cell, n_images=self.suite.images_of(cell, self.n_images),
                                first=self.first, **self.engine)
+
+    def cell_fingerprint(self, cell: Cell) -> str:
+        """The data fingerprint (``results.data_fingerprint``) of the images the cell attacks,
+        as its run records it in ``config.json``."""
+        spec = self.cell_spec(cell)
+        images, labels = validation.check_images(self.data.x, self.data.y)
+        ids = validation.check_image_ids(self.data.index, len(images),
+                                         len(self.data.class_names))
+        chosen = select_images(spec.n_images, len(images), seed=spec.seed, first=spec.first)
+        return results.data_fingerprint(images[chosen], labels[chosen], ids[chosen])
 
     def settings(self) -> dict:
         """What decides the results of every cell (all but the pixels and the goal), recorded
@@ -343,7 +355,8 @@ def check_record(out: Path, suite: Suite, settings: dict, problems: list[str]) -
         return
     path = out / RECORD
     if not path.is_file():
-        if out.is_dir() and any(p.name != locking.LOCK for p in out.iterdir()):
+        if out.is_dir() and any(p.name != locking.LOCK and not p.name.startswith(SCRATCH)
+                                for p in out.iterdir()):
             problems.append(f"{out} is not empty and holds no {RECORD}: not a results folder "
                             f"of a suite; use a new --out")
         return

@@ -100,7 +100,7 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                                 batch_size=batch_size, segment=segment, dense=dense)
     plan = planned()
     if continue_from is not None:
-        restored = restore(continue_from, out, suite=suite.name, settings=plan.settings())
+        restored = restore(continue_from, plan)
         say(f"restored from {continue_from}: "
             f"{', '.join(restored) or 'no cell this folder lacks'}")
         plan = planned()

@@ -61,7 +61,8 @@ def robustness_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> l
             continue
         robust = Rate(s.attacked - s.success.successes, s.images)
         base = undefended(results, cell.model)
-        base_stats = stats.get(f"{base}/{cell.key.split('/', 1)[1]}") if base else None
+        base_cell = results.cell(base, cell.pixels, cell.mode) if base else None
+        base_stats = stats.get(base_cell.key) if base_cell is not None else None
         table.append({
             **_cell_id(cell), "defence": results.record["victims"].get(cell.model, {}).get(
                 "defence") or "", "images": s.images, "attacked": s.attacked,
@@ -71,8 +72,9 @@ def robustness_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> l
             "robust": robust.successes, "robust_accuracy": robust.rate if s.images else 0.0,
             "robust_low": robust.interval[0], "robust_high": robust.interval[1],
             "undefended": base or "",
-            "accuracy_cost": (base_stats.accuracy - s.accuracy
-                              if base_stats is not None and base_stats.images == s.images
+            # On the same images: both cells finished (their images are then the same).
+            "accuracy_cost": (base_stats.accuracy - s.accuracy if base_stats is not None
+                              and cell.complete and base_cell.complete
                               else None)})
     return table
 
