@@ -367,3 +367,16 @@ def test_export_adversarial_refuses_a_bad_destination_with_one_error_line(refere
     assert err.count("error:") == 1 and message in err
     assert (tmp_path / "exists.npz").read_bytes() == b"mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.npz"]
+
+
+def test_a_folder_attacked_with_a_relative_data_path_is_analysed_from_anywhere(
+        victim, data_file, tmp_path, monkeypatch):
+    from pixeljax.analysis import load_attacks
+
+    monkeypatch.chdir(data_file.parent)
+    out = tmp_path / "relative"
+    assert main(attack_args(victim, Path(data_file.name), out, images=4)) == 0
+    assert json.loads((out / "config.json").read_text())["data"] == str(data_file.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the recorded path still finds the images
+    assert len(load_attacks(out).attack_ids) > 0
+    assert main(attack_args(victim, data_file, out, images=4)) == 0  # resumes, spelled anew

@@ -459,7 +459,7 @@ def test_resume_compares_the_data_not_the_spelling_of_its_path(victim, data_file
     out = tmp_path / "run"
     assert main(attack_args(victim, "data.npz", out)) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["data"] == "data.npz" and len(config["data_sha256"]) == 64
+    assert config["data"] == str(local.resolve()) and len(config["data_sha256"]) == 64
     before = listing(out)
     monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
     assert main(attack_args(victim, local, out)) == 0  # the same file by its absolute path
@@ -475,7 +475,8 @@ def test_resume_compares_the_data_not_the_spelling_of_its_path(victim, data_file
     err = capsys.readouterr().err
     assert error_line(err) == (
         f"error: {out} holds results of other data: the images and labels of {str(local)!r} "
-        f"differ from those attacked there (of 'data.npz'; was the file changed? or, for a "
+        f"differ from those attacked there (of {str(local.resolve())!r}; was the file changed? "
+        f"or, for a "
         f"random sample, was it drawn by an earlier pixeljax, whose samples of one seed were "
         f"not nested?); use another --out or the original data")
     assert listing(out) == before

@@ -67,7 +67,7 @@ def victim_and_data(args):
     from pixeljax import checkpoint_ref, results
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim, with_detected_outputs
-    from pixeljax.data import load_dataset
+    from pixeljax.data import data_key, load_dataset
     from pixeljax.defences import defence_name, defended, parse_defences
     from pixeljax.models import user
 
@@ -88,7 +88,7 @@ def victim_and_data(args):
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
     record = {"model": victim.name, "architecture": architecture, "checkpoint": checkpoint,
-              "data": args.data, "split": args.split, **given}
+              "data": data_key(args.data), "split": args.split, **given}
     weights = results.weights_fingerprint(victim.metadata)
     if weights:  # a resume, or an analysis, on other weights is refused
         record[results.WEIGHTS_FINGERPRINT] = weights

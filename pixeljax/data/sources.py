@@ -41,6 +41,14 @@ def load_sample() -> ImageSet:
     return make_image_set(x, y, index=index, source="shipped CIFAR-10 test sample")
 
 
+def data_key(spec: str | None) -> str | None:
+    """A data spec as results record it: paths made absolute, so that a rerun or an analysis
+    from another folder finds the same data (``sample``, ``tfds`` specs and None as given)."""
+    if spec is None or spec == SAMPLE or spec == "tfds" or spec.startswith("tfds:"):
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def load_dataset(spec: str | Path | None = SAMPLE, split: str = "test") -> ImageSet:
     """Loads CIFAR-10 images and labels from any supported source.
 

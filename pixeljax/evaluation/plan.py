@@ -21,7 +21,7 @@ from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
-from pixeljax.data import ImageSet, load_dataset
+from pixeljax.data import ImageSet, data_key, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
 from pixeljax.models import model_names, user
@@ -211,13 +211,6 @@ def _training_cost(v: VictimPlan, train_images: int | None = None) -> str:
         n = v.victim.train_images if n is None else min(n, v.victim.train_images)
     epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
     return f"{epochs} on {n:,} images" if n is not None else f"{epochs} with recipe {r.model}"
-
-
-def data_key(spec: str) -> str:
-    """A data spec as recorded: paths made absolute, so a rerun from elsewhere matches."""
-    if spec == "sample" or spec == "tfds" or spec.startswith("tfds:"):
-        return spec
-    return str(Path(spec).expanduser().resolve())
 
 
 def _differences(old: dict, new: dict) -> str:
