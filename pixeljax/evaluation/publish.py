@@ -25,6 +25,7 @@ import platform
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from pixeljax import results
@@ -159,13 +160,26 @@ def _pattern(name: str) -> str:
 def publish(suite_out: str | Path, dest: str | Path, *, command: str,
             readme: str | Path | None = None, data: str | None = None) -> Path:
     """Publishes the suite results folder ``suite_out`` into ``dest`` (replacing what an
-    earlier ``publish`` wrote there); returns ``dest/README.md``.
+    earlier ``publish`` wrote there); returns ``dest/README.md``. It publishes a copy of the
+    folder taken first, so a run still writing into it cannot make the summaries, the report
+    and the archive disagree.
 
     Raises:
       PixeljaxError: not a suite's results folder, no cell has a summary, or ``readme`` lacks
         the block markers of this publication.
     """
     suite_out, dest = Path(suite_out), Path(dest)
+    load_results(suite_out)  # a folder that is none is named before anything is copied
+    _check_destination(suite_out, dest)
+    with tempfile.TemporaryDirectory() as scratch:
+        snapshot = Path(scratch) / suite_out.name
+        shutil.copytree(suite_out, snapshot, ignore=shutil.ignore_patterns(".*"))
+        return _publish(snapshot, dest, command=command, readme=readme, data=data,
+                        live=suite_out)
+
+
+def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: Path) -> Path:
+    """:func:`publish` from ``suite_out``, a copy of the results folder ``live``."""
     suite = load_results(suite_out)
     ran = [c for c in suite.cells if c.summary is not None]
     if not ran:
@@ -177,7 +191,6 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         if readme_block(readme_text, name) is None:
             raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
                                 f"<!-- /published:{name} --> to hold the table")
-    _check_destination(suite_out, dest)
     commit = _commit()  # before this publication rewrites tracked files
     write_report(suite_out, data=data)
     if dest.exists():
@@ -198,7 +211,7 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
             json.dumps(config, indent=2, sort_keys=True) + "\n")
     write_archive(suite_out, [c.key for c in suite.cells if c.directory.is_dir()],
                   dest / ARCHIVE)
-    report = (suite_out / REPORT).read_text()
+    report = (suite_out / REPORT).read_text().replace(str(suite_out), str(live))
     for path, short in sorted(local.items(), key=lambda item: -len(item[0])):
         report = report.replace(path, short)
     (dest / REPORT).write_text(report)
