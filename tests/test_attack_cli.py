@@ -19,7 +19,6 @@ from _attack_support import (
     TINY_ENGINE,
     boundary_sample,
     kill_after_first_harvest,
-    tiny_victim,
 )
 
 import pixeljax.attack.pipeline as pipeline
@@ -36,11 +35,6 @@ SUMMARY_KEYS = {"model", "pixels", "mode", "n_images", "n_attacked", "n_skipped"
 ENGINE_ARGS = ["--popsize", str(TINY_ENGINE["popsize"]), "--maxiter", str(TINY_ENGINE["maxiter"]),
                "--slots", str(TINY_ENGINE["slots"]),
                "--batch-size", str(TINY_ENGINE["batch_size"])]
-
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

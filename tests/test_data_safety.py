@@ -29,7 +29,6 @@ from _attack_support import (
     TINY_ENGINE,
     boundary_sample,
     kill_after_first_harvest,
-    tiny_victim,
 )
 from flax import nnx
 
@@ -90,11 +89,6 @@ def listing(folder: Path) -> dict[str, bytes]:
 
 
 # -- shared fixtures -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
-
 
 @pytest.fixture(scope="module")
 def data_file(victim, tmp_path_factory) -> Path:

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.ndimage
-from _attack_support import TINY_ENGINE, tiny_victim
+from _attack_support import TINY_ENGINE
 from _incremental_support import border_and_random_pixels, compare, random_images, scaled
 
 from pixeljax.analysis.attacks import load_attacks
@@ -30,11 +30,6 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 
 ENGINE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]
-
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
 
 
 def images(n=2, shape=(9, 11, 3), seed=0) -> np.ndarray:

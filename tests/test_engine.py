@@ -18,7 +18,6 @@ from _attack_support import (
     TINY_ENGINE,
     TOY_TRACES,
     boundary_sample,
-    tiny_victim,
     toy_model,
 )
 
@@ -310,8 +309,8 @@ def test_the_engine_compiles_once_per_shape(all_targets, images):
     assert all(shape[0] != CFG["batch_size"] for shape in TOY_TRACES[traces:])  # not the engine
 
 
-def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tmp_path_factory):
-    path, victim = tiny_victim(tmp_path_factory)
+def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tiny):
+    path, victim = tiny
     x, y, index = boundary_sample(victim)
     kwargs = dict(key=jax.random.key(0), image_ids=index, devices=1, **TINY_ENGINE)
     result = pixel_attack(victim.predict, x, y, **kwargs)

@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _analysis_support import shared_results
-from _attack_support import tiny_victim
 
 from pixeljax import results
 from pixeljax.attack import pixel_attack
@@ -31,11 +30,6 @@ from pixeljax.models import create_model
 from pixeljax.training.export import portable
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
 
 
 def one_error_line(capsys) -> str:

@@ -17,7 +17,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim
+from _attack_support import TINY_ENGINE, boundary_sample
 from _incremental_support import (
     border_and_random_pixels,
     compare,
@@ -209,10 +209,10 @@ def test_macs_and_cache_bytes_are_counted_from_the_layer_shapes():
 
 
 @pytest.fixture(scope="module")
-def both_ways(tmp_path_factory):
+def both_ways(tiny):
     """The tiny victim attacking shipped images near its decision boundary, scored densely
     and incrementally with the same seed (the engine sizes of test_engine.py)."""
-    _, victim = tiny_victim(tmp_path_factory)
+    _, victim = tiny
     x, y, index = boundary_sample(victim)
     kwargs = dict(key=jax.random.key(0), image_ids=index, devices=1, **TINY_ENGINE)
     return [pixel_attack(victim.predict, x, y, dense=dense, **kwargs) for dense in (True, False)]
@@ -231,8 +231,8 @@ def test_incremental_and_dense_scoring_give_the_same_attacks(both_ways):
 
 # -- bench and command line ----------------------------------------------------------------------
 
-def test_bench_reports_both_engines_their_ratio_and_costs(tmp_path_factory):
-    _, victim = tiny_victim(tmp_path_factory)
+def test_bench_reports_both_engines_their_ratio_and_costs(tiny):
+    _, victim = tiny
     x, y, index = boundary_sample(victim)  # labels: the victim's own predictions
     data = dataclasses.replace(load_sample().take(np.arange(len(x))), x=x,
                                y=y.astype(np.int32), index=index)
@@ -307,8 +307,8 @@ def test_bench_config_refuses_non_positive_counts():
         BenchConfig(incremental_batch_size=-3).check()
 
 
-def test_an_attack_run_summary_says_how_it_scored(tmp_path, tmp_path_factory):
-    checkpoint, _ = tiny_victim(tmp_path_factory)
+def test_an_attack_run_summary_says_how_it_scored(tmp_path, tiny):
+    checkpoint, _ = tiny
     for dense in (False, True):
         out = tmp_path / str(dense)
         args = ["attack", "tiny", "--checkpoint", str(checkpoint), "--out", str(out),

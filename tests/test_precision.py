@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _attack_support import TINY_ENGINE, boundary_sample, tiny_victim, toy_model
+from _attack_support import TINY_ENGINE, boundary_sample, toy_model
 from flax import nnx
 
 from pixeljax.attack import engine, scoring
@@ -27,11 +27,6 @@ from pixeljax.models.layers import matmul_conv
 from pixeljax.models.precision import lowered
 
 BF16 = jnp.bfloat16
-
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

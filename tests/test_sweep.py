@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _attack_support import boundary_sample, kill_after_first_yield, tiny_victim
+from _attack_support import boundary_sample, kill_after_first_yield
 
 import pixeljax.attack.sweep as sweep_module
 from pixeljax import results
@@ -34,11 +34,6 @@ from pixeljax.data.arrays import make_image_set
 from pixeljax.errors import PixeljaxError
 
 ENGINE = dict(slots=2, batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def victim(tmp_path_factory):
-    return tiny_victim(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
