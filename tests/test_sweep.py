@@ -471,6 +471,21 @@ def test_a_run_archive_of_another_suite_victim_or_data_or_with_foreign_files_is_
     assert not list(target.glob(".restore-*"))
 
 
+def test_a_cell_still_running_is_published_without_rates(suite_run, tmp_path):
+    """DE attacks that succeed stop early and finish first: a partial cell's rate would be
+    biased, so the headline table shows only how far it is."""
+    from pixeljax.evaluation.publish import headline_table, publish, read_cells
+
+    out, _ = suite_run
+    dest = tmp_path / "pub"
+    publish(out, dest, command="x")
+    cells = read_cells(dest)
+    running = {**cells[1], "planned_images": cells[1]["n_images"] + 5}
+    row = headline_table([running], {})[2]
+    assert f"{running['n_images']} of {running['planned_images']} done (running)" in row
+    assert "%" not in row.split("|", 3)[3]  # no rate after the clean accuracy
+
+
 def test_publish_never_replaces_the_results_or_a_folder_of_something_else(suite_run, tmp_path):
     from pixeljax.evaluation.publish import publish
 
