@@ -23,11 +23,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 
-from pixeljax import results
 from pixeljax.attack.perturb import apply_candidate
 
 if TYPE_CHECKING:
     from pixeljax.analysis.propagation import PropagationMaps
+    from pixeljax.attack_result import AttackResult
 
 MAX_COLUMNS = 6  # layers per row of a propagation-map figure
 # How adversarial_grid marks an attack's pixels, by outcome (matplotlib's tab: palette); the
@@ -44,40 +44,38 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
     return path
 
 
-def adversarial_grid(rows: Sequence[dict], images: dict[int, np.ndarray], pixels: int,
+def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
                      class_names: Sequence[str], path: str | Path, *, columns: int = 8,
                      title: str | None = None) -> Path:
     """Originals (top) and adversarial images (bottom), the changed pixels circled in
     :data:`OUTCOME_COLOURS`: red where the attack succeeded, orange where it did not.
 
     Args:
-      rows: result rows (``pixeljax.results``) to show, at most ``columns`` of them.
-      images: original uint8 image of each row's ``image_index``.
-      pixels: pixels per attack.
+      shown: the attacks to show, at most ``columns`` of them.
+      images: original uint8 image of each attack's ``image_index``.
       class_names: names in label order.
       path: where to write the PNG.
     """
-    rows = list(rows)[:columns]
-    n = max(len(rows), 1)
+    shown = shown.take(slice(0, columns))
+    n = max(len(shown), 1)
     fig = Figure(figsize=(1.9 * n, 5.0))
     axes = fig.subplots(2, n, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for j, row in enumerate(rows):
-        image = images[row["image_index"]]
+    for j in range(len(shown)):
+        image = images[int(shown.image_index[j])]
         channels = image.shape[-1]
-        candidate = results.perturbation(row, pixels, channels)
-        adversarial = np.asarray(apply_candidate(image, candidate)).astype(np.uint8)
-        label, adv = row["label"], row["adversarial_class"]
+        adversarial = np.asarray(apply_candidate(image, shown.candidates[j])).astype(np.uint8)
+        label, adv = shown.label[j], shown.adversarial_class[j]
         cmap = "gray" if channels == 1 else None
         axes[0, j].imshow(image.squeeze(), cmap=cmap, interpolation="nearest")
-        axes[0, j].set_title(f"{class_names[label]}\n{row['true_prob_before']:.0%}", fontsize=8)
+        axes[0, j].set_title(f"{class_names[label]}\n{shown.true_prob_before[j]:.0%}",
+                             fontsize=8)
         axes[1, j].imshow(adversarial.squeeze(), cmap=cmap, interpolation="nearest")
-        colour = f"tab:{OUTCOME_COLOURS[bool(row['success'])]}"
-        axes[1, j].set_title(f"{class_names[adv]}\n{row['confidence']:.0%}", fontsize=8,
+        colour = f"tab:{OUTCOME_COLOURS[bool(shown.success[j])]}"
+        axes[1, j].set_title(f"{class_names[adv]}\n{shown.confidence[j]:.0%}", fontsize=8,
                              color=colour)
-        for k in range(pixels):
-            x, y = row[f"x{k}"], row[f"y{k}"]
+        for x, y in shown.perturbation[j, :, :2]:
             axes[1, j].add_patch(Circle((x, y), 1.8, fill=False, color=colour, lw=1.5))
     axes[0, 0].text(-0.15, 0.5, "original", transform=axes[0, 0].transAxes, rotation=90,
                     va="center", ha="right", fontsize=9)

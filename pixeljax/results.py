@@ -46,7 +46,6 @@ DATA_FINGERPRINT = "data_sha256"  # config.json: sha256 of the images, labels an
 DATA_SPEC = "data"  # config.json: how the data was named (not compared when fingerprinted)
 _SHARD = re.compile(r"results-(\d+)-of-(\d+)\.csv")
 
-STATUS_SUCCESS, STATUS_FAILURE, STATUS_SKIPPED = "success", "failure", "skipped"
 BASE_COLUMNS = ("attack_id", "image_index", "label", "target", "status", "success",
                 "adversarial_class", "confidence", "true_prob_before", "true_prob_after",
                 "generations", "evaluations", "nonfinite_evaluations", "precision_flip")

@@ -1,6 +1,6 @@
 """Statistics of attack results: the paper's metrics with confidence intervals.
 
-Computed from result rows (``pixeljax.results.read_rows``) of one run (a *cell*) and pooled
+Computed from the :class:`~pixeljax.attack_result.AttackResult` of one run (a *cell*) and pooled
 across runs. The metrics are those of Su, Vargas, Sakurai, "One pixel attack for fooling deep
 neural networks" (arXiv 1710.08864, TEVC 2019):
 
@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pixeljax.modes import TARGET_MODES, Goal
+from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
+from pixeljax.modes import TARGET_MODES
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
-SKIPPED = "skipped"
-ALL_TARGETS = Goal.ALL_TARGETS
 QUANTILES = (0.25, 0.5, 0.75, 0.9)
 
 
@@ -169,25 +168,6 @@ class CellStats:
         return out
 
 
-def _by_image(rows: Sequence[Mapping]) -> dict[int, list[Mapping]]:
-    seen: set[int] = set()
-    groups: dict[int, list[Mapping]] = {}
-    for row in rows:
-        aid = int(row["attack_id"])
-        if aid in seen:
-            raise PixeljaxError(f"attack {aid} appears twice in the results; the results folder "
-                                f"mixes runs, statistics would count it twice")
-        seen.add(aid)
-        groups.setdefault(int(row["image_index"]), []).append(row)
-    return groups
-
-
-def image_outcomes(rows: Sequence[Mapping]) -> dict[int, bool]:
-    """Per attacked (not skipped) image: whether any of its attacks succeeded."""
-    return {i: any(r["success"] for r in g) for i, g in _by_image(rows).items()
-            if g[0]["status"] != SKIPPED}
-
-
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """Two attacks on the same images, image by image (as AutoAttack reports the worst case
@@ -207,9 +187,9 @@ class Comparison:
     only_second: int
 
 
-def compare(rows_a: Sequence[Mapping], rows_b: Sequence[Mapping]) -> Comparison:
-    """:class:`Comparison` of two runs' rows over the images both attacked."""
-    a, b = image_outcomes(rows_a), image_outcomes(rows_b)
+def compare(first: AttackResult, second: AttackResult) -> Comparison:
+    """:class:`Comparison` of two runs' results over the images both attacked."""
+    a, b = first.image_outcomes(), second.image_outcomes()
     common = sorted(a.keys() & b.keys())
     fa = {i for i in common if a[i]}
     fb = {i for i in common if b[i]}
@@ -219,43 +199,45 @@ def compare(rows_a: Sequence[Mapping], rows_b: Sequence[Mapping]) -> Comparison:
                       only_second=len(fb - fa))
 
 
-def cell_statistics(rows: Sequence[Mapping], *, mode: str, num_classes: int) -> CellStats:
-    """Statistics of one run's result rows.
+def cell_statistics(found: AttackResult, *, mode: str, num_classes: int) -> CellStats:
+    """Statistics of one run's results.
 
     Args:
-      rows: result rows as ``pixeljax.results.read_rows`` returns them (each attack once).
+      found: the run's results (each attack once; e.g. ``AttackResult.from_folder``).
       mode: the run's mode; "all-targets" adds the targeted and classes-reached statistics.
       num_classes: K, the number of classes of the victim.
 
     Raises:
       PixeljaxError: an attack appears twice, or a class lies outside [0, K).
     """
-    groups = _by_image(rows)
-    attacked = {i: g for i, g in groups.items() if g[0]["status"] != SKIPPED}
-    run = [r for g in attacked.values() for r in g]
-    won = [r for r in run if r["success"]]
+    groups = found.per_image()
+    per_image = found.classes_reached()  # attacked images: their successful attacks
+    run = found.attacked()
+    won = run.take(run.success)
+    outside = (won.label < 0) | (won.label >= num_classes) | (won.adversarial_class < 0) | (
+        won.adversarial_class >= num_classes)
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise PixeljaxError(f"attack {won.attack_id[k]}: class {won.label[k]} -> "
+                            f"{won.adversarial_class[k]} outside [0, {num_classes - 1}]")
     pairs = np.zeros((num_classes, num_classes), np.int64)
-    for r in won:
-        a, b = int(r["label"]), int(r["adversarial_class"])
-        if not (0 <= a < num_classes and 0 <= b < num_classes):
-            raise PixeljaxError(f"attack {r['attack_id']}: class {a} -> {b} outside "
-                                f"[0, {num_classes - 1}]")
-        pairs[a, b] += 1
-    fooled = sum(any(r["success"] for r in g) for g in attacked.values())
+    np.add.at(pairs, (won.label, won.adversarial_class), 1)
     targeted = reached = mean_reached = None
     if mode in TARGET_MODES:
         targeted = Rate(len(won), len(run))
-        per_image = [sum(int(r["success"]) for r in g) for g in attacked.values()]
-        reached = np.bincount(np.asarray(per_image, np.int64), minlength=num_classes)
-        mean_reached = float(np.mean(per_image)) if per_image else float("nan")
+        counts = np.asarray(list(per_image.values()), np.int64)
+        reached = np.bincount(counts, minlength=num_classes)
+        mean_reached = float(counts.mean()) if len(counts) else float("nan")
     return CellStats(
-        mode=mode, num_classes=num_classes, images=len(groups), attacked=len(attacked),
-        accuracy=len(attacked) / len(groups) if groups else float("nan"),
-        success=Rate(fooled, len(attacked)), targeted=targeted,
-        mean_confidence=float(np.mean([r["confidence"] for r in won])) if won else float("nan"),
+        mode=mode, num_classes=num_classes, images=len(groups), attacked=len(per_image),
+        accuracy=len(per_image) / len(groups) if groups else float("nan"),
+        success=Rate(sum(n > 0 for n in per_image.values()), len(per_image)),
+        targeted=targeted,
+        mean_confidence=float(np.mean(won.confidence.astype(np.float64))) if len(won)
+        else float("nan"),
         classes_reached=reached, mean_classes_reached=mean_reached, class_pairs=pairs,
-        generations=quantiles(r["generations"] for r in won),
-        evaluations=quantiles(r["evaluations"] for r in won),
+        generations=quantiles(won.generations.tolist()),
+        evaluations=quantiles(won.evaluations.tolist()),
         attacks=len(run), successful_attacks=len(won))
 
 

@@ -18,14 +18,9 @@ import numpy as np
 from pixeljax.accuracy import predict_logits
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
+from pixeljax.attack_result import Status
 from pixeljax.models import create_model
-from pixeljax.results import (
-    STATUS_FAILURE,
-    STATUS_SKIPPED,
-    STATUS_SUCCESS,
-    ResultsWriter,
-    check_config,
-)
+from pixeljax.results import ResultsWriter, check_config
 
 MARGIN = 1e-4  # logit margin of every recorded outcome, far above float noise (~1e-8)
 
@@ -104,7 +99,7 @@ def build_results(root: Path, *, n_images: int = 4, seed: int = 0) -> Fixture:
             rows.append(_row(len(rows), i, labels[i], target, success, predicted[c],
                              _softmax(clean[i]), _softmax(z[c]), candidates[c]))
     rows.append({**_row(len(rows), 0, labels[0], -1, False, labels[0], _softmax(clean[0]),
-                        _softmax(clean[0]), np.zeros(5)), "status": STATUS_SKIPPED})
+                        _softmax(clean[0]), np.zeros(5)), "status": Status.SKIPPED})
     directory = root / "results"
     check_config(directory, {"model": "tiny", "architecture": "tiny",
                              "checkpoint": str(root / "tiny"),
@@ -123,7 +118,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def _row(attack_id, image, label, target, success, adversarial, before, probs,
          candidate) -> dict:
     row = {"attack_id": attack_id, "image_index": image, "label": int(label),
-           "target": int(target), "status": STATUS_SUCCESS if success else STATUS_FAILURE,
+           "target": int(target), "status": Status.SUCCESS if success else Status.FAILURE,
            "success": int(success), "adversarial_class": int(adversarial),
            "confidence": float(probs[adversarial]), "true_prob_before": float(before[label]),
            "true_prob_after": float(probs[label]), "generations": 1, "evaluations": 1}

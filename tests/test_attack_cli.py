@@ -102,7 +102,7 @@ def test_the_folder_holds_what_pixel_attack_returns(reference, victim, data_file
     assert sorted(rows) == sorted(result.attack_id)
     for a, aid in enumerate(result.attack_id):
         row = rows[int(aid)]
-        assert row["image_index"] == data.index[result.image[a]]
+        assert row["image_index"] == result.image_index[a]
         assert row["success"] == result.success[a]
         assert row["adversarial_class"] == result.adversarial_class[a]
         assert (row["generations"], row["evaluations"]) == (result.generations[a],
@@ -372,5 +372,5 @@ def test_a_folder_attacked_with_a_relative_data_path_is_analysed_from_anywhere(
     assert main(attack_args(victim, Path(data_file.name), out, images=4)) == 0
     assert json.loads((out / "config.json").read_text())["data"] == str(data_file.resolve())
     monkeypatch.chdir(tmp_path)  # elsewhere: the recorded path still finds the images
-    assert len(load_attacks(out).attack_ids) > 0
+    assert len(load_attacks(out)) > 0
     assert main(attack_args(victim, data_file, out, images=4)) == 0  # resumes, spelled anew

@@ -118,11 +118,11 @@ def test_a_defended_attack_records_its_defence_and_its_adversarials_fool_the_def
     assert main(args) == 2  # the undefended victim is another configuration
     assert "different configuration" in capsys.readouterr().err
     attacks = load_attacks(out)  # re-scores the stored candidates through the defence
-    assert attacks.success.any()  # the seeded run fools some of these boundary images
+    assert attacks.found.success.any()  # the seeded run fools some of these boundary images
     fooled = attacks.successful()
     classes = np.asarray(behind.predict(apply_candidates(fooled.images,
-                                                         fooled.candidates))).argmax(-1)
-    np.testing.assert_array_equal(classes, fooled.adversarial_class)
+                                                         fooled.found.candidates))).argmax(-1)
+    np.testing.assert_array_equal(classes, fooled.found.adversarial_class)
 
 
 @pytest.mark.parametrize("text, message", [("median4", "odd and >= 3"),
@@ -267,4 +267,4 @@ def test_an_attack_behind_noise_is_reproducible_and_its_rows_re_score_alike(vict
     assert "averaged over 2 draws" in summary["scoring"]
     assert json.loads((tmp_path / "a" / "config.json").read_text())["defence"] == "noise8x2"
     attacks = load_attacks(tmp_path / "a")  # re-scores every stored candidate through it
-    assert len(attacks.attack_ids) == 4
+    assert len(attacks.found) == 4

@@ -99,12 +99,12 @@ def test_all_shifts_run_in_fixed_size_batches_of_one_compilation():
 
 def test_distance_zero_reproduces_every_recorded_outcome(results):
     attacks = load_attacks(results.directory)  # successes and failures, both modes
-    assert attacks.success.any() and not attacks.success.all()
-    assert (attacks.targets >= 0).any() and (attacks.targets < 0).any()
-    result = locality(attacks.victim.predict, attacks.images, attacks.candidates,
-                      attacks.labels, attacks.targets, radius=1, batch_size=32)
+    assert attacks.found.success.any() and not attacks.found.success.all()
+    assert (attacks.found.target >= 0).any() and (attacks.found.target < 0).any()
+    result = locality(attacks.victim.predict, attacks.images, attacks.found.candidates,
+                      attacks.found.label, attacks.found.target, radius=1, batch_size=32)
     assert result.distance[0] == 0
-    np.testing.assert_array_equal(result.outcome[:, 0], attacks.success)
+    np.testing.assert_array_equal(result.outcome[:, 0], attacks.found.success)
 
 
 def test_the_command_writes_a_table_and_a_curve_per_model(results, tmp_path, capsys):

@@ -21,6 +21,7 @@ from pixeljax.attack.perturb import apply_candidates
 from pixeljax.attack.spec import AttackSpec
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import pixel_sweep
+from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.layers import matmul_conv
@@ -125,13 +126,16 @@ def test_the_recheck_reverses_a_success_only_bfloat16_saw(victim, boundary):
     x, y, _ = boundary
     image, label = x[0], int(y[0])  # classified as label (the victim's own prediction)
     own = np.concatenate([[3.0, 2.0], image[2, 3].astype(np.float32)])  # its own colour
-    claimed = {"attack_id": 7, "perturbation": own, "success": True,
-               "adversarial_class": (label + 1) % 10, "confidence": 0.9}
-    [row] = engine.recheck(victim[1].predict, [claimed], {7: Attack(7, image, label, -1)}, 4)
-    assert row["success"] is False and row["precision_flip"] == 1
-    assert row["adversarial_class"] == label
-    assert row["confidence"] == pytest.approx(float32_probs(victim[1], image[None])[0, label],
-                                              rel=1e-6)
+    claimed = AttackResult(
+        attack_id=[7], image_index=[0], label=[label], target=[-1], status=["success"],
+        adversarial_class=[(label + 1) % 10], confidence=[0.9], true_prob_before=[0.9],
+        true_prob_after=[0.05], perturbation=own[None, None], generations=[1],
+        evaluations=[10], nonfinite=[0], precision_flip=[False])
+    checked = engine.recheck(victim[1].predict, claimed, {7: Attack(7, image, label, -1)}, 4)
+    assert not checked.success[0] and checked.precision_flip[0]
+    assert checked.adversarial_class[0] == label
+    assert checked.confidence[0] == pytest.approx(
+        float32_probs(victim[1], image[None])[0, label], rel=1e-6)
 
 
 def test_a_bfloat16_sweep_reports_float32_verdicts(victim, boundary):

@@ -171,10 +171,10 @@ def test_a_results_folder_loads_its_finished_attacks(results):
     attacks = load_attacks(results.directory)
     finished = [r for r in results.rows if r["status"] != "skipped"]
     assert len(attacks) == len(finished)
-    np.testing.assert_array_equal(attacks.attack_ids, [r["attack_id"] for r in finished])
+    np.testing.assert_array_equal(attacks.found.attack_id, [r["attack_id"] for r in finished])
     np.testing.assert_array_equal(attacks.images, results.images[[r["image_index"]
                                                                     for r in finished]])
-    assert load_attacks(results.directory, limit=3).attack_ids.tolist() == [0, 1, 2]
+    assert load_attacks(results.directory, limit=3).found.attack_id.tolist() == [0, 1, 2]
 
 
 def test_the_shipped_sample_is_matched_on_its_test_split_index(results, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from matplotlib.colors import to_rgb
 
 from pixeljax import figures, results
+from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
@@ -135,10 +136,13 @@ def test_the_examples_caption_names_the_colours_the_figure_circles_in(report, tm
     _, _, text = report
     assert "(red: the attack succeeded, orange: it failed)" in text
     grey = np.full((32, 32, 3), 128, np.uint8)
-    rows = [{"image_index": 0, "label": 0, "adversarial_class": 1, "success": success,
-             "true_prob_before": 0.9, "confidence": 0.6, "x0": 16.0, "y0": 16.0, "r0": 0.0,
-             "g0": 0.0, "b0": 0.0} for success in (1, 0)]
-    path = figures.adversarial_grid(rows, {0: grey}, 1, [str(c) for c in range(10)],
+    shown = AttackResult(
+        attack_id=[0, 1], image_index=[0, 0], label=[0, 0], target=[-1, -1],
+        status=["success", "failure"], adversarial_class=[1, 1], confidence=[0.6, 0.6],
+        true_prob_before=[0.9, 0.9], true_prob_after=[0.1, 0.1],
+        perturbation=np.asarray([[[16.0, 16.0, 0.0, 0.0, 0.0]]] * 2), generations=[0, 0],
+        evaluations=[0, 0], nonfinite=[0, 0], precision_flip=[False, False])
+    path = figures.adversarial_grid(shown, {0: grey}, [str(c) for c in range(10)],
                                     tmp_path / "grid.png")
     pixels = mpimg.imread(path)[..., :3].reshape(-1, 3)
     for name in ("red", "orange"):

@@ -214,7 +214,7 @@ def test_a_rerun_completes_only_the_attacks_of_a_lost_process(tmp_path, referenc
     first = results.read_rows(tmp_path)
     assert 0 < len(first) < len(rows)
     seen = []
-    support.attack(tmp_path, on_rows=seen.extend)  # the same command, as one process
+    support.attack(tmp_path, on_rows=lambda batch: seen.extend(batch.to_rows()))  # as one process
     assert results.read_rows(tmp_path) == _by_id(rows)
     assert {r["attack_id"] for r in first}.isdisjoint(r["attack_id"] for r in seen)
     assert {r["attack_id"] for r in results.read_file(tmp_path / results.RESULTS)} == \

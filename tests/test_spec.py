@@ -101,8 +101,8 @@ def test_a_targeted_spec_leaves_out_images_of_the_target_class_in_the_library_to
     spec = AttackSpec(goal=Goal.TARGETED, target_class=target, popsize=8, maxiter=2, slots=4,
                       batch_size=16, first=True)
     result = pixel_attack(predict, data.x, data.y, spec)
-    assert (data.y[result.image] != target).all() and (result.target == target).all()
-    assert len(result.image) == int((data.y != target).sum())
+    assert (data.y[result.image_index] != target).all() and (result.target == target).all()
+    assert len(result.image_index) == int((data.y != target).sum())
     from pixeljax.attack.run import attack_folder
 
     attack_folder(predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
 from pixeljax.stats import Rate, cell_statistics, pool, quantiles, wilson_interval
 
@@ -16,6 +17,13 @@ def row(aid, image, label, *, target=-1, status="failure", adversarial=None, con
             "status": status, "success": success,
             "adversarial_class": label if adversarial is None else adversarial,
             "confidence": confidence, "generations": generations, "evaluations": evaluations}
+
+
+def record(rows) -> AttackResult:
+    """The hand-made rows as the record a results folder gives (one-pixel attacks)."""
+    filler = {"true_prob_before": 0.9, "true_prob_after": 0.1, "nonfinite_evaluations": 0,
+              "precision_flip": 0, "x0": 0.0, "y0": 0.0, "r0": 0.0, "g0": 0.0, "b0": 0.0}
+    return AttackResult.from_rows([{**filler, **r} for r in rows], pixels=1, channels=3)
 
 
 def all_targets_rows(reached: dict[int, list[int]], labels: dict[int, int], k: int = 10,
@@ -80,7 +88,7 @@ def test_non_targeted_statistics_count_images_accuracy_and_class_pairs():
                 evaluations=100),
             row(2, 2, 1),
             row(3, 3, 2, status="skipped", adversarial=7)]
-    s = cell_statistics(rows, mode="non-targeted", num_classes=10)
+    s = cell_statistics(record(rows), mode="non-targeted", num_classes=10)
     assert (s.images, s.attacked, s.accuracy) == (4, 3, 0.75)
     assert (s.success.successes, s.success.trials) == (2, 3)
     assert s.mean_confidence == pytest.approx(0.8)
@@ -92,7 +100,7 @@ def test_non_targeted_statistics_count_images_accuracy_and_class_pairs():
 def test_all_targets_counts_an_image_fooled_when_any_target_is_reached():
     labels = {0: 0, 1: 1, 2: 2, 3: 3}
     rows = all_targets_rows({0: [4, 5, 6], 1: [0], 2: []}, labels, skipped=(3,))
-    s = cell_statistics(rows, mode="all-targets", num_classes=10)
+    s = cell_statistics(record(rows), mode="all-targets", num_classes=10)
     assert (s.images, s.attacked, s.accuracy) == (4, 3, 0.75)
     assert (s.success.successes, s.success.trials) == (2, 3)      # images 0 and 1
     assert (s.targeted.successes, s.targeted.trials) == (4, 27)   # pairs of attacked images
@@ -107,7 +115,7 @@ def test_class_pair_totals_equal_the_number_of_successful_attacks():
     reached = {i: [t for t in range(10) if t != labels[i] and rng.random() < 0.3]
                for i in labels}
     rows = all_targets_rows(reached, labels, skipped=(0, 1))
-    s = cell_statistics(rows, mode="all-targets", num_classes=10)
+    s = cell_statistics(record(rows), mode="all-targets", num_classes=10)
     wins = sum(r["success"] for r in rows)
     assert s.class_pairs.sum() == s.successful_attacks == s.targeted.successes == wins
     assert np.trace(s.class_pairs) == 0
@@ -118,11 +126,11 @@ def test_class_pair_totals_equal_the_number_of_successful_attacks():
 def test_an_attack_recorded_twice_is_an_error_not_a_double_count():
     rows = [row(0, 0, 1), row(0, 0, 1)]
     with pytest.raises(PixeljaxError, match="appears twice"):
-        cell_statistics(rows, mode="non-targeted", num_classes=10)
+        cell_statistics(record(rows), mode="non-targeted", num_classes=10)
 
 
 def test_statistics_of_no_rows_are_empty_not_an_error():
-    s = cell_statistics([], mode="all-targets", num_classes=10)
+    s = cell_statistics(record([]), mode="all-targets", num_classes=10)
     assert s.images == s.attacked == s.success.trials == 0
     assert math.isnan(s.accuracy) and math.isnan(s.mean_confidence)
 

@@ -29,6 +29,7 @@ from pixeljax.attack.sweep_run import (
     read_untargeted,
     sweep_folder,
 )
+from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.data.arrays import make_image_set
 from pixeljax.errors import PixeljaxError
@@ -67,7 +68,7 @@ def check_against_brute_force(result, predict, x, y, levels):
     assert len(result.image)
     for m, i in enumerate(result.image):
         expected = brute_force(predict, x[i], int(y[i]), levels)
-        mine = result.targets.image == i
+        mine = result.targets.image_index == i
         reached = set(result.targets.target[mine & result.targets.success].tolist())
         assert reached == expected["reached"]
         np.testing.assert_array_equal(result.flips[m], expected["flips"])
@@ -80,7 +81,7 @@ def test_the_sweep_finds_exactly_what_a_brute_force_loop_finds(victim, boundary)
     result = pixel_sweep(victim[1].predict, x, y, **ENGINE)
     assert result.candidates_per_image == 32 * 32 * 8
     assert list(result.image) == [0, 1, 2, 3]  # the mislabelled image is not swept
-    assert result.targets.skipped[result.targets.image == 4].all()
+    assert result.targets.skipped[result.targets.image_index == 4].all()
     assert result.targets.success.any() and not result.targets.success.all()
     check_against_brute_force(result, victim[1].predict, x, y, (0, 255))
     assert result.disagreements == 0
@@ -178,7 +179,8 @@ def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupt
     key = lambda r: r["attack_id"]  # noqa: E731
     assert sorted(results.read_rows(tmp_path / "killed"), key=key) == sorted(
         results.read_rows(tmp_path / "whole"), key=key)
-    assert read_untargeted(tmp_path / "killed") == read_untargeted(tmp_path / "whole")
+    assert (read_untargeted(tmp_path / "killed").to_rows()
+            == read_untargeted(tmp_path / "whole").to_rows())
     for k, v in read_maps(tmp_path / "whole").items():
         np.testing.assert_array_equal(read_maps(tmp_path / "killed")[k], v)
     same = ("n_attacked", "n_success", "evaluations", "n_pairs", "mean_classes_reached",
@@ -296,8 +298,8 @@ def test_the_report_compares_de_and_the_sweep_image_by_image(suite_run):
     assert "## DE and the sweep, image by image" in text
     assert "## Where one pixel suffices (sweep)" in text
     assert (out / "figures" / "vulnerability_tiny.png").stat().st_size > 1000
-    cmp = compare(results.read_rows(out / "tiny" / "1px-non-targeted"),
-                  results.read_rows(out / "tiny" / "1px-sweep"))
+    cmp = compare(AttackResult.from_folder(out / "tiny" / "1px-non-targeted"),
+                  AttackResult.from_folder(out / "tiny" / "1px-sweep"))
     assert cmp.images == 4  # the DE cell's first four images, all correctly classified
     row = [line for line in text.splitlines() if line.startswith("| tiny | DE non-targeted |")]
     assert row and f"| {cmp.images} | {cmp.first.successes} (" in row[0]
@@ -515,7 +517,7 @@ def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
     summary = sweep_folder(nan_at_the_corner, data, tmp_path / "run", SweepSpec(slots=2),
                            victim=VICTIM, progress=False)
     assert summary["nonfinite_evaluations"] == summary["images_swept"]  # one per image
-    for r in results.read_rows(tmp_path / "run") + read_untargeted(tmp_path / "run"):
+    for r in results.read_rows(tmp_path / "run") + read_untargeted(tmp_path / "run").to_rows():
         if r["status"] != "skipped":
             assert not (r["x0"] == 0 and r["y0"] == 0 and r["r0"] == 255)
 

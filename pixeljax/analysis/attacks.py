@@ -4,7 +4,7 @@ Reads the folder written by the attack engine (see :mod:`pixeljax.results`), loa
 the attacked images it names, and checks that they belong together, so that every analysis of
 Vargas & Su ("Understanding the One-Pixel Attack: Propagation Maps and Locality Analysis",
 arXiv 1902.02947) starts from the exact adversarial images the attack found:
-``apply_candidate(images[i], candidates[i])``.
+``apply_candidate(images[i], found.candidates[i])``.
 """
 
 from __future__ import annotations
@@ -16,75 +16,50 @@ import jax
 import numpy as np
 
 from pixeljax import checkpoint_ref
+from pixeljax.attack_result import AttackResult
 from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.defences import defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import quiet_notes
-from pixeljax.results import (
-    CONFIG,
-    DATA_FINGERPRINT,
-    STATUS_FAILURE,
-    STATUS_SUCCESS,
-    check_victim,
-    data_fingerprint,
-    perturbation,
-    read_config,
-    read_rows,
-)
+from pixeljax.results import CONFIG, DATA_FINGERPRINT, check_victim, data_fingerprint, read_config
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackSet:
-    """The finished (successful or failed) attacks of one results folder.
+    """The finished (successful or failed) attacks of one results folder, with what they
+    attacked.
 
     Attributes:
       directory: the results folder.
       config: its ``config.json``.
-      victim: the attacked network.
-      attack_ids: (N,) int64 ``attack_id`` of each attack.
-      image_index: (N,) int64 the attacked image's index in the data (``ImageSet.index``).
-      images: (N, H, W, C) uint8 clean images.
-      candidates: (N, pixels * (2 + C)) float32 perturbations ``[x0, y0, r0, g0, b0, x1, ...]``.
-      labels: (N,) int32 true classes.
-      targets: (N,) int32 target classes, -1 for non-targeted attacks.
-      success: (N,) bool, the recorded outcome.
-      adversarial_class: (N,) int32 class of the adversarial image, as recorded.
+      victim: the attacked network (behind its defence, as the attack saw it).
+      found: the attacks (:class:`~pixeljax.attack_result.AttackResult`; no skipped ones).
+      images: (N, H, W, C) uint8 clean image of each attack.
       class_names: names of the data set's classes, in label order.
     """
 
     directory: Path
     config: dict
     victim: LoadedVictim
-    attack_ids: np.ndarray
-    image_index: np.ndarray
+    found: AttackResult
     images: np.ndarray
-    candidates: np.ndarray
-    labels: np.ndarray
-    targets: np.ndarray
-    success: np.ndarray
-    adversarial_class: np.ndarray
     class_names: tuple[str, ...]
 
     def __len__(self) -> int:
-        return len(self.attack_ids)
+        return len(self.found)
 
     @property
     def model_name(self) -> str:
         return self.config["model"]
 
-    @property
-    def pixels(self) -> int:
-        return self.candidates.shape[1] // (2 + self.images.shape[-1])
-
     def take(self, selection) -> "AttackSet":
         """The attacks at ``selection`` (indices or a boolean mask)."""
-        fields = ("attack_ids", "image_index", "images", "candidates", "labels", "targets",
-                  "success", "adversarial_class")
-        return dataclasses.replace(self, **{f: getattr(self, f)[selection] for f in fields})
+        return dataclasses.replace(self, found=self.found.take(selection),
+                                   images=self.images[selection])
 
     def successful(self) -> "AttackSet":
-        return self.take(self.success)
+        return self.take(self.found.success)
 
 
 def _positions(data: ImageSet, image_index: np.ndarray, directory: Path) -> np.ndarray:
@@ -186,43 +161,26 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                             f"{model!r}")
     if limit is not None and limit < 1:
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
-    rows = [r for r in read_rows(directory) if r["status"] in (STATUS_SUCCESS, STATUS_FAILURE)]
-    rows = rows[:limit] if limit is not None else rows
+    found = AttackResult.from_folder(directory).attacked()
+    found = found.take(slice(0, limit))
     victim = load_victim(architecture, checkpoint, input_scale=config.get("input_scale"),
                          outputs=config.get("outputs"))
     check_victim(config, victim.metadata, directory)
     data = load_dataset(config.get("data"), config["split"])
     victim = defended(with_detected_outputs(victim, data.x), config.get("defence"))  # as seen
     _check_data(config, victim, data, directory)
-    channels = data.x.shape[-1]
-    pixels = int(config.get("pixels", 1))
-    try:
-        candidates = np.stack([perturbation(r, pixels, channels) for r in rows]) if rows else \
-            np.zeros((0, pixels * (2 + channels)), np.float32)  # (N, pixels * (2 + C))
-    except KeyError as e:
-        raise PixeljaxError(f"{directory}: results.csv has no column {e.args[0]} for "
-                            f"{pixels}-pixel attacks on {channels}-channel images") from None
-
-    def column(name):
-        return np.asarray([r[name] for r in rows], np.int64)
-
-    image_index = column("image_index")
-    positions = _positions(data, image_index, directory)
-    labels = column("label").astype(np.int32)
-    wrong = labels != data.y[positions]
+    positions = _positions(data, found.image_index, directory)
+    wrong = found.label != data.y[positions]
     if wrong.any():
         i = int(np.argmax(wrong))
-        raise PixeljaxError(f"{directory}: attack {rows[i]['attack_id']} records label "
-                            f"{labels[i]} for image {image_index[i]}, but {data.source} says "
-                            f"{data.y[positions[i]]}; the results were made on other data")
-    _check_scores(victim, data.x[positions], candidates, labels,
-                  np.asarray([r["true_prob_after"] for r in rows], np.float32), directory)
-    return AttackSet(
-        directory=directory, config=config, victim=victim,
-        attack_ids=column("attack_id"), image_index=image_index,
-        images=data.x[positions],
-        candidates=candidates, labels=labels,
-        targets=column("target").astype(np.int32),
-        success=column("success").astype(bool),
-        adversarial_class=column("adversarial_class").astype(np.int32),
-        class_names=data.class_names)
+        raise PixeljaxError(f"{directory}: attack {found.attack_id[i]} records label "
+                            f"{found.label[i]} for image {found.image_index[i]}, but "
+                            f"{data.source} says {data.y[positions[i]]}; the results were made "
+                            f"on other data")
+    if len(found) and found.channels != data.x.shape[-1]:
+        raise PixeljaxError(f"{directory}: results.csv holds attacks on {found.channels}-channel "
+                            f"images, {data.source} has {data.x.shape[-1]} channels")
+    _check_scores(victim, data.x[positions], found.candidates, found.label,
+                  found.true_prob_after, directory)
+    return AttackSet(directory=directory, config=config, victim=victim, found=found,
+                     images=data.x[positions], class_names=data.class_names)

@@ -50,12 +50,11 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
     attacks = load_attacks(results).successful()
     if not len(attacks):
         raise PixeljaxError(f"{results}: no successful attack to export")
-    adversarial = np.asarray(apply_candidates(attacks.images, attacks.candidates))
-    c = attacks.images.shape[-1]
-    arrays = {"x": adversarial.round().astype(np.uint8), "y": attacks.labels,
-              "target": attacks.targets, "adversarial_class": attacks.adversarial_class,
-              "pixels": attacks.candidates.reshape(len(attacks), attacks.pixels, 2 + c),
-              "source_index": attacks.image_index, "attack_id": attacks.attack_ids,
+    adversarial = np.asarray(apply_candidates(attacks.images, attacks.found.candidates))
+    arrays = {"x": adversarial.round().astype(np.uint8), "y": attacks.found.label,
+              "target": attacks.found.target, "adversarial_class": attacks.found.adversarial_class,
+              "pixels": attacks.found.perturbation,
+              "source_index": attacks.found.image_index, "attack_id": attacks.found.attack_id,
               "class_names": np.asarray(attacks.class_names),
               "attacked": np.asarray(json.dumps(attacks.config, sort_keys=True))}
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")

@@ -77,9 +77,9 @@ def layer_table(maps: PropagationMaps, group: str) -> list[dict]:
 def _attack_table(attacks: AttackSet, maps: PropagationMaps) -> list[dict]:
     rows = []
     stats = maps.statistics()
-    for a, attack_id in enumerate(attacks.attack_ids):
+    for a, attack_id in enumerate(attacks.found.attack_id):
         for i, s in enumerate(stats):
-            rows.append({"attack_id": int(attack_id), "success": int(attacks.success[a]),
+            rows.append({"attack_id": int(attack_id), "success": int(attacks.found.success[a]),
                          "layer_index": i, "layer": s["layer"], "height": s["height"],
                          "width": s["width"], "mean_rel_diff": float(s["mean_rel_diff"][a]),
                          "max_rel_diff": float(s["max_rel_diff"][a]),
@@ -112,28 +112,28 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
     attacks = load_attacks(results, model=model, limit=limit)
     if len(attacks) == 0:
         raise PixeljaxError(f"{results} holds no finished attack to analyse")
-    maps = batch_propagation_maps(attacks.victim, attacks.images, attacks.candidates,
+    maps = batch_propagation_maps(attacks.victim, attacks.images, attacks.found.candidates,
                                   batch_size=batch_size)
     image_hw = attacks.images.shape[1:3]
-    pixels = attacked_pixels(attacks.candidates, attacks.images.shape[1:])  # (N, 2) (row, col)
+    pixels = attacked_pixels(attacks.found.candidates, attacks.images.shape[1:])  # (N, 2) (row, col)
     shapes = [m.shape[-2:] for m in maps.mean]
     files = []
-    for a, attack_id in enumerate(attacks.attack_ids):
+    for a, attack_id in enumerate(attacks.found.attack_id):
         r, c = pixels[a]
         markers = [(r * h // image_hw[0], c * w // image_hw[1]) for h, w in shapes]
-        outcome = "success" if attacks.success[a] else "failure"
-        target = (f", target {_class_name(attacks, int(attacks.targets[a]))}"
-                  if attacks.targets[a] >= 0 else "")
+        outcome = "success" if attacks.found.success[a] else "failure"
+        target = (f", target {_class_name(attacks, int(attacks.found.target[a]))}"
+                  if attacks.found.target[a] >= 0 else "")
         title = (f"{attacks.model_name}, attack {attack_id}: "
-                 f"{_class_name(attacks, int(attacks.labels[a]))} -> "
-                 f"{_class_name(attacks, int(attacks.adversarial_class[a]))}{target} "
+                 f"{_class_name(attacks, int(attacks.found.label[a]))} -> "
+                 f"{_class_name(attacks, int(attacks.found.adversarial_class[a]))}{target} "
                  f"({outcome}), pixel x={c} y={r}")
         files.append(draw_maps(maps.attack(a), out / PROPAGATION_FIGURES /
                                f"attack_{attack_id:06d}.png", title=title, markers=markers))
     table = layer_table(maps, "all")
-    successful = maps.take(attacks.success)
+    successful = maps.take(attacks.found.success)
     if len(successful):
-        average = average_maps(successful, pixels[attacks.success], image_hw)
+        average = average_maps(successful, pixels[attacks.found.success], image_hw)
         centres = [(h - 1, w - 1) for h, w in shapes]
         files.append(draw_maps(average, out / PROPAGATION_AVERAGE, markers=centres,
                                title=f"{attacks.model_name}: mean over {len(successful)} "
@@ -143,7 +143,7 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
     files.append(_write_csv(out / PROPAGATION_ATTACKS, ATTACK_COLUMNS,
                             _attack_table(attacks, maps)))
     return {"model": attacks.model_name, "attacks": len(attacks),
-            "successful": int(attacks.success.sum()), "layers": list(maps.names),
+            "successful": int(attacks.found.success.sum()), "layers": list(maps.names),
             "files": [str(f) for f in files]}
 
 
@@ -202,8 +202,8 @@ def run_locality(results: str | Path | Sequence[str | Path], out: str | Path, *,
     labels = _curve_labels(loaded)
     curves, table, summary = {}, [], []
     for attacks, label in zip(loaded, labels):
-        result = locality(attacks.victim.predict, attacks.images, attacks.candidates,
-                          attacks.labels, attacks.targets, radius=radius, batch_size=batch_size)
+        result = locality(attacks.victim.predict, attacks.images, attacks.found.candidates,
+                          attacks.found.label, attacks.found.target, radius=radius, batch_size=batch_size)
         rows = result.by_distance()
         curves[label] = rows
         table += [{"model": attacks.model_name, "results": str(attacks.directory), **row}

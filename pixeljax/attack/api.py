@@ -11,61 +11,10 @@ import numpy as np
 from pixeljax.attack import pipeline, validation
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
+from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
 
 ALL_TARGETS = Goal.ALL_TARGETS
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackResult:
-    """Per-attack results (leading axis A: one entry per attack, in request order).
-
-    Attributes:
-      image: (A,) position of the attacked image in the input batch.
-      label, target: (A,) true class and target (-1 for non-targeted attacks).
-      skipped: (A,) the image was misclassified to begin with, so it was not attacked.
-      success: (A,) the attack reached its goal (never true for skipped images).
-      adversarial_class: (A,) the class the final adversarial image is given.
-      confidence: (A,) that class's probability.
-      true_prob_before, true_prob_after: (A,) the true class's probability on the clean and
-        the adversarial image.
-      perturbation: (A, pixels, 2 + C) (x, y, colour...) as applied.
-      adversarial: (A, H, W, C) uint8 adversarial images.
-      generations, evaluations: (A,) DE generations and model evaluations used.
-      attack_id: (A,) the id each attack's random stream is derived from.
-      nonfinite: (A,) evaluations whose logits were NaN or infinite (scored as the worst
-        fitness, never a success).
-      precision_flip: (A,) the float32 re-check reversed the success a bfloat16 score gave
-        (``precision="bfloat16"`` only; the other fields are float32's).
-    """
-
-    image: np.ndarray
-    label: np.ndarray
-    target: np.ndarray
-    skipped: np.ndarray
-    success: np.ndarray
-    adversarial_class: np.ndarray
-    confidence: np.ndarray
-    true_prob_before: np.ndarray
-    true_prob_after: np.ndarray
-    perturbation: np.ndarray
-    adversarial: np.ndarray
-    generations: np.ndarray
-    evaluations: np.ndarray
-    attack_id: np.ndarray
-    nonfinite: np.ndarray
-    precision_flip: np.ndarray
-
-    def classes_reached(self, num_images: int) -> np.ndarray:
-        """(num_images,) how many classes each image was pushed to (all-targets runs)."""
-        reached = np.zeros(num_images, np.int64)
-        np.add.at(reached, self.image, self.success.astype(np.int64))
-        return reached
-
-    def image_success(self, num_images: int) -> np.ndarray:
-        """(num_images,) whether any attack on the image succeeded (the paper's non-targeted
-        success under the all-targets protocol)."""
-        return self.classes_reached(num_images) > 0
 
 
 def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = None, *,
@@ -101,8 +50,9 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
       **settings: :class:`~pixeljax.attack.spec.AttackSpec` fields.
 
     Returns:
-      An :class:`AttackResult`, one entry per attack of the selected images. Images
-      misclassified before the attack are skipped and marked ``skipped``; they never count as
+      An :class:`~pixeljax.attack_result.AttackResult`, one entry per attack of the selected
+      images, in the plan's order, with the adversarial images (``adversarial``). Images
+      misclassified before the attack are skipped (status ``skipped``); they never count as
       successes.
     """
     spec = _spec(spec, settings)
@@ -117,11 +67,9 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
     prepared = pipeline.prepare(predict, images, labels, spec, image_ids=image_ids,
                                 targets=targets, devices=devices)
     probs = pipeline.clean_probabilities(predict, prepared)
-    attacks, _ = pipeline.split_attacks(prepared, range(len(prepared.plan)), probs)
-    found = {}
-    for batch in pipeline.run(predict, prepared, attacks, key):
-        found.update((row["attack_id"], row) for row in batch)
-    return _assemble(prepared, probs, found)
+    attacks, skipped = pipeline.split_attacks(prepared, range(len(prepared.plan)), probs)
+    return collect(prepared, [pipeline.skipped_result(prepared, skipped, probs),
+                              *pipeline.run(predict, prepared, attacks, key)])
 
 
 def _spec(spec: AttackSpec | None, settings: dict) -> AttackSpec:
@@ -142,37 +90,15 @@ def with_settings(spec, settings: dict, default, what: str):
     return (spec or default).replace(**settings)
 
 
-def _assemble(prepared: pipeline.Prepared, probs: np.ndarray, found: dict) -> AttackResult:
+def collect(prepared: pipeline.Prepared, batches) -> AttackResult:
+    """The engine's ``batches`` (skipped images' results among them) as one record in the
+    plan's order, with the adversarial images."""
     p = prepared
-    a, c, pixels = len(p.plan), p.images.shape[-1], p.spec.pixels
-    ids = p.attack_ids
-    selected = np.asarray([i for i, _ in p.plan], np.int64)
-    image = p.positions[selected] if a else np.zeros(0, np.int64)
-    labels = p.labels[selected] if a else np.zeros(0, np.int32)
-    target = np.asarray([t for _, t in p.plan], np.int32)
-    skipped = np.asarray([r not in found for r in ids], bool)
-    get = lambda k, default, dtype: np.asarray(  # noqa: E731
-        [found[r][k] if r in found else default for r in ids], dtype).reshape(a, *np.shape(default))
-    perturbation = get("perturbation", np.zeros(pixels * (2 + c), np.float32), np.float32)
-    adversarial = p.images[selected].copy() if a else p.images[:0].copy()
-    if a and not skipped.all():
-        done = ~skipped
+    found = AttackResult.concat(list(batches), pixels=p.spec.pixels,
+                                channels=p.images.shape[-1]).in_order(p.attack_ids)
+    adversarial = p.images[[i for i, _ in p.plan]].copy() if p.plan else p.images[:0].copy()
+    done = ~found.skipped
+    if done.any():
         adversarial[done] = np.asarray(apply_candidates(
-            p.images[selected[done]], perturbation[done])).astype(p.images.dtype)
-    clean = probs[selected] if a else np.zeros((0, p.num_classes), np.float32)
-    true_before = clean[np.arange(a), labels] if a else np.zeros(0, np.float32)
-    return AttackResult(
-        image=image, label=labels, target=target, skipped=skipped,
-        success=get("success", False, bool),
-        adversarial_class=np.where(skipped, clean.argmax(-1) if a else 0,
-                                   get("adversarial_class", -1, np.int32)),
-        confidence=np.where(skipped, clean.max(-1) if a else 0.0,
-                            get("confidence", 0.0, np.float32)),
-        true_prob_before=true_before,
-        true_prob_after=np.where(skipped, true_before, get("true_prob_after", 0.0, np.float32)),
-        perturbation=perturbation.reshape(a, pixels, 2 + c),
-        adversarial=adversarial, generations=get("generations", 0, np.int32),
-        evaluations=get("evaluations", 0, np.int32), attack_id=np.asarray(ids, np.int64),
-        nonfinite=get("nonfinite", 0, np.int32),
-        precision_flip=np.asarray([found.get(r, {}).get("precision_flip", 0) for r in ids],
-                                  bool))
+            adversarial[done], found.candidates[done])).astype(p.images.dtype)
+    return dataclasses.replace(found, adversarial=adversarial)

@@ -36,6 +36,7 @@ from pixeljax.attack.generation import (
     initial_population,
 )
 from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack_result import AttackResult, Status
 from pixeljax.errors import PixeljaxError
 
 __all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
@@ -47,12 +48,16 @@ SLOT_AXIS = "slots"  # the mesh axis the slots are split along
 
 @dataclasses.dataclass(frozen=True)
 class Attack:
-    """One attack to run: an image, its label, a target (or NON_TARGETED) and a unique id."""
+    """One attack to run: an image, its label, a target (or NON_TARGETED) and a unique id;
+    ``image_index`` (the image's id) and ``true_prob_before`` (its clean true-class
+    probability) are carried into the result."""
 
     attack_id: int
     image: np.ndarray
     label: int
     target: int
+    image_index: int = -1
+    true_prob_before: float = float("nan")
 
     def fooled_by(self, adversarial_class: int) -> bool:
         """Whether an image given ``adversarial_class`` reaches this attack's goal."""
@@ -168,18 +173,29 @@ def _refill(pending: list[Attack], in_slot: list[Attack | None], per_device: int
     return take, image, label, target, ids
 
 
-def _harvest(summary: dict, in_slot: list[Attack | None]) -> tuple[list[dict], np.ndarray]:
+def _harvest(summary: dict, in_slot: list[Attack | None],
+             pixels: int) -> tuple[AttackResult, np.ndarray]:
     """The results of the finished attacks, whose slots it frees. Returns them and the mask
     of the freed slots."""
-    finished, freed = [], np.zeros(len(in_slot), bool)
-    for i, a in enumerate(in_slot):
-        if a is None or not summary["done"][i]:
-            continue
-        row = {k: v[i] for k, v in summary.items() if k != "done"}
-        row["attack_id"] = a.attack_id
-        row["success"] = a.fooled_by(int(row["adversarial_class"]))
-        finished.append(row)
-        in_slot[i], freed[i] = None, True
+    freed = np.asarray([a is not None and bool(summary["done"][i])
+                        for i, a in enumerate(in_slot)], bool)
+    chosen = [in_slot[i] for i in np.flatnonzero(freed)]
+    for i in np.flatnonzero(freed):
+        in_slot[i] = None
+    at = lambda name: np.asarray(summary[name])[freed]  # noqa: E731
+    top = at("adversarial_class")
+    success = [a.fooled_by(int(c)) for a, c in zip(chosen, top)]
+    finished = AttackResult(
+        attack_id=[a.attack_id for a in chosen], image_index=[a.image_index for a in chosen],
+        label=[a.label for a in chosen], target=[a.target for a in chosen],
+        status=[Status.SUCCESS if s else Status.FAILURE for s in success],
+        adversarial_class=top, confidence=at("confidence"),
+        true_prob_before=[a.true_prob_before for a in chosen],
+        true_prob_after=at("true_prob_after"),
+        perturbation=at("perturbation").reshape(len(chosen), pixels,
+                                                at("perturbation").shape[-1] // pixels),
+        generations=at("generations"), evaluations=at("evaluations"),
+        nonfinite=at("nonfinite"), precision_flip=np.zeros(len(chosen), bool))
     return finished, freed
 
 
@@ -206,43 +222,40 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
     return np.concatenate(out)
 
 
-def recheck(predict: Callable, finished: list[dict], attacks: dict[int, Attack],
-            batch: int) -> list[dict]:
+def recheck(predict: Callable, finished: AttackResult, attacks: dict[int, Attack],
+            batch: int) -> AttackResult:
     """The float32 verdict on results scored in lower precision: each final adversarial image
-    (uint8, as applied) through ``predict`` gives the row's adversarial class, its confidence,
-    the true class's probability and success; ``precision_flip`` marks rows whose success the
-    lower precision judged otherwise. (The search, early stop included, is the lower
-    precision's: a success only it saw ends the attack, which is then reported as failed.)"""
-    chosen = [attacks[row["attack_id"]] for row in finished]
-    labels = np.asarray([a.label for a in chosen])
+    (uint8, as applied) through ``predict`` gives the attack's adversarial class, its
+    confidence, the true class's probability and success; ``precision_flip`` marks attacks
+    whose success the lower precision judged otherwise. (The search, early stop included, is
+    the lower precision's: a success only it saw ends the attack, which is then reported as
+    failed.)"""
+    chosen = [attacks[int(i)] for i in finished.attack_id]
     probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]),
-                                  np.stack([np.asarray(r["perturbation"]) for r in finished]),
-                                  labels, batch)
-    out = []
-    for row, a, p in zip(finished, chosen, probs):
-        top = int(p.argmax())
-        success = a.fooled_by(top)
-        out.append({**row, "adversarial_class": top, "confidence": float(p[top]),
-                    "true_prob_after": float(p[a.label]), "success": success,
-                    "precision_flip": int(success != row["success"])})
-    return out
+                                  finished.candidates, finished.label, batch)
+    top = probs.argmax(-1)
+    success = np.asarray([a.fooled_by(int(c)) for a, c in zip(chosen, top)], bool)
+    return dataclasses.replace(
+        finished, adversarial_class=top, confidence=probs.max(-1),
+        true_prob_after=probs[np.arange(len(chosen)), finished.label],
+        status=np.where(success, Status.SUCCESS, Status.FAILURE),
+        precision_flip=success != finished.success)
 
 
 def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
            config: EngineConfig, params: AttackParams, *,
            devices: int | Sequence[jax.Device] | None = None,
-           verify: Callable | None = None) -> Iterator[list[dict]]:
-    """Runs ``attacks`` through the slots; yields the results of each harvest as dicts.
+           verify: Callable | None = None) -> Iterator[AttackResult]:
+    """Runs ``attacks`` through the slots; yields the results of each harvest.
 
     ``scorer`` scores the candidates (:func:`pixeljax.attack.scoring.scorer_for` makes it from
     the model, once per run); ``AttackSpec.engine_config``/``attack_params`` make ``config``
     and ``params``.
 
-    Each dict holds attack_id, perturbation ((pixels * (2 + C),) as applied),
-    adversarial_class, confidence, true_prob_after, generations, evaluations, nonfinite and
-    success. With ``verify`` (the float32 model, for a scorer of lower precision) each
-    finished attack is re-checked by it (:func:`recheck`, which adds precision_flip): every
-    reported class and success is float32's.
+    Each harvest is an :class:`~pixeljax.attack_result.AttackResult` of the attacks that
+    finished. With ``verify`` (the float32 model, for a scorer of lower precision) each is
+    re-checked by it (:func:`recheck`, which sets ``precision_flip``): every reported class
+    and success is float32's.
 
     The slots are split evenly between the ``devices`` (see :func:`local_devices`; default all
     of this process's; ``config.slots`` is rounded up to a multiple of their count) and each
@@ -272,8 +285,8 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
                                   key, params)
         min_active = per_device // 2 + 1 if pending else 0  # per device
         slots = programs.segment(scorer, slots, key, params, min_active)
-        finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot)
-        if finished and verify is not None:
+        finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot, config.pixels)
+        if len(finished) and verify is not None:
             finished = recheck(verify, finished, by_id, config.slots)
-        if finished:
+        if len(finished):
             yield finished

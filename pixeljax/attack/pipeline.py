@@ -27,6 +27,7 @@ from pixeljax.attack.engine import (
     stream,
 )
 from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.attack_result import AttackResult, Status
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
 from pixeljax.notices import note
@@ -180,14 +181,36 @@ def split_attacks(prepared: Prepared, pending: Sequence[int],
     for k in pending:
         i, target = p.plan[k]
         if correct[i]:
-            run.append(Attack(p.attack_ids[k], p.images[i], int(p.labels[i]), target))
+            label = int(p.labels[i])
+            run.append(Attack(p.attack_ids[k], p.images[i], label, target,
+                              image_index=int(p.image_ids[i]),
+                              true_prob_before=float(probs[i, label])))
         else:
             skipped.append(k)
     return run, skipped
 
 
+def skipped_result(prepared: Prepared, skipped: Sequence[int],
+                   probs: np.ndarray) -> AttackResult:
+    """The results of the plan's entries ``skipped`` (misclassified clean images, not
+    attacked): the clean image's class and probabilities, no budget spent."""
+    p = prepared
+    i = np.asarray([p.plan[k][0] for k in skipped], np.int64)
+    n, clean = len(i), probs[i]
+    labels = p.labels[i]
+    true = clean[np.arange(n), labels]
+    return AttackResult(
+        attack_id=[p.attack_ids[k] for k in skipped], image_index=p.image_ids[i],
+        label=labels, target=[p.plan[k][1] for k in skipped], status=[Status.SKIPPED] * n,
+        adversarial_class=clean.argmax(-1) if n else [], confidence=clean.max(-1) if n else [],
+        true_prob_before=true, true_prob_after=true,
+        perturbation=np.zeros((n, p.spec.pixels, 2 + p.images.shape[-1])),
+        generations=np.zeros(n), evaluations=np.zeros(n), nonfinite=np.zeros(n),
+        precision_flip=np.zeros(n))
+
+
 def run(predict: Callable, prepared: Prepared, attacks: list[Attack],
-        key: jax.Array) -> Iterator[list[dict]]:
+        key: jax.Array) -> Iterator[AttackResult]:
     """The engine on ``attacks``; yields each harvest of finished attacks (re-checked by
     ``predict`` in float32 when scored in lower precision)."""
     lower = prepared.spec.precision != FLOAT32

@@ -20,6 +20,7 @@ from pixeljax import distributed, locking, results, stats
 from pixeljax.attack import pipeline, scoring
 from pixeljax.attack.engine import slot_count
 from pixeljax.attack.spec import TARGET_MODES, AttackSpec
+from pixeljax.attack_result import AttackResult
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
@@ -29,7 +30,7 @@ SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this oft
 
 def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: AttackSpec, *,
                   victim: dict, progress: bool = True,
-                  on_rows: Callable[[list[dict]], None] | None = None,
+                  on_rows: Callable[[AttackResult], None] | None = None,
                   devices: int | Sequence[jax.Device] | None = None,
                   process: int | None = None, num_processes: int | None = None) -> dict:
     """Attacks images of ``data`` as ``spec`` says and writes ``out/results.csv`` and
@@ -66,22 +67,23 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     with locking.exclusive(out, "results folder",
                            name=locking.lock_name(process, num_processes)):
         return fill_folder(predict, data, Path(out), prepared, config, progress=progress,
-                              on_rows=on_rows, process=process, num_processes=num_processes)
+                           on_rows=on_rows, process=process, num_processes=num_processes)
 
 
 def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline.Prepared,
-                   config: dict, *, progress: bool,
-                   on_rows: Callable[[list[dict]], None] | None, process: int,
-                   num_processes: int, engine: Callable = pipeline.run,
-                   finish: Callable[[dict, list[dict]], dict] | None = None,
-                   what: str = "attack") -> dict:
+                config: dict, *, progress: bool,
+                on_rows: Callable[[AttackResult], None] | None, process: int,
+                num_processes: int, engine: Callable = pipeline.run,
+                cost: Callable[[AttackResult], int] | None = None,
+                finish: Callable[[dict, AttackResult], dict] | None = None,
+                what: str = "attack") -> dict:
     """:func:`attack_folder` (and :func:`pixeljax.attack.sweep_run.sweep_folder`) with the
     folder (or shard) locked.
 
     ``engine(predict, prepared, attacks, key)`` yields batches of finished attacks (see
-    :func:`pixeljax.attack.engine.stream`; a result's ``cost``, when given, is the model
-    evaluations it took, else its ``evaluations``); ``finish(summary, rows)`` completes the
-    summary; ``what`` names the run on the progress bar."""
+    :func:`pixeljax.attack.engine.stream`); ``cost(batch)`` is the model evaluations a batch
+    took (for the run's throughput); ``finish(summary, found)`` completes the summary;
+    ``what`` names the run on the progress bar."""
     spec = prepared.spec
     local = len(prepared.devices)
     ids = prepared.attack_ids
@@ -90,26 +92,27 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
     distributed.check_same("configuration", _agreement(config, ids, num_processes))
     results.check_config(out, config)
     if num_processes == 1:
-        done_rows = results.read_rows(out, repair=True)
+        done = AttackResult.from_folder(out, repair=True)
     else:  # repair only this process's shard: the others may be writing theirs
         results.read_file(out / results.shard_name(process, num_processes), repair=True)
-        done_rows = results.read_rows(out)
-    done_ids = {row["attack_id"] for row in done_rows}
+        done = AttackResult.from_folder(out)
+    done_ids = set(done.attack_id.tolist())
     mine = [k for k in range(len(ids)) if k % num_processes == process]
     pending = [k for k in mine if ids[k] not in done_ids]
     clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
     scored = scoring.scoring_summary(prepared.scorer, data.x.shape[1:])
+    shape = dict(pixels=spec.pixels, channels=data.x.shape[-1])
 
-    def summary_of(rows):
+    def summary_of(found: AttackResult) -> dict:
         wall, timed = results.run_time(out)  # every part of the run, every process
-        summary = summarize(rows, config, wall, num_classes=prepared.num_classes,
+        summary = summarize(found, config, wall, num_classes=prepared.num_classes,
                             devices=local * num_processes, processes=num_processes,
                             timed_evaluations=timed)
         # The engine sizes in effect (slots rounded to the devices, the capped micro-batch).
         summary.update(slots=slot_count(spec.slots, local), batch_size=prepared.engine.batch_size,
                        **scored)
-        return summary if finish is None else finish(summary, rows)
+        return summary if finish is None else finish(summary, found)
 
     with results.ResultsWriter(out, spec.pixels, data.x.shape[-1], process=process,
                                num_processes=num_processes) as writer:
@@ -117,43 +120,47 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
             probs = pipeline.clean_probabilities(
                 predict, prepared, {prepared.plan[k][0] for k in pending})
             attacks, left_out = pipeline.split_attacks(prepared, pending, probs)
-            skipped = [_row(prepared, k, probs, None) for k in left_out]
-            writer.write(skipped)
-            done_rows += skipped
-            where = {ids[k]: k for k in pending}
-            total, initial = ((len(ids), len(done_rows)) if num_processes == 1 else
+            skipped = pipeline.skipped_result(prepared, left_out, probs)
+            writer.write(skipped.to_rows())
+            parts = [done, skipped]
+            total, initial = ((len(ids), len(done) + len(skipped)) if num_processes == 1 else
                               (len(mine), len(mine) - len(pending) + len(skipped)))
             bar = tqdm(total=total, initial=initial, disable=not progress, unit="attack",
                        desc=f"{what} {config.get('model', '')}"
                             + (f" [{process}/{num_processes}]" if num_processes > 1 else ""))
-            attacked = [r for r in done_rows if r["status"] != results.STATUS_SKIPPED]
-            won, tried = sum(r["success"] for r in attacked), len(attacked)
+            won, tried = int(done.success.sum()), int((~done.skipped).sum())
             last_summary = time.perf_counter()
             try:
                 for batch in engine(predict, prepared, attacks, jax.random.key(spec.seed)):
-                    rows = [_row(prepared, where[r["attack_id"]], probs, r) for r in batch]
-                    writer.write(rows)
-                    clock.add(sum(r.get("cost", r["evaluations"]) for r in batch))
-                    done_rows += rows
+                    writer.write(batch.to_rows())
+                    clock.add((cost or model_evaluations)(batch))
+                    parts.append(batch)
                     if on_rows is not None:
-                        on_rows(rows)
-                    won += sum(r["success"] for r in rows)
-                    tried += len(rows)
+                        on_rows(batch)
+                    won += int(batch.success.sum())
+                    tried += len(batch)
                     if report and time.perf_counter() - last_summary > SUMMARY_EVERY_SECONDS:
-                        results.write_summary(out, summary_of(done_rows))
+                        results.write_summary(out, summary_of(AttackResult.concat(parts,
+                                                                                  **shape)))
                         last_summary = time.perf_counter()
-                    bar.update(len(rows))
+                    bar.update(len(batch))
                     bar.set_postfix(attack_success=f"{won / max(tried, 1):.1%}")
             finally:
                 bar.close()
+            done = AttackResult.concat(parts, **shape)
     if num_processes > 1:
         # The summary covers every shard: wait for the other processes (a dead one makes
         # JAX's coordination service stop the rest), then read them all.
         distributed.barrier("finished")
-        done_rows = results.read_rows(out)
-    summary = summary_of(done_rows)
+        done = AttackResult.from_folder(out)
+    summary = summary_of(done)
     results.write_summary(out, summary)
     return summary
+
+
+def model_evaluations(batch: AttackResult) -> int:
+    """What a batch of DE attacks cost: their model evaluations."""
+    return int(batch.evaluations.sum())
 
 
 def _share(process: int | None, num_processes: int | None) -> tuple[int, int]:
@@ -175,38 +182,7 @@ def _agreement(config: dict, ids: list[int], num_processes: int) -> dict:
             "plan": hashlib.sha256(np.asarray(ids, np.int64).tobytes()).hexdigest()[:16]}
 
 
-def _row(prepared: pipeline.Prepared, k: int, probs: np.ndarray, found: dict | None) -> dict:
-    """The results row of the plan's attack ``k`` (``found``: the engine's result; None: the
-    image was misclassified, so it was skipped)."""
-    p = prepared
-    i, target = p.plan[k]
-    c, pixels = p.images.shape[-1], p.spec.pixels
-    label = int(p.labels[i])
-    row = {"attack_id": p.attack_ids[k], "image_index": int(p.image_ids[i]), "label": label,
-           "target": int(target), "true_prob_before": float(probs[i, label])}
-    if found is None:
-        row.update(status=results.STATUS_SKIPPED, success=0,
-                   adversarial_class=int(probs[i].argmax()), confidence=float(probs[i].max()),
-                   true_prob_after=float(probs[i, label]), generations=0, evaluations=0,
-                   nonfinite_evaluations=0, precision_flip=0)
-        genes = np.zeros((pixels, 2 + c), np.float32)
-    else:
-        row.update(status=results.STATUS_SUCCESS if found["success"] else results.STATUS_FAILURE,
-                   success=int(found["success"]),
-                   adversarial_class=int(found["adversarial_class"]),
-                   confidence=float(found["confidence"]),
-                   true_prob_after=float(found["true_prob_after"]),
-                   generations=int(found["generations"]), evaluations=int(found["evaluations"]),
-                   nonfinite_evaluations=int(found.get("nonfinite", 0)),
-                   precision_flip=int(found.get("precision_flip", 0)))
-        genes = np.asarray(found["perturbation"]).reshape(pixels, 2 + c)
-    for j in range(pixels):
-        for n, name in enumerate(results.pixel_fields(c)):
-            row[f"{name}{j}"] = float(genes[j, n])
-    return row
-
-
-def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classes: int,
+def summarize(found: AttackResult, config: dict, wall_seconds: float, *, num_classes: int,
               devices: int | None = None, processes: int = 1,
               timed_evaluations: int | None = None) -> dict:
     """The run's totals, the paper's metrics from :func:`pixeljax.stats.cell_statistics` (under
@@ -216,8 +192,8 @@ def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classe
     ``timed_evaluations``: the evaluations that ``wall_seconds`` covers, for the throughput
     (default: all of them)."""
     mode = config.get("mode")
-    cell = stats.cell_statistics(rows, mode=mode, num_classes=num_classes)
-    evaluations = int(sum(r["evaluations"] for r in rows))
+    cell = stats.cell_statistics(found, mode=mode, num_classes=num_classes)
+    evaluations = int(found.evaluations.sum())
     timed = evaluations if timed_evaluations is None else timed_evaluations
     summary = {
         "model": config.get("model"), "pixels": config.get("pixels"), "mode": mode,
@@ -228,12 +204,12 @@ def summarize(rows: list[dict], config: dict, wall_seconds: float, *, num_classe
         "evaluations": evaluations, "wall_seconds": round(wall_seconds, 3),
         "evaluations_per_second": timed / wall_seconds if wall_seconds > 0 else 0.0,
         # Evaluations whose logits were NaN or infinite: scored as the worst fitness.
-        "nonfinite_evaluations": int(sum(r.get("nonfinite_evaluations", 0) for r in rows)),
-        "nonfinite_attacks": sum(r.get("nonfinite_evaluations", 0) > 0 for r in rows),
+        "nonfinite_evaluations": int(found.nonfinite.sum()),
+        "nonfinite_attacks": int((found.nonfinite > 0).sum()),
         # Scoring precision; successes a bfloat16 score claimed or missed, reversed by the
         # float32 re-check.
         "precision": config.get("precision", FLOAT32),
-        "precision_flips": int(sum(r.get("precision_flip", 0) for r in rows)),
+        "precision_flips": int(found.precision_flip.sum()),
         "device": jax.devices()[0].device_kind,
         "devices": len(jax.local_devices()) if devices is None else devices,
         "processes": processes,

@@ -30,9 +30,11 @@ import numpy as np
 
 from pixeljax import locking, results
 from pixeljax.attack import pipeline, sweep
-from pixeljax.attack.api import AttackResult, _assemble, with_settings
-from pixeljax.attack.run import _row, fill_folder
+from pixeljax.attack.api import collect, with_settings
+from pixeljax.attack.engine import NON_TARGETED
+from pixeljax.attack.run import fill_folder
 from pixeljax.attack.sweep import SweepSpec, SweptImage
+from pixeljax.attack_result import AttackResult, Status, channels_of
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 
@@ -67,15 +69,36 @@ def _untargeted(prepared: pipeline.Prepared) -> pipeline.Prepared:
         pipeline.attack_id(p.image_ids[i], -1, p.labels[i], p.num_classes) for i, _ in plan])
 
 
-def _found(attack_id: int, candidate, probs, label: int, success: bool, swept: SweptImage,
-           cost: int = 0) -> dict:
-    """An engine-style result (see :func:`pixeljax.attack.engine.stream`) of a re-checked
-    candidate."""
-    return {"attack_id": attack_id, "perturbation": candidate,
-            "adversarial_class": int(probs.argmax()), "confidence": float(probs.max()),
-            "true_prob_after": float(probs[label]), "generations": 0,
-            "evaluations": swept.candidates_scored, "nonfinite": swept.nonfinite,
-            "success": bool(success), "cost": cost}
+def _found(prepared: pipeline.Prepared, entries: list[tuple[int, int, int]],
+           wave: list[SweptImage], probs: np.ndarray) -> AttackResult:
+    """The results of a wave's re-checked candidates: ``entries`` are (attack id, swept image
+    of ``wave``, class whose candidate it is); ``probs`` the clean probabilities. An attack's
+    evaluations are its image's candidates."""
+    p = prepared
+    swept = [wave[w] for _, w, _ in entries]
+    label = np.asarray([int(p.labels[s.position]) for s in swept], np.int64)
+    after = np.stack([s.probs[t] for s, (*_, t) in zip(swept, entries)]) if entries \
+        else np.zeros((0, p.num_classes), np.float32)
+    n = len(entries)
+    success = [bool(s.verdict(y)[t]) for s, y, (*_, t) in zip(swept, label, entries)]
+    return AttackResult(
+        attack_id=[a for a, *_ in entries],
+        image_index=[p.image_ids[s.position] for s in swept], label=label,
+        target=[t if t != y else NON_TARGETED for y, (*_, t) in zip(label, entries)],
+        status=[Status.SUCCESS if ok else Status.FAILURE for ok in success],
+        adversarial_class=after.argmax(-1), confidence=after.max(-1),
+        true_prob_before=[probs[s.position, y] for s, y in zip(swept, label)],
+        true_prob_after=after[np.arange(n), label],
+        perturbation=np.stack([s.candidates[t] for s, (*_, t) in zip(swept, entries)]).reshape(
+            n, 1, -1) if n else np.zeros((0, 1, 2 + p.images.shape[-1])),
+        generations=np.zeros(n), evaluations=[s.candidates_scored for s in swept],
+        nonfinite=[s.nonfinite for s in swept], precision_flip=np.zeros(n))
+
+
+def sweep_cost(batch: AttackResult) -> int:
+    """What a batch of a sweep's results cost: each image's candidates, once."""
+    _, first = np.unique(batch.image_index, return_index=True)
+    return int(batch.evaluations[first].sum())
 
 
 def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptImage]], None]):
@@ -87,23 +110,22 @@ def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptIma
         pending = {a.attack_id for a in attacks}
         k_of = {aid: k for k, aid in enumerate(prepared.attack_ids)}
         positions = sorted({prepared.plan[k_of[a]][0] for a in pending})
+        probs = np.zeros((len(prepared.images), prepared.num_classes), np.float32)
+        for a in attacks:  # the clean true-class probabilities the attacks carry
+            probs[prepared.plan[k_of[a.attack_id]][0], a.label] = a.true_prob_before
         for wave in sweep.stream(prepared.scorer, predict, prepared.images[positions],
                                  prepared.labels[positions], spec, devices=prepared.devices):
             wave = [dataclasses.replace(s, position=positions[s.position]) for s in wave]
             on_wave(prepared, wave)
-            batch = []
-            for s in wave:
+            entries = []
+            for w, s in enumerate(wave):
                 label = int(prepared.labels[s.position])
-                verdict = s.verdict(label)
-                cost = s.candidates_scored
                 for t in range(prepared.num_classes):
                     aid = pipeline.attack_id(prepared.image_ids[s.position], t, label,
                                              prepared.num_classes)
                     if t != label and aid in pending:
-                        batch.append(_found(aid, s.candidates[t], s.probs[t], label,
-                                            verdict[t], s, cost))
-                        cost = 0  # the image's candidates are counted once
-            yield batch
+                        entries.append((aid, w, t))
+            yield _found(prepared, entries, wave, probs)
 
     return run
 
@@ -130,15 +152,14 @@ def wave_arrays(prepared: pipeline.Prepared, wave: list[SweptImage]) -> dict:
             "nonfinite": np.asarray([s.nonfinite for s in wave], np.int64)}
 
 
-def untargeted_results(prepared: pipeline.Prepared, wave: list[SweptImage]) -> list[dict]:
-    """The non-targeted engine-style results of a wave (see :func:`_found`)."""
+def untargeted_results(prepared: pipeline.Prepared, wave: list[SweptImage],
+                       probs: np.ndarray) -> AttackResult:
+    """The non-targeted results of a wave: one per image, its best candidate against the true
+    class (``probs``: the clean probabilities)."""
     p = _untargeted(prepared)
-    out = []
-    for s in wave:
-        label = int(p.labels[s.position])
-        out.append(_found(p.attack_ids[s.position], s.candidates[label], s.probs[label], label,
-                          s.verdict(label)[label], s))
-    return out
+    entries = [(p.attack_ids[s.position], w, int(p.labels[s.position]))
+               for w, s in enumerate(wave)]
+    return _found(p, entries, wave, probs)
 
 
 def read_maps(directory: str | Path) -> dict[str, np.ndarray]:
@@ -160,18 +181,18 @@ def read_maps(directory: str | Path) -> dict[str, np.ndarray]:
     return {k: v[first] for k, v in merged.items()}
 
 
-def read_untargeted(directory: str | Path) -> list[dict]:
-    """The non-targeted rows of a sweep folder, one per image, sorted by attack id."""
+def read_untargeted(directory: str | Path) -> AttackResult:
+    """The non-targeted results of a sweep folder, one per image, sorted by attack id."""
     rows = {r["attack_id"]: r for r in reversed(results.read_file(Path(directory) / NONTARGETED))}
-    return [rows[k] for k in sorted(rows)]
+    rows = [rows[k] for k in sorted(rows)]
+    return AttackResult.from_rows(rows, pixels=1, channels=channels_of(rows, 1))
 
 
 def _finish(out: Path, spec: SweepSpec, image_shape):
     """Completes a sweep folder's summary: candidates, not rows, are its evaluations."""
-    def finish(summary: dict, rows: list[dict]) -> dict:
+    def finish(summary: dict, found: AttackResult) -> dict:
         maps = read_maps(out)
-        attacked = sorted({int(r["image_index"]) for r in rows
-                           if r["status"] != results.STATUS_SKIPPED})
+        attacked = sorted(set(found.attacked().image_index.tolist()))
         done = {k: v[np.isin(maps["image_index"], attacked)] for k, v in maps.items()} \
             if maps else {k: np.zeros((0, *image_shape[:2])) for k in ("flips",)}
         swept = len(done["flips"])
@@ -185,8 +206,8 @@ def _finish(out: Path, spec: SweepSpec, image_shape):
             recheck_disagreements=total("disagreements"),
             mean_vulnerable_pixels=(float((done["flips"] > 0).sum(axis=(1, 2)).mean())
                                     if swept else 0.0),
-            mean_lowest_true_prob=(float(np.mean([r["true_prob_after"] for r in untargeted]))
-                                   if untargeted else 0.0))
+            mean_lowest_true_prob=(float(np.mean(untargeted.true_prob_after.tolist()))
+                                   if len(untargeted) else 0.0))
         return summary
 
     return finish
@@ -194,7 +215,7 @@ def _finish(out: Path, spec: SweepSpec, image_shape):
 
 def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: SweepSpec, *,
                  victim: dict, progress: bool = True,
-                 on_rows: Callable[[list[dict]], None] | None = None,
+                 on_rows: Callable[[AttackResult], None] | None = None,
                  devices: int | Sequence[jax.Device] | None = None,
                  refuse_all_misclassified: bool = True) -> dict:
     """Sweeps images of ``data`` as ``spec`` says into the results folder ``out`` (see the
@@ -237,12 +258,12 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
                 _save_npz(out / MAPS / f"wave-{first:012d}-{len(wave)}.npz",
                           **wave_arrays(p, wave))
                 probs = pipeline.clean_probabilities(predict, p, [s.position for s in wave])
-                untargeted.write([_row(_untargeted(p), s.position, probs, f)
-                                  for s, f in zip(wave, untargeted_results(p, wave))])
+                untargeted.write(untargeted_results(p, wave, probs).to_rows())
 
             return fill_folder(predict, data, out, prepared, config, progress=progress,
                                on_rows=on_rows, process=0, num_processes=1,
-                               engine=_engine(spec, on_wave), finish=_finish(out, spec, shape),
+                               engine=_engine(spec, on_wave), cost=sweep_cost,
+                               finish=_finish(out, spec, shape),
                                what="sweep")
 
 
@@ -252,7 +273,7 @@ class SweepResult:
 
     Attributes:
       targets: one entry per (image, other class), as an all-targets
-        :class:`~pixeljax.attack.api.AttackResult` (``success``: a grid-colour pixel makes the
+        :class:`~pixeljax.attack_result.AttackResult` (``success``: a grid-colour pixel makes the
         network predict that class, re-checked densely; ``perturbation``: the best such pixel,
         else the one with the highest probability of that class).
       untargeted: one entry per image: the pixel with the lowest true-class probability (among
@@ -295,20 +316,20 @@ def pixel_sweep(predict: Callable, images, labels, spec: SweepSpec | None = None
                                 devices=devices)
     sweep.check_size(spec, prepared.images.shape[1:])
     probs = _check_some_correct(predict, prepared, "the images")
-    attacks, _ = pipeline.split_attacks(prepared, range(len(prepared.plan)), probs)
+    attacks, skipped = pipeline.split_attacks(prepared, range(len(prepared.plan)), probs)
     waves: list[SweptImage] = []
-    found = {}
-    for batch in _engine(spec, lambda p, wave: waves.extend(wave))(predict, prepared, attacks,
-                                                                  None):
-        found.update((r["attack_id"], r) for r in batch)
+    targets = collect(prepared, [pipeline.skipped_result(prepared, skipped, probs), *_engine(
+        spec, lambda p, wave: waves.extend(wave))(predict, prepared, attacks, None)])
     nt = _untargeted(prepared)
-    found_nt = {r["attack_id"]: r for r in untargeted_results(prepared, waves)}
+    _, nt_skipped = pipeline.split_attacks(nt, range(len(nt.plan)), probs)
+    untargeted = collect(nt, [pipeline.skipped_result(nt, nt_skipped, probs),
+                              untargeted_results(prepared, waves, probs)])
     h, w = prepared.images.shape[1:3]
     stack = lambda name, shape, dtype: (  # noqa: E731
         np.stack([getattr(s, name) for s in waves]).astype(dtype) if waves
         else np.zeros((0, *shape), dtype))
     return SweepResult(
-        targets=_assemble(prepared, probs, found), untargeted=_assemble(nt, probs, found_nt),
+        targets=targets, untargeted=untargeted,
         image=prepared.positions[[s.position for s in waves]].astype(np.int64),
         flips=stack("flips", (h, w), np.int32), min_true=stack("min_true", (h, w), np.float32),
         reached=stack("reached", (prepared.num_classes,), np.int64),

@@ -175,8 +175,9 @@ def _nothing_attacked(summary: dict) -> int:
 
 def _cmd_demo(args) -> int:
     import jax
+    import numpy as np
 
-    from pixeljax import results
+    from pixeljax.attack_result import AttackResult
     from pixeljax.data import load_dataset
     from pixeljax.figures import adversarial_grid
 
@@ -189,11 +190,11 @@ def _cmd_demo(args) -> int:
           file=_aside(args))
     summary = _attack(args)
     _print_summary(summary, args.json)
-    rows = [r for r in results.read_rows(args.out) if r["status"] != results.STATUS_SKIPPED]
-    rows.sort(key=lambda r: -r["success"])
+    found = AttackResult.from_folder(args.out).attacked()
+    found = found.take(np.argsort(~found.success, kind="stable"))  # successes first
     data = load_dataset(args.data, args.split)
     images = {int(i): x for i, x in zip(data.index, data.x)}
-    png = adversarial_grid(rows, images, summary["pixels"], data.class_names,
+    png = adversarial_grid(found, images, data.class_names,
                            Path(args.out) / "demo.png",
                            title=f"{args.model}: {summary['pixels']}-pixel attack "
                                  f"({summary['success_rate']:.0%} fooled)")

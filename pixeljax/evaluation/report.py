@@ -18,13 +18,16 @@ import datetime
 import math
 from pathlib import Path
 
-from pixeljax.attack.spec import SWEEP
+import numpy as np
+
+from pixeljax.attack.spec import SWEEP, Goal
 from pixeljax.attack.sweep_run import read_maps
+from pixeljax.attack_result import AttackResult
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax import figures
 from pixeljax.evaluation import paper, tables
-from pixeljax.evaluation.store import ALL_TARGETS, CellResults, SuiteResults, load_results
+from pixeljax.evaluation.store import CellResults, SuiteResults, load_results
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
 REPORT = "report.md"
@@ -70,7 +73,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def compute_statistics(results: SuiteResults) -> dict[str, CellStats]:
     """Statistics of every cell that has results."""
     k = len(results.class_names)
-    return {c.key: cell_statistics(c.rows, mode=c.mode, num_classes=k)
+    return {c.key: cell_statistics(c.found, mode=c.mode, num_classes=k)
             for c in results.cells if c.started}
 
 
@@ -132,7 +135,7 @@ def _write_tables(results, stats, folder: Path) -> list[Path]:
 def _header(results: SuiteResults) -> list[str]:
     s = results.settings
     done = [c for c in results.cells if c.complete]
-    rows_done = sum(min(len(c.rows), c.attacks) for c in results.cells)
+    rows_done = sum(min(len(c.found), c.attacks) for c in results.cells)
     rows_all = sum(c.attacks for c in results.cells)
     images = (f"the first {s['n_images']:,}" if s["first"] else
               f"a random sample of {s['n_images']:,} (seed {s['seed']})")
@@ -155,7 +158,7 @@ def _header(results: SuiteResults) -> list[str]:
         ["seed", s["seed"]]])
     lines += ["", f"Progress: {len(done)} of {len(results.cells)} cells complete, "
                   f"{rows_done:,} of {rows_all:,} attacks."]
-    unfinished = [f"`{c.key}` ({tables.status(c)}, {len(c.rows):,}/{c.attacks:,})"
+    unfinished = [f"`{c.key}` ({tables.status(c)}, {len(c.found):,}/{c.attacks:,})"
                   for c in results.cells if not c.complete]
     if unfinished:
         lines += ["", "Not finished (numbers below cover what is done): "
@@ -172,7 +175,7 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
         s = stats.get(c.key)
         if s is None:
             continue
-        protocol = c.mode == ALL_TARGETS
+        protocol = c.mode == Goal.ALL_TARGETS
         arch = c.architecture
         rows.append([c.model, c.pixels, c.mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
                      _rate(s.success), _paper("success", arch, c.pixels) if protocol else "",
@@ -195,7 +198,7 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
                         [[p["pixels"], p["mode"], p["models"],
                           _rate(Rate(p["successes"], p["trials"])), _pct(p["mean_of_rates"]),
                           _paper("success", None, p["pixels"])
-                          if p["mode"] == ALL_TARGETS else ""] for p in pooled]) + [""]
+                          if p["mode"] == Goal.ALL_TARGETS else ""] for p in pooled]) + [""]
     lines += ["Success counts images fooled out of images attacked (correctly classified); "
               "under all-targets an image is fooled when any of its targets is reached, the "
               "paper's definition. Targeted counts (image, target) pairs. Intervals are 95% "
@@ -364,18 +367,12 @@ def _example_cell(results: SuiteResults, model: str) -> CellResults | None:
     return min(cells, key=lambda c: (c.pixels, c.mode != "non-targeted"))
 
 
-def _example_rows(cell: CellResults) -> list[dict]:
+def _examples(cell: CellResults) -> AttackResult:
     """Successes first (most confident first), one attack per image."""
-    rows = sorted((r for r in cell.rows if r["status"] != "skipped"),
-                  key=lambda r: (-r["success"], -r["confidence"]))
-    chosen, images = [], set()
-    for r in rows:
-        if r["image_index"] not in images:
-            chosen.append(r)
-            images.add(r["image_index"])
-        if len(chosen) == EXAMPLES:
-            break
-    return chosen
+    found = cell.found.attacked()
+    found = found.take(np.lexsort((-found.confidence, ~found.success)))
+    _, first = np.unique(found.image_index, return_index=True)
+    return found.take(np.sort(first)[:EXAMPLES])
 
 
 def _check_labels(results: SuiteResults, images, spec: str) -> None:
@@ -383,20 +380,20 @@ def _check_labels(results: SuiteResults, images, spec: str) -> None:
     labels mean other images under the same indices, whose grids would be wrong."""
     label = {int(i): int(y) for i, y in zip(images.index, images.y)}
     for cell in results.cells:
-        for r in cell.rows:
-            found = label.get(int(r["image_index"]))
-            if found is not None and found != int(r["label"]):
+        for i, y in zip(cell.found.image_index.tolist(), cell.found.label.tolist()):
+            found = label.get(i)
+            if found is not None and found != y:
                 raise PixeljaxError(
-                    f"--data {spec}: image {r['image_index']} is labelled {found} there, but "
-                    f"{cell.key} attacked it as class {r['label']}: these are not the images "
-                    f"the suite ran on; pass the data it ran on with --data")
+                    f"--data {spec}: image {i} is labelled {found} there, but {cell.key} "
+                    f"attacked it as class {y}: these are not the images the suite ran on; "
+                    f"pass the data it ran on with --data")
 
 
 def _write_examples(results: SuiteResults, folder: Path,
                     data: str | None) -> tuple[dict[str, tuple[Path, CellResults]], str]:
 
     wanted = {m: c for m in results.models if (c := _example_cell(results, m)) is not None}
-    wanted = {m: (c, rows) for m, c in wanted.items() if (rows := _example_rows(c))}
+    wanted = {m: (c, shown) for m, c in wanted.items() if len(shown := _examples(c))}
     if not wanted:
         return {}, ""
     spec = data or results.settings["data"]
@@ -405,7 +402,7 @@ def _write_examples(results: SuiteResults, folder: Path,
     except PixeljaxError as e:
         return {}, (f"Examples left out: the attacked images cannot be read ({e}); "
                     f"run `pixeljax report {results.out} --data SPEC`.")
-    needed = {r["image_index"] for _, rows in wanted.values() for r in rows}
+    needed = {i for _, shown in wanted.values() for i in shown.image_index.tolist()}
     lookup = {int(i): x for i, x in zip(images.index, images.x) if int(i) in needed}
     missing = needed - lookup.keys()
     if missing:
@@ -413,12 +410,12 @@ def _write_examples(results: SuiteResults, folder: Path,
                     f"{sorted(missing)[:5]}; pass the data the suite ran on with --data.")
     _check_labels(results, images, spec)
     out = {}
-    for model, (cell, rows) in wanted.items():
-        won = sum(r["success"] for r in rows)
-        path = figures.adversarial_grid(rows, lookup, cell.pixels, images.class_names,
+    for model, (cell, shown) in wanted.items():
+        path = figures.adversarial_grid(shown, lookup, images.class_names,
                                         folder / f"examples_{model}.png",
                                         title=f"{model}: {cell.pixels}-pixel {cell.mode} "
-                                              f"({won} of {len(rows)} shown succeed)")
+                                              f"({shown.success.sum()} of {len(shown)} shown "
+                                              f"succeed)")
         out[model] = (path, cell)
     return out, ""
 

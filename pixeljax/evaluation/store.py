@@ -16,12 +16,11 @@ import json
 from pathlib import Path
 
 from pixeljax import results
-from pixeljax.attack.spec import TARGET_MODES, Goal
+from pixeljax.attack_result import AttackResult
 from pixeljax.checkpoint import read_metadata
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, TRAINED, cell_settings
-
-ALL_TARGETS = Goal.ALL_TARGETS
+from pixeljax.modes import TARGET_MODES
 
 
 def load_record(out: str | Path) -> dict:
@@ -64,9 +63,9 @@ class CellResults:
       model: the victim's name; architecture: its network.
       pixels, mode: the attack.
       directory: the cell's results folder.
-      rows: its result rows (empty when it has not run).
+      found: its results (empty when it has not run).
       summary: its ``summary.json`` (cost: wall time, evaluations, device), or None.
-      attacks: rows it has when finished.
+      attacks: results it has when finished.
     """
 
     key: str
@@ -75,17 +74,17 @@ class CellResults:
     pixels: int
     mode: str
     directory: Path
-    rows: list[dict]
+    found: AttackResult
     summary: dict | None
     attacks: int
 
     @property
     def started(self) -> bool:
-        return bool(self.rows)
+        return bool(len(self.found))
 
     @property
     def complete(self) -> bool:
-        return len(self.rows) >= self.attacks
+        return len(self.found) >= self.attacks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +154,7 @@ def load_results(out: str | Path) -> SuiteResults:
     for key in record["cells"]:
         model, pixels, mode = _parse_key(key)
         directory = out / model / f"{pixels}px-{mode}"
-        rows, summary = [], None
+        found, summary = AttackResult.empty(pixels, 3), None
         if (directory / results.CONFIG).is_file():
             config = results.read_config(directory)
             expected = cell_settings(settings, key, mode)
@@ -163,12 +162,12 @@ def load_results(out: str | Path) -> SuiteResults:
             if config.get("suite") != record["suite"] or mine != expected:
                 raise PixeljaxError(f"{directory} holds results of another suite or "
                                     f"configuration than {out / RECORD} records; move it away")
-            rows = results.read_rows(directory)
+            found = AttackResult.from_folder(directory)
             summary = results.read_summary(directory)
         architecture = record["victims"].get(model, {}).get("architecture", model)
         n = cell_settings(settings, key, mode)["n_images"]
         attacks = n * (k - 1 if mode in TARGET_MODES else 1)
         cells.append(CellResults(key=key, model=model, architecture=architecture, pixels=pixels,
-                                 mode=mode, directory=directory, rows=rows, summary=summary,
+                                 mode=mode, directory=directory, found=found, summary=summary,
                                  attacks=attacks))
     return SuiteResults(out=out, record=record, cells=cells)

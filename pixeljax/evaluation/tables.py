@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.evaluation import paper
-from pixeljax.attack.spec import SWEEP
-from pixeljax.evaluation.store import ALL_TARGETS, SuiteResults
+from pixeljax.attack.spec import SWEEP, Goal
+from pixeljax.evaluation.store import SuiteResults
 from pixeljax.stats import CellStats, Rate, compare, pool
 
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
@@ -88,7 +88,7 @@ def cells_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[d
     table = []
     for cell in results.cells:
         row = {**_cell_id(cell), "architecture": cell.architecture, "status": status(cell),
-               "rows": len(cell.rows), "planned_rows": cell.attacks}
+               "rows": len(cell.found), "planned_rows": cell.attacks}
         if cell.key in stats:
             row.update({k: v for k, v in stats[cell.key].to_dict().items() if k != "mode"})
         row.update(_cost(cell))
@@ -146,7 +146,7 @@ def pooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
         if not cells:
             continue
         pooled = pool([stats[c.key].success for c in cells])
-        published = paper.published("success", None, pixels) if mode == ALL_TARGETS else None
+        published = paper.published("success", None, pixels) if mode == Goal.ALL_TARGETS else None
         table.append({"pixels": pixels, "mode": mode, "models": len(cells),
                       **pooled.success.to_dict(), "mean_of_rates": pooled.mean_of_rates,
                       **_paper_fields(published)})
@@ -165,7 +165,7 @@ def comparison_table(results: SuiteResults) -> list[dict]:
     for sweep in [c for c in results.cells if c.mode == SWEEP and c.started]:
         for de in [c for c in results.cells if c.model == sweep.model and c.pixels == 1
                    and c.mode != SWEEP and c.started]:
-            cmp = compare(de.rows, sweep.rows)
+            cmp = compare(de.found, sweep.found)
             low, high = cmp.either.interval
             table.append({"model": sweep.model, "method": f"DE {de.mode}", "images": cmp.images,
                           "method_fooled": cmp.first.successes,
@@ -190,7 +190,7 @@ def paper_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[d
     table, paper_models = [], paper.paper_models()
     for cell in results.cells:
         s = stats.get(cell.key)
-        if s is None or cell.mode != ALL_TARGETS or cell.architecture not in paper_models:
+        if s is None or cell.mode != Goal.ALL_TARGETS or cell.architecture not in paper_models:
             continue
         measured = {"success": s.success, "targeted": s.targeted,
                     "confidence": s.mean_confidence, "classes_reached": s.mean_classes_reached,
