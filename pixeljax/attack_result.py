@@ -182,7 +182,6 @@ class AttackResult:
             row = {_COLUMN.get(name, name): getattr(self, name)[k].item()
                    for name in _DTYPES if name != "perturbation"}
             row["success"] = int(self.success[k])
-            row["precision_flip"] = int(row["precision_flip"])
             for j in range(self.pixels):
                 for n, name in enumerate(fields):
                     row[f"{name}{j}"] = float(self.perturbation[k, j, n])

@@ -115,7 +115,8 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
     maps = batch_propagation_maps(attacks.victim, attacks.images, attacks.found.candidates,
                                   batch_size=batch_size)
     image_hw = attacks.images.shape[1:3]
-    pixels = attacked_pixels(attacks.found.candidates, attacks.images.shape[1:])  # (N, 2) (row, col)
+    # (N, 2) (row, col)
+    pixels = attacked_pixels(attacks.found.candidates, attacks.images.shape[1:])
     shapes = [m.shape[-2:] for m in maps.mean]
     files = []
     for a, attack_id in enumerate(attacks.found.attack_id):
@@ -203,7 +204,8 @@ def run_locality(results: str | Path | Sequence[str | Path], out: str | Path, *,
     curves, table, summary = {}, [], []
     for attacks, label in zip(loaded, labels):
         result = locality(attacks.victim.predict, attacks.images, attacks.found.candidates,
-                          attacks.found.label, attacks.found.target, radius=radius, batch_size=batch_size)
+                          attacks.found.label, attacks.found.target, radius=radius,
+                          batch_size=batch_size)
         rows = result.by_distance()
         curves[label] = rows
         table += [{"model": attacks.model_name, "results": str(attacks.directory), **row}

@@ -183,7 +183,7 @@ def _harvest(summary: dict, in_slot: list[Attack | None],
     for i in np.flatnonzero(freed):
         in_slot[i] = None
     at = lambda name: np.asarray(summary[name])[freed]  # noqa: E731
-    top = at("adversarial_class")
+    top, perturbation = at("adversarial_class"), at("perturbation")
     success = [a.fooled_by(int(c)) for a, c in zip(chosen, top)]
     finished = AttackResult(
         attack_id=[a.attack_id for a in chosen], image_index=[a.image_index for a in chosen],
@@ -192,8 +192,7 @@ def _harvest(summary: dict, in_slot: list[Attack | None],
         adversarial_class=top, confidence=at("confidence"),
         true_prob_before=[a.true_prob_before for a in chosen],
         true_prob_after=at("true_prob_after"),
-        perturbation=at("perturbation").reshape(len(chosen), pixels,
-                                                at("perturbation").shape[-1] // pixels),
+        perturbation=perturbation.reshape(len(chosen), pixels, perturbation.shape[-1] // pixels),
         generations=at("generations"), evaluations=at("evaluations"),
         nonfinite=at("nonfinite"), precision_flip=np.zeros(len(chosen), bool))
     return finished, freed

@@ -202,7 +202,7 @@ def skipped_result(prepared: Prepared, skipped: Sequence[int],
     return AttackResult(
         attack_id=[p.attack_ids[k] for k in skipped], image_index=p.image_ids[i],
         label=labels, target=[p.plan[k][1] for k in skipped], status=[Status.SKIPPED] * n,
-        adversarial_class=clean.argmax(-1) if n else [], confidence=clean.max(-1) if n else [],
+        adversarial_class=clean.argmax(-1), confidence=clean.max(-1),
         true_prob_before=true, true_prob_after=true,
         perturbation=np.zeros((n, p.spec.pixels, 2 + p.images.shape[-1])),
         generations=np.zeros(n), evaluations=np.zeros(n), nonfinite=np.zeros(n),

@@ -70,24 +70,25 @@ def _untargeted(prepared: pipeline.Prepared) -> pipeline.Prepared:
 
 
 def _found(prepared: pipeline.Prepared, entries: list[tuple[int, int, int]],
-           wave: list[SweptImage], probs: np.ndarray) -> AttackResult:
+           wave: list[SweptImage], true_before: np.ndarray) -> AttackResult:
     """The results of a wave's re-checked candidates: ``entries`` are (attack id, swept image
-    of ``wave``, class whose candidate it is); ``probs`` the clean probabilities. An attack's
-    evaluations are its image's candidates."""
+    of ``wave``, class whose candidate it is); ``true_before`` (N,) each selected image's
+    clean true-class probability. An attack's evaluations are its image's candidates."""
     p = prepared
+    verdicts = [s.verdict(int(p.labels[s.position])) for s in wave]
     swept = [wave[w] for _, w, _ in entries]
     label = np.asarray([int(p.labels[s.position]) for s in swept], np.int64)
     after = np.stack([s.probs[t] for s, (*_, t) in zip(swept, entries)]) if entries \
         else np.zeros((0, p.num_classes), np.float32)
     n = len(entries)
-    success = [bool(s.verdict(y)[t]) for s, y, (*_, t) in zip(swept, label, entries)]
+    success = [bool(verdicts[w][t]) for _, w, t in entries]
     return AttackResult(
         attack_id=[a for a, *_ in entries],
         image_index=[p.image_ids[s.position] for s in swept], label=label,
         target=[t if t != y else NON_TARGETED for y, (*_, t) in zip(label, entries)],
         status=[Status.SUCCESS if ok else Status.FAILURE for ok in success],
         adversarial_class=after.argmax(-1), confidence=after.max(-1),
-        true_prob_before=[probs[s.position, y] for s, y in zip(swept, label)],
+        true_prob_before=[true_before[s.position] for s in swept],
         true_prob_after=after[np.arange(n), label],
         perturbation=np.stack([s.candidates[t] for s, (*_, t) in zip(swept, entries)]).reshape(
             n, 1, -1) if n else np.zeros((0, 1, 2 + p.images.shape[-1])),
@@ -110,9 +111,9 @@ def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptIma
         pending = {a.attack_id for a in attacks}
         k_of = {aid: k for k, aid in enumerate(prepared.attack_ids)}
         positions = sorted({prepared.plan[k_of[a]][0] for a in pending})
-        probs = np.zeros((len(prepared.images), prepared.num_classes), np.float32)
+        true_before = np.zeros(len(prepared.images), np.float32)
         for a in attacks:  # the clean true-class probabilities the attacks carry
-            probs[prepared.plan[k_of[a.attack_id]][0], a.label] = a.true_prob_before
+            true_before[prepared.plan[k_of[a.attack_id]][0]] = a.true_prob_before
         for wave in sweep.stream(prepared.scorer, predict, prepared.images[positions],
                                  prepared.labels[positions], spec, devices=prepared.devices):
             wave = [dataclasses.replace(s, position=positions[s.position]) for s in wave]
@@ -125,7 +126,7 @@ def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptIma
                                              prepared.num_classes)
                     if t != label and aid in pending:
                         entries.append((aid, w, t))
-            yield _found(prepared, entries, wave, probs)
+            yield _found(prepared, entries, wave, true_before)
 
     return run
 
@@ -159,7 +160,7 @@ def untargeted_results(prepared: pipeline.Prepared, wave: list[SweptImage],
     p = _untargeted(prepared)
     entries = [(p.attack_ids[s.position], w, int(p.labels[s.position]))
                for w, s in enumerate(wave)]
-    return _found(p, entries, wave, probs)
+    return _found(p, entries, wave, probs[np.arange(len(probs)), p.labels])
 
 
 def read_maps(directory: str | Path) -> dict[str, np.ndarray]:
