@@ -12,7 +12,7 @@ Victims without a checkpoint are skipped; ``--train-missing`` trains them first 
 recipe in train/ (on ``--train-data``, default ``--data``; hours on a GPU, days on a CPU).
 """
 
-from pixeljax.evaluation import Suite, Victim
+from pixeljax.evaluation import AttackSpec, Suite, Victim
 
 SUITE = Suite(
     name="paper-cifar10",
@@ -23,6 +23,5 @@ SUITE = Suite(
              Victim("vgg16", recipe="vgg16")),
     pixels=(1, 3, 5),
     modes=("non-targeted", "all-targets"),
-    popsize=400,
-    maxiter=100,
+    attack=AttackSpec(popsize=400, maxiter=100),
 )

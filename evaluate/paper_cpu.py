@@ -18,7 +18,7 @@ on a 2-core CPU in all. The run is resumable: the same command continues it. Vic
 checkpoint are skipped.
 """
 
-from pixeljax.evaluation import Suite, Victim
+from pixeljax.evaluation import AttackSpec, Suite, Victim
 
 SUITE = Suite(
     name="paper-cpu",
@@ -28,8 +28,7 @@ SUITE = Suite(
     pixels=(1, 3, 5),
     modes=("non-targeted", "all-targets", "sweep"),
     sample=500,
-    popsize=400,
-    maxiter=100,
+    attack=AttackSpec(popsize=400, maxiter=100),
     cell_images=(
         ("allconv/1px-sweep", 500),
         ("allconv/1px-non-targeted", 100),

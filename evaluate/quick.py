@@ -9,7 +9,7 @@ a network without one is skipped (``--train-missing`` trains it first with its r
 train/, which needs the CIFAR-10 training set, ``--train-data``, and hours on a CPU).
 """
 
-from pixeljax.evaluation import Suite, Victim
+from pixeljax.evaluation import AttackSpec, Suite, Victim
 
 SUITE = Suite(
     name="quick",
@@ -21,6 +21,5 @@ SUITE = Suite(
     modes=("non-targeted", "all-targets"),
     images=5,
     data="sample",
-    popsize=20,
-    maxiter=10,
+    attack=AttackSpec(popsize=20, maxiter=10),
 )

@@ -6,6 +6,7 @@ Su, Vargas, Sakurai, "One pixel attack for fooling deep neural networks", IEEE T
 from pixeljax.attack import (
     AttackResult,
     AttackSpec,
+    EngineSizes,
     SweepResult,
     SweepSpec,
     pixel_attack,
@@ -18,6 +19,6 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 
 __version__ = "0.1.0"
-__all__ = ["AttackResult", "AttackSpec", "LoadedVictim", "PixeljaxError", "SweepResult",
-           "SweepSpec", "create_model", "differential_evolution", "load_dataset", "load_victim",
-           "pixel_attack", "pixel_sweep"]
+__all__ = ["AttackResult", "AttackSpec", "EngineSizes", "LoadedVictim", "PixeljaxError",
+           "SweepResult", "SweepSpec", "create_model", "differential_evolution", "load_dataset",
+           "load_victim", "pixel_attack", "pixel_sweep"]

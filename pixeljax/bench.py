@@ -36,6 +36,7 @@ from pixeljax.attack.api import pixel_attack
 from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
+from pixeljax.de.core import MIN_POPSIZE
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import BFLOAT16, FLOAT32, PRECISIONS
 
@@ -60,7 +61,7 @@ class BenchConfig:
 
     def check(self) -> None:
         """Raises PixeljaxError naming the first size out of range."""
-        least = {"popsize": 4, "maxiter": 0, "seed": 0, "sweep_images": 0,
+        least = {"popsize": MIN_POPSIZE, "maxiter": 0, "seed": 0, "sweep_images": 0,
                  "agreement_candidates": 0}
         for field in dataclasses.fields(self):
             value, low = getattr(self, field.name), least.get(field.name, 1)

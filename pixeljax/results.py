@@ -455,16 +455,6 @@ def _read_parts(path: Path, *, quiet: bool = False) -> list[dict] | None:
         return []
 
 
-def _legacy_parts(directory: Path) -> list[dict]:
-    """A folder written before time ledgers: its summary's time, when it is sound."""
-    try:
-        summary = json.loads((directory / SUMMARY).read_text())
-        part = _part(summary["wall_seconds"], summary["evaluations"])
-    except (OSError, ValueError, KeyError, TypeError):
-        part = None
-    return [part] if part is not None and part["evaluations"] > 0 else []
-
-
 class RunClock:
     """The time one writer (process) spends on a results folder. Each run is a part; the ledger
     (``timing.json`` or the process's ``timing-<p>-of-<n>.json``) holds every part's seconds and
@@ -475,7 +465,7 @@ class RunClock:
         directory = Path(directory)
         self.path = directory / timing_name(process, num_processes)
         parts = _read_parts(self.path)
-        self.parts = _legacy_parts(directory) if parts is None else parts
+        self.parts = [] if parts is None else parts
         self.started = time.perf_counter()
         self.evaluations = 0
 
@@ -497,6 +487,6 @@ def run_time(directory: str | Path) -> tuple[float, int]:
     directory = Path(directory)
     ledgers = [p for p in directory.glob("timing*.json")
                if p.name == TIMING or re.fullmatch(r"timing-\d+-of-\d+\.json", p.name)]
-    parts = [_read_parts(p, quiet=True) or [] for p in ledgers] or [_legacy_parts(directory)]
+    parts = [_read_parts(p, quiet=True) or [] for p in ledgers] or [[]]
     seconds = max(sum(p["seconds"] for p in ps) for ps in parts)
     return seconds, sum(p["evaluations"] for ps in parts for p in ps)

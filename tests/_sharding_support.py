@@ -57,7 +57,7 @@ def victim_and_data():
 def spec(seed: int = 0, mode: str = "all-targets"):
     from pixeljax.attack.spec import AttackSpec
 
-    return AttackSpec(goal=mode, seed=seed, n_images=N_IMAGES, first=True, **ENGINE)
+    return AttackSpec().replace(goal=mode, seed=seed, n_images=N_IMAGES, first=True, **ENGINE)
 
 
 VICTIM = {"model": "linear", "architecture": "linear", "checkpoint": "linear-test-weights"}
@@ -80,8 +80,8 @@ def sweep(out, **kwargs) -> tuple[dict, list[dict], dict]:
     from pixeljax.attack.sweep_run import read_maps, sweep_folder
 
     predict, data = victim_and_data()
-    summary = sweep_folder(predict, data, out, SweepSpec(levels=(0, 128, 255), slots=2,
-                                                         batch_size=50, first=True),
+    summary = sweep_folder(predict, data, out, SweepSpec(levels=(0, 128, 255), first=True)
+                           .replace(slots=2, batch_size=50),
                            victim=VICTIM, progress=False, **kwargs)
     maps = {k: v.tolist() for k, v in read_maps(out).items()}
     return summary, results.read_rows(out), maps

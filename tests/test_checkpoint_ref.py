@@ -21,15 +21,15 @@ import pixeljax.checkpoint
 from pixeljax import results
 from pixeljax.analysis import load_attacks
 from pixeljax.cli import main
-from pixeljax.evaluation import Suite, Victim, run_suite
+from pixeljax.evaluation import AttackSpec, EngineSizes, Suite, Victim, run_suite
 
-ENGINE = dict(slots=2, batch_size=32)
+ENGINE = dict(sizes=EngineSizes(slots=2, batch_size=32))
 CELL = "tiny/1px-non-targeted"
 
 
 def tiny_suite(data) -> Suite:
     return Suite(name="refs", victims=(Victim("tiny"),), pixels=(1,), modes=("non-targeted",),
-                 images=2, data=str(data), popsize=10, maxiter=2)
+                 images=2, data=str(data), attack=AttackSpec(popsize=10, maxiter=2))
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,20 @@ def test_a_suite_cell_records_architecture_and_shipped_reference(suite_out):
     assert victim["checkpoint_label"] == "checkpoints/tiny (shipped)"
     successes = [r for r in results.read_rows(suite_out / CELL) if r["success"]]
     assert successes, "the locality analysis needs a successful attack"
+
+
+def test_a_suite_victim_may_name_another_shipped_checkpoint(shipped):
+    from pixeljax.evaluation import make_plan
+
+    suite = Suite(name="refs", victims=(Victim("again", architecture="tiny",
+                                               checkpoint="shipped:tiny"),),
+                  pixels=(1,), modes=("non-targeted",), images=2, data=str(shipped / "data.npz"),
+                  attack=AttackSpec(popsize=10, maxiter=2))
+    plan = make_plan(suite, shipped / "elsewhere")
+    victim = plan.victims["again"]
+    assert victim.reference == "shipped:tiny"  # loadable on any machine, no path recorded
+    assert victim.checkpoint == shipped / "checkpoints" / "tiny"
+    assert victim.checkpoint_id == "checkpoints/tiny (shipped)"
 
 
 def test_propagation_and_locality_run_on_a_suite_cell(suite_out, tmp_path):

@@ -49,7 +49,7 @@ from pixeljax.checkpoint import (
 from pixeljax.cli import main
 from pixeljax.data import ImageSet, load_dataset, load_sample
 from pixeljax.errors import CheckpointError, PixeljaxError
-from pixeljax.evaluation import Suite, Victim, run_suite
+from pixeljax.evaluation import EngineSizes, Suite, Victim, run_suite
 from pixeljax.models import create_model
 from pixeljax.training import TrainConfig, train
 
@@ -236,7 +236,7 @@ def test_a_model_with_nan_logits_on_perturbed_images_fools_nothing(victim, tmp_p
                     source="four clean images")
     summary = attack_run.attack_folder(
         nan_when_perturbed, data, tmp_path / "run",
-        AttackSpec(popsize=8, maxiter=2, slots=4, batch_size=16, n_images=4),
+        AttackSpec(popsize=8, maxiter=2, n_images=4).replace(slots=4, batch_size=16),
         victim={"model": "nan", "architecture": "nan", "checkpoint": "none"}, progress=False)
     rows = results.read_rows(tmp_path / "run")
     assert [r["status"] for r in rows] == ["failure"] * 4
@@ -392,13 +392,13 @@ def test_a_training_work_dir_and_a_suite_folder_take_one_writer(small_npz, victi
             train(RECIPE, data, data, tmp_path / "work", progress=False)
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [locking.LOCK]
     suite = Suite(name="locked", victims=(Victim("tiny", checkpoint=str(victim[0])),),
-                  pixels=(1,), modes=("non-targeted",), images=2, data="sample", popsize=8,
-                  maxiter=2)
+                  pixels=(1,), modes=("non-targeted",), images=2, data="sample",
+                  attack=AttackSpec(popsize=8, maxiter=2))
     with locking.exclusive(tmp_path / "suite", "suite results folder"):
         with pytest.raises(PixeljaxError, match=f"suite results folder {tmp_path / 'suite'} is "
                                                 f"in use by another pixeljax process"):
-            run_suite(suite, tmp_path / "suite", progress=False, **{
-                k: TINY_ENGINE[k] for k in ("slots", "batch_size")})
+            run_suite(suite, tmp_path / "suite", progress=False, sizes=EngineSizes(
+                slots=TINY_ENGINE["slots"], batch_size=TINY_ENGINE["batch_size"]))
     assert sorted(p.name for p in (tmp_path / "suite").iterdir()) == [locking.LOCK]
 
 

@@ -137,7 +137,7 @@ def test_a_bad_defence_on_the_command_line_is_one_error_line_and_creates_nothing
 
 
 def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_path):
-    from pixeljax.evaluation import Suite, Victim, run_suite
+    from pixeljax.evaluation import AttackSpec, EngineSizes, Suite, Victim, run_suite
 
     with pytest.raises(PixeljaxError, match="victim tiny-m: --defence: unknown defence"):
         Victim("tiny-m", architecture="tiny", defence="blur3")
@@ -151,8 +151,9 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
                    defence="noise60x2")
     suite = Suite(name="defended", victims=(plain, smooth, noisy), pixels=(1, 3),
                   modes=("non-targeted",), images=3, data=str(tmp_path / "data.npz"),
-                  popsize=8, maxiter=1)
-    summaries = run_suite(suite, tmp_path / "out", progress=False, slots=2, batch_size=16)
+                  attack=AttackSpec(popsize=8, maxiter=1))
+    summaries = run_suite(suite, tmp_path / "out", progress=False,
+                          sizes=EngineSizes(slots=2, batch_size=16))
     assert [s["model"] for s in summaries] == ["tiny", "tiny", "tiny-median3", "tiny-median3",
                                                "tiny-noise", "tiny-noise"]
     config = json.loads((tmp_path / "out" / "tiny-median3" / "1px-non-targeted" /

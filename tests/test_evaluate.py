@@ -16,6 +16,7 @@ from pixeljax import results
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import (
+    EngineSizes,
     Suite,
     Victim,
     load_suite,
@@ -30,7 +31,8 @@ from pixeljax.evaluation.runner import with_images
 from pixeljax.evaluation.suite import SUITES
 from pixeljax.models import registry
 
-ENGINE = dict(slots=4, batch_size=32)  # the same sizes everywhere: one compilation per module
+# The same sizes everywhere: one compilation per module.
+ENGINE = dict(sizes=EngineSizes(slots=4, batch_size=32))
 IMAGES = 12
 
 
@@ -46,11 +48,12 @@ def write_suite(folder, *, name="tiny-test", victim=None, images=IMAGES,
 
             pixeljax evaluate {path} --train-data CIFAR10/train-0.npz --out OUT
         """
-        from pixeljax.evaluation import Suite, Victim
+        from pixeljax.evaluation import AttackSpec, Suite, Victim
         from pixeljax.training import load_recipe
 
         SUITE = Suite(name={name!r}, victims=({victim},), pixels=(1,), modes={modes!r},
-                      images={images}, data="sample", popsize=8, maxiter=4)
+                      images={images}, data="sample",
+                      attack=AttackSpec(popsize=8, maxiter=4))
         '''))
     return path
 
@@ -80,22 +83,25 @@ def test_shipped_suites_are_listed_and_load_by_name_with_a_dash():
     assert load_suite("paper-cifar10").name == "paper-cifar10"
 
 
-def test_the_robustness_suite_attacks_the_shipped_allconv_behind_every_kind_of_defence():
+def test_the_robustness_suite_attacks_the_shipped_allconv_behind_every_defence_and_tuned():
     from pixeljax.defences import KINDS, parse_defences
 
     suite = load_suite("robustness-cpu")
-    defences = [v.defence for v in suite.victims]
-    assert defences[0] is None and {v.architecture for v in suite.victims[1:]} == {"allconv"}
-    assert {parse_defences(d)[0].kind for d in defences[1:]} == set(KINDS)
+    defended = [v.defence for v in suite.victims if v.defence is not None]
+    assert {v.architecture or v.name for v in suite.victims} == {"allconv"}
+    assert {parse_defences(d)[0].kind for d in defended} == set(KINDS)
+    tuned = [v for v in suite.victims if v.checkpoint == "shipped:allconv-adv1px"]
+    assert len(tuned) == 1 and tuned[0].defence is None
     assert suite.pixels == (1, 3, 5) and suite.modes == ("non-targeted",)
-    assert len(suite.cells()) == 15 and suite.sample == 30
+    assert len(suite.cells()) == 3 * (len(defended) + 2) and suite.sample == 30
 
 
 def test_paper_suite_is_the_papers_grid_at_full_budget_on_every_image():
     suite = load_suite("paper-cifar10")
     assert [v.name for v in suite.victims] == ["allconv", "nin", "vgg16"]
     assert suite.pixels == (1, 3, 5) and suite.modes == ("non-targeted", "all-targets")
-    assert (suite.popsize, suite.maxiter, suite.F, suite.crossover) == (400, 100, 0.5, None)
+    a = suite.attack
+    assert (a.popsize, a.maxiter, a.F, a.crossover) == (400, 100, 0.5, None)
     assert suite.images is None and suite.sample is None
     assert len(suite.cells()) == 18
     assert with_images(suite, sample=500).sample == 500
@@ -104,7 +110,7 @@ def test_paper_suite_is_the_papers_grid_at_full_budget_on_every_image():
 def test_quick_suite_is_the_same_grid_on_a_handful_of_images_and_a_small_budget():
     paper, quick = load_suite("paper-cifar10"), load_suite("quick")
     assert [c.key for c in quick.cells()] == [c.key for c in paper.cells()]
-    assert quick.images <= 10 and quick.popsize * quick.maxiter < 1000
+    assert quick.images <= 10 and quick.attack.popsize * quick.attack.maxiter < 1000
     assert quick.data == "sample"
 
 

@@ -28,7 +28,6 @@ from _attack_support import boundary_sample, toy_model
 
 import pixeljax.results
 from pixeljax.attack import pixel_attack
-from pixeljax.attack.sizes import micro_batch
 from pixeljax.attack.validation import check_images, check_key
 from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
@@ -120,10 +119,11 @@ def world(tmp_path_factory) -> Path:
     (base / "foreign").mkdir()
     (base / "foreign" / "notes.txt").write_text("someone's work\n")
     suite = textwrap.dedent(f"""\
-        from pixeljax.evaluation import Suite, Victim
+        from pixeljax.evaluation import AttackSpec, Suite, Victim
         SUITE = Suite(name="hostile", victims=(Victim("tiny", checkpoint={str(victim)!r}),),
                       pixels=(1,), modes=("non-targeted",), images=3,
-                      data={str(base / "good.npz")!r}, popsize=8, maxiter=2{{extra}})
+                      data={str(base / "good.npz")!r},
+                      attack=AttackSpec(popsize=8, maxiter=2{{extra}}))
         """)
     (base / "suite.py").write_text(suite.format(extra=""))
     (base / "nan_suite.py").write_text(suite.format(extra=", F=float('nan')"))
@@ -344,8 +344,8 @@ def test_verbose_adds_the_traceback_of_the_users_code(runs, world):
 
 
 def test_a_suite_with_a_nan_value_is_refused(runs, world):
-    refused(runs["nan_suite"], f"error: suite file {world / 'nan_suite.py'}, line 2: suite "
-                               f"hostile: F must be a finite number in (0, 2], got nan")
+    refused(runs["nan_suite"], f"error: suite file {world / 'nan_suite.py'}, line 5: F must be "
+                               f"a finite number in (0, 2], got nan")
 
 
 def test_a_recipe_file_whose_code_raises_names_file_and_line(runs, world):
@@ -446,11 +446,6 @@ def test_the_micro_batch_is_capped_at_what_the_slots_fill_and_recorded(runs, wor
                       .read_text())
     assert cell["batch_size"] == 32 * 8  # evaluate's default 32 slots
 
-
-def test_micro_batch_counts_the_slots_of_one_device():
-    assert micro_batch(1024, 4, 8) == 32
-    assert micro_batch(16, 4, 8) == 16
-    assert micro_batch(1024, 5, 8, n_devices=2) == 24  # 3 slots per device
 
 
 # -- report --data --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from _analysis_support import shared_results
 
 from pixeljax import results
 from pixeljax.attack import pixel_attack
+from pixeljax.attack.sizes import slot_count
 from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
@@ -75,7 +76,7 @@ def test_nan_evaluations_are_reported_to_api_users():
 
 
 def test_slots_are_capped_at_the_attacks_there_are(monkeypatch, victim):
-    from pixeljax.attack import engine, generation
+    from pixeljax.attack import generation
 
     seen = []
     real = generation.empty_slots
@@ -85,7 +86,7 @@ def test_slots_are_capped_at_the_attacks_there_are(monkeypatch, victim):
     labels = np.asarray(victim[1].predict(images)).argmax(-1)
     pixel_attack(victim[1].predict, images, labels, popsize=8, maxiter=1, slots=2000)
     assert seen == [2]
-    assert engine.slot_count(min(2000, 2), 1) == 2
+    assert slot_count(min(2000, 2), 1) == 2
 
 
 # -- one line instead of a traceback --------------------------------------------------------------

@@ -185,9 +185,10 @@ def test_a_suite_gives_its_precision_to_every_cell_and_refuses_an_unknown_one():
     from pixeljax.evaluation import Suite, Victim
 
     suite = Suite(name="low", victims=(Victim("tiny"),), pixels=(1,),
-                  modes=("non-targeted", "sweep"), images=2, precision="bfloat16")
+                  modes=("non-targeted", "sweep"), images=2,
+                  attack=AttackSpec(precision="bfloat16"))
     specs = [suite.spec(cell, n_images=2, first=True) for cell in suite.cells()]
     assert [type(s).__name__ for s in specs] == ["AttackSpec", "SweepSpec"]
     assert all(s.to_config()["precision"] == "bfloat16" for s in specs)
-    with pytest.raises(PixeljaxError, match="suite low: precision must be one of"):
-        Suite(name="low", victims=(Victim("tiny"),), precision="half")
+    with pytest.raises(PixeljaxError, match="precision must be one of"):
+        Suite(name="low", victims=(Victim("tiny"),), attack=AttackSpec(precision="half"))

@@ -146,7 +146,7 @@ def test_bench_reports_throughput_per_device_count_as_ratios_to_one_device(eight
 
 
 def test_slots_round_up_to_a_multiple_of_the_device_count():
-    from pixeljax.attack.engine import slot_count
+    from pixeljax.attack.sizes import slot_count
 
     assert [slot_count(s, 8) for s in (1, 8, 9, 32)] == [8, 8, 16, 32]
     assert [slot_count(s, 3) for s in (4, 6)] == [6, 6]

@@ -9,7 +9,10 @@ import pytest
 
 from pixeljax import results
 from pixeljax.attack import pixel_attack
-from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
+from pixeljax.attack.sizes import (ATTACK_SLOTS, CPU_BATCH_SIZE, SEGMENT, SWEEP_SLOTS,
+                                   EngineSizes)
+from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, AttackSpec, Goal
+from pixeljax.attack.sweep import SweepSpec
 from pixeljax.cli import build_parser
 from pixeljax.cli.attack import attack_spec
 from pixeljax.errors import PixeljaxError
@@ -26,14 +29,13 @@ def test_the_defaults_are_the_papers():
 
 
 def test_config_round_trips_and_leaves_out_the_engine_sizes():
+    sizes = EngineSizes(slots=5, batch_size=64, dense=True)
     spec = AttackSpec(pixels=3, goal="targeted", target_class=4, n_images=7, popsize=20,
-                      maxiter=3, F=0.7, crossover=0.2, slots=5, batch_size=64, dense=True)
+                      maxiter=3, F=0.7, crossover=0.2, sizes=sizes)
     config = json.loads(json.dumps(spec.to_config()))
     assert config["mode"] == "targeted" and "slots" not in config and "dense" not in config
-    back = AttackSpec.from_config(config, slots=5, batch_size=64, dense=True)
-    assert back == spec
-    assert AttackSpec.from_config(config) == spec.replace(slots=DEFAULTS.slots, batch_size=None,
-                                                          dense=False)
+    assert AttackSpec.from_config(config, sizes) == spec
+    assert AttackSpec.from_config(config) == spec.replace(sizes=EngineSizes())
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -43,13 +45,63 @@ def test_config_round_trips_and_leaves_out_the_engine_sizes():
     (dict(popsize=3), "popsize must be an integer >= 4, got 3"),
     (dict(strategy="best2"), "unknown strategy 'best2'"),
     (dict(n_images=0), "n_images must be an integer >= 1"),
-    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(seed=-1), r"seed must be an integer in \[0, 9223372036854775807\], got -1"),
     (dict(F=0), r"F must be a finite number in \(0, 2\]"),
-    (dict(dense="yes"), "dense must be True or False"),
+    (dict(sizes=dict(slots=2)), "sizes must be an EngineSizes"),
 ])
 def test_bad_settings_are_refused_when_the_spec_is_made(changes, message):
     with pytest.raises(PixeljaxError, match=message):
         AttackSpec(**changes)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(dense="yes"), "dense must be True or False"),
+    (dict(slots=0), "slots must be an integer >= 1, got 0"),
+    (dict(batch_size=2.0), "batch_size must be an integer >= 1, got 2.0"),
+    (dict(segment=True), "segment must be an integer >= 1, got True"),
+])
+def test_bad_engine_sizes_are_refused_in_the_spec_and_its_replace(changes, message):
+    with pytest.raises(PixeljaxError, match=message):
+        EngineSizes(**changes)
+    with pytest.raises(PixeljaxError, match=message):
+        DEFAULTS.replace(**changes)
+
+
+def test_engine_sizes_are_resolved_once_for_the_platform_and_the_devices():
+    unset = EngineSizes()
+    assert unset.resolve(per_slot=400, n_devices=1, platform="cpu") == EngineSizes(
+        slots=ATTACK_SLOTS, batch_size=CPU_BATCH_SIZE, segment=SEGMENT, dense=False)
+    assert unset.resolve(per_slot=400, n_devices=1, platform="gpu").batch_size == 1024
+    # Slots round up to the devices; the micro-batch is what one device's slots can fill.
+    assert EngineSizes(slots=5, batch_size=1024).resolve(per_slot=8, n_devices=2) == \
+        EngineSizes(slots=6, batch_size=24, segment=SEGMENT)
+    assert EngineSizes(batch_size=16).resolve(per_slot=8, n_devices=1).batch_size == 16
+    # A sweep's default is its own, and no more slots than images.
+    assert unset.resolve(per_slot=8192, n_devices=1, default_slots=SWEEP_SLOTS,
+                         tasks=3).slots == 3
+    spec = DEFAULTS.replace(popsize=8, slots=4)
+    assert spec.resolved_sizes(1).batch_size == min(32, CPU_BATCH_SIZE)
+    # A sweep's selection (whose summary records the slots) keeps the sweep's default.
+    assert SweepSpec().selection().sizes.slots == SWEEP_SLOTS
+    assert SweepSpec().resolved_sizes((32, 32, 3), 1, images=100).slots == SWEEP_SLOTS
+    assert SweepSpec().replace(slots=8).selection().sizes.slots == 8
+
+
+def test_the_command_line_options_are_the_specs_fields_with_its_checks(capsys):
+    parser = build_parser()
+    for option, value, bound in (("--popsize", "3", ">= 4"), ("--F", "0", "in (0, 2]"),
+                                 ("--slots", "0", ">= 1"), ("--true-threshold", "2",
+                                                             "in [0, 1]")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["attack", "allconv", "--out", "o", option, value])
+        err = capsys.readouterr().err
+        assert f"{bound}, got '{value}'" in err, err
+    help_text = parser._subparsers._group_actions[0].choices["attack"].format_help()
+    for field in OPTION_FIELDS:
+        assert "--" + field.replace("_", "-") in help_text
+    every = attack_spec(parser.parse_args(["attack", "allconv", "--out", "o", "--images",
+                                           "all"]))
+    assert every.n_images is None  # all images: asked for, never the default
 
 
 def test_the_command_line_builds_the_same_spec_as_the_api():
@@ -57,20 +109,23 @@ def test_the_command_line_builds_the_same_spec_as_the_api():
     args = parser.parse_args(["attack", "allconv", "--out", "o", "--targeted", "2", "--images",
                               "9", "--popsize", "30", "--crossover", "0.1", "--slots", "6"])
     assert attack_spec(args) == AttackSpec(goal=Goal.TARGETED, target_class=2, n_images=9,
-                                           popsize=30, crossover=0.1, slots=6)
+                                           popsize=30, crossover=0.1,
+                                           sizes=EngineSizes(slots=6))
     unset = attack_spec(parser.parse_args(["attack", "allconv", "--out", "o"]))
     assert unset == DEFAULTS.replace(n_images=100)  # the command's own default
 
 
 def test_a_suite_cell_is_a_spec_with_the_suites_settings():
-    suite = Suite(name="s", victims=(Victim("allconv"),), pixels=(3,), popsize=20, maxiter=5,
-                  F=0.6, seed=2)
+    attack = AttackSpec(popsize=20, maxiter=5, F=0.6, seed=2)
+    suite = Suite(name="s", victims=(Victim("allconv"),), pixels=(3,), attack=attack)
     cell = Cell(suite.victims[0], 3, "all-targets")
-    spec = suite.spec(cell, n_images=10, first=True, slots=8)
-    assert spec == AttackSpec(pixels=3, goal=Goal.ALL_TARGETS, n_images=10, first=True, seed=2,
-                              popsize=20, maxiter=5, F=0.6, slots=8)
-    with pytest.raises(PixeljaxError, match="suite s: popsize must be an integer >= 4"):
-        Suite(name="s", victims=(Victim("allconv"),), popsize=2)
+    spec = suite.spec(cell, n_images=10, first=True, sizes=EngineSizes(slots=8))
+    assert spec == attack.replace(pixels=3, goal=Goal.ALL_TARGETS, n_images=10, first=True,
+                                  slots=8)
+    with pytest.raises(PixeljaxError, match="suite s: attack sets pixels, n_images"):
+        Suite(name="s", victims=(Victim("allconv"),), attack=AttackSpec(pixels=3, n_images=5))
+    with pytest.raises(PixeljaxError, match="suite s: attack must be an AttackSpec"):
+        Suite(name="s", victims=(Victim("allconv"),), attack={"popsize": 20})
 
 
 def test_a_results_folder_records_the_victim_and_the_spec(tmp_path):
@@ -85,7 +140,7 @@ def test_a_results_folder_records_the_victim_and_the_spec(tmp_path):
 
 def test_pixel_attack_takes_a_spec_or_its_fields_and_defaults_the_key_to_the_seed():
     predict, data = victim_and_data()
-    spec = AttackSpec(popsize=8, maxiter=3, slots=4, batch_size=16, seed=3)
+    spec = AttackSpec(popsize=8, maxiter=3, seed=3).replace(slots=4, batch_size=16)
     by_spec = pixel_attack(predict, data.x, data.y, spec)
     by_fields = pixel_attack(predict, data.x, data.y, popsize=8, maxiter=3, slots=4,
                              batch_size=16, key=jax.random.key(3))
@@ -98,8 +153,8 @@ def test_pixel_attack_takes_a_spec_or_its_fields_and_defaults_the_key_to_the_see
 def test_a_targeted_spec_leaves_out_images_of_the_target_class_in_the_library_too(tmp_path):
     predict, data = victim_and_data()
     target = int(np.bincount(data.y).argmax())
-    spec = AttackSpec(goal=Goal.TARGETED, target_class=target, popsize=8, maxiter=2, slots=4,
-                      batch_size=16, first=True)
+    spec = AttackSpec(goal=Goal.TARGETED, target_class=target, popsize=8, maxiter=2,
+                      first=True).replace(slots=4, batch_size=16)
     result = pixel_attack(predict, data.x, data.y, spec)
     assert (data.y[result.image_index] != target).all() and (result.target == target).all()
     assert len(result.image_index) == int((data.y != target).sum())

@@ -21,6 +21,7 @@ from _attack_support import boundary_sample, kill_after_first_yield
 
 import pixeljax.attack.sweep as sweep_module
 from pixeljax import results
+from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.sweep import SweepSpec, colour_grid
 from pixeljax.attack.sweep_run import (
     NONTARGETED,
@@ -34,7 +35,7 @@ from pixeljax.cli import main
 from pixeljax.data.arrays import make_image_set
 from pixeljax.errors import PixeljaxError
 
-ENGINE = dict(slots=2, batch_size=64)
+ENGINE = dict(sizes=EngineSizes(slots=2, batch_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +165,7 @@ def grey_data():
 def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupted_one(
         tmp_path, monkeypatch):
     data = grey_data()
-    spec = SweepSpec(levels=(0, 255), slots=2, batch_size=16)
+    spec = SweepSpec(levels=(0, 255), sizes=EngineSizes(slots=2, batch_size=16))
     whole = sweep_folder(grey_predict, data, tmp_path / "whole", spec, victim=VICTIM,
                          progress=False)
     real = kill_after_first_yield(monkeypatch, sweep_module, "stream")
@@ -191,7 +192,8 @@ def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupt
 
 def test_a_sweep_folder_refuses_other_levels_and_other_data(tmp_path):
     data = grey_data()
-    sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(slots=4), victim=VICTIM,
+    sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(sizes=EngineSizes(slots=4)),
+                 victim=VICTIM,
                  progress=False)
     with pytest.raises(PixeljaxError, match="different configuration.*levels"):
         sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(levels=(0, 128, 255)),
@@ -263,17 +265,17 @@ def suite_run(victim, data_file, tmp_path_factory):
     from pixeljax.evaluation import run_suite
 
     out = tmp_path_factory.mktemp("suite") / "out"
-    summaries = run_suite(_sweep_suite(victim, data_file), out, progress=False, slots=2,
-                          batch_size=64)
+    summaries = run_suite(_sweep_suite(victim, data_file), out, progress=False,
+                          sizes=EngineSizes(slots=2, batch_size=64))
     return out, summaries
 
 
 def _sweep_suite(victim, data_file):
-    from pixeljax.evaluation import Suite, Victim
+    from pixeljax.evaluation import AttackSpec, Suite, Victim
 
     return Suite(name="sweep-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
                  pixels=(1, 3), modes=("non-targeted", "sweep"), images=5,
-                 data=str(data_file), popsize=8, maxiter=3,
+                 data=str(data_file), attack=AttackSpec(popsize=8, maxiter=3),
                  cell_images=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
 
 
@@ -372,7 +374,8 @@ def test_a_published_run_continues_in_a_fresh_folder_from_its_archive(
     publish(out, dest, command="pixeljax evaluate sweep-test --out OUT")
     suite = _sweep_suite(victim, data_file)
     fresh = tmp_path / "fresh"
-    again = run_suite(suite, fresh, progress=False, slots=2, batch_size=64, continue_from=dest)
+    again = run_suite(suite, fresh, progress=False, sizes=EngineSizes(slots=2, batch_size=64),
+                      continue_from=dest)
     assert again == summaries  # the very summaries: nothing was attacked anew
     assert not list(fresh.rglob(".restore-*"))
     # An archive of the sweep alone: the DE cell runs, to the rows of the first run.
@@ -382,13 +385,13 @@ def test_a_published_run_continues_in_a_fresh_folder_from_its_archive(
     publish(partial, tmp_path / "results" / "sweep-only", command="x")
     rest = tmp_path / "rest"
     lines = []
-    run_suite(suite, rest, progress=False, slots=2, batch_size=64,
+    run_suite(suite, rest, progress=False, sizes=EngineSizes(slots=2, batch_size=64),
               continue_from=tmp_path / "results" / "sweep-only" / "run.tar.gz", log=lines.append)
     assert "restored from" in lines[0] and "tiny/1px-sweep" in lines[0]
     for cell in ("1px-sweep", "1px-non-targeted"):
         assert results.read_rows(rest / "tiny" / cell) == results.read_rows(out / "tiny" / cell)
     # Run again with the same command: the folder's own cells are left as they are.
-    run_suite(suite, rest, progress=False, slots=2, batch_size=64,
+    run_suite(suite, rest, progress=False, sizes=EngineSizes(slots=2, batch_size=64),
               continue_from=tmp_path / "results" / "sweep-only", log=lines.append)
     assert any("no cell this folder lacks" in line for line in lines)
 
@@ -413,7 +416,8 @@ def test_a_published_run_continues_where_its_data_lie_on_this_machine(
     moved.parent.mkdir()
     shutil.copy(data_file, moved)
     suite = dataclasses.replace(_sweep_suite(victim, data_file), data=str(moved))
-    again = run_suite(suite, tmp_path / "fresh", progress=False, slots=2, batch_size=64,
+    again = run_suite(suite, tmp_path / "fresh", progress=False,
+                      sizes=EngineSizes(slots=2, batch_size=64),
                       continue_from=dest)
     assert [s["n_success"] for s in again] == [s["n_success"] for s in summaries]
     config = json.loads((tmp_path / "fresh" / "tiny" / "1px-sweep" / "config.json").read_text())
@@ -459,7 +463,8 @@ def test_a_run_archive_of_another_suite_victim_or_data_or_with_foreign_files_is_
     refused(cut, "not a whole run archive")
     refused(dest, "holds a run of suite 'sweep-test', not 'other'",
             dataclasses.replace(suite, name="other"))
-    refused(dest, "other settings .*popsize", dataclasses.replace(suite, popsize=10))
+    refused(dest, "other settings .*popsize",
+            dataclasses.replace(suite, attack=suite.attack.replace(popsize=10)))
     refused(tmp_path / "nothing", "no run.tar.gz there")
     # Other images under the same indices: refused by their fingerprint.
     x, y, index = np.load(data_file)["x"], np.load(data_file)["y"], np.load(data_file)["index"]
@@ -469,7 +474,8 @@ def test_a_run_archive_of_another_suite_victim_or_data_or_with_foreign_files_is_
     # A cell left by a killed restore is cleaned up, not mixed in.
     target = tmp_path / "target"
     (target / ".restore-stale" / "tiny").mkdir(parents=True)
-    run_suite(suite, target, progress=False, slots=2, batch_size=64, continue_from=dest)
+    run_suite(suite, target, progress=False, sizes=EngineSizes(slots=2, batch_size=64),
+              continue_from=dest)
     assert not list(target.glob(".restore-*"))
 
 
@@ -514,8 +520,8 @@ def nan_at_the_corner(images):
 
 def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
     data = grey_data()
-    summary = sweep_folder(nan_at_the_corner, data, tmp_path / "run", SweepSpec(slots=2),
-                           victim=VICTIM, progress=False)
+    summary = sweep_folder(nan_at_the_corner, data, tmp_path / "run",
+                           SweepSpec(sizes=EngineSizes(slots=2)), victim=VICTIM, progress=False)
     assert summary["nonfinite_evaluations"] == summary["images_swept"]  # one per image
     for r in results.read_rows(tmp_path / "run") + read_untargeted(tmp_path / "run").to_rows():
         if r["status"] != "skipped":
@@ -524,7 +530,7 @@ def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
 
 def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
     data = grey_data()
-    spec = SweepSpec(slots=2)
+    spec = SweepSpec(sizes=EngineSizes(slots=2))
     sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
     path = tmp_path / "run" / NONTARGETED
     text = path.read_text()

@@ -266,12 +266,12 @@ def test_a_tfds_name_that_is_not_prepared_says_how_to_prepare_it(tmp_path):
 
 
 def test_a_suite_attacks_and_sweeps_a_users_model_and_reports_with_its_class_names(world):
-    from pixeljax.evaluation import Suite, Victim, run_suite, write_report
+    from pixeljax.evaluation import AttackSpec, Suite, Victim, run_suite, write_report
 
     suite = Suite(name="user-test", victims=(Victim("grey", architecture="usernets:make_grey",
                                                     checkpoint=str(world / "grey-state")),),
                   pixels=(1,), modes=("non-targeted", "sweep"), images=3,
-                  data=str(world / "grey.npz"), popsize=8, maxiter=2)
+                  data=str(world / "grey.npz"), attack=AttackSpec(popsize=8, maxiter=2))
     summaries = run_suite(suite, world / "suite", progress=False)
     assert [s["mode"] for s in summaries] == ["non-targeted", "sweep"]
     assert summaries[1]["candidates_per_image"] == 28 * 28 * 2

@@ -10,6 +10,7 @@ import numpy as np
 
 from pixeljax.attack import pipeline, validation
 from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack.sizes import FIELDS
 from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
 from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
@@ -78,12 +79,12 @@ def _spec(spec: AttackSpec | None, settings: dict) -> AttackSpec:
 
 def with_settings(spec, settings: dict, default, what: str):
     """``spec`` (default: ``default``) with the keyword ``settings``, which must be fields of
-    the spec's class (``what`` names it in messages)."""
+    the spec's class or of its engine sizes (``what`` names it in messages)."""
     cls = type(default)
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)})
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)} - set(FIELDS))
     if unknown:
         raise PixeljaxError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are "
-                            f"the fields of {cls.__name__}")
+                            f"the fields of {cls.__name__} and of EngineSizes")
     if spec is not None and not isinstance(spec, cls):
         article = "an" if cls.__name__[0] in "AEIOU" else "a"
         raise PixeljaxError(f"spec must be {article} {cls.__name__}, got {type(spec).__name__}")

@@ -36,12 +36,13 @@ from pixeljax.attack.generation import (
     initial_population,
 )
 from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack.sizes import slot_count
 from pixeljax.attack_result import AttackResult, Status
 from pixeljax.errors import PixeljaxError
 
 __all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
            "compiled_programs", "fill_order", "fitness_from_logits", "initial_population",
-           "local_devices", "slot_count", "slot_mesh", "stream"]
+           "local_devices", "slot_mesh", "stream"]
 
 SLOT_AXIS = "slots"  # the mesh axis the slots are split along
 
@@ -89,11 +90,6 @@ def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax
         raise PixeljaxError(f"devices must be distinct devices of this process "
                             f"({len(local)} available), got {chosen}")
     return chosen
-
-
-def slot_count(slots: int, n_devices: int) -> int:
-    """Slots rounded up to a multiple of the device count (each device runs the same number)."""
-    return -(-max(slots, 1) // n_devices) * n_devices
 
 
 def slot_mesh(devices: tuple[jax.Device, ...]):

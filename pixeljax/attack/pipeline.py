@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from pixeljax.accuracy import predict_logits
-from pixeljax.attack import scoring, sizes, validation
+from pixeljax.attack import scoring, validation
 from pixeljax.attack.engine import (
     NON_TARGETED,
     Attack,
@@ -148,13 +148,13 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
         target = spec.target_class if spec.goal is Goal.TARGETED else NON_TARGETED
         plan = [(i, target) for i in range(len(positions))]
     ids = image_ids[positions]
-    batch = sizes.micro_batch(spec.batch_size, spec.slots, spec.popsize, len(devices))
     return Prepared(
         spec=spec, positions=positions, images=images[positions], labels=labels,
         image_ids=ids, num_classes=num_classes, plan=plan,
         attack_ids=[attack_id(ids[i], t, labels[i], num_classes) for i, t in plan],
-        devices=devices, engine=spec.engine_config(batch), params=spec.attack_params(),
-        scorer=scoring.scorer_for(predict, pixels=spec.pixels, dense=spec.dense,
+        devices=devices, engine=spec.engine_config(spec.resolved_sizes(len(devices))),
+        params=spec.attack_params(),
+        scorer=scoring.scorer_for(predict, pixels=spec.pixels, dense=spec.sizes.dense,
                                   precision=spec.precision))
 
 

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from pixeljax import distributed, locking, results, stats
 from pixeljax.attack import pipeline, scoring
-from pixeljax.attack.engine import slot_count
 from pixeljax.attack.spec import TARGET_MODES, AttackSpec
 from pixeljax.attack_result import AttackResult
 from pixeljax.data import ImageSet
@@ -110,7 +109,7 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
                             devices=local * num_processes, processes=num_processes,
                             timed_evaluations=timed)
         # The engine sizes in effect (slots rounded to the devices, the capped micro-batch).
-        summary.update(slots=slot_count(spec.slots, local), batch_size=prepared.engine.batch_size,
+        summary.update(slots=prepared.engine.slots, batch_size=prepared.engine.batch_size,
                        **scored)
         return summary if finish is None else finish(summary, found)
 

@@ -1,9 +1,18 @@
-"""The engine's sizes that depend on the platform and the devices, resolved in one place."""
+"""The engine's sizes (speed and memory, never results): :class:`EngineSizes`, part of every
+attack's and sweep's spec, and resolved once per run for the platform and the devices."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from pixeljax import settings
+
 CPU_BATCH_SIZE = 64            # fastest per candidate on a CPU, and a few hundred MB
 ACCELERATOR_BATCH_SIZE = 1024  # a GPU or TPU needs large calls to be busy
+ATTACK_SLOTS = 32              # DE attacks in flight
+SWEEP_SLOTS = 4                # images per sweep wave (a wave's rows are written together)
+SEGMENT = 10                   # DE generations per compiled segment between refills
+FIELDS = ("slots", "batch_size", "segment", "dense")
 
 
 def default_batch_size(platform: str | None = None) -> int:
@@ -16,12 +25,61 @@ def default_batch_size(platform: str | None = None) -> int:
     return CPU_BATCH_SIZE if platform == "cpu" else ACCELERATOR_BATCH_SIZE
 
 
-def micro_batch(batch_size: int | None, slots: int, popsize: int, n_devices: int = 1) -> int:
-    """The images per model call that the slots can fill: ``batch_size`` (None: the
-    platform's default), at most one generation of every slot of a device (``slots`` are
-    shared evenly by ``n_devices``). A larger batch would only pad each call with wasted
-    images."""
-    if batch_size is None:
-        batch_size = default_batch_size()
-    per_device = -(-max(slots, 1) // max(n_devices, 1))
-    return max(1, min(batch_size, per_device * popsize))
+def slot_count(slots: int, n_devices: int) -> int:
+    """Slots rounded up to a multiple of the device count (each device runs the same number)."""
+    return -(-max(slots, 1) // n_devices) * n_devices
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSizes:
+    """How a run is laid out on the devices; results never depend on it. None: the default
+    of the run (see :meth:`resolve`)."""
+
+    slots: int | None = settings.count(
+        None, 1, f"attacks in flight (default {ATTACK_SLOTS}; the sweep: images per wave, "
+                 f"default {SWEEP_SLOTS})", optional=True)
+    batch_size: int | None = settings.count(
+        None, 1, f"images per model call and device (default: {CPU_BATCH_SIZE} on a CPU, "
+                 f"{ACCELERATOR_BATCH_SIZE} on a GPU or TPU; at most one generation of every "
+                 f"slot of a device is used)", optional=True)
+    segment: int | None = settings.count(
+        None, 1, f"DE generations between refills (default {SEGMENT})", optional=True)
+    dense: bool = settings.flag(
+        False, "score every candidate by a full forward pass (default: one-pixel attacks on "
+               "AllConv, NiN, VGG16 and tiny recompute only the activations the pixel "
+               "reaches, behind any --defence too; residual networks such as resnet20, other "
+               "networks and multi-pixel attacks are scored densely)")
+
+    def __post_init__(self):
+        settings.check_fields(self)
+
+    def replace(self, **changes) -> EngineSizes:
+        return dataclasses.replace(self, **changes)
+
+    def given(self) -> dict:
+        """The sizes set (not None; ``dense`` when True), to lay over others' (so a dense
+        ``EngineSizes`` underneath stays dense)."""
+        return {k: v for k in FIELDS if (v := getattr(self, k)) is not None and v is not False}
+
+    def resolve(self, *, per_slot: int, n_devices: int, default_slots: int = ATTACK_SLOTS,
+                tasks: int | None = None, platform: str | None = None) -> EngineSizes:
+        """The sizes in effect, every one given: slots (at most ``tasks``, when given) rounded
+        up to a multiple of ``n_devices``, and the micro-batch capped at what the slots can
+        fill, ``per_slot`` images (a DE population, a sweep's candidates) for each slot of a
+        device; a larger one would only pad each call with wasted images."""
+        slots = self.slots or default_slots
+        slots = slot_count(min(slots, tasks) if tasks else slots, n_devices)
+        batch = self.batch_size or default_batch_size(platform)
+        return EngineSizes(slots=slots, batch_size=max(1, min(batch, slots // n_devices
+                                                              * per_slot)),
+                           segment=self.segment or SEGMENT, dense=self.dense)
+
+
+def replace_in(spec, changes: dict):
+    """A copy of the frozen ``spec`` (which has a ``sizes`` field) with ``changes``: its own
+    fields or those of its :class:`EngineSizes` (checked again)."""
+    own = {k: v for k, v in changes.items() if k not in FIELDS}
+    sizes = {k: v for k, v in changes.items() if k in FIELDS}
+    if sizes:
+        own["sizes"] = own.get("sizes", spec.sizes).replace(**sizes)
+    return dataclasses.replace(spec, **own)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
+from pixeljax import settings
 from pixeljax.attack import validation
 from pixeljax.attack.engine import AttackParams, EngineConfig
-from pixeljax.de.core import STRATEGIES, DEParams
+from pixeljax.attack.sizes import EngineSizes, replace_in
+from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
 from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
@@ -23,6 +23,9 @@ from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
                  "maxiter", "strategy", "F", "crossover", "target_threshold", "true_threshold")
+# The settings a command line sets one option each (``settings.add_options``).
+OPTION_FIELDS = ("pixels", "seed", "popsize", "maxiter", "strategy", "F", "crossover",
+                 "target_threshold", "true_threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,31 +57,35 @@ class AttackSpec:
         it is not float32.
 
     Engine sizes (speed and memory only, never results):
-      slots: attacks in flight (rounded up to a multiple of the device count).
-      batch_size: images per model call and device (None: the platform's default, see
-        ``sizes.default_batch_size``); at most ``slots x popsize`` per device are used.
-      segment: generations per compiled segment between refills.
-      dense: score every candidate by a full forward pass, not incrementally.
+      sizes: an :class:`~pixeljax.attack.sizes.EngineSizes` (slots, micro-batch, segment,
+        dense scoring), resolved once per run for the platform and the devices.
+      :meth:`replace` and ``pixel_attack`` also take its fields directly (``slots=8``).
     """
 
-    pixels: int = 1
+    pixels: int = settings.count(1, 1, "pixels changed per attack")
     goal: Goal = Goal.NON_TARGETED
     target_class: int | None = None
-    n_images: int | None = None
-    first: bool = False
-    seed: int = 0
-    popsize: int = 400
-    maxiter: int = 100
-    strategy: str = "rand1"
-    F: float = 0.5
-    crossover: float | None = None
-    target_threshold: float = 0.5
-    true_threshold: float | None = None
+    n_images: int | None = settings.count(None, 1, "images to attack (None: all of them)",
+                                          optional=True)
+    first: bool = settings.flag(False, "the first N images, not a seeded sample")
+    seed: int = settings.count(0, 0, "random seed of the attacks and the sample",
+                               most=2**63 - 1)
+    popsize: int = settings.count(400, MIN_POPSIZE, "DE population")
+    maxiter: int = settings.count(100, 0, "DE generations after the initial population")
+    strategy: str = settings.choice("rand1", STRATEGIES, "DE strategy")
+    F: float = settings.number(0.5, 0, 2, "DE mutation factor, in (0, 2]", low_open=True)
+    crossover: float | None = settings.number(
+        None, 0, 1, "binomial crossover rate in [0, 1] (default none)", optional=True,
+        label="crossover rate")
+    target_threshold: float = settings.number(
+        0.5, 0, 1, "a targeted attack stops once the target's probability exceeds it",
+        label="target threshold")
+    true_threshold: float | None = settings.number(
+        None, 0, 1, "a non-targeted attack stops once the true class's probability falls "
+                    "below it (default: once the image is misclassified)", optional=True,
+        label="true threshold")
     precision: str = FLOAT32
-    slots: int = 32
-    batch_size: int | None = None
-    segment: int = 10
-    dense: bool = False
+    sizes: EngineSizes = EngineSizes()
 
     def __post_init__(self):
         try:
@@ -94,23 +101,10 @@ class AttackSpec:
         elif self.target_class is not None:
             raise PixeljaxError(f"target_class is for targeted attacks only, not "
                                 f"{self.goal.value} ones")
-        validation.check_budget(self.pixels, self.popsize, self.maxiter, slots=self.slots,
-                                batch_size=self.batch_size, segment=self.segment)
-        if self.n_images is not None and (not validation.is_int(self.n_images)
-                                          or self.n_images < 1):
-            raise PixeljaxError(f"n_images must be an integer >= 1 (or None: all images), got "
-                                f"{self.n_images!r}")
-        if not validation.is_int(self.seed) or self.seed < 0:
-            raise PixeljaxError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.strategy not in STRATEGIES:
-            raise PixeljaxError(f"unknown strategy {self.strategy!r}; expected one of "
-                                f"{STRATEGIES}")
-        validation.check_attack_numbers(self.F, self.crossover, self.target_threshold,
-                                        self.true_threshold)
+        settings.check_fields(self)
         check_precision(self.precision)
-        for name in ("first", "dense"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise PixeljaxError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.sizes, EngineSizes):
+            raise PixeljaxError(f"sizes must be an EngineSizes, got {type(self.sizes).__name__}")
 
     @property
     def mode(self) -> str:
@@ -118,8 +112,8 @@ class AttackSpec:
         return self.goal.value
 
     def replace(self, **changes) -> AttackSpec:
-        """A copy with ``changes`` (checked again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (checked again): fields of the spec or of its sizes."""
+        return replace_in(self, changes)
 
     def with_options(self, **options) -> AttackSpec:
         """A copy with the ``options`` that are not None (a command line's unset options)."""
@@ -132,11 +126,15 @@ class AttackSpec:
             raise PixeljaxError(f"pixels={self.pixels} is larger than the image "
                                 f"({h}x{w} = {h * w})")
 
-    def engine_config(self, batch_size: int) -> EngineConfig:
-        """The engine's static sizes, with the micro-batch resolved to ``batch_size``."""
+    def resolved_sizes(self, n_devices: int) -> EngineSizes:
+        """The engine sizes of a run of this attack on ``n_devices`` devices."""
+        return self.sizes.resolve(per_slot=self.popsize, n_devices=n_devices)
+
+    def engine_config(self, sizes: EngineSizes) -> EngineConfig:
+        """The engine's static sizes, of the resolved ``sizes``."""
         return EngineConfig(pixels=self.pixels, popsize=self.popsize, maxiter=self.maxiter,
-                            strategy=self.strategy, slots=self.slots, batch_size=batch_size,
-                            segment=self.segment)
+                            strategy=self.strategy, slots=sizes.slots,
+                            batch_size=sizes.batch_size, segment=sizes.segment)
 
     def attack_params(self) -> AttackParams:
         """The numbers the compiled engine takes as data (no recompilation when they change)."""
@@ -153,16 +151,15 @@ class AttackSpec:
         return {**config, "mode": self.mode, **precision_config(self.precision)}
 
     @classmethod
-    def from_config(cls, config: dict, **engine) -> AttackSpec:
-        """The spec a ``config.json`` records, with engine sizes from ``engine`` (or the
-        defaults)."""
+    def from_config(cls, config: dict, sizes: EngineSizes = EngineSizes()) -> AttackSpec:
+        """The spec a ``config.json`` records, with the engine ``sizes``."""
         try:
             values = {k: config[k] for k in RESULT_FIELDS if k != "mode"}
             mode = config["mode"]
         except KeyError as e:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of an attack run") from None
-        return cls(goal=mode, **values, precision=config.get("precision", FLOAT32), **engine)
+        return cls(goal=mode, **values, precision=config.get("precision", FLOAT32), sizes=sizes)
 
 
 def precision_config(precision: str) -> dict:

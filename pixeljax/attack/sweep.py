@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.attack import engine, generation, scoring, sizes, validation
+from pixeljax.attack import engine, generation, scoring, validation
+from pixeljax.attack.sizes import SWEEP_SLOTS, EngineSizes, replace_in
 from pixeljax.attack.spec import SWEEP, AttackSpec, Goal, precision_config
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
@@ -49,9 +50,10 @@ class SweepSpec:
       levels: the values each channel takes (the grid is every combination: ``len(levels)^C``
         colours); default the colour cube's corners, 0 and 255.
       n_images, first, seed: the selection, as in :class:`~pixeljax.attack.spec.AttackSpec`.
-      slots: images swept at once (rounded up to a multiple of the device count).
-      batch_size: candidates per model call and device (None: the platform's default).
-      dense: score every candidate by a full forward pass, not incrementally.
+      sizes: the engine sizes (:class:`~pixeljax.attack.EngineSizes`): ``slots`` images
+        swept at once (default 4; rounded up to a multiple of the device count),
+        ``batch_size`` candidates per model call and device, ``dense`` scoring (``segment``
+        has no use here). :meth:`replace` also takes these fields directly.
       precision: "float32" or "bfloat16" scoring (every reported candidate is re-checked in
         float32 either way; the maps are the scoring precision's).
     """
@@ -60,10 +62,8 @@ class SweepSpec:
     n_images: int | None = None
     first: bool = False
     seed: int = 0
-    slots: int = 4
-    batch_size: int | None = None
-    dense: bool = False
     precision: str = FLOAT32
+    sizes: EngineSizes = EngineSizes()
 
     def __post_init__(self):
         try:
@@ -76,15 +76,19 @@ class SweepSpec:
         if not all(validation.is_int(v) and 0 <= v <= 255 for v in levels):
             raise PixeljaxError(f"levels must be integers in [0, 255], got {list(levels)}")
         object.__setattr__(self, "levels", tuple(sorted({int(v) for v in levels})))
+        if not isinstance(self.sizes, EngineSizes):
+            raise PixeljaxError(f"sizes must be an EngineSizes, got {type(self.sizes).__name__}")
+        if self.sizes.segment is not None:
+            raise PixeljaxError("a sweep has no DE generations: segment is not one of its sizes")
         # The selection and engine sizes are checked as an attack's are.
         self.selection()
 
     def selection(self) -> AttackSpec:
         """The all-targets attack whose checks, image selection and plan the sweep shares:
         one (image, target) row per other class."""
+        sizes = self.sizes.replace(slots=self.sizes.slots or SWEEP_SLOTS)
         return AttackSpec(goal=Goal.ALL_TARGETS, n_images=self.n_images, first=self.first,
-                          seed=self.seed, slots=self.slots, batch_size=self.batch_size,
-                          dense=self.dense, precision=self.precision)
+                          seed=self.seed, precision=self.precision, sizes=sizes)
 
     @property
     def mode(self) -> str:
@@ -103,7 +107,13 @@ class SweepSpec:
         return h * w * self.colours(c)
 
     def replace(self, **changes) -> SweepSpec:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (checked again): fields of the spec or of its sizes."""
+        return replace_in(self, changes)
+
+    def resolved_sizes(self, image_shape, n_devices: int, images: int | None = None):
+        """The engine sizes of a sweep of ``images`` images on ``n_devices`` devices."""
+        return self.sizes.resolve(per_slot=self.candidates(image_shape), n_devices=n_devices,
+                                  default_slots=SWEEP_SLOTS, tasks=images)
 
     def to_config(self) -> dict:
         """The settings that decide the results (a results folder's ``config.json``)."""
@@ -112,11 +122,12 @@ class SweepSpec:
                 **precision_config(self.precision)}
 
     @classmethod
-    def from_config(cls, config: dict, **engine_sizes) -> SweepSpec:
+    def from_config(cls, config: dict,
+                    engine_sizes: EngineSizes = EngineSizes()) -> SweepSpec:
         try:
             return cls(levels=tuple(config["levels"]), n_images=config["n_images"],
                        first=config["first"], seed=config["seed"],
-                       precision=config.get("precision", FLOAT32), **engine_sizes)
+                       precision=config.get("precision", FLOAT32), sizes=engine_sizes)
         except KeyError as e:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of a sweep") from None
@@ -313,18 +324,18 @@ def _chosen(found: dict, i: int, label: int) -> np.ndarray:
 def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels: np.ndarray,
            spec: SweepSpec, *,
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
-    """Sweeps ``images`` (N, H, W, C), a wave of ``spec.slots`` at a time, scored by
+    """Sweeps ``images`` (N, H, W, C), a wave of the resolved slots at a time, scored by
     ``scorer``; yields each wave's :class:`SweptImage` (positions into ``images``) once their
     candidates are re-checked by ``predict`` (a dense float32 pass)."""
     if not len(images):
         return
     devices = tuple(engine.local_devices(devices))
     n_dev = len(devices)
-    s = engine.slot_count(min(spec.slots, len(images)), n_dev)
     shape = images.shape[1:]
+    resolved = spec.resolved_sizes(shape, n_dev, len(images))
+    s, batch = resolved.slots, resolved.batch_size
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)
-    batch = max(1, min(spec.batch_size or sizes.default_batch_size(), s // n_dev * n))
     program, split, replicated = _program(batch, devices)
     place = functools.partial(jax.device_put, device=split)
     scorer, grid_d = jax.device_put((scorer, grid), replicated)
@@ -360,9 +371,10 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
 
 def check_size(spec: SweepSpec, image_shape) -> None:
     """The candidate indices of a wave fit in int32."""
-    if spec.slots * spec.candidates(image_shape) >= 2 ** 31:
+    slots = spec.sizes.slots or SWEEP_SLOTS
+    if slots * spec.candidates(image_shape) >= 2 ** 31:
         raise PixeljaxError(f"{spec.candidates(image_shape):,} candidates per image x "
-                            f"{spec.slots} slots is more than one wave can index; use fewer "
+                            f"{slots} slots is more than one wave can index; use fewer "
                             f"slots or levels")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixeljax.errors import PixeljaxError
+from pixeljax.settings import is_int  # noqa: F401 (re-exported)
 
 
 def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -108,47 +108,6 @@ def check_image_ids(image_ids, n: int, num_classes: int = 1) -> np.ndarray:
                             f"victim (attack ids are image_id x classes + class, int32), got "
                             f"{int(ids.max()):,}")
     return ids
-
-
-def check_budget(pixels: int, popsize: int, maxiter: int, *, slots: int,
-                 batch_size: int | None, segment: int) -> None:
-    """The attack's counts and the engine's sizes are integers in range."""
-    sizes = (("pixels", pixels, 1), ("popsize", popsize, 4), ("maxiter", maxiter, 0),
-             ("slots", slots, 1), ("segment", segment, 1))
-    if batch_size is not None:  # None: the platform's default (see default_batch_size)
-        sizes += (("batch_size", batch_size, 1),)
-    for name, value, least in sizes:
-        if not is_int(value) or value < least:
-            raise PixeljaxError(f"{name} must be an integer >= {least}, got {value!r}")
-
-
-def is_int(value) -> bool:
-    """A Python or NumPy integer, but not a bool (``True`` is no count)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_number(name: str, value, low: float, high: float, *, low_open: bool = False) -> float:
-    """``value`` as a float, if it is a finite real number in [low, high] (or (low, high])."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
-                                                                    np.floating)):
-        raise PixeljaxError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
-        raise PixeljaxError(f"{name} must be a finite number in {'(' if low_open else '['}{low:g}, "
-                            f"{high:g}], got {value!r}")
-    return value
-
-
-def check_attack_numbers(F, crossover_rate, target_threshold, true_threshold) -> None:
-    """The DE's and the early stop's numbers: F in (0, 2], rates and probabilities in [0, 1]
-    (``crossover_rate`` and ``true_threshold`` may be None: no crossover, stop on a
-    misclassification)."""
-    check_number("F", F, 0, 2, low_open=True)
-    if crossover_rate is not None:
-        check_number("crossover rate", crossover_rate, 0, 1)
-    check_number("target threshold", target_threshold, 0, 1)
-    if true_threshold is not None:
-        check_number("true threshold", true_threshold, 0, 1)
 
 
 def check_key(key) -> None:

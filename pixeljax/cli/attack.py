@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pixeljax.cli import checks
 
+CLI_IMAGES = 100  # images a command attacks unless --images says otherwise: all is opt-in
+ALL = "all"
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
 
@@ -26,20 +28,22 @@ def join(args) -> tuple[int, int]:
                                                   distributed.DEFAULT_TIMEOUT_S))
 
 
+def n_images(args) -> int | None:
+    """The images ``--images`` asks for: N, None for ``all``, :data:`CLI_IMAGES` when unset."""
+    return CLI_IMAGES if args.images is None else None if args.images == ALL else args.images
+
+
 def attack_spec(args):
     """The :class:`~pixeljax.attack.spec.AttackSpec` of the attack options (unset ones keep the
     spec's defaults)."""
-    from pixeljax.attack.spec import DEFAULTS, Goal
+    from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, Goal
 
     goal = (Goal.ALL_TARGETS if args.all_targets else
             Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
     return DEFAULTS.with_options(
-        pixels=args.pixels, goal=goal, target_class=args.targeted, n_images=args.images,
-        first=args.first, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
-        strategy=args.strategy, F=args.F, crossover=args.crossover,
-        target_threshold=args.target_threshold, true_threshold=args.true_threshold,
-        slots=args.slots, batch_size=args.batch_size, segment=args.segment, dense=args.dense,
-        precision=args.precision)
+        goal=goal, target_class=args.targeted, n_images=n_images(args), first=args.first,
+        precision=args.precision, sizes=checks.engine_sizes(args),
+        **{k: getattr(args, k) for k in OPTION_FIELDS})
 
 
 def model_option(args) -> str:
@@ -173,16 +177,21 @@ def _nothing_attacked(summary: dict) -> int:
     return 1
 
 
-def _cmd_demo(args) -> int:
+def _demo_budget() -> dict:
+    """The demo's budget on this platform: seconds on a CPU, the paper's on an accelerator."""
     import jax
+
+    return DEMO_CPU if jax.default_backend() == "cpu" else DEMO_ACCELERATOR
+
+
+def _cmd_demo(args) -> int:
     import numpy as np
 
     from pixeljax.attack_result import AttackResult
     from pixeljax.data import load_dataset
     from pixeljax.figures import adversarial_grid
 
-    budget = DEMO_CPU if jax.default_backend() == "cpu" else DEMO_ACCELERATOR
-    for key, value in budget.items():
+    for key, value in _demo_budget().items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     print(f"one-pixel attack on the shipped {args.model} with {args.images} shipped CIFAR-10 "
@@ -356,37 +365,58 @@ def distributed_options(p: argparse.ArgumentParser) -> None:
                    help="do not auto-detect a Slurm or TPU cluster: run as one process")
 
 
-def _attack_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    """The attack's options; each left unset keeps the default of
-    :class:`~pixeljax.attack.spec.AttackSpec` (shown in its help)."""
-    from pixeljax.attack.spec import DEFAULTS as D
-
+def data_options(p: argparse.ArgumentParser) -> None:
+    """Which weights and images: ``--checkpoint``, ``--data``, ``--split``."""
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--pixels", type=checks.positive_int, help=f"default {D.pixels}")
+
+
+def images_option(text: str):
+    """An argparse type: a count of images >= 1, or ``all``."""
+    return ALL if text == ALL else checks.positive_int(text)
+
+
+def selection_options(p: argparse.ArgumentParser, verb: str = "attack", *,
+                      images: int = CLI_IMAGES, seed: str | None = None) -> None:
+    """Which images: ``--images`` (default ``images``), ``--first``, ``--seed`` (its help
+    ``seed``, default the spec's)."""
+    from pixeljax import settings
+    from pixeljax.attack.spec import AttackSpec
+
+    p.add_argument("--images", type=images_option, metavar=f"N|{ALL}",
+                   help=f"{verb} N images (default {images}; '{ALL}': every image of "
+                        f"--data), a seeded sample unless --first")
+    settings.add_options(p, AttackSpec, ("first", "seed"), helps={"seed": seed})
+
+
+def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> None:
+    """The attack's options, generated from the fields of
+    :class:`~pixeljax.attack.spec.AttackSpec` and its engine sizes: each left unset keeps the
+    spec's default (shown in its help; ``budget``: a command's own defaults, as shown) and is
+    checked as the spec checks it. Nothing here may touch JAX's devices (a multi-host run
+    joins first)."""
+    from pixeljax import settings
+    from pixeljax.attack.sizes import EngineSizes
+    from pixeljax.attack.spec import OPTION_FIELDS, AttackSpec
+
+    budget = budget or {}
+    data_options(p)
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--targeted", type=checks.count, metavar="CLASS",
                       help="attack towards CLASS (images of CLASS are left out)")
     goal.add_argument("--all-targets", action="store_true",
                       help="the paper's protocol: each image towards each other class")
-    p.add_argument("--images", type=checks.positive_int, default=None if demo else 100,
-                   help="attack N images (default 100), a random sample unless --first")
-    p.add_argument("--first", action="store_true", help="the first N images, not a sample")
-    p.add_argument("--seed", type=checks.seed, help=f"default {D.seed}")
-    p.add_argument("--popsize", type=checks.integer(4), help=f"default {D.popsize}")
-    p.add_argument("--maxiter", type=checks.count, help=f"default {D.maxiter}")
-    p.add_argument("--strategy", choices=("rand1", "best1"), help=f"default {D.strategy}")
-    p.add_argument("--F", type=checks.number(0, 2, low_open=True),
-                   help=f"DE mutation factor, in (0, 2] (default {D.F})")
-    p.add_argument("--crossover", type=checks.number(0, 1),
-                   help="binomial rate in [0, 1] (default none)")
-    p.add_argument("--target-threshold", type=checks.number(0, 1),
-                   help=f"default {D.target_threshold}")
-    p.add_argument("--true-threshold", type=checks.number(0, 1),
-                   help="default: stop once the image is misclassified")
-    checks.add_engine_options(p)
+    selection_options(p, images=budget.get("images", CLI_IMAGES))
+
+    def shown(cls, fields):  # the help lines of the options whose default is the command's
+        return {k: f"{settings.meta(cls, k)['help'].split(' (default')[0]} (default {v})"
+                for k, v in budget.items() if k in fields}
+
+    fields = [f for f in OPTION_FIELDS if f != "seed"]
+    settings.add_options(p, AttackSpec, fields, helps=shown(AttackSpec, fields))
+    checks.add_engine_options(p, helps=shown(EngineSizes, ("slots", "batch_size")))
     checks.add_precision_option(p)
     p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "
@@ -405,8 +435,12 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="a one-pixel attack on the shipped AllConv and sample")
     p.add_argument("--model", default="allconv")
     p.add_argument("--out", type=checks.path, default=Path("runs/demo"))
-    _attack_options(p, demo=True)
+    _attack_options(p, budget={k: f"{v} on a CPU, {DEMO_ACCELERATOR[k]} on a GPU or TPU"
+                               for k, v in DEMO_CPU.items()})
     p.set_defaults(func=_cmd_demo, first=True)
+
+    from pixeljax import settings
+    from pixeljax.attack.spec import AttackSpec
 
     p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring) vs "
                                      "forward pass vs NumPy DE")
@@ -419,7 +453,7 @@ def register(sub) -> None:
     p.add_argument("--untrained", action="store_true",
                    help="random weights and random images of the network's own size (e.g. "
                         "allconv_imagenet at 224 x 224): speed, not success")
-    sizes = {"popsize": checks.integer(4), "maxiter": checks.count,
+    sizes = {"popsize": settings.argument_type(AttackSpec, "popsize"), "maxiter": checks.count,
              "sweep-images": checks.count, "agreement-candidates": checks.count}
     for name in ("images", "popsize", "maxiter", "slots", "batch-size",
                  "incremental-batch-size", "sweep-images", "agreement-candidates"):

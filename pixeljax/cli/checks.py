@@ -4,49 +4,21 @@ bad value is a one-line usage error) and the folders a command will write."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 from pathlib import Path
 
+from pixeljax import settings
 from pixeljax.errors import PixeljaxError
 
 
-def integer(least: int, most: int | None = None):
-    """An argparse type: an integer in [least, most]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < least or (most is not None and value > most):
-            bounds = f">= {least}" if most is None else f"in [{least}, {most}]"
-            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text!r}")
-        return value
-    parse.__name__ = "integer"  # argparse names the type in some messages
-    return parse
+integer = settings.count_type  # an argparse type: an integer in [least, most]
+number = settings.number_type  # an argparse type: a finite float in [low, high]
 
 
 positive_int = integer(1)
 count = integer(0)
 seed = integer(0, 2**63 - 1)
-
-
-def number(low: float, high: float = math.inf, *, low_open: bool = False):
-    """An argparse type: a finite float in [low, high] (``low_open``: (low, high])."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
-            upper = "" if math.isinf(high) else f", {high:g}]"
-            bounds = (f"in {'(' if low_open else '['}{low:g}{upper}" if upper else
-                      f"{'>' if low_open else '>='} {low:g}")
-            raise argparse.ArgumentTypeError(f"expected a finite number {bounds}, got {text!r}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 def path(text: str) -> Path:
@@ -129,26 +101,22 @@ def outside_package(target: Path, option: str) -> None:
                             f"--checkpoint")
 
 
-def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """The engine's sizes and scoring, the same for every command that attacks: they change
-    speed and memory, never results (unset: the defaults of ``AttackSpec``)."""
-    from pixeljax.attack.spec import DEFAULTS
-    from pixeljax.attack.sizes import ACCELERATOR_BATCH_SIZE, CPU_BATCH_SIZE
+def add_engine_options(p: argparse.ArgumentParser, fields=None, helps=None) -> None:
+    """The engine's sizes and scoring (``EngineSizes`` ``fields``, default all), the same for
+    every command that attacks: they change speed and memory, never results (unset: the
+    defaults of the run)."""
+    from pixeljax.attack.sizes import FIELDS, EngineSizes
 
-    p.add_argument("--slots", type=positive_int,
-                   help=f"attacks in flight (default {DEFAULTS.slots})")
-    p.add_argument("--batch-size", type=positive_int,
-                   help=f"images per model call (default: {CPU_BATCH_SIZE} on a CPU, "
-                        f"{ACCELERATOR_BATCH_SIZE} on a GPU or TPU; at most slots x popsize per "
-                        f"device are used)")
-    p.add_argument("--segment", type=positive_int,
-                   help=f"generations between refills (default {DEFAULTS.segment})")
-    p.add_argument("--dense", action="store_true",
-                   help="score every candidate by a full forward pass (default: one-pixel "
-                        "attacks on AllConv, NiN, VGG16 and tiny recompute only the "
-                        "activations the pixel reaches, behind any --defence too; residual "
-                        "networks such as resnet20, other networks and multi-pixel attacks "
-                        "are scored densely)")
+    settings.add_options(p, EngineSizes, fields or FIELDS, helps=helps)
+
+
+def engine_sizes(args):
+    """The :class:`~pixeljax.attack.sizes.EngineSizes` of the options that
+    :func:`add_engine_options` added (unset ones None)."""
+    from pixeljax.attack.sizes import FIELDS, EngineSizes
+
+    return EngineSizes(**{k: getattr(args, k) for k in FIELDS if getattr(args, k, None)
+                          is not None})
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:

@@ -23,16 +23,14 @@ def _cmd_evaluate(args) -> int:
     if args.dry_run:
         plan = make_plan(with_images(suite, images=args.images, sample=args.sample), args.out,
                          data=args.data, train_data=args.train_data,
-                         train_missing=args.train_missing, slots=args.slots,
-                         batch_size=args.batch_size, segment=args.segment, dense=args.dense)
+                         train_missing=args.train_missing, sizes=checks.engine_sizes(args))
         print(plan.describe())
         if args.continue_from is not None:
             print(f"(a dry run restores nothing from {args.continue_from})")
         return 0
     summaries = run_suite(suite, args.out, data=args.data, train_data=args.train_data,
-                          train_missing=args.train_missing, dense=args.dense,
-                          images=args.images, sample=args.sample, slots=args.slots,
-                          batch_size=args.batch_size, segment=args.segment,
+                          train_missing=args.train_missing, images=args.images,
+                          sample=args.sample, sizes=checks.engine_sizes(args),
                           progress=not args.quiet, continue_from=args.continue_from, log=_log)
     for s in summaries:
         if s is not None:

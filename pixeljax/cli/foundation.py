@@ -151,6 +151,7 @@ def _dtype_option(p) -> None:
 
 
 def register(sub) -> None:
+    from pixeljax.de.core import MIN_POPSIZE
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
     p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
@@ -176,7 +177,7 @@ def register(sub) -> None:
                    help="how they are found: 'random' (default: a random pixel set to a "
                         "random corner colour, cheap) or 'de' (a few generations of the "
                         "project's attack on the current weights)")
-    p.add_argument("--adversarial-popsize", type=checks.integer(4), metavar="N",
+    p.add_argument("--adversarial-popsize", type=checks.integer(MIN_POPSIZE), metavar="N",
                    help="DE population of --adversarial de (default 20)")
     p.add_argument("--adversarial-generations", type=checks.integer(0), metavar="N",
                    help="DE generations of --adversarial de (default 5)")

@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.attack import victim_and_data, victim_options
+from pixeljax.cli.attack import (data_options, n_images, selection_options, victim_and_data,
+                                 victim_options)
+
+ENGINE_FIELDS = ("slots", "batch_size", "dense")  # a sweep has no DE segments
 
 
 def sweep_spec(args):
     """The :class:`~pixeljax.attack.sweep.SweepSpec` of the options."""
     from pixeljax.attack.sweep import SweepSpec, parse_levels
 
-    options = dict(n_images=args.images, first=args.first, seed=args.seed, slots=args.slots,
-                   batch_size=args.batch_size, dense=args.dense, precision=args.precision)
+    options = dict(n_images=n_images(args), first=args.first, seed=args.seed,
+                   precision=args.precision, sizes=checks.engine_sizes(args))
     if args.levels is not None:
         options["levels"] = parse_levels(args.levels)
     return SweepSpec(**{k: v for k, v in options.items() if v is not None})
@@ -56,30 +59,23 @@ def _cmd_sweep(args) -> int:
 
 
 def register(sub) -> None:
+    from pixeljax.attack.sizes import SWEEP_SLOTS
     from pixeljax.attack.sweep import CORNERS
 
     p = sub.add_parser("sweep", help="every pixel x a colour grid, all classes at once "
                                      "(exhaustive one-pixel sweep) into a results folder")
     victim_options(p)
-    p.add_argument("--checkpoint", type=checks.path,
-                   help="default: the shipped checkpoints/MODEL")
-    p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
-    p.add_argument("--split", default="test", choices=("train", "test"))
+    data_options(p)
     p.add_argument("--pixels", type=checks.positive_int, default=1,
                    help="the sweep changes one pixel (1, the default, is the only value)")
-    p.add_argument("--images", type=checks.positive_int, default=100,
-                   help="sweep N images (default 100), a random sample unless --first")
-    p.add_argument("--first", action="store_true", help="the first N images, not a sample")
-    p.add_argument("--seed", type=checks.seed, help="the sample's seed (default 0)")
+    selection_options(p, "sweep", seed="the sample's seed (default 0)")
     p.add_argument("--levels", metavar="V,V,...",
                    help=f"values each channel takes; the grid is every combination "
                         f"(default {','.join(map(str, CORNERS))}: the colour cube's corners)")
-    p.add_argument("--slots", type=checks.positive_int,
-                   help="images swept at once (default 4)")
-    p.add_argument("--batch-size", type=checks.positive_int,
-                   help="candidates per model call (default: the platform's micro-batch)")
-    p.add_argument("--dense", action="store_true",
-                   help="score every candidate by a full forward pass")
+    checks.add_engine_options(p, ENGINE_FIELDS, helps=dict(
+        slots=f"images swept at once (default {SWEEP_SLOTS})",
+        batch_size="candidates per model call and device (default: the platform's "
+                   "micro-batch)"))
     checks.add_precision_option(p)
     p.add_argument("--devices", type=int, metavar="N",
                    help="use the first N local devices (default: all)")

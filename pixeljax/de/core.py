@@ -21,6 +21,7 @@ from flax import struct
 from pixeljax.errors import PixeljaxError
 
 STRATEGIES = ("rand1", "best1")
+MIN_POPSIZE = 4  # DE/rand/1 draws three members other than the one it replaces
 
 
 @struct.dataclass

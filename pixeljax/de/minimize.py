@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.de.core import STRATEGIES, DEParams, ask, init, tell, uniform_population
+from pixeljax.de.core import (MIN_POPSIZE, STRATEGIES, DEParams, ask, init, tell,
+                              uniform_population)
 from pixeljax.errors import PixeljaxError
 
 
@@ -46,8 +47,8 @@ def _validate(lower, upper, popsize, maxiter, strategy, population):
                             f"upper {upper.tolist()}")
     if not np.all(lower <= upper):
         raise PixeljaxError("every lower bound must be <= its upper bound")
-    if popsize < 4:
-        raise PixeljaxError(f"popsize must be >= 4 for DE/rand/1, got {popsize}")
+    if popsize < MIN_POPSIZE:
+        raise PixeljaxError(f"popsize must be >= {MIN_POPSIZE} for DE/rand/1, got {popsize}")
     if maxiter < 0:
         raise PixeljaxError(f"maxiter must be >= 0, got {maxiter}")
     if strategy not in STRATEGIES:

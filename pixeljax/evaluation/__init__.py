@@ -6,11 +6,15 @@ resumably, and :func:`write_report` turns the results folder into ``report.md`` 
 paper's published numbers beside the measured ones (Su, Vargas, Sakurai, arXiv 1710.08864).
 """
 
+from pixeljax.attack.sizes import EngineSizes
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.evaluation.plan import Plan, make_plan
 from pixeljax.evaluation.report import write_report
 from pixeljax.evaluation.runner import run_suite
 from pixeljax.evaluation.store import SuiteResults, load_results
 from pixeljax.evaluation.suite import MODES, Cell, Suite, Victim, load_suite, suite_names
 
-__all__ = ["MODES", "Cell", "Plan", "Suite", "SuiteResults", "Victim", "load_results",
-           "load_suite", "make_plan", "run_suite", "suite_names", "write_report"]
+# AttackSpec and EngineSizes are here for suite files: ``Suite(..., attack=AttackSpec(...))``.
+__all__ = ["MODES", "AttackSpec", "Cell", "EngineSizes", "Plan", "Suite", "SuiteResults",
+           "Victim", "load_results", "load_suite", "make_plan", "run_suite", "suite_names",
+           "write_report"]

@@ -19,6 +19,7 @@ import numpy as np
 from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
+from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
 from pixeljax.data import ImageSet, data_key, load_dataset
@@ -86,7 +87,7 @@ class CellPlan:
 @dataclasses.dataclass(frozen=True)
 class Plan:
     """A checked suite run. ``n_images``/``first`` select the images (seeded by
-    ``suite.seed``); ``engine`` holds the engine sizes (``AttackSpec`` fields) of every cell."""
+    the suite's seed); ``sizes`` are the engine sizes of every cell."""
 
     suite: Suite
     out: Path
@@ -99,12 +100,12 @@ class Plan:
     victims: dict[str, VictimPlan]
     cells: list[CellPlan]
     skipped: tuple[VictimPlan, ...] = ()
-    engine: dict = dataclasses.field(default_factory=dict)
+    sizes: EngineSizes = EngineSizes()
 
     def cell_spec(self, cell: Cell) -> AttackSpec:
         """The attack of one cell."""
         return self.suite.spec(cell, n_images=self.suite.images_of(cell, self.n_images),
-                               first=self.first, **self.engine)
+                               first=self.first, sizes=self.sizes)
 
     def cell_fingerprint(self, cell: Cell) -> str:
         """The data fingerprint (``results.data_fingerprint``) of the images the cell attacks,
@@ -167,10 +168,10 @@ class Plan:
         """A few lines: images, budget, victims and how much is left to do."""
         s = self.suite
         how = (f"the first {self.n_images}" if self.first and self.n_images < len(self.data)
-               else "all" if self.first else f"a random sample (seed {s.seed}) of "
+               else "all" if self.first else f"a random sample (seed {s.attack.seed}) of "
                f"{self.n_images}")
         lines = [f"suite {s.name}: {len(self.cells)} cells, {how} of {len(self.data):,} "
-                 f"images of {self.data.source}; population {s.popsize}, {s.maxiter} "
+                 f"images of {self.data.source}; population {s.attack.popsize}, {s.attack.maxiter} "
                  f"generations"]
         for v in self.skipped:
             lines.append(f"  {v.victim.name} ({v.architecture}): no checkpoint; skipped "
@@ -287,7 +288,11 @@ def plan_victim(victim: Victim, out: Path, problems: list[str],
     trained = out / victim.name / TRAINED
     shipped = shipped_checkpoint(architecture)
     own = f"../{TRAINED}"  # from a cell folder, OUT/<victim>/<cell>
-    if victim.checkpoint is not None:
+    if victim.checkpoint is not None and victim.checkpoint.startswith(checkpoint_ref.SHIPPED):
+        name = victim.checkpoint[len(checkpoint_ref.SHIPPED):]  # another shipped victim
+        directory, ident = shipped_checkpoint(name), f"checkpoints/{name} (shipped)"
+        reference = victim.checkpoint
+    elif victim.checkpoint is not None:
         directory = Path(victim.checkpoint).expanduser().resolve()
         ident = reference = str(directory)
     elif (trained / "metadata.json").is_file():
@@ -413,8 +418,7 @@ def _load(spec: str, split: str, what: str, problems: list[str]) -> ImageSet | N
 
 def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
-              slots: int | None = None, batch_size: int | None = None,
-              segment: int | None = None, dense: bool = False) -> Plan:
+              sizes: EngineSizes | None = None) -> Plan:
     """Checks everything a run of ``suite`` into ``out`` needs.
 
     Args:
@@ -424,8 +428,8 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
       train_data: the data spec victims without a checkpoint train on (default: ``data``).
       train_missing: train victims that have no checkpoint yet with their recipe (hours on a
         CPU). Without it they are skipped and listed in the plan: long work is opt-in.
-      slots, batch_size, segment, dense: engine sizes and scoring (None: the defaults of
-        ``AttackSpec``; checked here, not recorded: results do not depend on them).
+      sizes: engine sizes and scoring; those it sets replace the suite attack's (not
+        recorded: results do not depend on them).
 
     Raises:
       PixeljaxError: listing every problem found.
@@ -438,8 +442,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
         problems.append(f"suite {suite.name} names no data; pass --data SPEC")
     else:
         test = _load(spec, suite.split, f"--data {spec}", problems)
-    engine = {k: v for k, v in dict(slots=slots, batch_size=batch_size, segment=segment,
-                                    dense=dense).items() if v is not None}
+    sizes = suite.attack.sizes.replace(**(sizes or EngineSizes()).given())
     shape = test.x.shape[1:] if test is not None else (32, 32, 3)
     for pixels in suite.pixels:
         try:
@@ -468,7 +471,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
     n_images = len(test) if wanted is None else min(wanted, len(test))
     plan = Plan(suite=suite, out=out, data_spec=spec, data=test, train_spec=None,
                 train_set=None, n_images=n_images, first=suite.sample is None,
-                victims=victims, cells=[], skipped=skipped, engine=engine)
+                victims=victims, cells=[], skipped=skipped, sizes=sizes)
     check_record(out, suite, plan.settings(), problems)
     cells = []
     for cell in suite.cells():

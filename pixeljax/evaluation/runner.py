@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pixeljax import locking, results
 from pixeljax.attack.run import attack_folder
+from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
 from pixeljax.checkpoint import load_victim, with_detected_outputs
@@ -61,8 +62,7 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
               images: int | None = None, sample: int | None = None,
-              slots: int | None = None, batch_size: int | None = None,
-              segment: int | None = None, dense: bool = False, progress: bool = True,
+              sizes: EngineSizes | None = None, progress: bool = True,
               continue_from: str | Path | None = None,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Runs every cell of ``suite`` into ``out``.
@@ -76,11 +76,8 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
       train_missing: train victims without a checkpoint first (hours on a CPU); without it
         they are skipped with one line.
       images, sample: override the suite's image selection: the first N, or a random N.
-      slots, batch_size, segment: engine sizes (attacks in flight, images per model call,
-        generations between refills; None: the defaults of ``AttackSpec``); results do not
-        depend on them.
-      dense: score every candidate by a full forward pass, not incrementally (see
-        ``pixeljax.attack.scoring``); results do not depend on it.
+      sizes: engine sizes and scoring (:class:`~pixeljax.attack.sizes.EngineSizes`); those
+        it sets replace the suite attack's. Results do not depend on them.
       progress: show progress bars.
       continue_from: a publication (or its ``run.tar.gz``) whose cells ``out`` lacks are
         restored into it first (see ``pixeljax.evaluation.archive``), so the run continues
@@ -96,8 +93,7 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
     say = log or (lambda line: None)
     suite = with_images(suite, images=images, sample=sample)
     planned = functools.partial(make_plan, suite, out, data=data, train_data=train_data,
-                                train_missing=train_missing, slots=slots,
-                                batch_size=batch_size, segment=segment, dense=dense)
+                                train_missing=train_missing, sizes=sizes)
     plan = planned()
     if continue_from is not None:
         restored = restore(continue_from, plan)

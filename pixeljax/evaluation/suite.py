@@ -11,10 +11,10 @@ Example (``evaluate/quick.py``)::
 
         pixeljax evaluate quick --out runs/quick
     \"\"\"
-    from pixeljax.evaluation import Suite, Victim
+    from pixeljax.evaluation import AttackSpec, Suite, Victim
 
     SUITE = Suite(name="quick", victims=(Victim("allconv", recipe="allconv"),),
-                  pixels=(1, 3, 5), images=5, popsize=20, maxiter=10)
+                  pixels=(1, 3, 5), images=5, attack=AttackSpec(popsize=20, maxiter=10))
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import re
 from pathlib import Path
 
 from pixeljax._shipped import shipped_folder
+from pixeljax.checkpoint_ref import SHIPPED
+from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
 from pixeljax.attack.sweep import CORNERS, SweepSpec
 from pixeljax.defences import defence_name, parse_defences
-from pixeljax.models.precision import check_precision
 from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
@@ -53,7 +54,8 @@ class Victim:
       recipe: a training recipe: a name in ``train/``, a path to a recipe ``.py`` file, or a
         :class:`TrainConfig`. Its ``model`` is the architecture (a recipe file may register
         its own).
-      checkpoint: a checkpoint folder to attack (relative paths: from the current directory).
+      checkpoint: a checkpoint folder to attack (relative paths: from the current directory),
+        or ``"shipped:NAME"``, the shipped victim ``checkpoints/NAME``.
       train_images: train on the first N training images only (None: all of them).
       eval_images: evaluate during training and at export on the first N test images only.
       architecture: the network when there is no recipe (default: ``name``): a registered
@@ -84,6 +86,11 @@ class Victim:
                                 f"TrainConfig, got {type(self.recipe).__name__}")
         if self.checkpoint is not None:
             object.__setattr__(self, "checkpoint", str(self.checkpoint))
+            shipped = self.checkpoint.startswith(SHIPPED) and self.checkpoint[len(SHIPPED):]
+            if shipped is not False and not _NAME.match(shipped):
+                raise PixeljaxError(f"victim {self.name}: checkpoint {self.checkpoint!r} must "
+                                    f"name a shipped victim, {SHIPPED}NAME (a folder name in "
+                                    f"checkpoints/)")
         for field in ("train_images", "eval_images"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -136,15 +143,12 @@ class Suite:
         the same images for every victim, so networks compare on equal footing.
       split: the data split attacked.
       data: the default ``--data`` spec (None: the command line must give one).
-      popsize, maxiter: the DE budget (the paper: 400 and 100).
-      strategy, F, crossover: DE settings (the paper: rand1, 0.5, no crossover).
-      target_threshold: a targeted attack stops once the target's probability exceeds it.
-      true_threshold: a non-targeted attack stops once the true class's probability falls
-        below it (None: as soon as the image is misclassified).
-      seed: the attacks' random seed (and the sample's).
+      attack: every cell's :class:`~pixeljax.attack.spec.AttackSpec` (default: the paper's):
+        the DE budget and settings, the seed (also the sample's), the scoring precision and
+        the engine sizes. Each cell is this spec with its pixels, goal and images; a sweep
+        cell takes its seed, precision and sizes. Leave its pixels, goal and selection at their
+        defaults: the grid and ``images``/``sample`` set them.
       levels: the sweep's colour values per channel (default: the colour cube's corners).
-      precision: every cell's scoring precision, "float32" (the default) or "bfloat16" (results
-        re-checked in float32; see ``AttackSpec``).
       cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in
         this order, each on N of the selected images: the first N of them, or with ``sample``
         the seeded sample of N, which lies inside every larger one of the same seed (so every
@@ -160,16 +164,8 @@ class Suite:
     sample: int | None = None
     split: str = "test"
     data: str | None = None
-    popsize: int = DEFAULTS.popsize
-    maxiter: int = DEFAULTS.maxiter
-    strategy: str = DEFAULTS.strategy
-    F: float = DEFAULTS.F
-    crossover: float | None = DEFAULTS.crossover
-    target_threshold: float = DEFAULTS.target_threshold
-    true_threshold: float | None = DEFAULTS.true_threshold
-    seed: int = DEFAULTS.seed
+    attack: AttackSpec = DEFAULTS
     levels: tuple[int, ...] = CORNERS
-    precision: str = DEFAULTS.precision
     cell_images: tuple[tuple[str, int], ...] = ()
     description: str = ""
 
@@ -199,9 +195,9 @@ class Suite:
                                 f"pixels (got {self.pixels})")
         try:
             object.__setattr__(self, "levels", SweepSpec(levels=self.levels).levels)
-            check_precision(self.precision)
         except PixeljaxError as e:
             raise PixeljaxError(f"suite {self.name}: {e}") from None
+        self._check_attack()
         self._check_cell_images()
         for field in ("images", "sample"):
             value = getattr(self, field)
@@ -217,21 +213,30 @@ class Suite:
             except PixeljaxError as e:
                 raise PixeljaxError(f"suite {self.name}: {e}") from None
 
+    def _check_attack(self) -> None:
+        if not isinstance(self.attack, AttackSpec):
+            raise PixeljaxError(f"suite {self.name}: attack must be an AttackSpec, got "
+                                f"{type(self.attack).__name__}")
+        set_here = [k for k in ("pixels", "goal", "target_class", "n_images", "first")
+                    if getattr(self.attack, k) != getattr(DEFAULTS, k)]
+        if set_here:
+            raise PixeljaxError(f"suite {self.name}: attack sets {', '.join(set_here)}; a suite "
+                                f"sets them per cell (pixels, modes, images, sample, "
+                                f"cell_images)")
+
     def spec(self, cell: Cell, *, n_images: int | None, first: bool,
-             **engine) -> AttackSpec | SweepSpec:
-        """The attack of one cell: the suite's settings, the cell's pixels and goal, the
-        selection ``n_images``/``first`` and engine sizes ``engine`` (``AttackSpec`` fields);
-        a sweep cell's :class:`~pixeljax.attack.sweep.SweepSpec` takes the sizes it has."""
+             sizes: EngineSizes | None = None) -> AttackSpec | SweepSpec:
+        """The attack of one cell: the suite's ``attack`` with the cell's pixels and goal, the
+        selection ``n_images``/``first`` and the engine ``sizes`` (default: the attack's); a
+        sweep cell's :class:`~pixeljax.attack.sweep.SweepSpec` takes the attack's seed and
+        precision."""
+        sizes = self.attack.sizes if sizes is None else sizes
         if cell.mode == SWEEP:
-            sizes = {k: v for k, v in engine.items() if k in ("slots", "batch_size", "dense")}
-            return SweepSpec(levels=self.levels, n_images=n_images, first=first, seed=self.seed,
-                             precision=self.precision, **sizes)
-        return AttackSpec(pixels=cell.pixels, goal=cell.mode, n_images=n_images, first=first,
-                          seed=self.seed, popsize=self.popsize, maxiter=self.maxiter,
-                          strategy=self.strategy, F=self.F, crossover=self.crossover,
-                          target_threshold=self.target_threshold,
-                          true_threshold=self.true_threshold, precision=self.precision,
-                          **engine)
+            return SweepSpec(levels=self.levels, n_images=n_images, first=first,
+                             seed=self.attack.seed, precision=self.attack.precision,
+                             sizes=sizes)
+        return self.attack.replace(pixels=cell.pixels, goal=cell.mode, n_images=n_images,
+                                   first=first, sizes=sizes)
 
     def _grid(self) -> list[Cell]:
         return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes

@@ -92,6 +92,7 @@ class TrainConfig:
             raise PixeljaxError(f"training config: flip must be True or False, got {self.flip!r}")
 
     def _check_adversarial(self) -> None:
+        from pixeljax.de.core import MIN_POPSIZE
         from pixeljax.training.adversarial import KINDS
 
         f = self.adversarial_fraction
@@ -101,9 +102,9 @@ class TrainConfig:
         if self.adversarial not in KINDS:
             raise PixeljaxError(f"training config: unknown adversarial {self.adversarial!r}; "
                                 f"expected one of {', '.join(KINDS)}")
-        if not _is_int(self.adversarial_popsize) or self.adversarial_popsize < 4:
-            raise PixeljaxError(f"training config: adversarial_popsize must be an integer >= 4, "
-                                f"got {self.adversarial_popsize!r}")
+        if not _is_int(self.adversarial_popsize) or self.adversarial_popsize < MIN_POPSIZE:
+            raise PixeljaxError(f"training config: adversarial_popsize must be an integer >= "
+                                f"{MIN_POPSIZE}, got {self.adversarial_popsize!r}")
         if not _is_int(self.adversarial_generations) or self.adversarial_generations < 0:
             raise PixeljaxError(f"training config: adversarial_generations must be an integer "
                                 f">= 0, got {self.adversarial_generations!r}")

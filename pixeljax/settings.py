@@ -1,0 +1,168 @@
+"""Settings fields that carry their own range and help: each is checked in one place
+(:func:`check_fields`, from a dataclass's ``__post_init__``) and becomes a command-line option
+in one place (:func:`add_options`), so a default, a bound and its message are written once.
+
+A field is made by :func:`count`, :func:`number`, :func:`choice` or :func:`flag`; its metadata
+records the kind, the bounds and the help line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import numpy as np
+
+from pixeljax.errors import PixeljaxError
+
+
+def count(default, least: int, help: str, *, optional: bool = False, most: int | None = None):
+    """An integer field >= ``least`` (and <= ``most``); ``optional``: None is allowed too."""
+    return dataclasses.field(default=default, metadata=dict(
+        kind="count", least=least, most=most, optional=optional, help=help))
+
+
+def number(default, low: float, high: float, help: str, *, low_open: bool = False,
+           optional: bool = False, label: str | None = None):
+    """A finite float field in [low, high] ((low, high] with ``low_open``); ``label`` names it
+    in messages (default: the field's name)."""
+    return dataclasses.field(default=default, metadata=dict(
+        kind="number", low=low, high=high, low_open=low_open, optional=optional, help=help,
+        label=label))
+
+
+def choice(default, choices: tuple[str, ...], help: str):
+    """One of ``choices``."""
+    return dataclasses.field(default=default, metadata=dict(kind="choice", choices=choices,
+                                                            help=help))
+
+
+def flag(default: bool, help: str):
+    """True or False (a command-line switch)."""
+    return dataclasses.field(default=default, metadata=dict(kind="flag", help=help))
+
+
+def is_int(value) -> bool:
+    """A Python or NumPy integer, but not a bool (``True`` is no count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _bounds(meta: dict) -> str:
+    if meta["kind"] == "count":
+        least, most = meta["least"], meta["most"]
+        return f">= {least}" if most is None else f"in [{least}, {most}]"
+    upper = "" if math.isinf(meta["high"]) else f", {meta['high']:g}]"
+    low = f"{meta['low']:g}"
+    if not upper:
+        return f"{'>' if meta['low_open'] else '>='} {low}"
+    return f"in {'(' if meta['low_open'] else '['}{low}{upper}"
+
+
+def check_value(name: str, value, meta: dict):
+    """``value`` checked (and normalised: a number as a float) against a field's ``meta``.
+
+    Raises:
+      PixeljaxError: naming the setting, its range and the value.
+    """
+    kind = meta["kind"]
+    if value is None and meta.get("optional"):
+        return None
+    if kind == "count":
+        if not is_int(value) or value < meta["least"] or (meta["most"] is not None
+                                                           and value > meta["most"]):
+            raise PixeljaxError(f"{name} must be an integer {_bounds(meta)}, got {value!r}")
+        return int(value)
+    if kind == "number":
+        label = meta["label"] or name
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, float, np.integer, np.floating)):
+            raise PixeljaxError(f"{label} must be a number, got {value!r}")
+        value = float(value)
+        low, high = meta["low"], meta["high"]
+        if not math.isfinite(value) or value < low or value > high or (
+                meta["low_open"] and value == low):
+            raise PixeljaxError(f"{label} must be a finite number {_bounds(meta)}, got "
+                                f"{value!r}")
+        return value
+    if kind == "choice":
+        if value not in meta["choices"]:
+            raise PixeljaxError(f"unknown {name} {value!r}; expected one of {meta['choices']}")
+        return value
+    if not isinstance(value, (bool, np.bool_)):
+        raise PixeljaxError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """Checks (and normalises in place) every settings field of the frozen dataclass ``obj``;
+    ``prefix`` starts each message (e.g. ``"training config: "``)."""
+    for field in dataclasses.fields(obj):
+        if "kind" in field.metadata:
+            try:
+                value = check_value(field.name, getattr(obj, field.name), field.metadata)
+            except PixeljaxError as e:
+                raise PixeljaxError(f"{prefix}{e}") from None
+            object.__setattr__(obj, field.name, value)
+
+
+def meta(cls, name: str) -> dict:
+    """The settings metadata of field ``name`` of ``cls``."""
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+
+def count_type(least: int, most: int | None = None):
+    """An argparse type: an integer in [least, most] (a bad value is one usage line)."""
+    return _parser("value", dict(kind="count", least=least, most=most, optional=False))
+
+
+def number_type(low: float, high: float = math.inf, *, low_open: bool = False):
+    """An argparse type: a finite float in [low, high] (``low_open``: (low, high])."""
+    return _parser("value", dict(kind="number", low=low, high=high, low_open=low_open,
+                                 optional=False, label=None))
+
+
+def _parser(name: str, meta: dict):
+    """An argparse type that checks a value as the field does (a bad value is one usage
+    line)."""
+    def parse(text: str):
+        try:
+            value = int(text) if meta["kind"] == "count" else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if meta['kind'] == 'count' else 'a number'}, got "
+                f"{text!r}") from None
+        try:
+            return check_value(name, value, meta)
+        except PixeljaxError:
+            what = "an integer" if meta["kind"] == "count" else "a finite number"
+            raise argparse.ArgumentTypeError(f"expected {what} {_bounds(meta)}, got "
+                                             f"{text!r}") from None
+    parse.__name__ = "integer" if meta["kind"] == "count" else "number"
+    return parse
+
+
+def argument_type(cls, name: str):
+    """The argparse type of field ``name`` of ``cls`` (for options that take its values)."""
+    return _parser(name, meta(cls, name))
+
+
+def add_options(parser, cls, names, *, defaults=None, helps: dict | None = None) -> None:
+    """Adds ``--<name>`` (underscores as dashes) for each field ``name`` of ``cls``, with its
+    type, choices and help; unset options stay None (the field's default applies). The help
+    shows the default of ``defaults`` (an instance; default: ``cls()``) unless ``helps`` gives
+    the whole line."""
+    defaults = cls() if defaults is None else defaults
+    helps = helps or {}
+    for name in names:
+        m = meta(cls, name)
+        flag_name = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        shown = default is not None and m["kind"] != "flag"
+        text = helps.get(name) or (f"{m['help']} (default {default})" if shown else m["help"])
+        if m["kind"] == "flag":
+            parser.add_argument(flag_name, action="store_true", default=None, help=text)
+        elif m["kind"] == "choice":
+            parser.add_argument(flag_name, choices=m["choices"], help=text)
+        else:
+            parser.add_argument(flag_name, type=_parser(name, m), help=text)
