@@ -37,6 +37,7 @@ import numpy as np
 
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import warn
+from pixeljax.victim_record import VictimRecord
 
 CONFIG = "config.json"
 RESULTS = "results.csv"
@@ -200,27 +201,15 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
             == {k: v for k, v in config.items() if k not in ignored})
 
 
-VICTIM_KEYS = ("model", "architecture", "checkpoint")  # config.json: what was attacked
-
-
-def run_config(spec, victim: Mapping) -> dict:
-    """A results folder's ``config.json``: what was attacked (``victim``: ``model``,
-    ``architecture``, a loadable ``checkpoint`` reference, and any more keys such as ``data``
-    and ``split``) and the attack's settings (``spec.to_config()``, see
-    :class:`pixeljax.attack.spec.AttackSpec`).
+def run_config(spec, victim: VictimRecord | Mapping) -> dict:
+    """A results folder's ``config.json``: what was attacked (a
+    :class:`~pixeljax.victim_record.VictimRecord`, or a mapping of its fields) and the attack's
+    settings (``spec.to_config()``, see :class:`pixeljax.attack.spec.AttackSpec`).
 
     Raises:
-      PixeljaxError: ``victim`` lacks one of :data:`VICTIM_KEYS`, or repeats a setting.
+      PixeljaxError: ``victim`` lacks a required field or has an unknown one.
     """
-    missing = [k for k in VICTIM_KEYS if not victim.get(k)]
-    if missing:
-        raise PixeljaxError(f"a results folder records what it attacked: {', '.join(missing)} "
-                            f"missing")
-    settings = spec.to_config()
-    clash = sorted(set(victim) & set(settings))
-    if clash:
-        raise PixeljaxError(f"{', '.join(clash)}: attack settings belong in the spec")
-    return {**victim, **settings}
+    return {**VictimRecord.of(victim).to_config(), **spec.to_config()}
 
 
 def _check_results_config(previous, directory: Path) -> None:

@@ -185,6 +185,21 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
                 assert float(row["accuracy_cost"]) == pytest.approx(
                     accuracy["tiny", pixels] - accuracy[model, pixels])
     assert table["tiny", "1"]["undefended"] == "" and table["tiny", "1"]["accuracy_cost"] == ""
+    # Its publication's table is the robustness table, from the stored summaries alone.
+    from pixeljax.evaluation.publish import publish, published_table, readme_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- published:defended -->\n<!-- /published:defended -->\n")
+    publish(tmp_path / "out", tmp_path / "pub" / "defended", command="pixeljax evaluate x",
+            readme=readme)
+    shown = published_table(tmp_path / "pub" / "defended")
+    assert readme_block(readme.read_text(), "defended") == "\n".join(shown)
+    assert shown[0].startswith("| victim | defence | checkpoint | pixels | images | clean")
+    rows = {(r.split(" | ")[0][2:], int(r.split(" | ")[3])): r for r in shown[2:]}
+    assert len(rows) == 6 and " | noise60x2 | " in rows["tiny-noise", 1]
+    for (model, pixels), row in rows.items():
+        robust = int(table[model, str(pixels)]["robust"])  # of the cell's 3 images
+        assert row.split(" | ")[7].startswith(f"{robust / 3:.1%} [")
 
 
 @pytest.mark.parametrize("name,text", [("tiny", "median3"), ("tiny", "gauss5"),

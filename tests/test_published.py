@@ -10,21 +10,14 @@ from pathlib import Path
 import pytest
 
 from pixeljax.evaluation.archive import ARCHIVE
-from pixeljax.evaluation.publish import (
-    PROVENANCE,
-    VICTIMS,
-    headline_table,
-    read_cells,
-    readme_block,
-)
+from pixeljax.evaluation.publish import PROVENANCE, published_table, readme_block
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted(p.parent for p in (REPO / "results").glob(f"*/{PROVENANCE}"))
 
 
 def recomputed(dest: Path) -> str:
-    victims = json.loads((dest / VICTIMS).read_text())
-    return "\n".join(headline_table(read_cells(dest), victims))
+    return "\n".join(published_table(dest))
 
 
 @pytest.mark.parametrize("dest", PUBLISHED, ids=[p.name for p in PUBLISHED])

@@ -138,6 +138,23 @@ def test_a_results_folder_records_the_victim_and_the_spec(tmp_path):
         results.run_config(spec, {"model": "m", "architecture": "m"})
 
 
+def test_the_victim_block_is_one_record_built_and_read_in_one_place():
+    from pixeljax.victim_record import VictimRecord
+
+    cli = VictimRecord(model="allconv", architecture="allconv", checkpoint="shipped:allconv",
+                       data="sample", split="test")
+    assert cli.to_config() == {"model": "allconv", "architecture": "allconv",
+                               "checkpoint": "shipped:allconv", "data": "sample",
+                               "split": "test"}
+    cell = VictimRecord(suite="s", model="a", architecture="allconv", checkpoint="../checkpoint")
+    assert cell.to_config()["checkpoint_exported"] is None  # a suite cell always records it
+    config = results.run_config(DEFAULTS, cell)
+    assert VictimRecord.from_config(config) == cell
+    assert VictimRecord.of(cli.to_config()) == cli
+    with pytest.raises(PixeljaxError, match="unknown field"):
+        results.run_config(DEFAULTS, {**cli.to_config(), "popsize": 3})
+
+
 def test_pixel_attack_takes_a_spec_or_its_fields_and_defaults_the_key_to_the_seed():
     predict, data = victim_and_data()
     spec = AttackSpec(popsize=8, maxiter=3, seed=3).replace(slots=4, batch_size=16)

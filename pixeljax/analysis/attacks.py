@@ -23,6 +23,7 @@ from pixeljax.defences import defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import quiet_notes
 from pixeljax.results import CONFIG, DATA_FINGERPRINT, check_victim, data_fingerprint, read_config
+from pixeljax.victim_record import VictimRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,20 +155,21 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     try:
         architecture = checkpoint_ref.architecture_of(config)
         checkpoint = checkpoint_ref.resolve(config, directory)
+        record = VictimRecord.from_config(config)
     except PixeljaxError as e:
         raise PixeljaxError(f"{directory}: {e}") from None
-    if model is not None and model not in (config["model"], architecture):
-        raise PixeljaxError(f"{directory} holds attacks on {config['model']!r}, not on "
+    if model is not None and model not in (record.model, architecture):
+        raise PixeljaxError(f"{directory} holds attacks on {record.model!r}, not on "
                             f"{model!r}")
     if limit is not None and limit < 1:
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
     found = AttackResult.from_folder(directory).attacked()
     found = found.take(slice(0, limit))
-    victim = load_victim(architecture, checkpoint, input_scale=config.get("input_scale"),
-                         outputs=config.get("outputs"))
+    victim = load_victim(architecture, checkpoint, input_scale=record.input_scale,
+                         outputs=record.outputs)
     check_victim(config, victim.metadata, directory)
-    data = load_dataset(config.get("data"), config["split"])
-    victim = defended(with_detected_outputs(victim, data.x), config.get("defence"))  # as seen
+    data = load_dataset(record.data, record.split)
+    victim = defended(with_detected_outputs(victim, data.x), record.defence)  # as seen
     _check_data(config, victim, data, directory)
     positions = _positions(data, found.image_index, directory)
     wrong = found.label != data.y[positions]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -23,21 +23,23 @@ from pixeljax.attack_result import AttackResult
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
+from pixeljax.victim_record import VictimRecord
 
 SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
 
 
 def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: AttackSpec, *,
-                  victim: dict, progress: bool = True,
+                  victim: VictimRecord | Mapping, progress: bool = True,
                   on_rows: Callable[[AttackResult], None] | None = None,
                   devices: int | Sequence[jax.Device] | None = None,
                   process: int | None = None, num_processes: int | None = None) -> dict:
     """Attacks images of ``data`` as ``spec`` says and writes ``out/results.csv`` and
     ``out/summary.json``.
 
-    ``victim`` names what is attacked: ``model``, ``architecture``, ``checkpoint`` (a loadable
-    reference, see :mod:`pixeljax.checkpoint_ref`) and any more keys to record (``data``,
-    ``split``, ``suite``, ...). With the spec's settings it is stored as ``config.json``
+    ``victim`` names what is attacked: a :class:`~pixeljax.victim_record.VictimRecord` (or a
+    mapping of its fields: ``model``, ``architecture``, ``checkpoint``, a loadable reference,
+    see :mod:`pixeljax.checkpoint_ref`, and optionally ``data``, ``split``, ...). With the
+    spec's settings it is stored as ``config.json``
     (:func:`pixeljax.results.run_config`); a folder holding another configuration is refused.
 
     ``devices`` (default: all of this process's) share the slots; results do not depend on

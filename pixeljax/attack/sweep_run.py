@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -37,6 +37,7 @@ from pixeljax.attack.sweep import SweepSpec, SweptImage
 from pixeljax.attack_result import AttackResult, Status, channels_of
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
+from pixeljax.victim_record import VictimRecord
 
 NONTARGETED = "nontargeted.csv"
 MAPS = "maps"
@@ -215,7 +216,7 @@ def _finish(out: Path, spec: SweepSpec, image_shape):
 
 
 def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: SweepSpec, *,
-                 victim: dict, progress: bool = True,
+                 victim: VictimRecord | Mapping, progress: bool = True,
                  on_rows: Callable[[AttackResult], None] | None = None,
                  devices: int | Sequence[jax.Device] | None = None,
                  refuse_all_misclassified: bool = True) -> dict:

@@ -74,6 +74,7 @@ def victim_and_data(args):
     from pixeljax.data import data_key, load_dataset
     from pixeljax.defences import defence_name, defended, parse_defences
     from pixeljax.models import user
+    from pixeljax.victim_record import VictimRecord
 
     architecture = model_option(args)
     given = {k: v for k in ("input_scale", "outputs") if (v := getattr(args, k, None))}
@@ -91,11 +92,10 @@ def victim_and_data(args):
     checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
-    record = {"model": victim.name, "architecture": architecture, "checkpoint": checkpoint,
-              "data": data_key(args.data), "split": args.split, **given}
-    weights = results.weights_fingerprint(victim.metadata)
-    if weights:  # a resume, or an analysis, on other weights is refused
-        record[results.WEIGHTS_FINGERPRINT] = weights
+    # weights_sha256: a resume, or an analysis, on other weights is refused
+    record = VictimRecord(model=victim.name, architecture=architecture, checkpoint=checkpoint,
+                          data=data_key(args.data), split=args.split,
+                          weights_sha256=results.weights_fingerprint(victim.metadata), **given)
     return victim, data, record
 
 

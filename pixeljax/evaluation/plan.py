@@ -27,6 +27,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
 from pixeljax.models import model_names, user
 from pixeljax.training import TrainConfig, load_recipe
+from pixeljax.victim_record import VictimRecord
 
 RECORD = "suite.json"
 SCRATCH = ".restore-"  # a run archive's files on their way into a results folder
@@ -130,17 +131,14 @@ class Plan:
                 c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cells()})
         return {"data": data_key(self.data_spec), "split": self.suite.split, **shared}
 
-    def cell_victim(self, cell: Cell, fingerprint: str | None) -> dict:
+    def cell_victim(self, cell: Cell, fingerprint: str | None) -> VictimRecord:
         """What a cell attacks, as its ``config.json`` records it (see
         ``pixeljax.results.run_config``)."""
         v = self.victims[cell.victim.name]
-        record = {"suite": self.suite.name, "model": cell.victim.name,
-                  "architecture": v.architecture, "checkpoint": v.reference,
-                  "checkpoint_exported": fingerprint, "data": data_key(self.data_spec),
-                  "split": self.suite.split}
-        if cell.victim.defence is not None:
-            record["defence"] = cell.victim.defence
-        return record
+        return VictimRecord(suite=self.suite.name, model=cell.victim.name,
+                            architecture=v.architecture, checkpoint=v.reference,
+                            checkpoint_exported=fingerprint, data=data_key(self.data_spec),
+                            split=self.suite.split, defence=cell.victim.defence)
 
     def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
         """The ``config.json`` of a cell's results folder."""

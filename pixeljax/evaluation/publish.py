@@ -68,15 +68,49 @@ def _paper(metric: str, model: str, pixels: int, *, percent: bool = True) -> str
 
 
 def read_cells(dest: str | Path) -> list[dict]:
-    """The published cells' summaries (with ``key`` and ``planned_images``), in suite order."""
+    """The published cells' summaries (with ``key``, ``planned_images``, and the ``defence``
+    and ``checkpoint`` of their ``config.json``), in suite order."""
     dest = Path(dest)
     order = json.loads((dest / PROVENANCE).read_text())["cells"]
     cells = []
     for key, planned in order:
         summary = results.read_summary(dest / CELLS / key)
         if summary is not None:
-            cells.append({**summary, "key": key, "planned_images": planned})
+            config = results.read_config(dest / CELLS / key)
+            cells.append({**summary, "key": key, "planned_images": planned,
+                          "defence": config.get("defence"),
+                          "checkpoint": config.get("checkpoint")})
     return cells
+
+
+def published_table(dest: str | Path) -> list[str]:
+    """The table a publication shows, from what is stored in it: the robustness table when a
+    victim is defended, else the headline table beside the paper's."""
+    cells = read_cells(dest)
+    if any(c["defence"] for c in cells):
+        return robustness_table(cells)
+    return headline_table(cells, json.loads((Path(dest) / VICTIMS).read_text()))
+
+
+def robustness_table(cells: list[dict]) -> list[str]:
+    """Per cell: clean accuracy on its images, success over those attacked and robust accuracy
+    (correctly classified and not fooled) over all of them, with 95% Wilson intervals."""
+    lines = ["| victim | defence | checkpoint | pixels | images | clean accuracy [95% CI] | "
+             "fooled [95% CI] | robust accuracy [95% CI] | evaluations/s |",
+             "|" + " --- |" * 9]
+    for c in cells:
+        head = [c["model"], c["defence"] or "none", f"`{c['checkpoint']}`", c["pixels"]]
+        if c["n_images"] < c["planned_images"]:  # no rates while running (see headline_table)
+            lines.append("| " + " | ".join(str(v) for v in (
+                *head, f"{c['n_images']} of {c['planned_images']} done (running)",
+                "–", "–", "–", "–")) + " |")
+            continue
+        attacked, fooled = c["n_attacked"], c["n_success"]
+        lines.append("| " + " | ".join(str(v) for v in (
+            *head, c["n_images"], _rate(attacked, c["n_images"]), _rate(fooled, attacked),
+            _rate(attacked - fooled, c["n_images"]),
+            f"{c['evaluations_per_second']:,.0f}")) + " |")
+    return lines
 
 
 def headline_table(cells: list[dict], victims: dict) -> list[str]:
@@ -234,14 +268,15 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
                   "cells": [[c.key, _planned_images(c, len(suite.class_names))]
                             for c in suite.cells]}
     (dest / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-    table = headline_table(read_cells(dest), victims)
+    table = published_table(dest)
     page = dest / "README.md"
     page.write_text("\n".join([
         f"# Published: suite `{suite.name}`", "",
         f"Command: `{command}`  ", f"Commit: `{provenance['commit']}`  ",
         f"Machine: {provenance['machine']}  ", f"Published: {provenance['published']}", "",
         "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
-        "accuracy in `victims.json` (on the 10,000 test images); paper numbers marked * are "
+        "accuracy in `victims.json` (on the 10,000 test images; a robustness table gives the "
+        "clean accuracy of each cell's images instead); paper numbers marked * are "
         "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
         f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
         f"maps) is `{ARCHIVE}`: `{_continued(command, dest)}` restores it and continues it "
