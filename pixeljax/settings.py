@@ -69,9 +69,10 @@ def check_value(name: str, value, meta: dict):
     if value is None and meta.get("optional"):
         return None
     if kind == "count":
-        if not is_int(value) or value < meta["least"] or (meta["most"] is not None
-                                                           and value > meta["most"]):
-            raise PixeljaxError(f"{name} must be an integer {_bounds(meta)}, got {value!r}")
+        if not is_int(value) or value < meta["least"]:
+            raise PixeljaxError(f"{name} must be an integer >= {meta['least']}, got {value!r}")
+        if meta["most"] is not None and value > meta["most"]:
+            raise PixeljaxError(f"{name} must be an integer <= {meta['most']}, got {value!r}")
         return int(value)
     if kind == "number":
         label = meta["label"] or name
@@ -134,10 +135,9 @@ def _parser(name: str, meta: dict):
                 f"{text!r}") from None
         try:
             return check_value(name, value, meta)
-        except PixeljaxError:
-            what = "an integer" if meta["kind"] == "count" else "a finite number"
-            raise argparse.ArgumentTypeError(f"expected {what} {_bounds(meta)}, got "
-                                             f"{text!r}") from None
+        except PixeljaxError as e:  # the field's own message, in argparse's words
+            bound = str(e).split(" must be ")[1].rsplit(", got ", 1)[0]
+            raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}") from None
     parse.__name__ = "integer" if meta["kind"] == "count" else "number"
     return parse
 

@@ -256,7 +256,7 @@ def test_demo_writes_a_figure_and_a_results_folder(victim, data_file, tmp_path, 
 
 @pytest.mark.parametrize("extra,message", [
     (["--targeted", "10"], r"target class must lie in \[0, 9\], got 10"),
-    (["--images", "0"], "argument --images: expected an integer >= 1, got '0'"),
+    (["--images", "0"], "argument --images: expected an integer >= 1 or 'all', got '0'"),
     (["--popsize", "3"], "argument --popsize: expected an integer >= 4, got '3'"),
     (["--pixels", "2000"], "larger than the image"),
 ])

@@ -45,7 +45,8 @@ def test_config_round_trips_and_leaves_out_the_engine_sizes():
     (dict(popsize=3), "popsize must be an integer >= 4, got 3"),
     (dict(strategy="best2"), "unknown strategy 'best2'"),
     (dict(n_images=0), "n_images must be an integer >= 1"),
-    (dict(seed=-1), r"seed must be an integer in \[0, 9223372036854775807\], got -1"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(popsize=2**21), "popsize must be an integer <= 1048576"),
     (dict(F=0), r"F must be a finite number in \(0, 2\]"),
     (dict(sizes=dict(slots=2)), "sizes must be an EngineSizes"),
 ])
@@ -89,9 +90,11 @@ def test_engine_sizes_are_resolved_once_for_the_platform_and_the_devices():
 
 def test_the_command_line_options_are_the_specs_fields_with_its_checks(capsys):
     parser = build_parser()
-    for option, value, bound in (("--popsize", "3", ">= 4"), ("--F", "0", "in (0, 2]"),
-                                 ("--slots", "0", ">= 1"), ("--true-threshold", "2",
-                                                             "in [0, 1]")):
+    for option, value, bound in (("--popsize", "3", ">= 4"),
+                                 ("--popsize", "99999999999999999999", "<= 1048576"),
+                                 ("--segment", "2147483648", "<= 2147483647"),
+                                 ("--F", "0", "in (0, 2]"), ("--slots", "0", ">= 1"),
+                                 ("--true-threshold", "2", "in [0, 1]")):
         with pytest.raises(SystemExit):
             parser.parse_args(["attack", "allconv", "--out", "o", option, value])
         err = capsys.readouterr().err
@@ -102,6 +105,20 @@ def test_the_command_line_options_are_the_specs_fields_with_its_checks(capsys):
     every = attack_spec(parser.parse_args(["attack", "allconv", "--out", "o", "--images",
                                            "all"]))
     assert every.n_images is None  # all images: asked for, never the default
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--target-threshold", "0.9"], "--target-threshold stops targeted attacks"),
+    (["--all-targets", "--true-threshold", "0.3"], "--true-threshold stops non-targeted"),
+    (["--targeted", "3", "--true-threshold", "0.3"], "--true-threshold stops non-targeted"),
+])
+def test_a_stopping_rule_the_goal_never_uses_is_refused(options, message, tmp_path, capsys):
+    from pixeljax.cli import main
+
+    out = tmp_path / "run"
+    assert main(["attack", "allconv", "--out", str(out), *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1] and not out.exists()
 
 
 def test_the_command_line_builds_the_same_spec_as_the_api():

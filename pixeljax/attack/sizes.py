@@ -12,6 +12,8 @@ ACCELERATOR_BATCH_SIZE = 1024  # a GPU or TPU needs large calls to be busy
 ATTACK_SLOTS = 32              # DE attacks in flight
 SWEEP_SLOTS = 4                # images per sweep wave (a wave's rows are written together)
 SEGMENT = 10                   # DE generations per compiled segment between refills
+INT32_MAX = 2**31 - 1          # counts the compiled programs hold as int32
+MAX_SLOTS = 2**20              # slots x population must index an int32 batch
 FIELDS = ("slots", "batch_size", "segment", "dense")
 
 
@@ -33,17 +35,17 @@ def slot_count(slots: int, n_devices: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class EngineSizes:
     """How a run is laid out on the devices; results never depend on it. None: the default
-    of the run (see :meth:`resolve`)."""
+    of the run (see :meth:`resolve`: 32 attacks in flight, a sweep's 4 images per wave)."""
 
     slots: int | None = settings.count(
-        None, 1, f"attacks in flight (default {ATTACK_SLOTS}; the sweep: images per wave, "
-                 f"default {SWEEP_SLOTS})", optional=True)
+        None, 1, f"attacks in flight (default {ATTACK_SLOTS})", optional=True, most=MAX_SLOTS)
     batch_size: int | None = settings.count(
         None, 1, f"images per model call and device (default: {CPU_BATCH_SIZE} on a CPU, "
                  f"{ACCELERATOR_BATCH_SIZE} on a GPU or TPU; at most one generation of every "
-                 f"slot of a device is used)", optional=True)
+                 f"slot of a device is used)", optional=True, most=INT32_MAX)
     segment: int | None = settings.count(
-        None, 1, f"DE generations between refills (default {SEGMENT})", optional=True)
+        None, 1, f"DE generations between refills (default {SEGMENT})", optional=True,
+        most=INT32_MAX)
     dense: bool = settings.flag(
         False, "score every candidate by a full forward pass (default: one-pixel attacks on "
                "AllConv, NiN, VGG16 and tiny recompute only the activations the pixel "

@@ -13,7 +13,7 @@ import dataclasses
 from pixeljax import settings
 from pixeljax.attack import validation
 from pixeljax.attack.engine import AttackParams, EngineConfig
-from pixeljax.attack.sizes import EngineSizes, replace_in
+from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
 from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
@@ -23,6 +23,7 @@ from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
                  "maxiter", "strategy", "F", "crossover", "target_threshold", "true_threshold")
+MAX_POPSIZE = 2**20  # a population x the slots must index an int32 batch
 # The settings a command line sets one option each (``settings.add_options``).
 OPTION_FIELDS = ("pixels", "seed", "popsize", "maxiter", "strategy", "F", "crossover",
                  "target_threshold", "true_threshold")
@@ -70,8 +71,9 @@ class AttackSpec:
     first: bool = settings.flag(False, "the first N images, not a seeded sample")
     seed: int = settings.count(0, 0, "random seed of the attacks and the sample",
                                most=2**63 - 1)
-    popsize: int = settings.count(400, MIN_POPSIZE, "DE population")
-    maxiter: int = settings.count(100, 0, "DE generations after the initial population")
+    popsize: int = settings.count(400, MIN_POPSIZE, "DE population", most=MAX_POPSIZE)
+    maxiter: int = settings.count(100, 0, "DE generations after the initial population",
+                                  most=INT32_MAX)
     strategy: str = settings.choice("rand1", STRATEGIES, "DE strategy")
     F: float = settings.number(0.5, 0, 2, "DE mutation factor, in (0, 2]", low_open=True)
     crossover: float | None = settings.number(

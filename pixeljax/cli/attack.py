@@ -37,9 +37,17 @@ def attack_spec(args):
     """The :class:`~pixeljax.attack.spec.AttackSpec` of the attack options (unset ones keep the
     spec's defaults)."""
     from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, Goal
+    from pixeljax.errors import PixeljaxError
 
     goal = (Goal.ALL_TARGETS if args.all_targets else
             Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
+    # A stopping rule the goal never uses would only be recorded, and refuse a later resume.
+    if goal is Goal.NON_TARGETED and args.target_threshold is not None:
+        raise PixeljaxError("--target-threshold stops targeted attacks (--targeted, "
+                            "--all-targets); a non-targeted one stops on --true-threshold")
+    if goal is not Goal.NON_TARGETED and args.true_threshold is not None:
+        raise PixeljaxError("--true-threshold stops non-targeted attacks; a targeted one stops "
+                            "on --target-threshold")
     return DEFAULTS.with_options(
         goal=goal, target_class=args.targeted, n_images=n_images(args), first=args.first,
         precision=args.precision, sizes=checks.engine_sizes(args),
@@ -194,9 +202,10 @@ def _cmd_demo(args) -> int:
     for key, value in _demo_budget().items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    print(f"one-pixel attack on the shipped {args.model} with {args.images} shipped CIFAR-10 "
-          f"test images (population {args.popsize}, {args.maxiter} generations)",
-          file=_aside(args))
+    images = ("shipped CIFAR-10 test images" if args.data == "sample" else
+              f"{args.split} images of {args.data}")
+    print(f"one-pixel attack on the shipped {args.model} with the first {args.images} {images} "
+          f"(population {args.popsize}, {args.maxiter} generations)", file=_aside(args))
     summary = _attack(args)
     _print_summary(summary, args.json)
     found = AttackResult.from_folder(args.out).attacked()
@@ -375,20 +384,28 @@ def data_options(p: argparse.ArgumentParser) -> None:
 
 def images_option(text: str):
     """An argparse type: a count of images >= 1, or ``all``."""
-    return ALL if text == ALL else checks.positive_int(text)
+    if text == ALL:
+        return ALL
+    try:
+        return checks.positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or '{ALL}', got "
+                                         f"{text!r}") from None
 
 
 def selection_options(p: argparse.ArgumentParser, verb: str = "attack", *,
-                      images: int = CLI_IMAGES, seed: str | None = None) -> None:
-    """Which images: ``--images`` (default ``images``), ``--first``, ``--seed`` (its help
-    ``seed``, default the spec's)."""
+                      images: int = CLI_IMAGES, seed: str | None = None,
+                      first: str | None = None) -> None:
+    """Which images: ``--images`` (default ``images``), ``--first``, ``--seed`` (their helps
+    ``first`` and ``seed``, default the spec's)."""
     from pixeljax import settings
     from pixeljax.attack.spec import AttackSpec
 
+    which = "the first N" if first else "a seeded sample unless --first"
     p.add_argument("--images", type=images_option, metavar=f"N|{ALL}",
                    help=f"{verb} N images (default {images}; '{ALL}': every image of "
-                        f"--data), a seeded sample unless --first")
-    settings.add_options(p, AttackSpec, ("first", "seed"), helps={"seed": seed})
+                        f"--data), {which}")
+    settings.add_options(p, AttackSpec, ("first", "seed"), helps={"seed": seed, "first": first})
 
 
 def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> None:
@@ -408,7 +425,7 @@ def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> N
                       help="attack towards CLASS (images of CLASS are left out)")
     goal.add_argument("--all-targets", action="store_true",
                       help="the paper's protocol: each image towards each other class")
-    selection_options(p, images=budget.get("images", CLI_IMAGES))
+    selection_options(p, images=budget.get("images", CLI_IMAGES), first=budget.get("first"))
 
     def shown(cls, fields):  # the help lines of the options whose default is the command's
         return {k: f"{settings.meta(cls, k)['help'].split(' (default')[0]} (default {v})"
@@ -433,10 +450,12 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_attack)
 
     p = sub.add_parser("demo", help="a one-pixel attack on the shipped AllConv and sample")
-    p.add_argument("--model", default="allconv")
-    p.add_argument("--out", type=checks.path, default=Path("runs/demo"))
-    _attack_options(p, budget={k: f"{v} on a CPU, {DEMO_ACCELERATOR[k]} on a GPU or TPU"
-                               for k, v in DEMO_CPU.items()})
+    p.add_argument("--model", default="allconv", help="default allconv")
+    p.add_argument("--out", type=checks.path, default=Path("runs/demo"),
+                   help="default runs/demo")
+    _attack_options(p, budget={**{k: f"{v} on a CPU, {DEMO_ACCELERATOR[k]} on a GPU or TPU"
+                                  for k, v in DEMO_CPU.items()},
+                               "first": "the demo always attacks the first N images"})
     p.set_defaults(func=_cmd_demo, first=True)
 
     from pixeljax import settings

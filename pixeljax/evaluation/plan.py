@@ -169,8 +169,12 @@ class Plan:
                else "all" if self.first else f"a random sample (seed {s.attack.seed}) of "
                f"{self.n_images}")
         lines = [f"suite {s.name}: {len(self.cells)} cells, {how} of {len(self.data):,} "
-                 f"images of {self.data.source}; population {s.attack.popsize}, {s.attack.maxiter} "
-                 f"generations"]
+                 f"images of {self.data.source}; population {s.attack.popsize}, "
+                 f"{s.attack.maxiter} generations"]
+        given = self.sizes.given()
+        if given:
+            lines.append("  engine sizes: " + ", ".join(
+                k if v is True else f"{k} {v}" for k, v in given.items()))
         for v in self.skipped:
             lines.append(f"  {v.victim.name} ({v.architecture}): no checkpoint; skipped "
                          f"({_training_cost(v)}: pass --train-missing to train it first)")
