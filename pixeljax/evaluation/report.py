@@ -266,8 +266,11 @@ def _write_figures(results: SuiteResults, stats, folder: Path,
             paper=[("paper: all networks, any target", p.pixels, p.value)
                    for p in published],
             title=f"{results.name}: success rate by pixels changed")
+    # Finished cells only: a running cell's rate is biased (successes finish first).
+    finished = {(c.model, c.pixels, c.mode) for c in results.cells if c.complete}
     robust = [(r["model"], r["mode"], r["pixels"], Rate(r["robust"], r["images"]))
-              for r in tables.robustness_table(results, stats)]
+              for r in tables.robustness_table(results, stats)
+              if (r["model"], r["pixels"], r["mode"]) in finished]
     if _defended(results) and robust:
         curves = {}
         for model, mode, pixels, rate in robust:
