@@ -17,10 +17,12 @@ import numpy as np
 from pixeljax.errors import PixeljaxError
 
 
-def count(default, least: int, help: str, *, optional: bool = False, most: int | None = None):
-    """An integer field >= ``least`` (and <= ``most``); ``optional``: None is allowed too."""
+def count(default, least: int, help: str, *, optional: bool = False, most: int | None = None,
+          shown=None):
+    """An integer field >= ``least`` (and <= ``most``); ``optional``: None is allowed too;
+    ``shown``: the default a help line names when ``default`` is None (the run picks it)."""
     return dataclasses.field(default=default, metadata=dict(
-        kind="count", least=least, most=most, optional=optional, help=help))
+        kind="count", least=least, most=most, optional=optional, help=help, shown=shown))
 
 
 def number(default, low: float, high: float, help: str, *, low_open: bool = False,
@@ -48,15 +50,31 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _bounds(meta: dict) -> str:
+def _range(meta: dict) -> str:
+    """A number field's range, e.g. "in (0, 2]" or ">= 0"."""
+    low, opens = f"{meta['low']:g}", meta["low_open"]
+    if math.isinf(meta["high"]):
+        return f"{'>' if opens else '>='} {low}"
+    return f"in {'(' if opens else '['}{low}, {meta['high']:g}]"
+
+
+def _violation(value, meta: dict) -> str | None:
+    """What a count or number ``value`` must be when it breaks the field's bounds (e.g. "an
+    integer >= 4"); None when it keeps them."""
     if meta["kind"] == "count":
-        least, most = meta["least"], meta["most"]
-        return f">= {least}" if most is None else f"in [{least}, {most}]"
-    upper = "" if math.isinf(meta["high"]) else f", {meta['high']:g}]"
-    low = f"{meta['low']:g}"
-    if not upper:
-        return f"{'>' if meta['low_open'] else '>='} {low}"
-    return f"in {'(' if meta['low_open'] else '['}{low}{upper}"
+        if not is_int(value) or value < meta["least"]:
+            return f"an integer >= {meta['least']}"
+        if meta["most"] is not None and value > meta["most"]:
+            return f"an integer <= {meta['most']}"
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        return "a number"
+    value = float(value)
+    if not math.isfinite(value) or value < meta["low"] or value > meta["high"] or (
+            meta["low_open"] and value == meta["low"]):
+        return f"a finite number {_range(meta)}"
+    return None
 
 
 def check_value(name: str, value, meta: dict):
@@ -68,24 +86,12 @@ def check_value(name: str, value, meta: dict):
     kind = meta["kind"]
     if value is None and meta.get("optional"):
         return None
-    if kind == "count":
-        if not is_int(value) or value < meta["least"]:
-            raise PixeljaxError(f"{name} must be an integer >= {meta['least']}, got {value!r}")
-        if meta["most"] is not None and value > meta["most"]:
-            raise PixeljaxError(f"{name} must be an integer <= {meta['most']}, got {value!r}")
-        return int(value)
-    if kind == "number":
-        label = meta["label"] or name
-        if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, float, np.integer, np.floating)):
-            raise PixeljaxError(f"{label} must be a number, got {value!r}")
-        value = float(value)
-        low, high = meta["low"], meta["high"]
-        if not math.isfinite(value) or value < low or value > high or (
-                meta["low_open"] and value == low):
-            raise PixeljaxError(f"{label} must be a finite number {_bounds(meta)}, got "
-                                f"{value!r}")
-        return value
+    if kind in ("count", "number"):
+        broken = _violation(value, meta)
+        if broken:
+            got = float(value) if kind == "number" and broken != "a number" else value
+            raise PixeljaxError(f"{meta.get('label') or name} must be {broken}, got {got!r}")
+        return int(value) if kind == "count" else float(value)
     if kind == "choice":
         if value not in meta["choices"]:
             raise PixeljaxError(f"unknown {name} {value!r}; expected one of {meta['choices']}")
@@ -133,11 +139,10 @@ def _parser(name: str, meta: dict):
             raise argparse.ArgumentTypeError(
                 f"expected {'an integer' if meta['kind'] == 'count' else 'a number'}, got "
                 f"{text!r}") from None
-        try:
-            return check_value(name, value, meta)
-        except PixeljaxError as e:  # the field's own message, in argparse's words
-            bound = str(e).split(" must be ")[1].rsplit(", got ", 1)[0]
-            raise argparse.ArgumentTypeError(f"expected {bound}, got {text!r}") from None
+        broken = _violation(value, meta)
+        if broken:
+            raise argparse.ArgumentTypeError(f"expected {broken}, got {text!r}")
+        return check_value(name, value, meta)
     parse.__name__ = "integer" if meta["kind"] == "count" else "number"
     return parse
 
@@ -147,19 +152,20 @@ def argument_type(cls, name: str):
     return _parser(name, meta(cls, name))
 
 
-def add_options(parser, cls, names, *, defaults=None, helps: dict | None = None) -> None:
+def add_options(parser, cls, names, *, shown: dict | None = None,
+                helps: dict | None = None) -> None:
     """Adds ``--<name>`` (underscores as dashes) for each field ``name`` of ``cls``, with its
     type, choices and help; unset options stay None (the field's default applies). The help
-    shows the default of ``defaults`` (an instance; default: ``cls()``) unless ``helps`` gives
-    the whole line."""
-    defaults = cls() if defaults is None else defaults
-    helps = helps or {}
+    names the default: ``shown[name]`` (a command's own), else the field's ``shown``, else its
+    default; ``helps[name]`` replaces the whole line."""
+    defaults, shown, helps = cls(), shown or {}, helps or {}
     for name in names:
         m = meta(cls, name)
         flag_name = "--" + name.replace("_", "-")
-        default = getattr(defaults, name)
-        shown = default is not None and m["kind"] != "flag"
-        text = helps.get(name) or (f"{m['help']} (default {default})" if shown else m["help"])
+        default = next((v for v in (shown.get(name), m.get("shown"), getattr(defaults, name))
+                        if v is not None), None)
+        said = default is not None and m["kind"] != "flag"
+        text = helps.get(name) or (f"{m['help']} (default {default})" if said else m["help"])
         if m["kind"] == "flag":
             parser.add_argument(flag_name, action="store_true", default=None, help=text)
         elif m["kind"] == "choice":

@@ -37,15 +37,14 @@ class EngineSizes:
     """How a run is laid out on the devices; results never depend on it. None: the default
     of the run (see :meth:`resolve`: 32 attacks in flight, a sweep's 4 images per wave)."""
 
-    slots: int | None = settings.count(
-        None, 1, f"attacks in flight (default {ATTACK_SLOTS})", optional=True, most=MAX_SLOTS)
+    slots: int | None = settings.count(None, 1, "attacks in flight", optional=True,
+                                       most=MAX_SLOTS, shown=ATTACK_SLOTS)
     batch_size: int | None = settings.count(
-        None, 1, f"images per model call and device (default: {CPU_BATCH_SIZE} on a CPU, "
-                 f"{ACCELERATOR_BATCH_SIZE} on a GPU or TPU; at most one generation of every "
-                 f"slot of a device is used)", optional=True, most=INT32_MAX)
-    segment: int | None = settings.count(
-        None, 1, f"DE generations between refills (default {SEGMENT})", optional=True,
-        most=INT32_MAX)
+        None, 1, "images per model call and device, at most one generation of every slot of "
+                 "a device", optional=True, most=INT32_MAX,
+        shown=f"{CPU_BATCH_SIZE} on a CPU, {ACCELERATOR_BATCH_SIZE} on a GPU or TPU")
+    segment: int | None = settings.count(None, 1, "DE generations between refills",
+                                         optional=True, most=INT32_MAX, shown=SEGMENT)
     dense: bool = settings.flag(
         False, "score every candidate by a full forward pass (default: one-pixel attacks on "
                "AllConv, NiN, VGG16 and tiny recompute only the activations the pixel "

@@ -371,7 +371,7 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
 
 def check_size(spec: SweepSpec, image_shape) -> None:
     """The candidate indices of a wave fit in int32."""
-    slots = spec.sizes.slots or SWEEP_SLOTS
+    slots = spec.selection().sizes.slots
     if slots * spec.candidates(image_shape) >= 2 ** 31:
         raise PixeljaxError(f"{spec.candidates(image_shape):,} candidates per image x "
                             f"{slots} slots is more than one wave can index; use fewer "

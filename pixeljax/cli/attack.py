@@ -415,7 +415,6 @@ def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> N
     checked as the spec checks it. Nothing here may touch JAX's devices (a multi-host run
     joins first)."""
     from pixeljax import settings
-    from pixeljax.attack.sizes import EngineSizes
     from pixeljax.attack.spec import OPTION_FIELDS, AttackSpec
 
     budget = budget or {}
@@ -426,14 +425,9 @@ def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> N
     goal.add_argument("--all-targets", action="store_true",
                       help="the paper's protocol: each image towards each other class")
     selection_options(p, images=budget.get("images", CLI_IMAGES), first=budget.get("first"))
-
-    def shown(cls, fields):  # the help lines of the options whose default is the command's
-        return {k: f"{settings.meta(cls, k)['help'].split(' (default')[0]} (default {v})"
-                for k, v in budget.items() if k in fields}
-
-    fields = [f for f in OPTION_FIELDS if f != "seed"]
-    settings.add_options(p, AttackSpec, fields, helps=shown(AttackSpec, fields))
-    checks.add_engine_options(p, helps=shown(EngineSizes, ("slots", "batch_size")))
+    settings.add_options(p, AttackSpec, [f for f in OPTION_FIELDS if f != "seed"],
+                         shown=budget)
+    checks.add_engine_options(p, shown=budget)
     checks.add_precision_option(p)
     p.add_argument("--devices", type=int, metavar="N",  # local_devices names the range
                    help="use the first N local devices (default: all; slots are rounded up "

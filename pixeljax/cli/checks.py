@@ -101,13 +101,14 @@ def outside_package(target: Path, option: str) -> None:
                             f"--checkpoint")
 
 
-def add_engine_options(p: argparse.ArgumentParser, fields=None, helps=None) -> None:
+def add_engine_options(p: argparse.ArgumentParser, fields=None, *, shown=None,
+                       helps=None) -> None:
     """The engine's sizes and scoring (``EngineSizes`` ``fields``, default all), the same for
     every command that attacks: they change speed and memory, never results (unset: the
     defaults of the run)."""
     from pixeljax.attack.sizes import FIELDS, EngineSizes
 
-    settings.add_options(p, EngineSizes, fields or FIELDS, helps=helps)
+    settings.add_options(p, EngineSizes, fields or FIELDS, shown=shown, helps=helps)
 
 
 def engine_sizes(args):
