@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax.attack import cone, scoring
+from pixeljax.attack import scoring
 from pixeljax.attack.api import pixel_attack
 from pixeljax.attack.pipeline import clean_logits
 from pixeljax.attack.engine import initial_population, local_devices
@@ -182,22 +182,6 @@ def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int 
             "scoring": scoring.describe(scoring.scorer_for(predict, precision=BFLOAT16)),
             "argmax_agreement": float(same.mean()), "argmax_disagreements": int((~same).sum()),
             "max_probability_difference": float(np.abs(probs[FLOAT32] - probs[BFLOAT16]).max())}
-
-
-def residual_scoring(predict, data: ImageSet, config: BenchConfig) -> dict:
-    """A residual network's incremental scoring (not the engine's default for it, see
-    :func:`pixeljax.attack.scoring.scorer_for`) against its dense scoring: candidates per
-    second of each scorer alone, on the same random one-pixel candidates, at the incremental
-    engine's micro-batch."""
-    images = data.x[_correct(predict, data)][:config.images]
-    batch = config.incremental_batch_size
-    genes, owner = _random_candidates(images, batch * config.repeats * 4, config.seed)
-    rates = {name: _scored(scoring.scorer_for(predict, dense=dense, residual=True), images,
-                           genes, owner, batch)[1]
-             for name, dense in (("dense", True), ("incremental", False))}
-    return {"dense_candidates_per_second": rates["dense"],
-            "incremental_candidates_per_second": rates["incremental"],
-            "incremental_over_dense": rates["incremental"] / rates["dense"]}
 
 
 def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
@@ -392,9 +376,6 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
     agreement = (precision_agreement(predict, data, config.agreement_candidates,
                                      seed=config.seed)
                  if config.agreement_candidates and len(precisions) > 1 else None)
-    module = scoring.victim_module(predict)
-    residual = (residual_scoring(predict, data, config)
-                if module is not None and cone.has_residual(module) else None)
     return {"device": jax.devices()[0].device_kind, "platform": jax.default_backend(),
             "config": dataclasses.asdict(config),
             "forward_images_per_second": forward,
@@ -409,5 +390,4 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
-            "bfloat16_over_float32": low, "precision_agreement": agreement,
-            "residual_scoring": residual}
+            "bfloat16_over_float32": low, "precision_agreement": agreement}

@@ -65,7 +65,7 @@ def compare(model: nnx.Module, images: np.ndarray, pixels: np.ndarray, seed: int
     """Checks incremental against dense logits for candidates at ``pixels`` on each image;
     returns the number of candidates compared."""
     rng = np.random.default_rng(seed)
-    scorer = scoring.scorer_for(model, residual=True)
+    scorer = scoring.scorer_for(model)
     assert isinstance(scorer, IncrementalScorer), scoring.describe(scorer)
     apply = jax.tree_util.Partial(*split_for_inference(model))
     clean = np.asarray(jax.jit(apply)(images))

@@ -89,7 +89,7 @@ def victim_module(apply) -> nnx.Module | None:
 
 
 def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
-               precision: str = FLOAT32, residual: bool = False) -> Scorer:
+               precision: str = FLOAT32) -> Scorer:
     """The scorer the engine uses for ``apply``.
 
     Args:
@@ -99,9 +99,6 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
       dense: score densely even where incremental scoring applies.
       precision: "float32", or "bfloat16" (see :mod:`pixeljax.models.precision`; needs an NNX
         network: a victim's ``predict`` or a module).
-      residual: score residual networks (ResNet-20) incrementally too. Exact, but on a CPU
-        slower than their dense pass at ResNet-20's widths (the bench measures both), so off
-        by default.
     """
     check_lowerable(apply, precision)
     if hasattr(apply, "prepare") and hasattr(apply, "logits"):
@@ -119,9 +116,6 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
         why = f"incremental scoring handles one changed pixel, not {pixels}"
     else:
         why = cone.unsupported(module)
-        if why is None and cone.has_residual(module) and not residual:
-            why = ("a residual network: its incremental scoring is exact but slower than its "
-                   "dense pass here (residual=True forces it)")
     if why is None:
         return IncrementalScorer.of(module)
     if isinstance(apply, nnx.Module):

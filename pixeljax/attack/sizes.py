@@ -47,9 +47,9 @@ class EngineSizes:
                                          optional=True, most=INT32_MAX, shown=SEGMENT)
     dense: bool = settings.flag(
         False, "score every candidate by a full forward pass (default: one-pixel attacks on "
-               "AllConv, NiN, VGG16 and tiny recompute only the activations the pixel "
-               "reaches, behind any --defence too; residual networks such as resnet20, other "
-               "networks and multi-pixel attacks are scored densely)")
+               "AllConv, NiN, VGG16, ResNet-20 and tiny recompute only the activations the "
+               "pixel reaches, behind any --defence too; other networks and multi-pixel "
+               "attacks are scored densely)")
 
     def __post_init__(self):
         settings.check_fields(self)

@@ -278,12 +278,6 @@ def _cmd_bench(args) -> int:
               f"{e['scoring']}; {run['success']}/{run['attacked']} fooled"
               + (f", {run['precision_flips']} reversed by the float32 re-check"
                  if e["precision"] != "float32" else "") + ")")
-    residual = report["residual_scoring"]
-    if residual:
-        print(f"residual, scorer alone {residual['incremental_candidates_per_second']:12,.0f} "
-              f"candidates/s incremental against {residual['dense_candidates_per_second']:,.0f} "
-              f"dense ({residual['incremental_over_dense']:.2f}x; the engine scores this "
-              f"network densely)")
     agreement = report["precision_agreement"]
     if agreement:
         print(f"bfloat16 vs float32   {agreement['argmax_agreement']:12.2%} of "
