@@ -79,16 +79,35 @@ class BenchConfig:
                    agreement_candidates=100_000)
 
 
-def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 3) -> float:
+def cpu_bfloat16_instructions() -> bool | None:
+    """Whether this x86 CPU multiplies bfloat16 natively (AVX512-BF16 or AMX flags in
+    /proc/cpuinfo); None where that cannot be read. Without them a CPU emulates bfloat16 and
+    float32 is the faster precision."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return None
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def _best_seconds(run, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``run`` (after one untimed call): a ceiling is
+    what the machine can do, and a busy moment only ever slows a call down."""
+    jax.block_until_ready(run())
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(run())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
     """The machine's own matrix-multiply rate in FLOP/s: an n x n product as XLA runs it
     (bfloat16 inputs accumulate in float32), the ceiling an engine's FLOP/s are a fraction of."""
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
     product = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
-    product(a, a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        product(a, a).block_until_ready()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start)
+    return 2 * n ** 3 / _best_seconds(lambda: product(a, a), repeats)
 
 
 def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
@@ -291,32 +310,54 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
             "images": config.images, "runs": runs}
 
 
-def macs_per_candidate(scorer: scoring.Scorer, image_shape: tuple[int, int, int],
-                       pixels: int = 1) -> int:
-    """Multiply-adds of scoring one candidate: the convolutions and matrix products of the
-    program ``logits`` compiles to, counted from their shapes."""
-    images = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+def _logits_program(scorer: scoring.Scorer, image_shape: tuple[int, int, int], pixels: int,
+                    batch: int):
+    """The jaxpr of ``scorer.logits`` on ``batch`` candidates of ``pixels`` pixels."""
+    images = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
     cache = jax.eval_shape(scorer.prepare, images)
-    candidates = jax.ShapeDtypeStruct((1, pixels * (2 + image_shape[-1])), jnp.float32)
-    jaxpr = jax.make_jaxpr(lambda s, c, x: s.logits(c, x))(scorer, cache, candidates)
-    return _macs(jaxpr.jaxpr)
+    candidates = jax.ShapeDtypeStruct((batch, pixels * (2 + image_shape[-1])), jnp.float32)
+    return jax.make_jaxpr(lambda s, c, x: s.logits(c, x))(scorer, cache, candidates).jaxpr
 
 
-def _macs(jaxpr) -> int:
-    total = 0
+def _products(jaxpr):
+    """``(equation, multiply-adds)`` of each convolution and matrix product in ``jaxpr``."""
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated":
             rhs = eqn.invars[1].aval.shape
             spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
             per_output = int(np.prod([rhs[d] for d in spec[1:]]))
-            total += int(np.prod(eqn.outvars[0].aval.shape)) * per_output
+            yield eqn, int(np.prod(eqn.outvars[0].aval.shape)) * per_output
         elif eqn.primitive.name == "dot_general":
             (contract, _), _ = eqn.params["dimension_numbers"]
             lhs = eqn.invars[0].aval.shape
-            total += int(np.prod(eqn.outvars[0].aval.shape)) * int(
+            yield eqn, int(np.prod(eqn.outvars[0].aval.shape)) * int(
                 np.prod([lhs[d] for d in contract]))
-        total += sum(_macs(sub) for sub in _sub_jaxprs(eqn.params))
-    return total
+        for sub in _sub_jaxprs(eqn.params):
+            yield from _products(sub)
+
+
+def macs_per_candidate(scorer: scoring.Scorer, image_shape: tuple[int, int, int],
+                       pixels: int = 1) -> int:
+    """Multiply-adds of scoring one candidate: the convolutions and matrix products of the
+    program ``logits`` compiles to, counted from their shapes."""
+    return sum(macs for _, macs in _products(_logits_program(scorer, image_shape, pixels, 1)))
+
+
+def products_rate(scorer: scoring.Scorer, image_shape: tuple[int, int, int], pixels: int,
+                  batch: int, repeats: int = 5) -> float:
+    """FLOP/s of one program made of only the convolutions and matrix products of a ``logits``
+    call on ``batch`` candidates, each at its own shape on ready operands: the ceiling of an
+    engine whose gathers, pastes and DE cost nothing (the square :func:`matmul_rate` is the
+    machine's)."""
+    found = list(_products(_logits_program(scorer, image_shape, pixels, batch)))
+    operands = [[jnp.ones(v.aval.shape, v.aval.dtype) for v in eqn.invars] for eqn, _ in found]
+
+    @jax.jit
+    def products(operands):
+        return [eqn.primitive.bind(*xs, **eqn.params) for (eqn, _), xs in zip(found, operands)]
+
+    return 2 * sum(macs for _, macs in found) / _best_seconds(lambda: products(operands),
+                                                              repeats)
 
 
 def _sub_jaxprs(params):
@@ -330,13 +371,15 @@ def _sub_jaxprs(params):
 
 
 def engine_costs(predict, image_shape: tuple[int, int, int], pixels: int, *,
-                 dense: bool, precision: str = FLOAT32) -> dict:
+                 dense: bool, batch: int, precision: str = FLOAT32) -> dict:
     """How an engine scores: ``scoring`` (incremental, or dense and why), multiply-adds per
-    candidate (from the layer shapes of the program it runs) and cache bytes per slot."""
+    candidate (from the layer shapes of the program it runs), cache bytes per slot, and the
+    rate of its products alone at its micro-batch ``batch`` (:func:`products_rate`)."""
     scorer = scoring.scorer_for(predict, pixels=pixels, dense=dense, precision=precision)
     return {"scoring": scoring.describe(scorer),
             "macs_per_candidate": macs_per_candidate(scorer, image_shape, pixels),
-            "cache_bytes_per_slot": scoring.cache_bytes_per_slot(scorer, image_shape)}
+            "cache_bytes_per_slot": scoring.cache_bytes_per_slot(scorer, image_shape),
+            "products_flops_per_second": products_rate(scorer, image_shape, pixels, batch)}
 
 
 def _lowers(predict) -> bool:
@@ -353,18 +396,20 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
     precisions = PRECISIONS if _lowers(predict) else (FLOAT32,)
     for precision in precisions:
         for kind, dense in (("dense", True), ("incremental", False)):
+            batch = config.batch_size if dense else config.incremental_batch_size
             name = kind if precision == FLOAT32 else f"{kind} {precision}"
             rate, detail = engine_throughput(predict, data, config, dense=dense,
                                              precision=precision)
             e = engines[name] = {
                 "evaluations_per_second": rate, "precision": precision,
-                "batch_size": config.batch_size if dense else config.incremental_batch_size,
+                "batch_size": batch,
                 **engine_costs(predict, data.x.shape[1:], config.pixels, dense=dense,
-                               precision=precision),
+                               batch=batch, precision=precision),
                 "run": detail}
             e["flops_per_second"] = 2 * e["macs_per_candidate"] * rate
             e["fraction_of_matmul_float32"] = e["flops_per_second"] / ceiling["float32"]
             e["fraction_of_matmul"] = e["flops_per_second"] / ceiling[precision]
+            e["fraction_of_products"] = e["flops_per_second"] / e["products_flops_per_second"]
     baseline = numpy_de_throughput(predict, data, config)
     sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
                         else (None, {"images": 0, "candidates": 0}))
@@ -390,4 +435,6 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
-            "bfloat16_over_float32": low, "precision_agreement": agreement}
+            "bfloat16_over_float32": low, "precision_agreement": agreement,
+            "cpu_bfloat16_instructions": (cpu_bfloat16_instructions()
+                                          if jax.default_backend() == "cpu" else None)}

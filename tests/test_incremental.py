@@ -274,6 +274,7 @@ def test_bench_reports_both_engines_their_ratio_and_costs(tiny):
     assert engines["incremental"]["macs_per_candidate"] < engines["dense"]["macs_per_candidate"]
     assert engines["incremental"]["cache_bytes_per_slot"] > engines["dense"][
         "cache_bytes_per_slot"] > 0
+    assert report["cpu_bfloat16_instructions"] in (True, False, None)  # None: cannot tell
     json.dumps(report)  # what --json prints
     # The roofline: each engine's FLOP/s beside the machine's own matmul rate, same run.
     ceiling = report["matmul_flops_per_second"]
@@ -283,6 +284,10 @@ def test_bench_reports_both_engines_their_ratio_and_costs(tiny):
             2 * e["macs_per_candidate"] * e["evaluations_per_second"])
         assert e["fraction_of_matmul_float32"] == pytest.approx(
             e["flops_per_second"] / ceiling["float32"])
+        # ... and beside its own convolutions and products, each run alone at its shape.
+        assert e["products_flops_per_second"] > 0
+        assert e["fraction_of_products"] == pytest.approx(
+            e["flops_per_second"] / e["products_flops_per_second"])
 
 
 def test_bench_untrained_measures_a_network_on_random_images_of_its_own_size(capsys):

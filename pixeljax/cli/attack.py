@@ -274,10 +274,15 @@ def _cmd_bench(args) -> int:
               f"{e['fraction_of_matmul_float32']:.0%} of the float32 matmul rate"
               + (f", {e['fraction_of_matmul']:.0%} of bfloat16's" if e["precision"] != "float32"
                  else "")
+              + f", {e['fraction_of_products']:.0%} of its own products run alone at "
+              f"{e['products_flops_per_second'] / 1e9:,.1f} GFLOP/s"
               + f", {e['cache_bytes_per_slot'] / 2**20:,.2f} MiB cache per slot; "
               f"{e['scoring']}; {run['success']}/{run['attacked']} fooled"
               + (f", {run['precision_flips']} reversed by the float32 re-check"
                  if e["precision"] != "float32" else "") + ")")
+    if report["cpu_bfloat16_instructions"] is False and report["bfloat16_over_float32"]:
+        print("                      this CPU has no bfloat16 instructions (AVX512-BF16, AMX): "
+              "it emulates bfloat16, and float32 is the faster precision here")
     agreement = report["precision_agreement"]
     if agreement:
         print(f"bfloat16 vs float32   {agreement['argmax_agreement']:12.2%} of "
