@@ -84,7 +84,8 @@ def cpu_bfloat16_instructions() -> bool | None:
     /proc/cpuinfo); None where that cannot be read. Without them a CPU emulates bfloat16 and
     float32 is the faster precision."""
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next(line for line in cpuinfo if line.startswith("flags")).split()
     except (OSError, StopIteration):
         return None
     return bool({"avx512_bf16", "amx_bf16"} & set(flags))
