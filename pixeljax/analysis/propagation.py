@@ -182,12 +182,12 @@ def layer_maps(activations: Activations, clean: jax.Array, adversarial: jax.Arra
     Returns:
       Per layer, ``(mean_map, max_map)``, each (B, h, w).
     """
-    n = clean.shape[0]
-    both = jnp.concatenate([clean.astype(jnp.float32), adversarial.astype(jnp.float32)])
+    # Two calls of one shape, not one batch of both: a convolution's rounding can depend on the
+    # image's place in its batch, which would show untouched positions as changed.
     out = []
-    for name, a in activations(both):  # (2B, ...) per layer
-        a = _as_positions(name, a)
-        out.append(relative_maps(a[:n], a[n:]))
+    for (name, a), (_, b) in zip(activations(clean.astype(jnp.float32)),
+                                 activations(adversarial.astype(jnp.float32))):
+        out.append(relative_maps(_as_positions(name, a), _as_positions(name, b)))
     return out
 
 
