@@ -187,13 +187,17 @@ def _scored(scorer, images: np.ndarray, genes: np.ndarray, owner: np.ndarray,
     return np.concatenate(out), len(genes) / (time.perf_counter() - start)
 
 
+AGREEMENT_IMAGES = 256  # images the agreement candidates are spread over
+
+
 def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int = 500,
                         seed: int = 0) -> dict:
     """bfloat16 against float32 scoring on ``candidates`` random one-pixel candidates spread
-    over the correctly classified images: the fraction whose top class agrees and the largest
-    difference of any class probability (both scored the way the engine scores them:
-    incrementally where the victim allows)."""
-    images = data.x[_correct(predict, data)]
+    over the first :data:`AGREEMENT_IMAGES` correctly classified images (each image's clean
+    activations are cached, so memory stays bounded on a whole test set): the fraction whose
+    top class agrees and the largest difference of any class probability (both scored the way
+    the engine scores them: incrementally where the victim allows)."""
+    images = data.x[_correct(predict, data)[:AGREEMENT_IMAGES]]
     genes, owner = _random_candidates(images, candidates, seed)
     probs = {precision: _scored(scoring.scorer_for(predict, precision=precision), images,
                                 genes, owner, batch)[0] for precision in PRECISIONS}

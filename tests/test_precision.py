@@ -181,6 +181,17 @@ def test_bfloat16_and_float32_give_the_same_class_on_ten_thousand_shipped_allcon
     assert agreement["max_probability_difference"] < 0.2, agreement
 
 
+def test_the_agreement_spreads_its_candidates_over_a_bounded_number_of_images(monkeypatch):
+    """Each image's clean activations are cached, so a whole test set must not be held."""
+    from pixeljax import bench
+    from pixeljax.checkpoint import load_victim
+    from pixeljax.data import load_sample
+
+    monkeypatch.setattr(bench, "AGREEMENT_IMAGES", 3)
+    agreement = bench.precision_agreement(load_victim("allconv").predict, load_sample(), 200)
+    assert agreement["images"] == 3 and agreement["candidates"] == 200
+
+
 def test_a_suite_gives_its_precision_to_every_cell_and_refuses_an_unknown_one():
     from pixeljax.evaluation import Suite, Victim
 
