@@ -25,6 +25,7 @@ to (c) use one device. With ``--devices 1,2,4,8``:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
@@ -441,5 +442,6 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
             "bfloat16_over_float32": low, "precision_agreement": agreement,
+            "cores": os.cpu_count(),
             "cpu_bfloat16_instructions": (cpu_bfloat16_instructions()
                                           if jax.default_backend() == "cpu" else None)}

@@ -96,7 +96,7 @@ def _differences(previous: Mapping, config: Mapping) -> str:
     return ", ".join(f"{k}: {shown(previous, k)} there, {shown(config, k)} now" for k in diff)
 
 
-def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
+def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
     """Writes ``text`` to ``path`` through a temporary file of its own (so processes writing
     the same folder never share one). ``exclusive``: only if ``path`` does not exist yet;
     returns False when it did."""
@@ -248,7 +248,7 @@ def check_config(directory: str | Path, config: Mapping) -> None:
             raise PixeljaxError(f"{directory} has {result_files(directory)[0].name} but no "
                                 f"{CONFIG}; move it away")
         directory.mkdir(parents=True, exist_ok=True)
-        if _write_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n",
+        if write_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n",
                          exclusive=True):
             return
     try:
@@ -403,7 +403,7 @@ def _fmt(value):
 
 
 def write_summary(directory: str | Path, summary: Mapping) -> None:
-    _write_atomic(Path(directory) / SUMMARY, json.dumps(dict(summary), indent=2) + "\n")
+    write_atomic(Path(directory) / SUMMARY, json.dumps(dict(summary), indent=2) + "\n")
 
 
 def read_summary(directory: str | Path) -> dict | None:
@@ -464,7 +464,7 @@ class RunClock:
         if self.evaluations:  # a run that attacked nothing adds no part
             part = {"seconds": round(time.perf_counter() - self.started, 3),
                     "evaluations": self.evaluations}
-            _write_atomic(self.path, json.dumps({"parts": self.parts + [part]}, indent=1)
+            write_atomic(self.path, json.dumps({"parts": self.parts + [part]}, indent=1)
                           + "\n")
 
 

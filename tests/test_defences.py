@@ -186,7 +186,8 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
                     accuracy["tiny", pixels] - accuracy[model, pixels])
     assert table["tiny", "1"]["undefended"] == "" and table["tiny", "1"]["accuracy_cost"] == ""
     # Its publication's table is the robustness table, from the stored summaries alone.
-    from pixeljax.evaluation.publish import publish, published_table, readme_block
+    from pixeljax.evaluation.publish import publish, published_table
+    from pixeljax.readme_blocks import readme_block
 
     readme = tmp_path / "README.md"
     readme.write_text("<!-- published:defended -->\n<!-- /published:defended -->\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pixeljax.evaluation.archive import ARCHIVE
-from pixeljax.evaluation.publish import PROVENANCE, published_table, readme_block
+from pixeljax.evaluation.publish import PROVENANCE, published_table
+from pixeljax.readme_blocks import readme_block
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted(p.parent for p in (REPO / "results").glob(f"*/{PROVENANCE}"))

@@ -337,7 +337,8 @@ def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
 
 def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summaries(
         suite_run, tmp_path):
-    from pixeljax.evaluation.publish import headline_table, publish, read_cells, readme_block
+    from pixeljax.evaluation.publish import headline_table, publish, read_cells
+    from pixeljax.readme_blocks import readme_block
 
     out, summaries = suite_run
     readme = tmp_path / "README.md"

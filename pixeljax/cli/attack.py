@@ -250,7 +250,7 @@ def _cmd_bench(args) -> int:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
                               args)
     report = run_bench(victim.predict, data, config)
-    report["model"] = args.model
+    report["model"], report["untrained"] = args.model, bool(args.untrained)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -305,7 +305,7 @@ def _cmd_bench(args) -> int:
 
 
 def _print_scaling(report: dict, args) -> int:
-    report["model"] = args.model
+    report["model"], report["untrained"] = args.model, bool(args.untrained)
     if args.json:
         print(json.dumps(report))
         return 0

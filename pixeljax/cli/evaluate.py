@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pixeljax.cli import checks
 
@@ -67,6 +68,20 @@ def _cmd_publish(args) -> int:
     return 0
 
 
+def _cmd_publish_bench(args) -> int:
+    from pixeljax.bench_tables import bench_tables
+    from pixeljax.readme_blocks import block, write_blocks
+
+    base = args.readme.parent if args.readme else Path(".")
+    tables = bench_tables(args.reports, base)
+    if args.readme:
+        write_blocks(args.readme, tables)
+        print(f"published: {len(tables)} tables into {args.readme}")
+        return 0
+    print("\n\n".join(block(name, table) for name, table in tables.items()))
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): attack "
                                         "every cell, resumably")
@@ -112,3 +127,13 @@ def register(sub) -> None:
                         "--out folder's name)")
     p.add_argument("--data", help="the attacked images, for the report's example grids")
     p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("publish-bench", help="the performance tables, from stored "
+                                             "'pixeljax bench --json' reports")
+    p.add_argument("reports", type=checks.path,
+                   help="a folder of bench reports (e.g. results/bench: pixeljax bench "
+                        "--model NAME --json > results/bench/NAME.json)")
+    p.add_argument("--readme", type=checks.path,
+                   help="write the tables into this README's blocks <!-- published:bench-... "
+                        "--> instead of printing them")
+    p.set_defaults(func=_cmd_publish_bench)

@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ from pixeljax.evaluation import paper
 from pixeljax.evaluation.archive import ARCHIVE, write_archive
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
+from pixeljax.readme_blocks import block, check_blocks, write_blocks
 from pixeljax.stats import Rate
 from pixeljax.training.export import portable
 
@@ -183,20 +183,6 @@ def _machine() -> str:
             f"{platform.machine()}, {platform.system()}")
 
 
-def _block(name: str, table: list[str]) -> str:
-    return f"<!-- published:{name} -->\n" + "\n".join(table) + f"\n<!-- /published:{name} -->"
-
-
-def readme_block(text: str, name: str) -> str | None:
-    """The published table of ``name`` inside a README's text (None: there is none)."""
-    found = re.search(_pattern(name), text, re.S)
-    return found.group(1).rstrip("\n") if found else None
-
-
-def _pattern(name: str) -> str:
-    return rf"<!-- published:{re.escape(name)} -->\n(.*?)<!-- /published:{re.escape(name)} -->"
-
-
 def publish(suite_out: str | Path, dest: str | Path, *, command: str,
             readme: str | Path | None = None, data: str | None = None) -> Path:
     """Publishes the suite results folder ``suite_out`` into ``dest`` (replacing what an
@@ -225,12 +211,8 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
     if not ran:
         raise PixeljaxError(f"{suite_out}: no cell has a summary yet; nothing to publish")
     name = dest.name
-    readme_text = None
     if readme is not None:
-        readme_text = Path(readme).read_text()
-        if readme_block(readme_text, name) is None:
-            raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
-                                f"<!-- /published:{name} --> to hold the table")
+        check_blocks(readme, [name])
     commit = _commit()  # before this publication rewrites tracked files
     write_report(suite_out, data=data)
     if dest.exists():
@@ -280,10 +262,9 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
         "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
         f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
         f"maps) is `{ARCHIVE}`: `{_continued(command, dest)}` restores it and continues it "
-        "where it stopped.", "", _block(name, table), ""]))
-    if readme_text is not None:
-        Path(readme).write_text(re.sub(_pattern(name), lambda _: _block(name, table),
-                                       readme_text, flags=re.S))
+        "where it stopped.", "", block(name, table), ""]))
+    if readme is not None:
+        write_blocks(readme, {name: table})
     return page
 
 

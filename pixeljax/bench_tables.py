@@ -1,0 +1,181 @@
+"""The README's performance tables, rendered from stored ``pixeljax bench --json`` reports
+(``pixeljax bench --model NAME --json > results/bench/NAME.json``), so that no published rate
+is typed by hand: ``pixeljax publish-bench results/bench --readme README.md`` writes them into
+the README's blocks (:mod:`pixeljax.readme_blocks`), and a test recomputes them there.
+
+Each row is one stored report, i.e. one run: its ratios were measured side by side and are
+the result; absolute rates differ between machines and with what else the machine ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pixeljax.errors import PixeljaxError
+from pixeljax.models.precision import BFLOAT16
+
+ENGINES, LOOP, ROOFLINE, PRECISION = ("bench-engines", "bench-loop", "bench-roofline",
+                                      "bench-bfloat16")
+NONE = "–"
+
+
+def load_reports(folder: str | Path) -> list[tuple[Path, dict]]:
+    """Every ``*.json`` bench report in ``folder``, by file name.
+
+    Raises:
+      PixeljaxError: the folder holds none, or a file is not a ``pixeljax bench --json``
+        report.
+    """
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise PixeljaxError(f"{folder} holds no bench report (*.json from 'pixeljax bench "
+                            f"--json')")
+    reports = []
+    for path in files:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise PixeljaxError(f"{path}: not a bench report ({err})") from None
+        if not isinstance(report, dict) or not {"model", "engines"} <= report.keys():
+            raise PixeljaxError(f"{path}: not a 'pixeljax bench --json' report (it has no "
+                                f"model and engines)")
+        reports.append((path, report))
+    return reports
+
+
+def _machine(report: dict) -> str:
+    if report["platform"] != "cpu":
+        return report["device"]
+    cores = f", {report['cores']} cores" if report.get("cores") else ""
+    native = {True: ", bfloat16 instructions", False: ", no bfloat16 instructions"}
+    return "CPU" + cores + native.get(report.get("cpu_bfloat16_instructions"), "")
+
+
+def _victim(report: dict) -> str:
+    return report["model"] + (" (random weights)" if report.get("untrained") else "")
+
+
+def _rate(value: float | None, unit: str = "") -> str:
+    return NONE if value is None else f"{value:,.1f}{unit}"
+
+
+def _gflops(value: float) -> str:
+    return f"{value / 1e9:,.1f} GFLOP/s"
+
+
+def _head(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "| " + " | ".join(["---"] * len(columns)) + " |"]
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _link(path: Path, base: Path) -> str:
+    return f"[{path.name}]({Path(os.path.relpath(path, base)).as_posix()})"
+
+
+def engines_table(reports, base: Path) -> list[str]:
+    """Dense against incremental scoring (float32): rates, ratio, multiply-adds, cache."""
+    lines = _head(["report", "victim", "machine", "dense, evaluations/s (batch)",
+                   "incremental, evaluations/s (batch)", "incremental / dense",
+                   "multiply-adds per candidate, dense / incremental", "cache per slot"])
+    for path, r in reports:
+        dense, inc = r["engines"]["dense"], r["engines"]["incremental"]
+        lines.append(_row([
+            _link(path, base), _victim(r), _machine(r),
+            f"{_rate(dense['evaluations_per_second'])} ({dense['batch_size']})",
+            f"{_rate(inc['evaluations_per_second'])} ({inc['batch_size']})",
+            f"**{r['incremental_over_dense']:.2f}x**",
+            f"{dense['macs_per_candidate'] / 1e6:,.1f} M / {inc['macs_per_candidate'] / 1e6:,.1f}"
+            f" M ({r['incremental_macs_fraction']:.2f})",
+            f"{inc['cache_bytes_per_slot'] / 1e6:.2f} MB"]))
+    return lines
+
+
+def loop_table(reports, base: Path) -> list[str]:
+    """The engines against the forward pass alone and the one-image NumPy DE loop."""
+    lines = _head(["report", "(a) forward, images/s", "(b) dense engine, evaluations/s",
+                   "(c) NumPy DE, evaluations/s", "(b)/(a)", "(b)/(c)",
+                   "incremental / NumPy DE"])
+    for path, r in reports:
+        numpy_de = r["numpy_de_evaluations_per_second"]
+        lines.append(_row([
+            _link(path, base), _rate(r["forward_images_per_second"]),
+            _rate(r["engine_evaluations_per_second"]), _rate(numpy_de),
+            f"{r['engine_over_forward']:.2f}", f"{r['engine_over_numpy_de']:.2f}",
+            f"**{r['incremental_evaluations_per_second'] / numpy_de:.2f}x**"]))
+    return lines
+
+
+def _fraction(engine: dict) -> str:
+    return (f"{_gflops(engine['flops_per_second'])}, "
+            f"**{engine['fraction_of_matmul_float32']:.2f}** of matmul")
+
+
+def _products(engine: dict, matmul: float) -> str:
+    rate = engine.get("products_flops_per_second")
+    return NONE if rate is None else f"{_gflops(rate)}, {rate / matmul:.2f} of matmul"
+
+
+def roofline_table(reports, base: Path) -> list[str]:
+    """Each float32 engine's achieved FLOP/s against the machine's matmul rate, the rate of the
+    incremental engine's products alone at their own shapes, and the sweep."""
+    lines = _head(["report", "matrix multiply 2048 x 2048, float32 (the ceiling)",
+                   "dense engine, float32", "incremental engine, float32",
+                   "incremental engine's products alone",
+                   "exhaustive sweep, candidates/s (/ incremental)"])
+    for path, r in reports:
+        sweep, matmul = r.get("sweep_candidates_per_second"), r["matmul_flops_per_second"]
+        inc = r["engines"]["incremental"]
+        lines.append(_row([
+            _link(path, base), _gflops(matmul["float32"]), _fraction(r["engines"]["dense"]),
+            _fraction(inc), _products(inc, matmul["float32"]),
+            NONE if sweep is None else f"{sweep:,.1f} ({r['sweep_over_incremental']:.2f})"]))
+    return lines
+
+
+def _fooled(r: dict, kind: str) -> str:
+    low = r["engines"].get(f"{kind} {BFLOAT16}")
+    high = r["engines"][kind]["run"]
+    if low is None:
+        return NONE
+    return (f"{high['success']} / {low['run']['success']} of {high['attacked']} "
+            f"({low['run']['precision_flips']} reversed)")
+
+
+def precision_table(reports, base: Path) -> list[str]:
+    """bfloat16 against float32: matmul, both engines, successes, agreement (reports whose
+    victim scores in both precisions)."""
+    lines = _head(["report", "machine", "matmul, bfloat16 / float32",
+                   "incremental, bfloat16 / float32", "dense, bfloat16 / float32",
+                   "fooled, float32 / bfloat16 (reversed by the float32 re-check), "
+                   "incremental; dense", "same class (differ, of candidates)",
+                   "largest probability difference"])
+    for path, r in reports:
+        ratios = r.get("bfloat16_over_float32") or {}
+        if "incremental" not in ratios:
+            continue
+        matmul = r["matmul_flops_per_second"]
+        agree = None if r.get("untrained") else r.get("precision_agreement")  # random weights
+        lines.append(_row([
+            _link(path, base), _machine(r), f"{matmul['bfloat16'] / matmul['float32']:.2f}",
+            f"**{ratios['incremental']:.2f}**", f"{ratios['dense']:.2f}",
+            f"{_fooled(r, 'incremental')}; {_fooled(r, 'dense')}",
+            NONE if not agree else (f"{agree['argmax_agreement']:.2%} "
+                                    f"({agree['argmax_disagreements']} of "
+                                    f"{agree['candidates']:,})"),
+            NONE if not agree else f"{agree['max_probability_difference']:.3f}"]))
+    return lines
+
+
+def bench_tables(folder: str | Path, base: str | Path = ".") -> dict[str, list[str]]:
+    """Every table, by block name, from the reports in ``folder`` (links relative to
+    ``base``, the README's folder)."""
+    reports = load_reports(folder)
+    base = Path(base)
+    return {ENGINES: engines_table(reports, base), LOOP: loop_table(reports, base),
+            ROOFLINE: roofline_table(reports, base),
+            PRECISION: precision_table(reports, base)}

@@ -1,0 +1,48 @@
+"""Generated tables inside a README: the text between ``<!-- published:NAME -->`` and
+``<!-- /published:NAME -->`` is written only by a command, from stored results, so a test can
+recompute it and compare (no published number is typed by hand)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pixeljax.errors import PixeljaxError
+from pixeljax.results import write_atomic
+
+
+def block(name: str, table: list[str]) -> str:
+    """``table`` (markdown lines) between the markers of ``name``."""
+    return f"<!-- published:{name} -->\n" + "\n".join(table) + f"\n<!-- /published:{name} -->"
+
+
+def _pattern(name: str) -> str:
+    return rf"<!-- published:{re.escape(name)} -->\n(.*?)<!-- /published:{re.escape(name)} -->"
+
+
+def readme_block(text: str, name: str) -> str | None:
+    """The published table of ``name`` inside a README's text (None: there is none)."""
+    found = re.search(_pattern(name), text, re.S)
+    return found.group(1).rstrip("\n") if found else None
+
+
+def check_blocks(readme: str | Path, names) -> str:
+    """The text of ``readme``; raises PixeljaxError naming the first block it lacks (before
+    anything is written)."""
+    try:
+        text = Path(readme).read_text()
+    except OSError as err:
+        raise PixeljaxError(f"cannot read {readme}: {err.strerror or err}") from None
+    for name in names:
+        if readme_block(text, name) is None:
+            raise PixeljaxError(f"{readme} has no block <!-- published:{name} --> ... "
+                                f"<!-- /published:{name} --> to write the table into")
+    return text
+
+
+def write_blocks(readme: str | Path, tables: dict[str, list[str]]) -> None:
+    """Replaces each named block of ``readme`` with its table, in one atomic write."""
+    text = check_blocks(readme, tables)
+    for name, table in tables.items():
+        text = re.sub(_pattern(name), lambda _, n=name, t=table: block(n, t), text, flags=re.S)
+    write_atomic(Path(readme), text)

@@ -1,0 +1,82 @@
+"""``pixeljax publish-bench``: the README's performance tables come from stored bench reports,
+and the project's README shows exactly what its ``results/bench`` reports give."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pixeljax.bench_tables import ENGINES, PRECISION, ROOFLINE, bench_tables
+from pixeljax.cli import main
+from pixeljax.readme_blocks import block, readme_block
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "results" / "bench"
+
+
+def test_the_readme_performance_tables_are_what_the_stored_bench_reports_give():
+    readme = (REPO / "README.md").read_text()
+    for name, table in bench_tables(BENCH, REPO).items():
+        assert readme_block(readme, name) == "\n".join(table), name
+
+
+def _report(tmp_path: Path, name: str = "allconv.json") -> Path:
+    folder = tmp_path / "bench"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(BENCH / "allconv.json", folder / name)
+    return folder
+
+
+def test_a_row_is_computed_from_its_report(tmp_path):
+    folder = _report(tmp_path)
+    report = json.loads((folder / "allconv.json").read_text())
+    report["engines"]["incremental"]["evaluations_per_second"] = 1234.5
+    report["incremental_over_dense"] = 8.25
+    report["cores"], report["cpu_bfloat16_instructions"] = 16, False
+    (folder / "allconv.json").write_text(json.dumps(report))
+    tables = bench_tables(folder, tmp_path)
+    row = tables[ENGINES][2]
+    assert "[allconv.json](bench/allconv.json)" in row and "1,234.5 (64)" in row
+    assert "**8.25x**" in row and "CPU, 16 cores, no bfloat16 instructions" in row
+    assert len(tables[ROOFLINE]) == len(tables[PRECISION]) == 3
+
+
+def test_publish_bench_writes_every_block_and_leaves_the_rest(tmp_path, capsys):
+    folder = _report(tmp_path)
+    readme = tmp_path / "README.md"
+    names = list(bench_tables(folder, tmp_path))
+    readme.write_text("# title\n\n" + "\n\ntext between\n\n".join(
+        block(name, ["old"]) for name in names) + "\n\nthe end\n")
+    assert main(["publish-bench", str(folder), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    for name, table in bench_tables(folder, tmp_path).items():
+        assert readme_block(text, name) == "\n".join(table)
+    assert text.startswith("# title\n") and "text between" in text and text.endswith("end\n")
+
+
+def test_a_readme_without_a_block_is_named_and_left_untouched(tmp_path, capsys):
+    folder = _report(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(block(ENGINES, ["old"]) + "\n")
+    before = readme.read_text()
+    assert main(["publish-bench", str(folder), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bench-loop" in err
+    assert readme.read_text() == before
+
+
+@pytest.mark.parametrize("content, message", [(None, "holds no bench report"),
+                                              ("", "not a bench report"),
+                                              ('{"model": "x"}', "has no model and engines")])
+def test_a_folder_without_good_reports_is_refused_with_one_line(tmp_path, capsys, content,
+                                                                message):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    if content is not None:
+        (folder / "half-written.json").write_text(content)
+    assert main(["publish-bench", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
