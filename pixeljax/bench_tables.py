@@ -28,6 +28,9 @@ def load_reports(folder: str | Path) -> list[tuple[Path, dict]]:
       PixeljaxError: the folder holds none, or a file is not a ``pixeljax bench --json``
         report.
     """
+    if not Path(folder).is_dir():
+        raise PixeljaxError(f"{folder} is not a folder of bench reports"
+                            + ("" if Path(folder).exists() else " (it does not exist)"))
     files = sorted(Path(folder).glob("*.json"))
     if not files:
         raise PixeljaxError(f"{folder} holds no bench report (*.json from 'pixeljax bench "
@@ -171,11 +174,19 @@ def precision_table(reports, base: Path) -> list[str]:
     return lines
 
 
+TABLES = {ENGINES: engines_table, LOOP: loop_table, ROOFLINE: roofline_table,
+          PRECISION: precision_table}
+
+
 def bench_tables(folder: str | Path, base: str | Path = ".") -> dict[str, list[str]]:
     """Every table, by block name, from the reports in ``folder`` (links relative to
     ``base``, the README's folder)."""
-    reports = load_reports(folder)
-    base = Path(base)
-    return {ENGINES: engines_table(reports, base), LOOP: loop_table(reports, base),
-            ROOFLINE: roofline_table(reports, base),
-            PRECISION: precision_table(reports, base)}
+    reports, base = load_reports(folder), Path(base)
+    for path, report in reports:  # a report another version wrote is named, not a traceback
+        try:
+            for table in TABLES.values():
+                table([(path, report)], base)
+        except (KeyError, TypeError, AttributeError, ZeroDivisionError) as err:
+            raise PixeljaxError(f"{path}: not a complete 'pixeljax bench --json' report "
+                                f"({type(err).__name__}: {err}); run the bench again") from None
+    return {name: table(reports, base) for name, table in TABLES.items()}

@@ -80,3 +80,46 @@ def test_a_folder_without_good_reports_is_refused_with_one_line(tmp_path, capsys
     assert main(["publish-bench", str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_block_given_twice_is_refused_and_a_marker_inside_prose_is_left_alone(tmp_path,
+                                                                               capsys):
+    folder = _report(tmp_path)
+    readme = tmp_path / "README.md"
+    good = "\n\n".join(block(name, ["old"]) for name in bench_tables(folder, tmp_path))
+    twice = good + "\n\n" + block(ENGINES, ["again"]) + "\n"
+    readme.write_text(twice)
+    assert main(["publish-bench", str(folder), "--readme", str(readme)]) == 2
+    assert "not exactly one block <!-- published:bench-engines" in capsys.readouterr().err
+    assert readme.read_text() == twice
+    prose = f"the marker <!-- published:{ENGINES} --> in prose\n\n"
+    readme.write_text(prose + good + "\n")
+    assert main(["publish-bench", str(folder), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(prose) and "old" not in text
+    for name, table in bench_tables(folder, tmp_path).items():
+        assert readme_block(text, name) == "\n".join(table)
+
+
+def test_publish_bench_writes_through_a_link_and_keeps_the_mode(tmp_path):
+    folder = _report(tmp_path)
+    target = tmp_path / "real.md"
+    target.write_text("\n\n".join(block(name, ["old"]) for name in bench_tables(folder)) + "\n")
+    target.chmod(0o600)
+    (tmp_path / "README.md").symlink_to(target)
+    assert main(["publish-bench", str(folder), "--readme", str(tmp_path / "README.md")]) == 0
+    assert (tmp_path / "README.md").is_symlink() and "old" not in target.read_text()
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_missing_folder_and_an_incomplete_report_are_named(tmp_path, capsys):
+    assert main(["publish-bench", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    folder = _report(tmp_path)
+    report = json.loads((folder / "allconv.json").read_text())
+    del report["engines"]["incremental"]["flops_per_second"]
+    (folder / "allconv.json").write_text(json.dumps(report))
+    assert main(["publish-bench", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "allconv.json: not a complete" in err
+    assert "flops_per_second" in err and len(err.strip().splitlines()) == 1
