@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,18 +37,29 @@ def _env(**extra) -> dict:
 
 
 def _start(*args, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=_env(**env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output goes to files, not pipes: a process whose output nobody reads yet (the workers
+    # run beside the session, and are read one after the other) never blocks on a full pipe,
+    # which would hold back its partner at JAX's shutdown barrier.
+    logs = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=_env(**env),
+                               stdout=logs[0], stderr=logs[1], text=True)
+    process.logs = logs
+    return process
+
+
+def _read(log) -> str:
+    log.seek(0)
+    return log.read()
 
 
 def _finish(process: subprocess.Popen, timeout: float = TIMEOUT_S) -> tuple[int, str, str]:
     try:
-        out, err = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"{process.args} ran past {timeout} s\n{err[-3000:]}")
-    return process.returncode, out, err
+        process.wait()
+        pytest.fail(f"{process.args} ran past {timeout} s\n{_read(process.logs[1])[-3000:]}")
+    return process.returncode, _read(process.logs[0]), _read(process.logs[1])
 
 
 def _free_port() -> int:
@@ -76,7 +88,7 @@ def started(tmp_path_factory):
     for p in [procs["eight"], *procs["workers"]]:
         if p.poll() is None:
             p.kill()
-            p.communicate()
+            p.wait()
 
 
 @pytest.fixture(scope="module")
