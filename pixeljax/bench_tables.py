@@ -60,8 +60,8 @@ def _victim(report: dict) -> str:
     return report["model"] + (" (random weights)" if report.get("untrained") else "")
 
 
-def _rate(value: float | None, unit: str = "") -> str:
-    return NONE if value is None else f"{value:,.1f}{unit}"
+def _rate(value: float | None) -> str:
+    return NONE if value is None else f"{value:,.1f}"
 
 
 def _gflops(value: float) -> str:
@@ -80,37 +80,34 @@ def _link(path: Path, base: Path) -> str:
     return f"[{path.name}]({Path(os.path.relpath(path, base)).as_posix()})"
 
 
-def engines_table(reports, base: Path) -> list[str]:
+ENGINE_COLUMNS = ["report", "victim", "machine", "dense, evaluations/s (batch)",
+                  "incremental, evaluations/s (batch)", "incremental / dense",
+                  "multiply-adds per candidate, dense / incremental", "cache per slot"]
+
+
+def engines_row(path: Path, r: dict, base: Path) -> list[str]:
     """Dense against incremental scoring (float32): rates, ratio, multiply-adds, cache."""
-    lines = _head(["report", "victim", "machine", "dense, evaluations/s (batch)",
-                   "incremental, evaluations/s (batch)", "incremental / dense",
-                   "multiply-adds per candidate, dense / incremental", "cache per slot"])
-    for path, r in reports:
-        dense, inc = r["engines"]["dense"], r["engines"]["incremental"]
-        lines.append(_row([
-            _link(path, base), _victim(r), _machine(r),
+    dense, inc = r["engines"]["dense"], r["engines"]["incremental"]
+    return [_link(path, base), _victim(r), _machine(r),
             f"{_rate(dense['evaluations_per_second'])} ({dense['batch_size']})",
             f"{_rate(inc['evaluations_per_second'])} ({inc['batch_size']})",
             f"**{r['incremental_over_dense']:.2f}x**",
             f"{dense['macs_per_candidate'] / 1e6:,.1f} M / {inc['macs_per_candidate'] / 1e6:,.1f}"
             f" M ({r['incremental_macs_fraction']:.2f})",
-            f"{inc['cache_bytes_per_slot'] / 1e6:.2f} MB"]))
-    return lines
+            f"{inc['cache_bytes_per_slot'] / 1e6:.2f} MB"]
 
 
-def loop_table(reports, base: Path) -> list[str]:
+LOOP_COLUMNS = ["report", "(a) forward, images/s", "(b) dense engine, evaluations/s",
+                "(c) NumPy DE, evaluations/s", "(b)/(a)", "(b)/(c)", "incremental / NumPy DE"]
+
+
+def loop_row(path: Path, r: dict, base: Path) -> list[str]:
     """The engines against the forward pass alone and the one-image NumPy DE loop."""
-    lines = _head(["report", "(a) forward, images/s", "(b) dense engine, evaluations/s",
-                   "(c) NumPy DE, evaluations/s", "(b)/(a)", "(b)/(c)",
-                   "incremental / NumPy DE"])
-    for path, r in reports:
-        numpy_de = r["numpy_de_evaluations_per_second"]
-        lines.append(_row([
-            _link(path, base), _rate(r["forward_images_per_second"]),
+    numpy_de = r["numpy_de_evaluations_per_second"]
+    return [_link(path, base), _rate(r["forward_images_per_second"]),
             _rate(r["engine_evaluations_per_second"]), _rate(numpy_de),
             f"{r['engine_over_forward']:.2f}", f"{r['engine_over_numpy_de']:.2f}",
-            f"**{r['incremental_evaluations_per_second'] / numpy_de:.2f}x**"]))
-    return lines
+            f"**{r['incremental_evaluations_per_second'] / numpy_de:.2f}x**"]
 
 
 def _fraction(engine: dict) -> str:
@@ -123,21 +120,20 @@ def _products(engine: dict, matmul: float) -> str:
     return NONE if rate is None else f"{_gflops(rate)}, {rate / matmul:.2f} of matmul"
 
 
-def roofline_table(reports, base: Path) -> list[str]:
+ROOFLINE_COLUMNS = ["report", "matrix multiply 2048 x 2048, float32 (the ceiling)",
+                    "dense engine, float32", "incremental engine, float32",
+                    "incremental engine's products alone",
+                    "exhaustive sweep, candidates/s (/ incremental)"]
+
+
+def roofline_row(path: Path, r: dict, base: Path) -> list[str]:
     """Each float32 engine's achieved FLOP/s against the machine's matmul rate, the rate of the
     incremental engine's products alone at their own shapes, and the sweep."""
-    lines = _head(["report", "matrix multiply 2048 x 2048, float32 (the ceiling)",
-                   "dense engine, float32", "incremental engine, float32",
-                   "incremental engine's products alone",
-                   "exhaustive sweep, candidates/s (/ incremental)"])
-    for path, r in reports:
-        sweep, matmul = r.get("sweep_candidates_per_second"), r["matmul_flops_per_second"]
-        inc = r["engines"]["incremental"]
-        lines.append(_row([
-            _link(path, base), _gflops(matmul["float32"]), _fraction(r["engines"]["dense"]),
+    sweep, matmul = r.get("sweep_candidates_per_second"), r["matmul_flops_per_second"]
+    inc = r["engines"]["incremental"]
+    return [_link(path, base), _gflops(matmul["float32"]), _fraction(r["engines"]["dense"]),
             _fraction(inc), _products(inc, matmul["float32"]),
-            NONE if sweep is None else f"{sweep:,.1f} ({r['sweep_over_incremental']:.2f})"]))
-    return lines
+            NONE if sweep is None else f"{sweep:,.1f} ({r['sweep_over_incremental']:.2f})"]
 
 
 def _fooled(r: dict, kind: str) -> str:
@@ -149,44 +145,48 @@ def _fooled(r: dict, kind: str) -> str:
             f"({low['run']['precision_flips']} reversed)")
 
 
-def precision_table(reports, base: Path) -> list[str]:
-    """bfloat16 against float32: matmul, both engines, successes, agreement (reports whose
-    victim scores in both precisions)."""
-    lines = _head(["report", "machine", "matmul, bfloat16 / float32",
-                   "incremental, bfloat16 / float32", "dense, bfloat16 / float32",
-                   "fooled, float32 / bfloat16 (reversed by the float32 re-check), "
-                   "incremental; dense", "same class (differ, of candidates)",
-                   "largest probability difference"])
-    for path, r in reports:
-        ratios = r.get("bfloat16_over_float32") or {}
-        if "incremental" not in ratios:
-            continue
-        matmul = r["matmul_flops_per_second"]
-        agree = None if r.get("untrained") else r.get("precision_agreement")  # random weights
-        lines.append(_row([
-            _link(path, base), _machine(r), f"{matmul['bfloat16'] / matmul['float32']:.2f}",
+PRECISION_COLUMNS = ["report", "machine", "matmul, bfloat16 / float32",
+                     "incremental, bfloat16 / float32", "dense, bfloat16 / float32",
+                     "fooled, float32 / bfloat16 (reversed by the float32 re-check), "
+                     "incremental; dense", "same class (differ, of candidates)",
+                     "largest probability difference"]
+
+
+def precision_row(path: Path, r: dict, base: Path) -> list[str] | None:
+    """bfloat16 against float32: matmul, both engines, successes, agreement (None: the victim
+    scores in float32 only)."""
+    ratios = r.get("bfloat16_over_float32") or {}
+    if "incremental" not in ratios:
+        return None
+    matmul = r["matmul_flops_per_second"]
+    agree = None if r.get("untrained") else r.get("precision_agreement")  # random weights
+    return [_link(path, base), _machine(r), f"{matmul['bfloat16'] / matmul['float32']:.2f}",
             f"**{ratios['incremental']:.2f}**", f"{ratios['dense']:.2f}",
             f"{_fooled(r, 'incremental')}; {_fooled(r, 'dense')}",
             NONE if not agree else (f"{agree['argmax_agreement']:.2%} "
                                     f"({agree['argmax_disagreements']} of "
                                     f"{agree['candidates']:,})"),
-            NONE if not agree else f"{agree['max_probability_difference']:.3f}"]))
-    return lines
+            NONE if not agree else f"{agree['max_probability_difference']:.3f}"]
 
 
-TABLES = {ENGINES: engines_table, LOOP: loop_table, ROOFLINE: roofline_table,
-          PRECISION: precision_table}
+TABLES = {ENGINES: (ENGINE_COLUMNS, engines_row), LOOP: (LOOP_COLUMNS, loop_row),
+          ROOFLINE: (ROOFLINE_COLUMNS, roofline_row),
+          PRECISION: (PRECISION_COLUMNS, precision_row)}
 
 
 def bench_tables(folder: str | Path, base: str | Path = ".") -> dict[str, list[str]]:
     """Every table, by block name, from the reports in ``folder`` (links relative to
-    ``base``, the README's folder)."""
-    reports, base = load_reports(folder), Path(base)
-    for path, report in reports:  # a report another version wrote is named, not a traceback
+    ``base``, the README's folder): a header, then one row per report."""
+    base = Path(base)
+    tables = {name: _head(columns) for name, (columns, _) in TABLES.items()}
+    for path, report in load_reports(folder):
         try:
-            for table in TABLES.values():
-                table([(path, report)], base)
+            rows = {name: row(path, report, base) for name, (_, row) in TABLES.items()}
         except (KeyError, TypeError, AttributeError, ZeroDivisionError) as err:
+            # a report another version wrote is named, not a traceback
             raise PixeljaxError(f"{path}: not a complete 'pixeljax bench --json' report "
                                 f"({type(err).__name__}: {err}); run the bench again") from None
-    return {name: table(reports, base) for name, table in TABLES.items()}
+        for name, cells in rows.items():
+            if cells is not None:
+                tables[name].append(_row(cells))
+    return tables

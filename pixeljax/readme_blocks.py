@@ -12,13 +12,14 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.results import write_atomic
 
 
-def block(name: str, table: list[str]) -> str:
-    """``table`` (markdown lines) between the markers of ``name``."""
-    return f"<!-- published:{name} -->\n" + "\n".join(table) + f"\n<!-- /published:{name} -->"
-
-
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- published:{name} -->", f"<!-- /published:{name} -->"
+
+
+def block(name: str, table: list[str]) -> str:
+    """``table`` (markdown lines) between the markers of ``name``."""
+    start, end = _markers(name)
+    return "\n".join([start, *table, end])
 
 
 def _pattern(name: str) -> str:
