@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -51,6 +52,9 @@ class LoadedVictim:
       apply: pure ``apply(params, images) -> logits``.
       params: every variable of the model (weights and batch-norm statistics).
       metadata: the checkpoint's metadata.
+      weights_sha256: a fingerprint of the weights attacked (see :func:`weights_sha256`),
+        recorded in a results folder's ``config.json`` so that results of two networks never
+        mix; None only for a ``predict`` function whose module has no file.
     """
 
     name: str
@@ -58,6 +62,7 @@ class LoadedVictim:
     apply: Any
     params: Any
     metadata: dict
+    weights_sha256: str | None = None
 
     @property
     def predict(self) -> jax.tree_util.Partial:
@@ -70,6 +75,31 @@ def shipped_checkpoint(name: str) -> Path:
     """Where the project ships the trained victim ``name`` (``checkpoints/NAME`` of the
     repository, or its copy inside an installed wheel)."""
     return shipped_folder("checkpoints") / name
+
+
+def weights_sha256(metadata: dict, params: Any = (), source: Any = None) -> str | None:
+    """The fingerprint of a victim's weights, whatever their form: one sha256 over the weight
+    digests a victim folder records (cheap, and what its results always recorded); else one
+    over every array of ``params`` (names, dtypes, shapes and bytes: an orbax checkpoint of a
+    module's state, Linen variables, a factory's own variables); else, for a ``predict``
+    function that holds its own weights, over its module's file (``source``)."""
+    digests = metadata.get(DIGESTS)
+    if digests:
+        return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+    h = hashlib.sha256()
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    if leaves:
+        for path, leaf in leaves:
+            array = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{jax.tree_util.keystr(path)} {array.dtype.str}{array.shape}".encode())
+            h.update(array.tobytes())
+        return h.hexdigest()
+    module = sys.modules.get(getattr(source, "__module__", None) or "")
+    path = getattr(module, "__file__", None)
+    if path is None or not os.path.isfile(path):
+        return None
+    h.update(Path(path).read_bytes())
+    return h.hexdigest()
 
 
 def _abstract(tree):
@@ -373,7 +403,8 @@ def load_victim(name: str, checkpoint: str | Path | None = None, *, input_scale=
     if shape is not None:  # travels with the model (and its predict) for the input checks
         model.image_shape = shape
     apply, params = split_for_inference(model)
-    return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta)
+    return LoadedVictim(name=name, model=model, apply=apply, params=params, metadata=meta,
+                        weights_sha256=weights_sha256(meta, params))
 
 
 def _restore(graphdef, state, directory: Path, name: str, meta: dict) -> nnx.Module:
@@ -421,26 +452,25 @@ def _load_user_victim(reference: str, checkpoint, given) -> LoadedVictim:
     apply, params = split_for_inference(model)
     meta = {**meta, "architecture": reference, "input_scale": scale, "outputs": kind}
     return LoadedVictim(name=reference, model=model, apply=user.wrap_apply(apply, scale, kind),
-                        params=params, metadata=meta)
+                        params=params, metadata=meta, weights_sha256=weights_sha256(meta, params))
 
 
 def _load_linen(reference: str, built, checkpoint, given) -> LoadedVictim:
     """A Linen module with its variables (from the factory, or from ``checkpoint``)."""
-    if isinstance(built, tuple):
-        module, variables = built
-    elif checkpoint is None:
+    module, variables = built if isinstance(built, tuple) else (built, None)
+    if checkpoint is not None:  # its variables, over the factory's own when it returns some
+        variables = user.restore_variables(Path(checkpoint), reference, like=variables)
+    elif variables is None:
         raise CheckpointError(f"model {reference}: the factory returns a Linen module without "
                               f"variables; return (module, variables) or pass --checkpoint, "
                               f"an orbax checkpoint of the variables")
-    else:
-        module, variables = built, user.restore_variables(Path(checkpoint), reference)
     scale, kind = user.conventions(module, *given)
     model = user.Declared(user.image_shape_of(module))
+    meta = {"architecture": reference, "input_scale": scale, "outputs": kind}
     return LoadedVictim(name=reference, model=model,
                         apply=user.wrap_apply(user.LinenApply(module), scale, kind),
-                        params=variables,
-                        metadata={"architecture": reference, "input_scale": scale,
-                                  "outputs": kind})
+                        params=variables, metadata=meta,
+                        weights_sha256=weights_sha256(meta, variables))
 
 
 def _load_predict(name: str, given) -> LoadedVictim:
@@ -450,9 +480,10 @@ def _load_predict(name: str, given) -> LoadedVictim:
     function = user.predict_function(reference)
     scale, kind = user.conventions(function, *given)
     model = user.Declared(user.image_shape_of(function))
+    meta = {"architecture": name, "input_scale": scale, "outputs": kind}
     return LoadedVictim(name=reference, model=model,
                         apply=user.wrap_apply(user.Called(function), scale, kind), params=(),
-                        metadata={"architecture": name, "input_scale": scale, "outputs": kind})
+                        metadata=meta, weights_sha256=weights_sha256(meta, (), function))
 
 
 def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVictim:

@@ -133,36 +133,34 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) ->
     return h.hexdigest()
 
 
-WEIGHTS_FINGERPRINT = "weights_sha256"  # config.json: sha256 over the victim's weight digests
+WEIGHTS_FINGERPRINT = "weights_sha256"  # config.json: the victim's weights fingerprint
 
 
-def weights_fingerprint(metadata: Mapping) -> str | None:
-    """One sha256 over a victim's recorded weight-file digests (its checkpoint metadata), or
-    None for a checkpoint that records none."""
-    digests = metadata.get("weight_sha256")
-    if not digests:
-        return None
-    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
-
-
-def check_victim(config: Mapping, metadata: Mapping, directory: str | Path) -> None:
-    """The victim loaded now is the one a results folder attacked: the same weights (or, for a
-    suite's cell, the same export).
+def check_victim(config: Mapping, victim, directory: str | Path) -> None:
+    """The victim loaded now (a :class:`~pixeljax.checkpoint.LoadedVictim`) is the one a
+    results folder attacked: the same weights, by their fingerprint (and, for a suite's cell,
+    the same export). A folder whose writer recorded no fingerprint (a caller's own record
+    through the Python API) is left to the analyses' check of the recorded scores.
 
     Raises:
       PixeljaxError: naming what changed.
     """
-    recorded, now = config.get(WEIGHTS_FINGERPRINT), weights_fingerprint(metadata)
-    if recorded and now and recorded != now:
-        raise PixeljaxError(f"{directory} holds attacks on other weights of "
-                            f"{config.get('checkpoint')!r} (weights sha256 {recorded[:12]} "
-                            f"there, {now[:12]} now: re-exported or replaced?); restore the "
-                            f"victim or use another folder")
-    exported = config.get("checkpoint_exported")
+    recorded, now = config.get(WEIGHTS_FINGERPRINT), victim.weights_sha256
+    if recorded is not None and recorded != now:
+        raise PixeljaxError(f"{directory} holds attacks on other weights than those of "
+                            f"{config.get('checkpoint')!r} now (weights sha256 "
+                            f"{_short(recorded)} there, {_short(now)} now: re-exported, "
+                            f"retrained or replaced?); restore the victim or use another "
+                            f"folder")
+    exported, metadata = config.get("checkpoint_exported"), victim.metadata
     if exported and metadata.get("exported") and exported != metadata["exported"]:
         raise PixeljaxError(f"{directory} holds attacks on the victim exported {exported}, "
                             f"but {config.get('checkpoint')!r} now holds one exported "
                             f"{metadata['exported']}; restore the victim or use another folder")
+
+
+def _short(digest: str | None) -> str:
+    return "none" if digest is None else digest[:12]
 
 
 def without_fingerprint(config: Mapping) -> dict:
@@ -178,15 +176,13 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
     Raises:
       PixeljaxError: the fingerprints differ (the data changed).
     """
-    if WEIGHTS_FINGERPRINT in config and WEIGHTS_FINGERPRINT in previous:
-        if previous[WEIGHTS_FINGERPRINT] != config[WEIGHTS_FINGERPRINT]:
-            raise PixeljaxError(
-                f"{directory} holds attacks on other weights of {config.get('checkpoint')!r} "
-                f"(weights sha256 {previous[WEIGHTS_FINGERPRINT][:12]} there, "
-                f"{config[WEIGHTS_FINGERPRINT][:12]} now: re-exported or replaced?); use "
-                f"another --out, or restore the victim to resume")
-    if WEIGHTS_FINGERPRINT not in previous:  # written before weights were fingerprinted
-        config = {k: v for k, v in config.items() if k != WEIGHTS_FINGERPRINT}
+    if previous.get(WEIGHTS_FINGERPRINT) != config.get(WEIGHTS_FINGERPRINT):
+        raise PixeljaxError(
+            f"{directory} holds attacks on other weights than those of "
+            f"{config.get('checkpoint')!r} now (weights sha256 "
+            f"{_short(previous.get(WEIGHTS_FINGERPRINT))} there, "
+            f"{_short(config.get(WEIGHTS_FINGERPRINT))} now: re-exported, retrained or "
+            f"replaced?); use another --out, or restore the victim to resume")
     if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
         return previous == without_fingerprint(config)
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:

@@ -330,3 +330,34 @@ def test_labels_beyond_nine_make_a_data_set_of_that_many_classes(tmp_path):
     named = tmp_path / "named.npz"
     np.savez(named, x=GOOD_X, y=np.array([0, 1, 1, 0]), class_names=np.array(["no", "yes"]))
     assert load_dataset(named).class_names == ("no", "yes")
+
+
+def _png_classes(root, classes, per_class=2):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+
+
+def test_hidden_and_archiver_folders_are_no_classes_and_shift_no_label(tmp_path, capsys):
+    _png_classes(tmp_path / "data", ["cat", "dog"])
+    (tmp_path / "data" / "__MACOSX").mkdir()  # left empty by a macOS zip, sorts first
+    (tmp_path / "data" / ".cache").mkdir()
+    data = load_dataset(tmp_path / "data", "test")
+    assert data.class_names == ("cat", "dog") and list(data.y) == [0, 0, 1, 1]
+    assert "skipped .cache, __MACOSX (hidden or system folders" in capsys.readouterr().err
+
+
+def test_an_empty_class_folder_is_one_error_line_naming_it(tmp_path, capsys):
+    from pixeljax.cli import main
+
+    _png_classes(tmp_path / "data", ["cat", "dog"])
+    (tmp_path / "data" / "aardvark").mkdir()  # empty, sorts first: every label would shift
+    assert main(["accuracy", "allconv", "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "empty class folder(s) 'aardvark'" in err[0] and "shift" in err[0]

@@ -64,7 +64,7 @@ def test_a_resume_on_replaced_weights_is_refused_and_keeps_the_rows(world, tmp_p
     capsys.readouterr()
     assert main(attack(world, out)) == 2
     line = one_error_line(capsys)
-    assert "holds attacks on other weights" in line and "re-exported or replaced" in line
+    assert "holds attacks on other weights" in line and "re-exported, retrained or replaced" in line
     assert (out / "results.csv").read_bytes() == before
 
 

@@ -342,24 +342,48 @@ def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summari
 
     out, summaries = suite_run
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n<!-- published:tiny-pub -->\nold\n<!-- /published:tiny-pub -->\n")
-    dest = tmp_path / "results" / "tiny-pub"
+    readme.write_text("# x\n\n<!-- published:sweep-test -->\nold\n<!-- /published:sweep-test -->\n")
+    dest = tmp_path / "results" / "sweep-test"
     page = publish(out, dest, command="pixeljax evaluate sweep-test --out OUT", readme=readme)
     cells = read_cells(dest)
     assert [c["mode"] for c in cells] == ["sweep", "non-targeted"]
     victims = json.loads((dest / "victims.json").read_text())
     table = "\n".join(headline_table(cells, victims))
-    assert readme_block(page.read_text(), "tiny-pub") == table
-    assert readme_block(readme.read_text(), "tiny-pub") == table
+    assert readme_block(page.read_text(), "sweep-test") == table
+    assert readme_block(readme.read_text(), "sweep-test") == table
     sweep = summaries[0]
     assert f"| {sweep['n_attacked']} of {sweep['n_images']} |" in table
     assert (dest / "report.md").is_file() and list((dest / "figures").glob("*.png"))
     assert not list(dest.rglob("results.csv"))  # rows travel only inside run.tar.gz
     assert (dest / "run.tar.gz").is_file()
-    assert "--continue-from tiny-pub" not in page.read_text()
-    assert "--continue-from results/tiny-pub" in page.read_text()
+    assert "--continue-from sweep-test" not in page.read_text()
+    assert "--continue-from results/sweep-test" in page.read_text()
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# x\n")
     with pytest.raises(PixeljaxError, match="has no block"):
-        publish(out, tmp_path / "results" / "other", command="x", readme=readme)
+        publish(out, tmp_path / "more" / "sweep-test", command="x", readme=bare)
+
+
+def test_a_publication_of_another_suite_is_never_replaced(suite_run, tmp_path):
+    from pixeljax.evaluation.publish import publish
+
+    out, _ = suite_run
+    other = tmp_path / "results" / "paper-cpu"  # another suite's publication, its run inside
+    other.mkdir(parents=True)
+    (other / "provenance.json").write_text(json.dumps({"suite": "paper-cpu"}))
+    (other / "run.tar.gz").write_bytes(b"eleven hours of attacks")
+    readme = tmp_path / "README.md"
+    text = "<!-- published:paper-cpu -->\nthe paper-cpu table\n<!-- /published:paper-cpu -->\n"
+    readme.write_text(text)
+    with pytest.raises(PixeljaxError, match="is the publication of suite 'paper-cpu', never "
+                                            "replaced by another suite's: publish suite "
+                                            "'sweep-test' into a folder of its own"):
+        publish(out, other, command="x", readme=readme)
+    assert (other / "run.tar.gz").read_bytes() == b"eleven hours of attacks"
+    # A new folder of that name elsewhere would still rewrite the other suite's README block.
+    with pytest.raises(PixeljaxError, match="'paper-cpu' is not suite 'sweep-test'"):
+        publish(out, tmp_path / "elsewhere" / "paper-cpu", command="x", readme=readme)
+    assert readme.read_text() == text and not (tmp_path / "elsewhere").exists()
 
 
 def test_a_published_run_continues_in_a_fresh_folder_from_its_archive(

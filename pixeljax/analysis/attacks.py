@@ -167,7 +167,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     found = found.take(slice(0, limit))
     victim = load_victim(architecture, checkpoint, input_scale=record.input_scale,
                          outputs=record.outputs)
-    check_victim(config, victim.metadata, directory)
+    check_victim(config, victim, directory)
     data = load_dataset(record.data, record.split)
     victim = defended(with_detected_outputs(victim, data.x), record.defence)  # as seen
     _check_data(config, victim, data, directory)

@@ -76,7 +76,7 @@ def model_option(args) -> str:
 def victim_and_data(args):
     """The victim and the data the options name, checked against each other, and the victim's
     record for ``config.json``: ``(loaded victim, image set, record)``."""
-    from pixeljax import checkpoint_ref, results
+    from pixeljax import checkpoint_ref
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
     from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import data_key, load_dataset
@@ -103,7 +103,7 @@ def victim_and_data(args):
     # weights_sha256: a resume, or an analysis, on other weights is refused
     record = VictimRecord(model=victim.name, architecture=architecture, checkpoint=checkpoint,
                           data=data_key(args.data), split=args.split,
-                          weights_sha256=results.weights_fingerprint(victim.metadata), **given)
+                          weights_sha256=victim.weights_sha256, **given)
     return victim, data, record
 
 

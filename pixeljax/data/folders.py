@@ -3,7 +3,8 @@
     DIR/<class name>/<image>.png|.jpg|.jpeg|.bmp       (or DIR/<split>/<class name>/...)
 
 Classes are the folder names in sorted order; an image's index is its position in the sorted
-list of all files. Every image must have the same size; grey images give one channel, colour
+list of all files. Hidden folders (``.*``) and ``__MACOSX`` are no classes; an empty class
+folder is refused, as torchvision refuses it, since it would shift every later label. Every image must have the same size; grey images give one channel, colour
 ones three.
 """
 
@@ -15,13 +16,21 @@ import numpy as np
 
 from pixeljax.data.arrays import ImageSet, make_image_set
 from pixeljax.errors import DataError
+from pixeljax.notices import note
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 EIGHT_BIT = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")  # what converts to RGB as is
 
 
+SYSTEM = ("__MACOSX",)  # folders an archiver leaves beside the data (and hidden ones, ".*")
+
+
+def _is_system(folder: Path) -> bool:
+    return folder.name.startswith(".") or folder.name in SYSTEM
+
+
 def _classes(root: Path) -> list[Path]:
-    return sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+    return sorted((d for d in root.iterdir() if d.is_dir() and not _is_system(d)),
                   key=lambda d: d.name)
 
 
@@ -44,6 +53,15 @@ def load_image_folder(path: Path, split: str) -> ImageSet:
     if root is None:
         raise DataError(f"{path}: no class folders of images ({', '.join(SUFFIXES)})")
     classes = _classes(root)
+    # An empty class folder would still take a label and shift every later class by one.
+    empty = [d.name for d in classes if not _images(d)]
+    if empty:
+        raise DataError(f"{root}: empty class folder(s) {', '.join(repr(n) for n in empty)} "
+                        f"(no {', '.join(SUFFIXES)} images): each would take a label and shift "
+                        f"the later classes; remove them or add their images")
+    skipped = sorted(d.name for d in root.iterdir() if d.is_dir() and _is_system(d))
+    if skipped:
+        note(f"{root}: skipped {', '.join(skipped)} (hidden or system folders, not classes)")
     files = [(k, f) for k, d in enumerate(classes) for f in _images(d)]
     images, grey = [], []
     for _, f in files:

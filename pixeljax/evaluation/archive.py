@@ -117,7 +117,8 @@ def _members(tar: tarfile.TarFile) -> tuple[dict, dict[str, list[tarfile.TarInfo
 
 
 # Where the data and checkpoint lay on the machine that ran (the data are compared by their
-# fingerprint, the victim by its export time and weights): rebound to this run's on restore.
+# fingerprint, the victim by its export time and weights fingerprint): rebound to this run's
+# on restore.
 LOCAL_KEYS = (results.DATA_SPEC, results.DATA_FINGERPRINT, "checkpoint")
 
 
@@ -143,7 +144,8 @@ def _checked_config(tar: tarfile.TarFile, plan: Plan, key: str) -> dict:
         config = json.load(tar.extractfile(f"{key}/{results.CONFIG}"))
     except KeyError:
         raise PixeljaxError(f"cell {key} has no {results.CONFIG} in the archive") from None
-    expected = json.loads(json.dumps(plan.cell_config(cell.cell, victim.fingerprint)))
+    expected = json.loads(json.dumps(plan.cell_config(cell.cell, victim.fingerprint,
+                                                      victim.weights_sha256)))
     if _without_data(config) != _without_data(expected):
         raise PixeljaxError(f"cell {key}: the archive attacked another configuration "
                             f"({_differences(_without_data(config), _without_data(expected))})")

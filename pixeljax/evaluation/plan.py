@@ -21,7 +21,7 @@ from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
-from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint
+from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint, weights_sha256
 from pixeljax.data import ImageSet, data_key, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
@@ -48,6 +48,8 @@ class VictimPlan:
         :mod:`pixeljax.checkpoint_ref`).
       fingerprint: the checkpoint's export time, so results of a re-exported checkpoint are
         never mixed with older ones (None until trained).
+      weights_sha256: the fingerprint of its weights (``checkpoint.weights_sha256``; None until
+        trained), recorded by every cell and compared on every resume and restore.
       recipe: the training recipe, if any.
       needs_training: no checkpoint exists yet: train with ``recipe`` first.
       num_classes: classes of the checkpoint's network (None until trained).
@@ -62,6 +64,7 @@ class VictimPlan:
     recipe: TrainConfig | None
     needs_training: bool
     num_classes: int | None = None
+    weights_sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,18 +134,22 @@ class Plan:
                 c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cells()})
         return {"data": data_key(self.data_spec), "split": self.suite.split, **shared}
 
-    def cell_victim(self, cell: Cell, fingerprint: str | None) -> VictimRecord:
+    def cell_victim(self, cell: Cell, fingerprint: str | None,
+                    weights: str | None) -> VictimRecord:
         """What a cell attacks, as its ``config.json`` records it (see
-        ``pixeljax.results.run_config``)."""
+        ``pixeljax.results.run_config``): its victim exported at ``fingerprint``, with the
+        weights fingerprint ``weights``."""
         v = self.victims[cell.victim.name]
         return VictimRecord(suite=self.suite.name, model=cell.victim.name,
                             architecture=v.architecture, checkpoint=v.reference,
                             checkpoint_exported=fingerprint, data=data_key(self.data_spec),
-                            split=self.suite.split, defence=cell.victim.defence)
+                            split=self.suite.split, defence=cell.victim.defence,
+                            weights_sha256=weights)
 
-    def cell_config(self, cell: Cell, fingerprint: str | None) -> dict:
+    def cell_config(self, cell: Cell, fingerprint: str | None, weights: str | None) -> dict:
         """The ``config.json`` of a cell's results folder."""
-        return results.run_config(self.cell_spec(cell), self.cell_victim(cell, fingerprint))
+        return results.run_config(self.cell_spec(cell),
+                                  self.cell_victim(cell, fingerprint, weights))
 
     def record(self) -> dict:
         """The contents of ``OUT/suite.json``."""
@@ -270,7 +277,8 @@ def _plan_user_victim(victim: Victim, architecture: str, problems: list[str],
             problems.append(f"victim {victim.name}: {e}")
             return None
     return VictimPlan(victim, architecture, directory, str(directory), str(directory),
-                      loaded.metadata.get("exported"), None, False, classes)
+                      loaded.metadata.get("exported"), None, False, classes,
+                      loaded.weights_sha256)
 
 
 def plan_victim(victim: Victim, out: Path, problems: list[str],
@@ -318,7 +326,7 @@ def plan_victim(victim: Victim, out: Path, problems: list[str],
     if meta is None:
         return None
     return VictimPlan(victim, architecture, directory, ident, reference, meta.get("exported"),
-                      recipe, False, meta.get("num_classes", 10))
+                      recipe, False, meta.get("num_classes", 10), weights_sha256(meta))
 
 
 def _with_classes(test: ImageSet, k: int, problems: list[str]) -> ImageSet:
@@ -403,7 +411,8 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
                             f"they were made with ({victim.checkpoint}) is gone; move the cell "
                             f"folder away or restore the checkpoint")
         return CellPlan(cell, directory, attacks, done)
-    expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint))
+    expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint,
+                                                  victim.weights_sha256))
     if stored != expected:
         problems.append(f"cell {cell.key}: {directory} holds results of another configuration "
                         f"({_differences(stored, expected)}); use another --out")

@@ -150,17 +150,32 @@ def headline_table(cells: list[dict], victims: dict) -> list[str]:
     return lines
 
 
-def _check_destination(suite_out: Path, dest: Path) -> None:
-    """``dest`` is new, empty, or an earlier publication (which is replaced), and neither holds
-    nor lies inside the results it publishes."""
+def _check_destination(suite_out: Path, dest: Path, suite: str, readme) -> None:
+    """``dest`` is new, empty, or an earlier publication of the same suite (which is replaced);
+    it neither holds nor lies inside the results it publishes; and the README block it
+    writes, named after ``dest``, is this suite's own."""
     source, target = suite_out.resolve(), dest.resolve()
     if target == source or source in target.parents or target in source.parents:
         raise PixeljaxError(f"--out {dest} and the results folder {suite_out} overlap; publish "
                             f"into a folder of its own (e.g. results/NAME)")
+    elsewhere = f"publish suite {suite!r} into a folder of its own (e.g. results/{suite})"
     if dest.exists() and (not dest.is_dir() or (any(dest.iterdir())
                                                  and not (dest / PROVENANCE).is_file())):
         raise PixeljaxError(f"--out {dest} holds something other than a publication (no "
-                            f"{PROVENANCE}); it is never replaced: choose another folder")
+                            f"{PROVENANCE}); it is never replaced: {elsewhere}")
+    if (dest / PROVENANCE).is_file():
+        try:
+            owner = json.loads((dest / PROVENANCE).read_text())["suite"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise PixeljaxError(f"--out {dest}: its {PROVENANCE} is damaged ({e}); it is never "
+                                f"replaced: {elsewhere}") from None
+        if owner != suite:
+            raise PixeljaxError(f"--out {dest} is the publication of suite {owner!r}, never "
+                                f"replaced by another suite's: {elsewhere}")
+    if readme is not None and dest.name != suite:
+        raise PixeljaxError(f"--readme: the README block of a publication is named after its "
+                            f"folder, and {dest.name!r} is not suite {suite!r}; {elsewhere}, "
+                            f"or leave --readme out")
 
 
 def _commit() -> str:
@@ -195,8 +210,8 @@ def publish(suite_out: str | Path, dest: str | Path, *, command: str,
         the block markers of this publication.
     """
     suite_out, dest = Path(suite_out), Path(dest)
-    load_results(suite_out)  # a folder that is none is named before anything is copied
-    _check_destination(suite_out, dest)
+    suite = load_results(suite_out)  # a folder that is none is named before anything is copied
+    _check_destination(suite_out, dest, suite.name, readme)
     with tempfile.TemporaryDirectory() as scratch:
         snapshot = Path(scratch) / suite_out.name
         shutil.copytree(suite_out, snapshot, ignore=shutil.ignore_patterns(".*"))

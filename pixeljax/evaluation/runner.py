@@ -125,17 +125,21 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 loaded = defended(with_detected_outputs(
                     load_victim(victim.architecture, victim.checkpoint), plan.data.x),
                     cell.cell.victim.defence)
-                _run_cell(plan, cell, loaded.predict, loaded.metadata.get("exported"), bar, say)
+                _run_cell(plan, cell, loaded, bar, say)
         finally:
             bar.close()
     return [results.read_summary(c.directory) for c in plan.cells]
 
 
-def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> None:
+def _run_cell(plan: Plan, cell: CellPlan, loaded, bar, say) -> None:
+    """Runs one cell on the victim ``loaded`` as attacked now (its export time and weights
+    fingerprint go into the cell's ``config.json``, so a checkpoint replaced since the plan
+    is refused by the cell's own check)."""
+    fingerprint, weights = loaded.metadata.get("exported"), loaded.weights_sha256
     index = [c.cell.key for c in plan.cells].index(cell.cell.key) + 1
     say(f"[{index}/{len(plan.cells)}] {cell.cell.key}: {cell.attacks - cell.done:,} of "
         f"{cell.attacks:,} attacks to run")
-    _reset_unstarted(cell, plan.cell_config(cell.cell, fingerprint))
+    _reset_unstarted(cell, plan.cell_config(cell.cell, fingerprint, weights))
     seen = 0
 
     def on_rows(rows):
@@ -147,8 +151,8 @@ def _run_cell(plan: Plan, cell: CellPlan, predict, fingerprint, bar, say) -> Non
     spec = plan.cell_spec(cell.cell)
     run = (functools.partial(sweep_folder, refuse_all_misclassified=False)
            if isinstance(spec, SweepSpec) else attack_folder)
-    summary = run(predict, plan.data, cell.directory, spec,
-                  victim=plan.cell_victim(cell.cell, fingerprint), progress=False,
+    summary = run(loaded.predict, plan.data, cell.directory, spec,
+                  victim=plan.cell_victim(cell.cell, fingerprint, weights), progress=False,
                   on_rows=on_rows)
     bar.update(max(0, cell.attacks - cell.done - seen))  # rows of skipped images
     say(f"  {cell.cell.key}: {summary['n_success']}/{summary['n_attacked']} images fooled "

@@ -147,12 +147,14 @@ class LinenApply:
         return isinstance(other, LinenApply) and other.module is self.module
 
 
-def restore_variables(directory: Path, reference: str):
-    """The variables of a Linen module from an orbax checkpoint of them (as saved)."""
+def restore_variables(directory: Path, reference: str, like=None):
+    """The variables of a Linen module from an orbax checkpoint of them: as saved, or in the
+    structure, shapes and dtypes of ``like`` (the variables a factory returned)."""
     import orbax.checkpoint as ocp
 
+    abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
-        return ocp.StandardCheckpointer().restore(Path(directory).absolute())
+        return ocp.StandardCheckpointer().restore(Path(directory).absolute(), abstract)
     except Exception as e:
         text = str(e).splitlines()[0] if str(e) else ""
         raise PixeljaxError(f"model {reference}: cannot read the variables in checkpoint "
