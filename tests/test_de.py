@@ -160,6 +160,28 @@ def test_ask_without_crossover_is_the_paper_mutation_rand1():
     np.testing.assert_allclose(children, expected, rtol=1e-6)
 
 
+def test_a_dithered_weight_is_one_draw_per_generation_in_its_range_and_zero_keeps_f():
+    lower, upper = -100 * jnp.ones(3), 100 * jnp.ones(3)
+    state = started(jax.random.key(0), sphere, -jnp.ones(3), jnp.ones(3), 6)
+    pop = np.asarray(state.population)
+
+    @jax.jit
+    def children(key, dither):
+        return ask(key, state, lower, upper, DEParams(F=0.5, dither=dither))
+
+    weights = []
+    for seed in range(8):
+        key = jax.random.key(seed)
+        r = np.asarray(distinct_others(jax.random.split(key, 3)[0], 6))
+        diff = pop[r[:, 1]] - pop[r[:, 2]]
+        fixed = np.asarray(children(key, 0.0))
+        np.testing.assert_array_equal(fixed, np.asarray(ask(key, state, lower, upper)))
+        w = (np.asarray(children(key, 0.5)) - pop[r[:, 0]]) / diff
+        np.testing.assert_allclose(w, w.flat[0], rtol=1e-4)  # one weight for the generation
+        weights.append(float(w.flat[0]))
+    assert all(0.5 <= w < 1.0 for w in weights) and len(set(weights)) == 8
+
+
 def test_uniform_population_fills_the_box():
     pop = np.asarray(uniform_population(jax.random.key(0), [0.0, 5.0], [1.0, 6.0], 200))
     assert pop.shape == (200, 2)

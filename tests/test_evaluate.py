@@ -6,6 +6,7 @@ The expensive part (train a tiny network for two short epochs, attack 12 images)
 module; the other tests reuse its results folder or its trained checkpoint.
 """
 
+import dataclasses
 import json
 import shutil
 import textwrap
@@ -305,7 +306,12 @@ def test_results_folder_of_another_suite_is_refused(trained_run, tmp_path):
 
 def test_results_folder_with_other_settings_is_refused(trained_run):
     suite = load_suite(trained_run["suite_file"])
-    with pytest.raises(PixeljaxError, match="other settings.*n_images: 12 there, 5 now"):
+    with pytest.raises(PixeljaxError, match="other settings.*seed: 0 there, 3 now"):
+        make_plan(dataclasses.replace(suite, attack=suite.attack.replace(seed=3)),
+                  trained_run["out"])
+    # Fewer images than its cells hold: each such cell is another configuration.
+    with pytest.raises(PixeljaxError, match="cell tiny/1px-non-targeted: .* another "
+                                            "configuration \\(n_images: 12 there, 5 now\\)"):
         make_plan(with_images(suite, images=5), trained_run["out"])
 
 

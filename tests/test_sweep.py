@@ -565,3 +565,80 @@ def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
     # without rows in results.csv, so the resume sweeps it again).
     assert len(read_untargeted(tmp_path / "run")) == 5
     assert path.read_text().endswith("\n")
+
+
+def _tiny_suite(victim, data_file, name, cell_images, variants=()):
+    from pixeljax.evaluation import AttackSpec, Suite, Victim
+
+    return Suite(name=name, victims=(Victim("tiny", checkpoint=str(victim[0])),), pixels=(1,),
+                 modes=("non-targeted", "sweep"), images=5, data=str(data_file),
+                 attack=AttackSpec(popsize=8, maxiter=3), variants=variants,
+                 cell_images=cell_images)
+
+
+def _rows_by_attack(directory):
+    return sorted(results.read_rows(directory), key=lambda r: r["attack_id"])
+
+
+def test_variant_cells_run_beside_the_suites_own_with_the_settings_they_change(
+        victim, data_file, tmp_path):
+    from pixeljax.attack.run import attack_folder
+    from pixeljax.attack.spec import AttackSpec
+    from pixeljax.data import load_dataset
+    from pixeljax.evaluation import Variant, run_suite
+    from pixeljax.evaluation.publish import publish, published_table
+
+    suite = _tiny_suite(victim, data_file, "variants", (
+        ("tiny/1px-non-targeted", 5), ("tiny/1px-non-targeted+best1-dither", 5),
+        ("tiny/1px-sweep+grey", 5)),
+        variants=(Variant("best1-dither", attack={"strategy": "best1", "dither": 0.5}),
+                  Variant("grey", levels=(0, 128, 255))))
+    out = tmp_path / "out"
+    summaries = run_suite(suite, out, progress=False, sizes=EngineSizes(slots=2, batch_size=64))
+    config = results.read_config(out / "tiny" / "1px-non-targeted+best1-dither")
+    assert (config["strategy"], config["dither"], config["F"]) == ("best1", 0.5, 0.5)
+    # The variant's rows are those of the same attack run by itself.
+    spec = AttackSpec(popsize=8, maxiter=3, strategy="best1", dither=0.5, n_images=5, first=True)
+    attack_folder(victim[1].predict, load_dataset(data_file), tmp_path / "alone", spec,
+                  victim={"model": "tiny", "architecture": "tiny", "checkpoint": "x"},
+                  progress=False)
+    assert _rows_by_attack(out / "tiny" / "1px-non-targeted+best1-dither") == \
+        _rows_by_attack(tmp_path / "alone")
+    assert _rows_by_attack(out / "tiny" / "1px-non-targeted") != _rows_by_attack(tmp_path / "alone")
+    h, w, c = load_dataset(data_file).x.shape[1:]
+    assert summaries[2]["candidates_per_image"] == h * w * 3 ** c
+    dest = tmp_path / "results" / "variants"
+    publish(out, dest, command="x")
+    methods = [row.split(" | ")[2] for row in published_table(dest)[2:]]
+    assert methods == ["DE non-targeted", "DE non-targeted, DE/best/1, F in [0.5, 1)",
+                       "sweep, levels [0, 128, 255]"]
+    with pytest.raises(PixeljaxError, match="attack sets pixels, which the suite sets"):
+        Variant("x", attack={"pixels": 3})
+    with pytest.raises(PixeljaxError, match="variant x: .*strategy"):
+        Variant("x", attack={"strategy": "best2"})
+
+
+def test_a_cell_given_more_images_keeps_its_rows_and_attacks_only_the_new_ones(
+        victim, data_file, tmp_path):
+    from pixeljax.evaluation import run_suite
+    from pixeljax.evaluation.publish import publish
+
+    sizes = EngineSizes(slots=2, batch_size=64)
+    cells = (("tiny/1px-non-targeted", 2), ("tiny/1px-sweep", 2))
+    small = _tiny_suite(victim, data_file, "grow", cells)
+    out = tmp_path / "out"
+    run_suite(small, out, progress=False, sizes=sizes)
+    publish(out, tmp_path / "results" / "grow", command="x")
+    before = {c: (out / c / "results.csv").read_bytes() for c, _ in cells}
+    big = _tiny_suite(victim, data_file, "grow", tuple((c, 5) for c, _ in cells))
+    run_suite(big, out, progress=False, sizes=sizes)
+    run_suite(big, tmp_path / "fresh", progress=False, sizes=sizes)
+    run_suite(big, tmp_path / "restored", progress=False, sizes=sizes,
+              continue_from=tmp_path / "results" / "grow")
+    for cell, _ in cells:
+        grown = (out / cell / "results.csv").read_bytes()
+        assert grown.startswith(before[cell]) and len(grown) > len(before[cell])
+        assert results.read_config(out / cell)["n_images"] == 5
+        assert _rows_by_attack(out / cell) == _rows_by_attack(tmp_path / "fresh" / cell)
+        assert _rows_by_attack(tmp_path / "restored" / cell) == \
+            _rows_by_attack(tmp_path / "fresh" / cell)

@@ -23,10 +23,11 @@ from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
                  "maxiter", "strategy", "F", "crossover", "target_threshold", "true_threshold")
+OPTIONAL_RESULT_FIELDS = {"dither": 0.0}  # recorded only when not at this value
 MAX_POPSIZE = 2**20  # a population x the slots must index an int32 batch
 # The settings a command line sets one option each (``settings.add_options``).
-OPTION_FIELDS = ("pixels", "seed", "popsize", "maxiter", "strategy", "F", "crossover",
-                 "target_threshold", "true_threshold")
+OPTION_FIELDS = ("pixels", "seed", "popsize", "maxiter", "strategy", "F", "dither",
+                 "crossover", "target_threshold", "true_threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,8 @@ class AttackSpec:
       popsize, maxiter: population and generations after the initial one (400 and 100).
       strategy: "rand1" (the paper) or "best1".
       F: mutation factor, in (0, 2].
+      dither: each generation draws the factor from [F, F + dither) (0: F fixed, the paper;
+        SciPy's and ART's DE use F = 0.5, dither = 0.5). Recorded when not 0.
       crossover: binomial crossover rate in [0, 1]; None: no crossover (the paper).
       target_threshold: a targeted attack stops once the target's probability exceeds it.
       true_threshold: a non-targeted attack stops once the true class's probability falls
@@ -76,6 +79,9 @@ class AttackSpec:
                                   most=INT32_MAX)
     strategy: str = settings.choice("rand1", STRATEGIES, "DE strategy")
     F: float = settings.number(0.5, 0, 2, "DE mutation factor, in (0, 2]", low_open=True)
+    dither: float = settings.number(
+        0.0, 0, 2, "draw the mutation factor from [F, F + dither) each generation; 0 keeps F "
+                   "fixed (SciPy and ART: F 0.5, dither 0.5)")
     crossover: float | None = settings.number(
         None, 0, 1, "binomial crossover rate in [0, 1] (default none)", optional=True,
         label="crossover rate")
@@ -142,7 +148,7 @@ class AttackSpec:
         """The numbers the compiled engine takes as data (no recompilation when they change)."""
         return AttackParams(
             de=DEParams(F=self.F, crossover_rate=1.0 if self.crossover is None
-                        else self.crossover),
+                        else self.crossover, dither=self.dither),
             target_threshold=self.target_threshold,
             true_threshold=-1.0 if self.true_threshold is None else self.true_threshold)
 
@@ -150,6 +156,8 @@ class AttackSpec:
         """The settings that decide the results, as a results folder's ``config.json`` holds
         them (``mode`` is the goal's value)."""
         config = {k: getattr(self, k) for k in RESULT_FIELDS if k != "mode"}
+        config.update({k: getattr(self, k) for k, default in OPTIONAL_RESULT_FIELDS.items()
+                       if getattr(self, k) != default})
         return {**config, "mode": self.mode, **precision_config(self.precision)}
 
     @classmethod
@@ -161,7 +169,9 @@ class AttackSpec:
         except KeyError as e:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of an attack run") from None
-        return cls(goal=mode, **values, precision=config.get("precision", FLOAT32), sizes=sizes)
+        optional = {k: config.get(k, default) for k, default in OPTIONAL_RESULT_FIELDS.items()}
+        return cls(goal=mode, **values, **optional, precision=config.get("precision", FLOAT32),
+                   sizes=sizes)
 
 
 def precision_config(precision: str) -> dict:

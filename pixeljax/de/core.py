@@ -2,7 +2,8 @@
 
 The one-pixel attack's optimiser (Su, Vargas, Sakurai, arXiv 1710.08864): DE/rand/1 with
 F = 0.5 and no crossover; each child replaces its own parent only if it is fitter. Binomial
-crossover and the DE/best/1 strategy are options, never the default.
+crossover, the DE/best/1 strategy and a weight dithered per generation are options, never the
+default.
 
 ``init`` (of a population the caller scored) and ``step`` work on one problem; ``vmap`` them
 for many. ``ask`` and ``tell`` split a step around the evaluation, for callers that evaluate
@@ -64,10 +65,13 @@ class DEParams:
       F: differential weight.
       crossover_rate: binomial crossover probability; 1.0 means no crossover (the child is the
         mutant), the paper's setting.
+      dither: each generation draws its weight from ``[F, F + dither)`` (SciPy's and ART's
+        ``mutation=(0.5, 1)`` is ``F=0.5, dither=0.5``); 0.0 keeps ``F`` fixed, the paper's.
     """
 
     F: float = 0.5
     crossover_rate: float = 1.0
+    dither: float = 0.0
 
 
 def distinct_others(key: jax.Array, popsize: int) -> jax.Array:
@@ -108,7 +112,9 @@ def ask(key: jax.Array, state: DEState, lower: jax.Array, upper: jax.Array,
     mut_key, cross_key, jrand_key = jax.random.split(key, 3)
     r = distinct_others(mut_key, p)
     base = pop[r[:, 0]] if strategy == "rand1" else pop[state.best_index][None]
-    mutant = base + params.F * (pop[r[:, 1]] - pop[r[:, 2]])
+    # The generation's weight, from its own stream (the other draws are those of a fixed F).
+    weight = params.F + params.dither * jax.random.uniform(jax.random.fold_in(key, 1))
+    mutant = base + weight * (pop[r[:, 1]] - pop[r[:, 2]])
     # Binomial crossover; with rate 1.0 every gene comes from the mutant.
     take = jax.random.uniform(cross_key, (p, d)) < params.crossover_rate
     take = take | (jnp.arange(d) == jax.random.randint(jrand_key, (p, 1), 0, d))

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from pixeljax import locking, results
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation.plan import RECORD, SCRATCH, Plan, _differences
+from pixeljax.evaluation.plan import RECORD, SCRATCH, Plan, _differences, shared_settings
 from pixeljax.training.export import portable
 
 ARCHIVE = "run.tar.gz"
@@ -146,6 +146,10 @@ def _checked_config(tar: tarfile.TarFile, plan: Plan, key: str) -> dict:
         raise PixeljaxError(f"cell {key} has no {results.CONFIG} in the archive") from None
     expected = json.loads(json.dumps(plan.cell_config(cell.cell, victim.fingerprint,
                                                       victim.weights_sha256)))
+    # The start of a cell grown since is restored as it is; the run then grows it.
+    bound = {**config, **{k: expected[k] for k in (results.DATA_SPEC, "checkpoint")}}
+    if plan.grown(cell.cell, bound, expected):
+        return bound
     if _without_data(config) != _without_data(expected):
         raise PixeljaxError(f"cell {key}: the archive attacked another configuration "
                             f"({_differences(_without_data(config), _without_data(expected))})")
@@ -178,11 +182,12 @@ def restore(source: str | Path, plan: Plan) -> list[str]:
             if record["suite"] != plan.suite.name:
                 raise PixeljaxError(f"{path} holds a run of suite {record['suite']!r}, not "
                                     f"{plan.suite.name!r}")
-            if _without_data(record["settings"]) != _without_data(settings):
+            archived = _without_data(shared_settings(record["settings"]))
+            if archived != _without_data(shared_settings(settings)):
                 raise PixeljaxError(
                     f"{path} holds a run of suite {plan.suite.name!r} with other settings "
-                    f"({_differences(_without_data(record['settings']), _without_data(settings))}"
-                    f"); continue it with the options it was published with")
+                    f"({_differences(archived, _without_data(shared_settings(settings)))}); "
+                    f"continue it with the options it was published with")
             planned = {c.cell.key for c in plan.cells}
             foreign = sorted(set(cells) - planned)
             if foreign:

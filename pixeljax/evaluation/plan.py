@@ -24,7 +24,7 @@ from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
 from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint, weights_sha256
 from pixeljax.data import ImageSet, data_key, load_dataset
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation.suite import SWEEP_FIELDS, Cell, Suite, Victim
+from pixeljax.evaluation.suite import SWEEP_FIELDS, VARIANT_SEPARATOR, Cell, Suite, Victim
 from pixeljax.models import model_names, user
 from pixeljax.training import TrainConfig, load_recipe
 from pixeljax.victim_record import VictimRecord
@@ -111,15 +111,32 @@ class Plan:
         return self.suite.spec(cell, n_images=self.suite.images_of(cell, self.n_images),
                                first=self.first, sizes=self.sizes)
 
-    def cell_fingerprint(self, cell: Cell) -> str:
-        """The data fingerprint (``results.data_fingerprint``) of the images the cell attacks,
-        as its run records it in ``config.json``."""
+    def cell_fingerprint(self, cell: Cell, n_images: int | None = None) -> str:
+        """The data fingerprint (``results.data_fingerprint``) of the images the cell attacks
+        (or would attack on ``n_images`` images), as its run records it in ``config.json``."""
         spec = self.cell_spec(cell)
         images, labels = validation.check_images(self.data.x, self.data.y)
         ids = validation.check_image_ids(self.data.index, len(images),
                                          len(self.data.class_names))
-        chosen = select_images(spec.n_images, len(images), seed=spec.seed, first=spec.first)
+        chosen = select_images(spec.n_images if n_images is None else n_images, len(images),
+                               seed=spec.seed, first=spec.first)
         return results.data_fingerprint(images[chosen], labels[chosen], ids[chosen])
+
+    def grown(self, cell: Cell, config: dict, expected: dict) -> bool:
+        """Whether a cell folder's ``config`` (as stored, with its data fingerprint) records
+        the start of the cell planned now (``expected``): the same attack on fewer images of
+        the same selection, so that the suite's cell grew. Samples of one seed are nested and
+        each attack's random stream is its own (its image and target), so the rows there are
+        those the larger cell writes."""
+        def rest(c):
+            return {k: v for k, v in _normalise(c).items()
+                    if k not in ("n_images", results.DATA_FINGERPRINT)}
+
+        old, new = config.get("n_images"), expected.get("n_images")
+        if rest(config) != rest(expected) or not isinstance(old, int) or \
+                isinstance(old, bool) or new is None or old >= new:
+            return False
+        return config.get(results.DATA_FINGERPRINT) == self.cell_fingerprint(cell, old)
 
     def settings(self) -> dict:
         """What decides the results of every cell (all but the pixels and the goal), recorded
@@ -129,6 +146,8 @@ class Plan:
         shared = {k: v for k, v in config.items() if k not in ("pixels", "mode", "target_class")}
         if SWEEP in self.suite.modes:
             shared["levels"] = list(self.suite.levels)
+        if self.suite.variants:
+            shared["variants"] = {v.name: v.describe() for v in self.suite.variants}
         if self.suite.cell_images:
             shared.update(n_images=self.n_images, cell_images={
                 c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cells()})
@@ -205,12 +224,24 @@ def cell_settings(settings: dict, key: str, mode: str) -> dict:
     cell; the data, the selection and the levels for a sweep cell."""
     settings = dict(settings)
     sizes = settings.pop("cell_images", None)
+    variants = settings.pop("variants", {})
     if sizes is not None:
         settings["n_images"] = sizes.get(key, settings["n_images"])
+    settings.update(variants.get(key.partition(VARIANT_SEPARATOR)[2], {}))
     if mode == SWEEP:
         return {k: v for k, v in settings.items()
                 if k in ("data", "split", "levels") + SWEEP_FIELDS}
     return {k: v for k, v in settings.items() if k != "levels"}
+
+
+PER_CELL = ("n_images", "cell_images", "variants")  # settings each cell's own config checks
+
+
+def shared_settings(settings: dict) -> dict:
+    """The settings every cell of a suite shares: a results folder or an archive of the suite
+    with other ones is another run. Which cells there are, their images and their variants
+    may grow (a suite gains cells or images); each cell's ``config.json`` is checked apart."""
+    return {k: v for k, v in _normalise(settings).items() if k not in PER_CELL}
 
 
 def _training_cost(v: VictimPlan, train_images: int | None = None) -> str:
@@ -377,10 +408,11 @@ def check_record(out: Path, suite: Suite, settings: dict, problems: list[str]) -
     if name != suite.name:
         problems.append(f"{out} holds results of suite {name!r}, not {suite.name!r}; use "
                         f"another --out")
-    elif old != _normalise(settings):
+    elif not isinstance(old, dict) or shared_settings(old) != shared_settings(settings):
+        old = old if isinstance(old, dict) else {}
         problems.append(f"{out} holds results of suite {name!r} with other settings "
-                        f"({_differences(old, _normalise(settings))}); use another --out or "
-                        f"the same options")
+                        f"({_differences(shared_settings(old), shared_settings(settings))}); "
+                        f"use another --out or the same options")
 
 
 def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
@@ -413,7 +445,8 @@ def plan_cell(cell: Cell, plan_so_far: Plan, victim: VictimPlan, attacks: int,
         return CellPlan(cell, directory, attacks, done)
     expected = _normalise(plan_so_far.cell_config(cell, victim.fingerprint,
                                                   victim.weights_sha256))
-    if stored != expected:
+    if stored != expected and not plan_so_far.grown(cell, results.read_config(directory),
+                                                    expected):
         problems.append(f"cell {cell.key}: {directory} holds results of another configuration "
                         f"({_differences(stored, expected)}); use another --out")
     return CellPlan(cell, directory, attacks, done)

@@ -45,10 +45,19 @@ METHODS = {"non-targeted": "DE non-targeted", "all-targets": "DE all targets (pa
 
 
 def _method(cell: dict) -> str:
+    """The method column: the mode, and the settings a variant cell changes (its config)."""
     if cell["mode"] != "sweep":
-        return METHODS.get(cell["mode"], cell["mode"])
-    levels = cell.get("levels", [0, 255])
-    return "sweep, corners" if list(levels) == [0, 255] else f"sweep, levels {levels}"
+        method = METHODS.get(cell["mode"], cell["mode"])
+        if cell.get("strategy", "rand1") != "rand1":
+            method += f", DE/{cell['strategy'][:-1]}/1"
+        if cell.get("dither"):
+            method += f", F in [{cell['F']:g}, {cell['F'] + cell['dither']:g})"
+    else:
+        levels = cell.get("levels", [0, 255])
+        method = "sweep, corners" if list(levels) == [0, 255] else f"sweep, levels {levels}"
+    if cell.get("precision", "float32") != "float32":
+        method += f", {cell['precision']} (float32 re-check)"
+    return method
 
 
 def _rate(successes: int, trials: int) -> str:
@@ -78,8 +87,8 @@ def read_cells(dest: str | Path) -> list[dict]:
         if summary is not None:
             config = results.read_config(dest / CELLS / key)
             cells.append({**summary, "key": key, "planned_images": planned,
-                          "defence": config.get("defence"),
-                          "checkpoint": config.get("checkpoint")})
+                          **{k: config.get(k) for k in ("defence", "checkpoint", "strategy",
+                                                        "F", "dither")}})
     return cells
 
 

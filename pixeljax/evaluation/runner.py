@@ -59,6 +59,17 @@ def _reset_unstarted(cell: CellPlan, config: dict) -> None:
             path.unlink()
 
 
+def _grow(plan: Plan, cell: CellPlan, config: dict) -> None:
+    """A cell folder that holds the start of a cell grown since (see :meth:`Plan.grown`) gets
+    the grown cell's ``config.json``; its rows stay and the rest of the images are attacked."""
+    path = cell.directory / results.CONFIG
+    if path.is_file():
+        stored = results.read_config(cell.directory)
+        if plan.grown(cell.cell, stored, config):
+            grown = {**config, results.DATA_FINGERPRINT: plan.cell_fingerprint(cell.cell)}
+            results.write_atomic(path, json.dumps(grown, indent=2, sort_keys=True) + "\n")
+
+
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
               train_data: str | None = None, train_missing: bool = False,
               images: int | None = None, sample: int | None = None,
@@ -139,7 +150,9 @@ def _run_cell(plan: Plan, cell: CellPlan, loaded, bar, say) -> None:
     index = [c.cell.key for c in plan.cells].index(cell.cell.key) + 1
     say(f"[{index}/{len(plan.cells)}] {cell.cell.key}: {cell.attacks - cell.done:,} of "
         f"{cell.attacks:,} attacks to run")
-    _reset_unstarted(cell, plan.cell_config(cell.cell, fingerprint, weights))
+    config = plan.cell_config(cell.cell, fingerprint, weights)
+    _reset_unstarted(cell, config)
+    _grow(plan, cell, config)
     seen = 0
 
     def on_rows(rows):

@@ -20,6 +20,7 @@ from pixeljax.attack_result import AttackResult
 from pixeljax.checkpoint import read_metadata
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, TRAINED, cell_settings
+from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.modes import TARGET_MODES
 
 
@@ -59,9 +60,10 @@ class CellResults:
     """One cell as stored.
 
     Attributes:
-      key: ``<victim>/<pixels>px-<mode>``.
+      key: ``<victim>/<pixels>px-<mode>[+<variant>]``.
       model: the victim's name; architecture: its network.
-      pixels, mode: the attack.
+      pixels, mode: the attack; variant: the suite's variant it runs (None: the suite's
+        attack itself).
       directory: the cell's results folder.
       found: its results (empty when it has not run).
       summary: its ``summary.json`` (cost: wall time, evaluations, device), or None.
@@ -77,6 +79,7 @@ class CellResults:
     found: AttackResult
     summary: dict | None
     attacks: int
+    variant: str | None = None
 
     @property
     def started(self) -> bool:
@@ -112,9 +115,10 @@ class SuiteResults:
         """Victim names in suite order."""
         return list(dict.fromkeys(c.model for c in self.cells))
 
-    def cell(self, model: str, pixels: int, mode: str) -> CellResults | None:
+    def cell(self, model: str, pixels: int, mode: str,
+             variant: str | None = None) -> CellResults | None:
         for c in self.cells:
-            if (c.model, c.pixels, c.mode) == (model, pixels, mode):
+            if (c.model, c.pixels, c.mode, c.variant) == (model, pixels, mode, variant):
                 return c
         return None
 
@@ -130,13 +134,20 @@ class SuiteResults:
         return None
 
 
-def _parse_key(key: str) -> tuple[str, int, str]:
+def _parse_key(key: str) -> tuple[str, int, str, str | None]:
+    """``<victim>/<pixels>px-<mode>[+<variant>]`` as (victim, pixels, mode, variant)."""
     try:
         model, rest = key.split("/")
+        rest, _, variant = rest.partition(VARIANT_SEPARATOR)
         pixels, mode = rest.split("px-", 1)
-        return model, int(pixels), mode
+        return model, int(pixels), mode, variant or None
     except ValueError:
         raise PixeljaxError(f"{RECORD}: malformed cell {key!r}") from None
+
+
+def _growing(config: dict, expected: dict) -> bool:
+    old, new = config.get("n_images"), expected.get("n_images")
+    return isinstance(old, int) and isinstance(new, int) and old < new
 
 
 def load_results(out: str | Path) -> SuiteResults:
@@ -152,13 +163,15 @@ def load_results(out: str | Path) -> SuiteResults:
     k = len(record["class_names"])
     cells = []
     for key in record["cells"]:
-        model, pixels, mode = _parse_key(key)
-        directory = out / model / f"{pixels}px-{mode}"
+        model, pixels, mode, variant = _parse_key(key)
+        directory = out / key
         found, summary = AttackResult.empty(pixels, 3), None
         if (directory / results.CONFIG).is_file():
             config = results.read_config(directory)
             expected = cell_settings(settings, key, mode)
             mine = {name: config.get(name) for name in expected}
+            if _growing(mine, expected):  # the start of a grown cell, not yet continued
+                mine["n_images"] = expected["n_images"]
             if config.get("suite") != record["suite"] or mine != expected:
                 raise PixeljaxError(f"{directory} holds results of another suite or "
                                     f"configuration than {out / RECORD} records; move it away")
@@ -169,5 +182,5 @@ def load_results(out: str | Path) -> SuiteResults:
         attacks = n * (k - 1 if mode in TARGET_MODES else 1)
         cells.append(CellResults(key=key, model=model, architecture=architecture, pixels=pixels,
                                  mode=mode, directory=directory, found=found, summary=summary,
-                                 attacks=attacks))
+                                 attacks=attacks, variant=variant))
     return SuiteResults(out=out, record=record, cells=cells)

@@ -109,21 +109,82 @@ class Victim:
         return described
 
 
+VARIANT_SEPARATOR = "+"  # <victim>/<pixels>px-<mode>+<variant>
+FIXED_BY_CELL = ("pixels", "goal", "target_class", "n_images", "first", "seed", "sizes")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """Cells that change some settings of the suite's attack, beside the cells that keep them
+    (an ablation): the DE cells of the grid with ``attack`` applied to the suite's attack, and
+    its sweep cells with ``levels`` (or a ``precision`` in ``attack``). Their keys end in
+    ``+<name>``; ``cell_images`` picks the ones to run.
+
+    Attributes:
+      name: the suffix of its cells' keys (a plain name).
+      attack: settings of :class:`~pixeljax.attack.spec.AttackSpec` that differ (not the
+        pixels, goal, selection, seed or sizes, which the grid and the suite set).
+      levels: the sweep's colour values per channel, for its sweep cells.
+    """
+
+    name: str
+    attack: dict = dataclasses.field(default_factory=dict)
+    levels: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name) \
+                or VARIANT_SEPARATOR in self.name:
+            raise PixeljaxError(f"variant name {self.name!r} must be a plain name (letters, "
+                                f"digits, '_', '-', '.')")
+        if not isinstance(self.attack, dict):
+            raise PixeljaxError(f"variant {self.name}: attack must be a dict of AttackSpec "
+                                f"settings, got {type(self.attack).__name__}")
+        fixed = sorted(set(self.attack) & set(FIXED_BY_CELL))
+        if fixed:
+            raise PixeljaxError(f"variant {self.name}: attack sets {', '.join(fixed)}, which "
+                                f"the suite sets for every cell")
+        try:
+            DEFAULTS.replace(**self.attack)
+            if self.levels is not None:
+                object.__setattr__(self, "levels", SweepSpec(levels=self.levels).levels)
+        except (PixeljaxError, TypeError) as e:
+            raise PixeljaxError(f"variant {self.name}: {e}") from None
+        if not self.attack and self.levels is None:
+            raise PixeljaxError(f"variant {self.name}: changes nothing (give attack or levels)")
+
+    def applies_to(self, mode: str) -> bool:
+        """Whether the variant has cells of ``mode``: DE cells when it changes the attack, sweep
+        cells when it changes the levels or only the precision."""
+        if mode == SWEEP:
+            return self.levels is not None or set(self.attack) == {"precision"}
+        return bool(self.attack) and self.levels is None
+
+    def describe(self) -> dict:
+        """A JSON-friendly description (``suite.json``)."""
+        described = dict(self.attack)
+        if self.levels is not None:
+            described["levels"] = list(self.levels)
+        return described
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One attack run of a suite: a victim, a pixel count and a mode."""
+    """One attack run of a suite: a victim, a pixel count, a mode and perhaps a variant."""
 
     victim: Victim
     pixels: int
     mode: str
+    variant: Variant | None = None
 
     @property
     def key(self) -> str:
-        """``<victim>/<pixels>px-<mode>``, the cell's folder below the results folder."""
-        return f"{self.victim.name}/{self.pixels}px-{self.mode}"
+        """``<victim>/<pixels>px-<mode>[+<variant>]``, the cell's folder below the results
+        folder."""
+        suffix = f"{VARIANT_SEPARATOR}{self.variant.name}" if self.variant else ""
+        return f"{self.victim.name}/{self.pixels}px-{self.mode}{suffix}"
 
     def directory(self, out: str | Path) -> Path:
-        return Path(out) / self.victim.name / f"{self.pixels}px-{self.mode}"
+        return Path(out) / self.key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +210,7 @@ class Suite:
         cell takes its seed, precision and sizes. Leave its pixels, goal and selection at their
         defaults: the grid and ``images``/``sample`` set them.
       levels: the sweep's colour values per channel (default: the colour cube's corners).
+      variants: :class:`Variant` cells beside the grid's (ablations of the attack's settings).
       cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in
         this order, each on N of the selected images: the first N of them, or with ``sample``
         the seeded sample of N, which lies inside every larger one of the same seed (so every
@@ -166,11 +228,17 @@ class Suite:
     data: str | None = None
     attack: AttackSpec = DEFAULTS
     levels: tuple[int, ...] = CORNERS
+    variants: tuple[Variant, ...] = ()
     cell_images: tuple[tuple[str, int], ...] = ()
     description: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "victims", tuple(self.victims))
+        object.__setattr__(self, "variants", tuple(self.variants))
+        if not all(isinstance(v, Variant) for v in self.variants) or \
+                len({v.name for v in self.variants}) != len(self.variants):
+            raise PixeljaxError(f"suite {self.name}: variants must be Variant entries with "
+                                f"names of their own")
         object.__setattr__(self, "pixels", tuple(self.pixels))
         object.__setattr__(self, "modes", tuple(self.modes))
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -231,16 +299,20 @@ class Suite:
         sweep cell's :class:`~pixeljax.attack.sweep.SweepSpec` takes the attack's seed and
         precision."""
         sizes = self.attack.sizes if sizes is None else sizes
+        variant = cell.variant
+        attack = self.attack.replace(**variant.attack) if variant else self.attack
         if cell.mode == SWEEP:
-            return SweepSpec(levels=self.levels, n_images=n_images, first=first,
-                             seed=self.attack.seed, precision=self.attack.precision,
-                             sizes=sizes)
-        return self.attack.replace(pixels=cell.pixels, goal=cell.mode, n_images=n_images,
-                                   first=first, sizes=sizes)
+            levels = variant.levels if variant and variant.levels else self.levels
+            return SweepSpec(levels=levels, n_images=n_images, first=first, seed=attack.seed,
+                             precision=attack.precision, sizes=sizes)
+        return attack.replace(pixels=cell.pixels, goal=cell.mode, n_images=n_images,
+                              first=first, sizes=sizes)
 
     def _grid(self) -> list[Cell]:
-        return [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes
-                if m != SWEEP or p == 1]
+        plain = [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes
+                 if m != SWEEP or p == 1]
+        return plain + [dataclasses.replace(c, variant=variant) for variant in self.variants
+                        for c in plain if variant.applies_to(c.mode)]
 
     def _check_cell_images(self) -> None:
         items = self.cell_images.items() if isinstance(self.cell_images, dict) \
@@ -265,8 +337,8 @@ class Suite:
                                 f"integers, got {bad}")
 
     def cells(self) -> list[Cell]:
-        """Every (victim, pixels, mode), victim by victim (sweep cells at one pixel only), or
-        the cells ``cell_images`` names, in its order."""
+        """Every (victim, pixels, mode), victim by victim (sweep cells at one pixel only), then
+        the variants' cells, or the cells ``cell_images`` names, in its order."""
         if not self.cell_images:
             return self._grid()
         grid = {c.key: c for c in self._grid()}
