@@ -12,8 +12,12 @@ A defence is named by one string, its parts applied left to right and joined by 
   255) added at inference, the result clipped to [0, 255]; a randomised defence, scored by
   expectation over transformation: the victim's class probabilities averaged over n draws
   (default 8). The draws are a fixed function of the image (its pixels hashed), so a candidate
-  always gets the same score: the search, its re-check and every later analysis see one
-  defence, and results are reproducible. At most one noise part.
+  always gets the same score and results are reproducible. The search may fit those few fixed
+  draws; the deployed defence draws fresh noise at every query, so every finished attack is
+  judged again on :data:`VERDICT_DRAWS` fresh draws (another key): its reported class,
+  confidence and success are those of the class probabilities expected over fresh noise
+  (``precision_flip`` marks a success the fixed draws saw and fresh ones reverse). At most one
+  noise part.
 
 Filters mirror the image at its borders (SciPy's ``reflect``, as ART's spatial smoothing).
 A victim of the project's layers takes its defences as its own first steps
@@ -41,6 +45,7 @@ KNOWN = ("median<k> and gauss<k> (k odd, >= 3), bits<b> (b from 1 to 7), noise<s
          "noise<s>x<n> (s from 1 to 255, n draws), joined by +")
 EOT_DRAWS = 8  # draws of a noise defence, unless its name says otherwise
 MAX_DRAWS = 256
+VERDICT_DRAWS = 256  # fresh draws that judge every finished attack on a noise defence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,13 +167,26 @@ class Defended:
     programs across loads of one victim. Behind a noise defence it returns the log of the class
     probabilities averaged over the draws (valid logits)."""
 
-    def __init__(self, apply, defences: tuple[Defence, ...]):
+    def __init__(self, apply, defences: tuple[Defence, ...], *, seed: int = None,
+                 draws: int | None = None):
         self.apply, self.defences = apply, defences
+        self.seed = _HASH_SEED if seed is None else seed
+        self._draws = draws
 
     @property
     def draws(self) -> int:
         """Draws per image (0: a deterministic defence)."""
+        if self._draws is not None:
+            return self._draws
         return max((d.draws for d in self.defences if d.randomised), default=0)
+
+    def verdict(self) -> Defended | None:
+        """Behind a randomised defence, the pipeline that judges a finished attack as the
+        deployed defence would: probabilities expected over :data:`VERDICT_DRAWS` fresh draws,
+        of a key the search never used (None for a deterministic defence)."""
+        if not self.draws:
+            return None
+        return Defended(self.apply, self.defences, seed=_VERDICT_SEED, draws=VERDICT_DRAWS)
 
     def _through(self, images, keys):
         for defence in self.defences:
@@ -178,7 +196,7 @@ class Defended:
     def __call__(self, params, images):
         if not self.draws:
             return self.apply(params, self._through(images, None))
-        keys = image_keys(images)
+        keys = image_keys(images, self.seed)
 
         def draw(d):
             keyed = jax.vmap(lambda k: jax.random.fold_in(k, d))(keys)
@@ -194,27 +212,31 @@ class Defended:
         if not self.draws:
             return f"behind {name}, which this model's network cannot take as its own steps"
         return (f"behind {name}, a randomised defence: each candidate scored by its class "
-                f"probabilities averaged over {self.draws} draws of the noise")
+                f"probabilities averaged over {self.draws} draws of the noise; every finished "
+                f"attack judged by those expected over {VERDICT_DRAWS} fresh draws")
+
+    def _identity(self):
+        return self.apply, self.defences, self.seed, self.draws
 
     def __hash__(self):
-        return hash((self.apply, self.defences))
+        return hash(self._identity())
 
     def __eq__(self, other):
-        return isinstance(other, Defended) and (self.apply, self.defences) == (
-            other.apply, other.defences)
+        return isinstance(other, Defended) and self._identity() == other._identity()
 
 
 _HASH_SEED = 20260101  # the fixed weights of the image hash that seeds a noise defence
+_VERDICT_SEED = 20261207  # the key of the fresh draws that judge finished attacks
 
 
-def image_keys(images: jax.Array) -> jax.Array:
-    """(N,) PRNG keys, each a fixed function of its image's pixel values (as integers):
-    the same image always draws the same noise, whatever batch it is scored in."""
+def image_keys(images: jax.Array, seed: int = _HASH_SEED) -> jax.Array:
+    """(N,) PRNG keys, each a fixed function of its image's pixel values (as integers) and
+    ``seed``: the same image always draws the same noise, whatever batch it is scored in."""
     ints = jnp.asarray(images).reshape(images.shape[0], -1).astype(jnp.uint32)
     weights = np.random.default_rng(_HASH_SEED).integers(
         1, 2 ** 32, ints.shape[1], dtype=np.uint64).astype(np.uint32)
     hashed = jnp.sum(ints * jnp.asarray(weights), axis=1, dtype=jnp.uint32)  # modulo 2^32
-    return jax.vmap(lambda h: jax.random.fold_in(jax.random.key(_HASH_SEED), h))(hashed)
+    return jax.vmap(lambda h: jax.random.fold_in(jax.random.key(seed), h))(hashed)
 
 
 def defended(victim, text: str | None, image_shape=None):
@@ -236,5 +258,15 @@ def defended(victim, text: str | None, image_shape=None):
     return dataclasses.replace(victim, apply=Defended(victim.apply, defences))
 
 
-__all__ = ["Defence", "Defended", "EOT_DRAWS", "KINDS", "defence_name", "defended",
+def judged(victim):
+    """``victim`` as results are judged: behind a randomised defence, on fresh draws (see
+    :meth:`Defended.verdict`); any other victim itself. Analyses of a results folder score
+    through it, so they see what the run reported."""
+    verdict = getattr(victim.apply, "verdict", None)
+    judge = verdict() if verdict is not None else None
+    return victim if judge is None else dataclasses.replace(victim, apply=judge)
+
+
+__all__ = ["Defence", "Defended", "EOT_DRAWS", "KINDS", "VERDICT_DRAWS", "defence_name",
+           "defended", "judged",
            "gaussian_weights", "image_keys", "parse_defences"]

@@ -285,3 +285,34 @@ def test_an_attack_behind_noise_is_reproducible_and_its_rows_re_score_alike(vict
     assert json.loads((tmp_path / "a" / "config.json").read_text())["defence"] == "noise8x2"
     attacks = load_attacks(tmp_path / "a")  # re-scores every stored candidate through it
     assert len(attacks.found) == 4
+
+
+def test_an_attack_behind_noise_is_judged_on_fresh_draws_as_the_deployed_defence_would(
+        victim, tmp_path):
+    """The search sees a few fixed draws; every reported class, confidence and success is that
+    of the probabilities expected over 256 fresh draws of another key, computed here apart."""
+    from pixeljax.defences import VERDICT_DRAWS, _VERDICT_SEED, image_keys
+
+    x = load_sample().x[:8]
+    behind = defended(victim[1], "noise30x1")
+    y = np.asarray(behind.predict(x.astype(np.float32))).argmax(-1)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    assert main(["attack", "tiny", "--checkpoint", str(victim[0]), "--data",
+                 str(tmp_path / "data.npz"), "--images", "8", "--out", str(tmp_path / "run"),
+                 "--quiet", *ENGINE_ARGS, "--defence", "noise30x1"]) in (0, 1)
+    found = load_attacks(tmp_path / "run").found  # analyses re-score through the verdict too
+    adversarial = np.asarray(apply_candidates(x[found.image_index], found.candidates))
+    keys = image_keys(adversarial, _VERDICT_SEED)
+    noise = Defence("noise", 30, 1)
+    fresh = np.mean([np.asarray(jax.nn.softmax(victim[1].predict(noise(
+        adversarial, jax.vmap(lambda k: jax.random.fold_in(k, d))(keys))), axis=-1))
+        for d in range(VERDICT_DRAWS)], axis=0)
+    np.testing.assert_array_equal(found.adversarial_class, fresh.argmax(-1))
+    np.testing.assert_allclose(found.true_prob_after,
+                               fresh[np.arange(len(found)), found.label], atol=1e-5)
+    np.testing.assert_array_equal(found.success, fresh.argmax(-1) != found.label)
+    # The fixed draw the search used judged some attacks otherwise: those are marked.
+    fixed = np.asarray(behind.predict(adversarial)).argmax(-1) != found.label
+    np.testing.assert_array_equal(found.precision_flip, fixed != found.success)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert f"judged by those expected over {VERDICT_DRAWS} fresh draws" in summary["scoring"]

@@ -19,7 +19,7 @@ from pixeljax import checkpoint_ref
 from pixeljax.attack_result import AttackResult
 from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
 from pixeljax.data import ImageSet, load_dataset
-from pixeljax.defences import defended
+from pixeljax.defences import defended, judged
 from pixeljax.errors import PixeljaxError
 from pixeljax.notices import quiet_notes
 from pixeljax.results import CONFIG, DATA_FINGERPRINT, check_victim, data_fingerprint, read_config
@@ -169,7 +169,8 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                          outputs=record.outputs)
     check_victim(config, victim, directory)
     data = load_dataset(record.data, record.split)
-    victim = defended(with_detected_outputs(victim, data.x), record.defence)  # as seen
+    # as the run judged its results: behind the defence (on fresh draws of any noise)
+    victim = judged(defended(with_detected_outputs(victim, data.x), record.defence))
     _check_data(config, victim, data, directory)
     positions = _positions(data, found.image_index, directory)
     wrong = found.label != data.y[positions]

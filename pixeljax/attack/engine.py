@@ -217,6 +217,17 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
     return np.concatenate(out)
 
 
+def verdict_of(predict: Callable, lower: bool) -> Callable | None:
+    """What re-checks finished results (None: nothing): a randomised victim's verdict on
+    fresh randomness (its ``apply`` offers ``verdict()``, as a noise defence does), else, for a
+    lower-precision scorer, ``predict`` itself in float32."""
+    func = getattr(predict, "func", None)
+    judge = func.verdict() if hasattr(func, "verdict") else None
+    if judge is not None:
+        return jax.tree_util.Partial(judge, *predict.args)
+    return predict if lower else None
+
+
 def recheck(predict: Callable, finished: AttackResult, attacks: dict[int, Attack],
             batch: int) -> AttackResult:
     """The float32 verdict on results scored in lower precision: each final adversarial image

@@ -24,6 +24,7 @@ from pixeljax.attack.engine import (
     AttackParams,
     EngineConfig,
     local_devices,
+    verdict_of,
     stream,
 )
 from pixeljax.attack.spec import AttackSpec, Goal
@@ -215,4 +216,4 @@ def run(predict: Callable, prepared: Prepared, attacks: list[Attack],
     ``predict`` in float32 when scored in lower precision)."""
     lower = prepared.spec.precision != FLOAT32
     return stream(prepared.scorer, attacks, key, prepared.engine, prepared.params,
-                  devices=prepared.devices, verify=predict if lower else None)
+                  devices=prepared.devices, verify=verdict_of(predict, lower))

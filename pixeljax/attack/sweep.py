@@ -326,7 +326,8 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
            devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
     """Sweeps ``images`` (N, H, W, C), a wave of the resolved slots at a time, scored by
     ``scorer``; yields each wave's :class:`SweptImage` (positions into ``images``) once their
-    candidates are re-checked by ``predict`` (a dense float32 pass)."""
+    candidates are re-checked by ``predict`` (a dense float32 pass; behind a noise defence, on
+    fresh draws, see :func:`pixeljax.attack.engine.verdict_of`)."""
     if not len(images):
         return
     devices = tuple(engine.local_devices(devices))
@@ -340,6 +341,7 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
     place = functools.partial(jax.device_put, device=split)
     scorer, grid_d = jax.device_put((scorer, grid), replicated)
     order = engine.fill_order(list(range(s)), s // n_dev)
+    judge = engine.verdict_of(predict, lower=True)  # float32, on fresh draws of any noise
 
     for start in range(0, len(images), s):
         wave = list(range(start, min(start + s, len(images))))
@@ -354,7 +356,7 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
         k = chosen.shape[1]
         candidates = np.asarray(grid_candidates(chosen.reshape(-1), shape, grid))
         probs = engine.recheck_probabilities(
-            predict, np.repeat(images[wave], k, axis=0), candidates, np.repeat(labels[wave], k),
+            judge, np.repeat(images[wave], k, axis=0), candidates, np.repeat(labels[wave], k),
             batch).reshape(len(wave), k, k)
         swept = []
         for j, (p, i) in enumerate(zip(wave, where)):
