@@ -398,3 +398,37 @@ def test_bad_settings_are_refused_with_a_message_naming_the_problem(overrides, m
 def test_bad_labels_are_refused(y, message):
     with pytest.raises(PixeljaxError, match=message):
         call(y=y)
+
+
+def test_a_summary_records_the_sizes_that_ran_and_fewer_attacks_reuse_the_program(
+        tiny, tmp_path, monkeypatch):
+    """A run of fewer attacks than slots leaves slots idle instead of compiling a smaller
+    program, and summary.json records the slots and micro-batch the engine ran with (a sweep:
+    its own images per wave and candidates per model call)."""
+    from _attack_support import boundary_sample
+
+    from pixeljax.attack import sweep as sweep_module
+    from pixeljax.attack.run import attack_folder
+    from pixeljax.attack.spec import AttackSpec
+    from pixeljax.attack.sweep import SweepSpec
+    from pixeljax.attack.sweep_run import sweep_folder
+    from pixeljax.data.arrays import make_image_set
+
+    x, y, index = boundary_sample(tiny[1], n=3, wrong=0)
+    data = make_image_set(x, y, index=index, source="boundary")
+    ran, waves = [], []
+    real, real_wave = engine._programs, sweep_module._program
+    monkeypatch.setattr(engine, "_programs", lambda c, d: ran.append(c) or real(c, d))
+    monkeypatch.setattr(sweep_module, "_program", lambda b, d: waves.append(b) or real_wave(b, d))
+    record = {"model": "tiny", "architecture": "tiny", "checkpoint": "x"}
+    spec = AttackSpec(popsize=8, maxiter=2, first=True).replace(slots=8, batch_size=32)
+    summaries = [attack_folder(tiny[1].predict, data, tmp_path / f"de{n}",
+                               spec.replace(n_images=n), victim=record, progress=False)
+                 for n in (3, 1)]
+    assert {c.slots for c in ran} == {8} and {c.batch_size for c in ran} == {32}
+    assert [(s["slots"], s["batch_size"]) for s in summaries] == [(8, 32), (8, 32)]
+    sweep = sweep_folder(tiny[1].predict, data, tmp_path / "sweep",
+                         SweepSpec(n_images=3, first=True).replace(batch_size=5000),
+                         victim=record,
+                         progress=False)
+    assert (sweep["slots"], sweep["batch_size"]) == (4, waves[-1]) == (4, 5000)

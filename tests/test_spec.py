@@ -77,9 +77,13 @@ def test_engine_sizes_are_resolved_once_for_the_platform_and_the_devices():
     assert EngineSizes(slots=5, batch_size=1024).resolve(per_slot=8, n_devices=2) == \
         EngineSizes(slots=6, batch_size=24, segment=SEGMENT)
     assert EngineSizes(batch_size=16).resolve(per_slot=8, n_devices=1).batch_size == 16
-    # A sweep's default is its own, and no more slots than images.
+    # A sweep's default is its own; fewer tasks than the default slots leave slots idle (one
+    # program for every run), more slots than the default are never more than the tasks.
     assert unset.resolve(per_slot=8192, n_devices=1, default_slots=SWEEP_SLOTS,
-                         tasks=3).slots == 3
+                         tasks=3).slots == SWEEP_SLOTS
+    assert EngineSizes(slots=2000).resolve(per_slot=8, n_devices=1, tasks=2).slots == \
+        ATTACK_SLOTS
+    assert EngineSizes(slots=2000).resolve(per_slot=8, n_devices=1, tasks=100).slots == 100
     spec = DEFAULTS.replace(popsize=8, slots=4)
     assert spec.resolved_sizes(1).batch_size == min(32, CPU_BATCH_SIZE)
     # A sweep's selection (whose summary records the slots) keeps the sweep's default.

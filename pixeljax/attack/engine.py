@@ -273,8 +273,9 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
     by_id = {a.attack_id: a for a in attacks}
     devices = tuple(local_devices(devices))
     n = len(devices)
-    # No more slots than attacks (rounded to the devices): each costs memory, none changes results.
-    config = dataclasses.replace(config, slots=slot_count(min(config.slots, len(attacks)), n))
+    # The slots as resolved for the run, however few attacks it holds: idle slots cost memory
+    # only (active ones are compacted before scoring), and one program serves every run.
+    config = dataclasses.replace(config, slots=slot_count(config.slots, n))
     programs = _programs(config, devices)
     place = functools.partial(jax.device_put, device=programs.slots)
     first = np.asarray(attacks[0].image)

@@ -153,7 +153,8 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
         spec=spec, positions=positions, images=images[positions], labels=labels,
         image_ids=ids, num_classes=num_classes, plan=plan,
         attack_ids=[attack_id(ids[i], t, labels[i], num_classes) for i, t in plan],
-        devices=devices, engine=spec.engine_config(spec.resolved_sizes(len(devices))),
+        devices=devices, engine=spec.engine_config(spec.resolved_sizes(len(devices),
+                                                                       len(plan))),
         params=spec.attack_params(),
         scorer=scoring.scorer_for(predict, pixels=spec.pixels, dense=spec.sizes.dense,
                                   precision=spec.precision))

@@ -64,12 +64,15 @@ class EngineSizes:
 
     def resolve(self, *, per_slot: int, n_devices: int, default_slots: int = ATTACK_SLOTS,
                 tasks: int | None = None, platform: str | None = None) -> EngineSizes:
-        """The sizes in effect, every one given: slots (at most ``tasks``, when given) rounded
-        up to a multiple of ``n_devices``, and the micro-batch capped at what the slots can
-        fill, ``per_slot`` images (a DE population, a sweep's candidates) for each slot of a
-        device; a larger one would only pad each call with wasted images."""
+        """The sizes in effect, every one given: slots rounded up to a multiple of
+        ``n_devices``, and the micro-batch capped at what the slots can fill, ``per_slot``
+        images (a DE population, a sweep's candidates) for each slot of a device; a larger one
+        would only pad each call with wasted images. A run of ``tasks`` attacks (or images)
+        keeps the default slots however few they are, so that one compiled program serves
+        every run (idle slots cost memory only), and more slots than that only for as many
+        tasks as there are."""
         slots = self.slots or default_slots
-        slots = slot_count(min(slots, tasks) if tasks else slots, n_devices)
+        slots = slot_count(min(slots, max(tasks, default_slots)) if tasks else slots, n_devices)
         batch = self.batch_size or default_batch_size(platform)
         return EngineSizes(slots=slots, batch_size=max(1, min(batch, slots // n_devices
                                                               * per_slot)),

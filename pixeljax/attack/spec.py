@@ -134,9 +134,10 @@ class AttackSpec:
             raise PixeljaxError(f"pixels={self.pixels} is larger than the image "
                                 f"({h}x{w} = {h * w})")
 
-    def resolved_sizes(self, n_devices: int) -> EngineSizes:
-        """The engine sizes of a run of this attack on ``n_devices`` devices."""
-        return self.sizes.resolve(per_slot=self.popsize, n_devices=n_devices)
+    def resolved_sizes(self, n_devices: int, attacks: int | None = None) -> EngineSizes:
+        """The engine sizes of a run of ``attacks`` attacks of this spec on ``n_devices``
+        devices."""
+        return self.sizes.resolve(per_slot=self.popsize, n_devices=n_devices, tasks=attacks)
 
     def engine_config(self, sizes: EngineSizes) -> EngineConfig:
         """The engine's static sizes, of the resolved ``sizes``."""

@@ -190,9 +190,11 @@ def read_untargeted(directory: str | Path) -> AttackResult:
     return AttackResult.from_rows(rows, pixels=1, channels=channels_of(rows, 1))
 
 
-def _finish(out: Path, spec: SweepSpec, image_shape):
-    """Completes a sweep folder's summary: candidates, not rows, are its evaluations."""
+def _finish(out: Path, spec: SweepSpec, image_shape, sizes):
+    """Completes a sweep folder's summary: candidates, not rows, are its evaluations, and the
+    engine ``sizes`` are the sweep's own (images per wave, candidates per model call)."""
     def finish(summary: dict, found: AttackResult) -> dict:
+        summary.update(slots=sizes.slots, batch_size=sizes.batch_size)
         maps = read_maps(out)
         attacked = sorted(set(found.attacked().image_index.tolist()))
         done = {k: v[np.isin(maps["image_index"], attacked)] for k, v in maps.items()} \
@@ -265,7 +267,8 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
             return fill_folder(predict, data, out, prepared, config, progress=progress,
                                on_rows=on_rows, process=0, num_processes=1,
                                engine=_engine(spec, on_wave), cost=sweep_cost,
-                               finish=_finish(out, spec, shape),
+                               finish=_finish(out, spec, shape, spec.resolved_sizes(
+                                   shape, len(prepared.devices), len(prepared.images))),
                                what="sweep")
 
 
