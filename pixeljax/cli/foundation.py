@@ -92,7 +92,7 @@ def _cmd_export(args) -> int:
     from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
     from pixeljax.training import export_victim
-    from pixeljax.training.loop import restore_model, training_data
+    from pixeljax.training.workdir import restore_model, training_data
 
     # Without --out the victim goes into the work dir: a shipped victim is replaced only when
     # --out names it, and never inside the installed package.

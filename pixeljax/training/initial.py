@@ -11,6 +11,7 @@ from pixeljax.checkpoint import METADATA, load_victim
 from pixeljax.checkpoint_ref import SHIPPED
 from pixeljax.errors import PixeljaxError
 from pixeljax.training.export import portable
+from pixeljax.training.workdir import CONFIG, restore_model
 
 INIT = "init.json"  # in the work dir: where its starting weights came from
 
@@ -22,8 +23,6 @@ def load_initial(ref: str, architecture: str) -> tuple[nnx.Module, dict]:
     Raises:
       PixeljaxError: ``ref`` names nothing loadable, or a network of another architecture.
     """
-    from pixeljax.training.loop import CONFIG, restore_model
-
     if ref.startswith(SHIPPED):
         name = ref[len(SHIPPED):]
         if name != architecture:
