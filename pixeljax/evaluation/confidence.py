@@ -45,6 +45,7 @@ FOOLED_COLUMNS = ("model", "pixels", "mode", "successful_attacks", "mean_confide
                   "classes_reached", "classes_per_attacked", "classes_per_fooled",
                   "paper_classes", "paper_classes_source")
 BATCH = 256
+NO_PAPER = "no paper figure"
 
 
 def clean_probabilities(results: SuiteResults, images: Mapping[int, np.ndarray] | None
@@ -164,7 +165,7 @@ def fooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
             continue
         targets = cell.mode in TARGET_MODES
         reached = s.successful_attacks if targets else None
-        compared = targets and cell.pixels == 1
+        compared = targets and cell.pixels == 1 and cell.architecture in paper.paper_models()
         conf = paper.published("confidence", None, 1) if compared else None
         classes = paper.published("classes_reached", None, 1) if compared else None
         fooled = s.success.successes
@@ -248,11 +249,13 @@ def vulnerable_markdown(rows: Sequence[Mapping]) -> list[str]:
     return lines
 
 
-def _paper(metric: str, shown, *, percent: bool) -> str:
-    """The paper's figure over its networks (one pixel), where a row ``shown`` one."""
+def _paper(metric: str, row: Mapping, *, percent: bool) -> str:
+    """The paper's figure over its networks (one pixel), where ``row`` shows one."""
     found = paper.published(metric, None, 1)
-    if shown is None or found is None:
+    if row["mode"] not in TARGET_MODES or found is None:
         return "–"
+    if row[f"paper_{'confidence' if metric == 'confidence' else 'classes'}"] is None:
+        return NO_PAPER
     text = f"{found.value:.2%}" if percent else f"{found.value:g}"
     return f"{text}{'' if found.verified else '*'} ({found.version})"
 
@@ -271,8 +274,8 @@ def fooled_markdown(rows: Sequence[Mapping]) -> list[str]:
         lines.append(" | ".join([
             f"| {r['model']}", str(r["pixels"]), r["mode"],
             f"{_pct(r['mean_confidence'])} ({r['successful_attacks']})",
-            _paper("confidence", r["paper_confidence"], percent=True), *per,
-            _paper("classes_reached", r["paper_classes"], percent=False)]) + " |")
+            _paper("confidence", r, percent=True), *per,
+            _paper("classes_reached", r, percent=False)]) + " |")
     return lines
 
 

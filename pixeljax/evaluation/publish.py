@@ -36,6 +36,7 @@ from pixeljax.attack.spec import TARGET_MODES
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import confidence, paper
 from pixeljax.evaluation.archive import ARCHIVE, write_archive
+from pixeljax.evaluation.confidence import NO_PAPER
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
 from pixeljax.evaluation.tables import COMPARISON_CSV
@@ -76,7 +77,6 @@ def _paper(metric: str, model: str, pixels: int, *, percent: bool = True) -> str
             + ("" if found.model else " (all)"))
 
 
-NO_PAPER = "no paper figure"
 MECHANISM = "{}-mechanism"  # the README block of a publication's mechanism tables
 
 
