@@ -30,7 +30,7 @@ from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import CellResults, SuiteResults
 from pixeljax.modes import TARGET_MODES
 from pixeljax.results import read_config
-from pixeljax.stats import CONFIDENCE_BINS, CellStats, Rate, bin_labels, binned_means, binned_rates
+from pixeljax.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
 
 BINNED_CSV, CLEAN_CSV, FOOLED_CSV = (
     "success_by_confidence.csv", "clean_probabilities.csv", "adversarial_confidence.csv")
@@ -203,50 +203,36 @@ def _pct(value) -> str:
         else f"{value:.1%}"
 
 
-def _cells(rows: Sequence[Mapping]) -> list[tuple]:
-    return list(dict.fromkeys((r["model"], r["pixels"], r["mode"]) for r in rows))
+def _by_bin(rows: Sequence[Mapping], entry) -> list[str]:
+    """A markdown table of binned rows: a line per cell, a column per bin, ``entry(row)`` in
+    each (a dash for an empty bin)."""
+    labels = list(dict.fromkeys(r["bin"] for r in rows))
+    lines = ["| victim | pixels | method | " + " | ".join(labels) + " |",
+             "|" + " --- |" * (3 + len(labels))]
+    for cell in dict.fromkeys((r["model"], r["pixels"], r["mode"]) for r in rows):
+        mine = {r["bin"]: r for r in rows if (r["model"], r["pixels"], r["mode"]) == cell}
+        lines.append("| " + " | ".join([*map(str, cell), *(
+            entry(mine[b]) if mine[b]["images"] else "–" for b in labels)]) + " |")
+    return lines
 
 
 def binned_markdown(rows: Sequence[Mapping], by: str, *, intervals: bool = True) -> list[str]:
     """A markdown table of :func:`binned_table`'s rows ``by`` one variable: a line per cell, a
     column per bin; each entry ``fooled/images`` with the rate (and its interval)."""
+    def entry(r):
+        interval = f" [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]" if intervals else ""
+        return f"{r['fooled']}/{r['images']} ({_pct(r['rate'])}{interval})"
+
     rows = [r for r in rows if r["by"] == by]
-    if not rows:
-        return []
-    labels = list(dict.fromkeys(r["bin"] for r in rows))
-    lines = ["| victim | pixels | method | " + " | ".join(labels) + " |",
-             "|" + " --- |" * (3 + len(labels))]
-    for model, pixels, mode in _cells(rows):
-        mine = {r["bin"]: r for r in rows if (r["model"], r["pixels"], r["mode"])
-                == (model, pixels, mode)}
-        entries = []
-        for b in labels:
-            r = mine[b]
-            if not r["images"]:
-                entries.append("–")
-                continue
-            text = f"{r['fooled']}/{r['images']} ({_pct(r['rate'])}"
-            entries.append(text + (f" [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}])"
-                                   if intervals else ")"))
-        lines.append(f"| {model} | {pixels} | {mode} | " + " | ".join(entries) + " |")
-    return lines
+    return _by_bin(rows, entry) if rows else []
 
 
 def vulnerable_markdown(rows: Sequence[Mapping]) -> list[str]:
-    """Mean vulnerable pixels per bin of the clean true-class probability, per sweep cell."""
+    """Mean vulnerable pixels per bin of the clean true-class probability (images in the bin),
+    per sweep cell."""
     rows = [r for r in rows if r["by"] == TRUE_PROB and r["mean_vulnerable_pixels"] is not None]
-    if not rows:
-        return []
-    labels = list(dict.fromkeys(r["bin"] for r in rows))
-    lines = ["| victim | " + " | ".join(labels) + " |",
-             "|" + " --- |" * (1 + len(labels))]
-    for model, pixels, mode in _cells(rows):
-        mine = {r["bin"]: r for r in rows if (r["model"], r["pixels"], r["mode"])
-                == (model, pixels, mode)}
-        lines.append(f"| {model} | " + " | ".join(
-            f"{mine[b]['mean_vulnerable_pixels']:.1f} ({mine[b]['images']})"
-            if mine[b]["images"] else "–" for b in labels) + " |")
-    return lines
+    return _by_bin(rows, lambda r: f"{r['mean_vulnerable_pixels']:.1f} ({r['images']})") \
+        if rows else []
 
 
 def _paper(metric: str, row: Mapping, *, percent: bool) -> str:

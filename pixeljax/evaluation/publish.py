@@ -296,7 +296,8 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
         "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
         "accuracy in `victims.json` (on the 10,000 test images; a robustness table gives the "
         "clean accuracy of each cell's images instead); paper numbers marked * are "
-        "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
+        "unverified, \"(all)\" is the paper's figure over its networks together, TEVC or "
+        "arXiv v1 the version of the paper it is from. The whole "
         f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
         f"maps) is `{ARCHIVE}`: `{_continued(command, dest)}` restores it and continues it "
         "where it stopped.", "", block(name, table), "",

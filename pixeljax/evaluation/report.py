@@ -217,7 +217,8 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
               "under all-targets an image is fooled when any of its targets is reached, the "
               "paper's definition. Targeted counts (image, target) pairs. Intervals are 95% "
               "Wilson intervals. Paper numbers marked * are unverified, \"(all)\" marks a "
-              "number over the paper's networks together.", "", "Caveats of the comparison:", ""]
+              "number over the paper's networks together, TEVC or arXiv v1 the version of the "
+              "paper it is from.", "", "Caveats of the comparison:", ""]
     lines += [f"- {c}" for c in paper.CAVEATS] + [""]
     return lines
 
