@@ -5,8 +5,8 @@
 
 A seeded random sample (seed 0) of 500 CIFAR-10 test images; every cell attacks the first N of
 it (samples of one seed are nested, so every method of a victim sees some of the same images),
-with the DE budget the paper describes (population 400, 100 generations, DE/rand/1, F = 0.5,
-no crossover):
+with the DE as the paper describes it (population 400, 100 generations, DE/rand/1, F = 0.5, no
+crossover):
 
 1. the exhaustive one-pixel sweep (every pixel x the 8 corners of the colour cube, all classes at
    once): 500 images for AllConv and NiN, 100 for VGG16 and ResNet-20;

@@ -4,7 +4,8 @@ its path.
 
   * attacks: :func:`adversarial_grid` (originals above adversarial images);
   * a suite's report (Su, Vargas, Sakurai, arXiv 1710.08864): :func:`class_pair_heatmaps`,
-    :func:`classes_reached_histogram`, :func:`success_by_pixels`;
+    :func:`classes_reached_histogram`, :func:`success_by_pixels`,
+    :func:`success_by_confidence`;
   * why the attack works (Vargas & Su, arXiv 1902.02947): :func:`draw_maps` (propagation maps)
     and :func:`draw_locality`;
   * the exhaustive sweep: :func:`vulnerability_maps`.
@@ -312,4 +313,47 @@ def vulnerability_maps(flips: np.ndarray, colours: int, path: str | Path, *,
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or f"one-pixel vulnerability over {n} images", fontsize=10)
+    return save_figure(fig, path)
+
+
+def success_by_confidence(panels: Sequence[tuple[str, str, Sequence[tuple]]],
+                          bins: Sequence[str], path: str | Path, *, title: str = "") -> Path:
+    """One panel per binned variable: a line per cell across the bins, with 95% intervals
+    where given.
+
+    Args:
+      panels: ``(xlabel, ylabel, series)``, each series ``(label, values, lows, highs)`` over
+        ``bins`` (NaN: an empty bin; ``lows``/``highs`` None: no interval). A ylabel with "%"
+        shows fractions as percentages.
+      bins: the bins' labels.
+      path: the PNG to write.
+      title: the figure's title.
+    """
+    fig = Figure(figsize=(5.0 * max(len(panels), 1) + 2.2, 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(panels), 1)))
+    labels = list(dict.fromkeys(s[0] for _, _, series in panels for s in series))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    styles = ("-", "--", "-.", ":")
+    handles = {}
+    for ax, (xlabel, ylabel, series) in zip(axes, panels):
+        scale = 100 if "%" in ylabel else 1
+        width = 0.3 / max(len(series), 1)
+        for i, (label, values, lows, highs) in enumerate(series):
+            values = np.asarray(values, float) * scale
+            x = np.arange(len(bins)) + (i - (len(series) - 1) / 2) * width
+            yerr = None if lows is None else [
+                values - np.asarray(lows, float) * scale, np.asarray(highs, float) * scale - values]
+            handles[label] = ax.errorbar(x, values, yerr=yerr, marker="o", capsize=2,
+                                         color=colours[label], elinewidth=0.8,
+                                         linestyle=styles[labels.index(label) // 10 % 4])
+        ax.set_xticks(range(len(bins)), bins, fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if scale == 100:
+            ax.set_ylim(0, 102)
+        ax.grid(alpha=0.3)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), fontsize=7, loc="outside right upper")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

@@ -13,7 +13,8 @@ neural networks" (arXiv 1710.08864, TEVC 2019):
 * the (original class, adversarial class) counts of successful attacks;
 * generations and model evaluations spent by successful attacks, as quantiles;
 * the victim's accuracy on the selected images (images attacked / images selected: only
-  correctly classified images are attacked).
+  correctly classified images are attacked);
+* success by bins of the clean confidence in the true class (:func:`binned_rates`).
 
 Example:
   >>> [round(v, 4) for v in wilson_interval(5, 10)]
@@ -34,6 +35,9 @@ from pixeljax.modes import TARGET_MODES
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
 QUANTILES = (0.25, 0.5, 0.75, 0.9)
+# Inner edges of the bins of a clean probability (or margin) in [0, 1]: <0.5, 0.5-0.7, 0.7-0.9,
+# 0.9-0.99, >=0.99. A value on an edge falls in the bin above it.
+CONFIDENCE_BINS = (0.5, 0.7, 0.9, 0.99)
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -239,6 +243,32 @@ def cell_statistics(found: AttackResult, *, mode: str, num_classes: int) -> Cell
         generations=quantiles(won.generations.tolist()),
         evaluations=quantiles(won.evaluations.tolist()),
         attacks=len(run), successful_attacks=len(won))
+
+
+def bin_labels(edges: Sequence[float] = CONFIDENCE_BINS) -> list[str]:
+    """``["<0.5", "0.5-0.7", ..., ">=0.99"]``: the bins of :func:`binned_rates`."""
+    inner = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:])]
+    return [f"<{edges[0]:g}", *inner, f">={edges[-1]:g}"]
+
+
+def _bins(values, edges: Sequence[float]) -> np.ndarray:
+    return np.digitize(np.asarray(values, np.float64), np.asarray(edges, np.float64))
+
+
+def binned_rates(values, outcomes, edges: Sequence[float] = CONFIDENCE_BINS) -> list[Rate]:
+    """Per bin of ``values`` (one per image, e.g. its clean true-class probability): images
+    whose ``outcome`` is true out of the images in the bin, ``len(edges) + 1`` rates."""
+    bins, outcomes = _bins(values, edges), np.asarray(outcomes, bool)
+    return [Rate(int(outcomes[bins == k].sum()), int((bins == k).sum()))
+            for k in range(len(edges) + 1)]
+
+
+def binned_means(values, counts, edges: Sequence[float] = CONFIDENCE_BINS) -> list[float]:
+    """Per bin of ``values``: the mean of ``counts`` (e.g. vulnerable pixels) over the images in
+    the bin, NaN for an empty bin."""
+    bins, counts = _bins(values, edges), np.asarray(counts, np.float64)
+    return [float(counts[bins == k].mean()) if (bins == k).any() else float("nan")
+            for k in range(len(edges) + 1)]
 
 
 @dataclasses.dataclass(frozen=True)

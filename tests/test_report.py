@@ -2,6 +2,7 @@
 folder (written through ``pixeljax.results`` as the runner would), so every count is known."""
 
 import csv
+import functools
 import json
 
 import matplotlib.image as mpimg
@@ -16,6 +17,7 @@ from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import write_report
 from pixeljax.evaluation.paper import PUBLISHED, published
+from pixeljax.stats import wilson_interval
 
 N = 10
 SETTINGS = {"data": "sample", "split": "test", "n_images": N, "first": True, "seed": 0,
@@ -24,9 +26,25 @@ SETTINGS = {"data": "sample", "split": "test", "n_images": N, "first": True, "se
 MODELS = ("allconv", "tiny")
 PIXELS = (1, 3)
 MODES = ("non-targeted", "all-targets")
+# The made-up victim's clean true-class probabilities, across every confidence bin.
+TINY_PROBS = (0.3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.92, 0.97, 0.995, 0.999)
+EDGES = (0.5, 0.7, 0.9, 0.99)
 
 
-def make_rows(seed, pixels, mode, index, labels):
+@functools.cache
+def allconv_probs():
+    """The shipped AllConv's clean probabilities of the first N sample images, as the engine
+    records them, so that the report can score the clean images again and agree."""
+    import jax
+
+    from pixeljax.attack.pipeline import clean_logits
+    from pixeljax.checkpoint import load_victim
+
+    logits = clean_logits(load_victim("allconv").predict, load_sample().x[:N], 16)
+    return np.asarray(jax.nn.softmax(logits, -1))
+
+
+def make_rows(seed, pixels, mode, index, labels, true_probs):
     """Result rows of a made-up run: every fifth image skipped, about 40% of attacks won."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -40,7 +58,8 @@ def make_rows(seed, pixels, mode, index, labels):
                    "image_index": int(image), "label": int(label), "target": t,
                    "status": "skipped" if skipped else "success" if won else "failure",
                    "success": int(won), "adversarial_class": int(adversarial),
-                   "confidence": float(rng.uniform(0.5, 1)), "true_prob_before": 0.9,
+                   "confidence": float(rng.uniform(0.5, 1)),
+                   "true_prob_before": float(true_probs[i]),
                    "true_prob_after": 0.3, "generations": 0 if skipped else int(rng.integers(6)),
                    "evaluations": 0 if skipped else int(rng.integers(10, 60))}
             for k in range(pixels):
@@ -67,13 +86,18 @@ def make_results(out, *, data="sample", keep=None):
     for seed, key in enumerate(keys):
         model, rest = key.split("/")
         pixels, mode = int(rest.split("px-")[0]), rest.split("px-")[1]
-        rows = make_rows(seed, pixels, mode, index, labels)[:(keep or {}).get(key)]
+        # AllConv: the shipped victim, whose clean images the report scores again; the tiny
+        # victim names no checkpoint, so its margins are left out.
+        true_probs = (allconv_probs()[np.arange(N), labels] if model == "allconv"
+                      else TINY_PROBS)
+        shipped = {"checkpoint": "shipped:allconv"} if model == "allconv" else {}
+        rows = make_rows(seed, pixels, mode, index, labels, true_probs)[:(keep or {}).get(key)]
         if not rows:
             continue
         directory = out / key
         results.check_config(directory, {"suite": "handmade", "model": model,
                                           "architecture": model, "pixels": pixels,
-                                          "mode": mode, **settings})
+                                          "mode": mode, **shipped, **settings})
         with results.ResultsWriter(directory, pixels) as writer:
             writer.write(rows)
         evaluations = sum(r["evaluations"] for r in rows)
@@ -104,7 +128,8 @@ def test_report_has_every_cell_beside_the_papers_published_numbers(report):
         assert f"| {model} | {rest.split('px-')[0]} | {rest.split('px-')[1]} |" in text
     allconv = next(line for line in text.splitlines()
                    if line.startswith("| allconv | 1 | all-targets |"))
-    assert "68.71%" in allconv and "19.82%*" in allconv and "74.03% (all)" in allconv
+    assert "68.71% TEVC" in allconv and "19.82%* TEVC" in allconv
+    assert "74.03% TEVC (all)" in allconv and "2.3* arXiv v1 (all)" in allconv
     tiny = next(line for line in text.splitlines() if line.startswith("| tiny | 1 | all-targets |"))
     assert "68.71%" not in tiny and "67.97%" not in tiny  # no paper number for other networks
     assert "All networks together" in text and "67.97%" in text
@@ -125,7 +150,7 @@ def test_success_rates_in_the_report_are_computed_from_the_rows(report):
 
 def test_figures_are_written_as_png_and_linked_from_the_report(report):
     out, _, text = report
-    names = ["success_by_pixels"] + [f"{kind}_{m}" for m in MODELS
+    names = ["success_by_pixels", "success_by_confidence"] + [f"{kind}_{m}" for m in MODELS
                                      for kind in ("class_pairs", "classes_reached", "examples")]
     for name in names:
         assert f"(figures/{name}.png)" in text
@@ -216,3 +241,87 @@ def test_report_refuses_a_corrupt_suite_record(tmp_path, capsys):
     (tmp_path / "suite.json").write_text("{not json")
     assert main(["report", str(tmp_path)]) == 2
     assert "suite.json is corrupt" in capsys.readouterr().err
+
+
+def _cell(key):
+    model, rest = key.split("/")
+    pixels, mode = rest.split("px-")
+    return model, pixels, mode
+
+
+def _per_image(cell):
+    """Per attacked image of made-up rows: (clean true-class probability, fooled)."""
+    out = {}
+    for r in cell:
+        if r["status"] != "skipped":
+            prob, fooled = out.get(r["image_index"], (r["true_prob_before"], False))
+            out[r["image_index"]] = (prob, fooled or bool(r["success"]))
+    return out
+
+
+def test_success_by_clean_confidence_is_recomputed_from_the_rows(report):
+    out, rows, text = report
+    table = read_csv(out / "tables" / "success_by_confidence.csv")
+    for key, cell in rows.items():
+        mine = [r for r in table if (r["model"], r["pixels"], r["mode"]) == _cell(key)
+                and r["by"] == "true-class probability"]
+        assert len(mine) == len(EDGES) + 1
+        images = _per_image(cell).values()
+        for k, row in enumerate(mine):
+            low, high = ((0.0,) + EDGES)[k], (EDGES + (1.0,))[k]
+            inside = [f for p, f in images if low <= p < high or (k == len(EDGES) and p == 1)]
+            assert (int(row["images"]), int(row["fooled"])) == (len(inside), sum(inside))
+            if inside:
+                assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx(
+                    wilson_interval(sum(inside), len(inside)))
+        assert sum(int(r["images"]) for r in mine) == len(images)
+    section = text.split("By clean true-class probability:")[1].split("By clean margin")[0]
+    line = next(line for line in section.splitlines()
+                if line.startswith("| tiny | 1 | non-targeted |"))
+    counts = [f for p, f in _per_image(rows["tiny/1px-non-targeted"]).values() if p < 0.5]
+    assert line.split(" | ")[3].startswith(f"{sum(counts)}/{len(counts)} (")
+
+
+def test_margins_come_from_the_victim_scoring_the_clean_images_again(report):
+    out, rows, text = report
+    clean = read_csv(out / "tables" / "clean_probabilities.csv")
+    assert {r["model"] for r in clean} == {"allconv"}  # the tiny victim cannot be loaded
+    assert "Margins left out: tiny: its victim cannot be loaded" in text
+    probs = allconv_probs()
+    labels = load_sample().y[:N]
+    for r in clean:
+        p = probs[int(r["image_index"]) == load_sample().index[:N]][0]
+        y = int(r["label"])
+        assert y == labels[int(r["image_index"]) == load_sample().index[:N]][0]
+        assert float(r["margin"]) == pytest.approx(p[y] - np.delete(p, y).max(), abs=1e-5)
+    margins = [r for r in read_csv(out / "tables" / "success_by_confidence.csv")
+               if r["by"] == "margin over the runner-up"]
+    assert {r["model"] for r in margins} == {"allconv"}
+    attacked = len(_per_image(rows["allconv/1px-all-targets"]))
+    assert sum(int(r["images"]) for r in margins if r["mode"] == "all-targets"
+               and r["pixels"] == "1") == attacked
+
+
+def test_confidence_and_classes_per_fooled_image_are_computed_from_the_rows(report):
+    out, rows, text = report
+    table = {(r["model"], r["pixels"], r["mode"]): r
+             for r in read_csv(out / "tables" / "adversarial_confidence.csv")}
+    for key, cell in rows.items():
+        row = table[_cell(key)]
+        won = [r for r in cell if r["success"]]
+        images = _per_image(cell)
+        fooled = sum(f for _, f in images.values())
+        assert float(row["mean_confidence"]) == pytest.approx(
+            np.mean([r["confidence"] for r in won]), abs=1e-6)
+        assert (int(row["successful_attacks"]), int(row["attacked"]), int(row["fooled"])) == (
+            len(won), len(images), fooled)
+        if _cell(key)[2] == "all-targets":
+            assert float(row["classes_per_attacked"]) == pytest.approx(len(won) / len(images))
+            assert float(row["classes_per_fooled"]) == pytest.approx(len(won) / fooled)
+            # The paper's figures: one pixel, on the networks it attacked.
+            paper = published("confidence", None, 1).value
+            assert row["paper_confidence"] == (str(paper) if key == "allconv/1px-all-targets"
+                                               else "")
+        else:
+            assert row["classes_per_fooled"] == "" and row["paper_confidence"] == ""
+    assert "## Success against clean confidence" in text and "74.03% (TEVC)" in text

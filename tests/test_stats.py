@@ -7,7 +7,8 @@ import pytest
 
 from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
-from pixeljax.stats import Rate, cell_statistics, pool, quantiles, wilson_interval
+from pixeljax.stats import (CONFIDENCE_BINS, Rate, bin_labels, binned_means, binned_rates,
+                            cell_statistics, pool, quantiles, wilson_interval)
 
 
 def row(aid, image, label, *, target=-1, status="failure", adversarial=None, confidence=0.5,
@@ -139,3 +140,18 @@ def test_pooling_sums_counts_and_averages_rates_as_the_paper_does():
     p = pool([Rate(1, 2), Rate(3, 6), Rate(10, 10)])
     assert (p.success.successes, p.success.trials, p.runs) == (14, 18, 3)
     assert p.mean_of_rates == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+
+
+def test_binning_by_clean_confidence_counts_each_image_in_its_bin():
+    # Images with clean true-class probabilities on and between the edges (an edge belongs to
+    # the bin above it): fooled ones below 0.7, one at 0.9, none at 0.99 and above.
+    probs = [0.2, 0.49, 0.5, 0.6, 0.7, 0.89, 0.9, 0.95, 0.99, 1.0]
+    fooled = [1, 1, 1, 0, 0, 0, 1, 0, 0, 0]
+    vulnerable = [300, 100, 40, 20, 8, 4, 2, 0, 0, 0]
+    assert bin_labels() == ["<0.5", "0.5-0.7", "0.7-0.9", "0.9-0.99", ">=0.99"]
+    assert binned_rates(probs, fooled) == [Rate(2, 2), Rate(1, 2), Rate(0, 2), Rate(1, 2),
+                                           Rate(0, 2)]
+    assert binned_means(probs, vulnerable) == [200.0, 30.0, 6.0, 1.0, 0.0]
+    rates = binned_rates([0.1], [True], CONFIDENCE_BINS)
+    assert [r.trials for r in rates] == [1, 0, 0, 0, 0] and np.isnan(rates[1].rate)
+    assert np.isnan(binned_means([0.1], [3])[4])

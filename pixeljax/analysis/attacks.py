@@ -126,6 +126,21 @@ def _check_scores(victim: LoadedVictim, images, candidates, labels, recorded,
                             f"changed since the run")
 
 
+def attacked_victim(config: dict, directory: str | Path, images: np.ndarray) -> LoadedVictim:
+    """The victim a results folder's ``config.json`` names, behind its defence, as the attack
+    saw it (``images``: some of the data, to tell logits from probabilities).
+
+    Raises:
+      PixeljaxError: it cannot be loaded, or its checkpoint is not the one that was attacked.
+    """
+    record = VictimRecord.from_config(config)
+    victim = load_victim(checkpoint_ref.architecture_of(config),
+                         checkpoint_ref.resolve(config, directory),
+                         input_scale=record.input_scale, outputs=record.outputs)
+    check_victim(config, victim, directory)
+    return defended(with_detected_outputs(victim, images), record.defence)
+
+
 def load_attacks(directory: str | Path, *, model: str | None = None,
                  limit: int | None = None) -> AttackSet:
     """Loads the finished attacks of a results folder with their victim and clean images.
@@ -154,7 +169,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         raise PixeljaxError(f"{directory / CONFIG} lacks {', '.join(sorted(missing))}")
     try:
         architecture = checkpoint_ref.architecture_of(config)
-        checkpoint = checkpoint_ref.resolve(config, directory)
+        checkpoint_ref.resolve(config, directory)  # an unusable reference named first
         record = VictimRecord.from_config(config)
     except PixeljaxError as e:
         raise PixeljaxError(f"{directory}: {e}") from None
@@ -165,12 +180,9 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
     found = AttackResult.from_folder(directory).attacked()
     found = found.take(slice(0, limit))
-    victim = load_victim(architecture, checkpoint, input_scale=record.input_scale,
-                         outputs=record.outputs)
-    check_victim(config, victim, directory)
     data = load_dataset(record.data, record.split)
     # as the run judged its results: behind the defence (on fresh draws of any noise)
-    victim = judged(defended(with_detected_outputs(victim, data.x), record.defence))
+    victim = judged(attacked_victim(config, directory, data.x))
     _check_data(config, victim, data, directory)
     positions = _positions(data, found.image_index, directory)
     wrong = found.label != data.y[positions]

@@ -36,7 +36,7 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
         attacks only): each candidate recomputes only the activations its pixel reaches.
       images: (N, H, W, C) uint8 or float in [0, 255].
       labels: (N,) true classes.
-      spec: the attack's settings (default: the paper's).
+      spec: the attack's settings (default: the DE as the paper describes it).
       key: a JAX PRNG key (``jax.random.key(seed)``, or legacy ``jax.random.PRNGKey(seed)``
         data); each attack's stream is ``fold_in(key, attack_id)``. Default:
         ``jax.random.key(spec.seed)``.

@@ -1,9 +1,10 @@
 """One attack's settings, in one frozen value: :class:`AttackSpec`.
 
 Every way of starting an attack builds one: ``pixeljax attack`` from its options, a suite once
-per cell, ``pixel_attack`` from its keyword arguments. The defaults (the paper's) live here and
-nowhere else. :meth:`AttackSpec.to_config` is the part that decides the results, as recorded in
-a results folder's ``config.json``; :meth:`AttackSpec.from_config` reads it back.
+per cell, ``pixel_attack`` from its keyword arguments. The defaults (the DE as the paper
+describes it) live here and nowhere else. :meth:`AttackSpec.to_config` is the part that decides
+the results, as recorded in a results folder's ``config.json``; :meth:`AttackSpec.from_config`
+reads it back.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class AttackSpec:
       seed: the attacks' random seed (each attack's stream is derived from it and the
         attack's id) and the sample's.
 
-    Differential evolution and stopping (the paper's defaults):
+    Differential evolution and stopping (defaults: the DE as the paper describes it):
       popsize, maxiter: population and generations after the initial one (400 and 100).
       strategy: "rand1" (the paper) or "best1".
       F: mutation factor, in (0, 2].

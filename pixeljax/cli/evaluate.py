@@ -124,8 +124,10 @@ def register(sub) -> None:
     p.add_argument("--readme", type=checks.path,
                    help="also write the table into this README, between "
                         "<!-- published:NAME --> and <!-- /published:NAME --> (NAME: the "
-                        "--out folder's name)")
-    p.add_argument("--data", help="the attacked images, for the report's example grids")
+                        "--out folder's name), and the mechanism tables into its block "
+                        "NAME-mechanism if it has one")
+    p.add_argument("--data", help="the attacked images, for the report's example grids and "
+                                  "its clean confidence")
     p.set_defaults(func=_cmd_publish)
 
     p = sub.add_parser("publish-bench", help="the performance tables, from stored "

@@ -43,6 +43,11 @@ class Published:
     source: str
     verified: bool
 
+    @property
+    def version(self) -> str:
+        """The version of the paper it is from: "TEVC" or "arXiv v1"."""
+        return version(self.source)
+
 
 PUBLISHED: tuple[Published, ...] = (
     Published("success", "allconv", 1, 0.6871, TEVC, True),
@@ -77,6 +82,11 @@ CAVEATS = (
     "Targeted attacks stop once the target's probability passes the threshold (TEVC: 50%; "
     "a summary of arXiv v1 says 90%); the threshold used here is in the settings above.",
 )
+
+
+def version(source: str) -> str:
+    """The version of the paper a :class:`Published` ``source`` is from: "TEVC" or "arXiv v1"."""
+    return "TEVC" if source.startswith("TEVC") else "arXiv v1"
 
 
 def published(metric: str, model: str | None, pixels: int) -> Published | None:

@@ -12,8 +12,12 @@
 
 The headline table is computed from the stored summaries and ``victims.json`` alone
 (:func:`headline_table`), so a test can recompute it from what is published beside it; the
-paper's numbers come from :mod:`pixeljax.evaluation.paper`. With ``readme``, the table also
-replaces the block between ``<!-- published:NAME -->`` and ``<!-- /published:NAME -->`` there.
+paper's numbers come from :mod:`pixeljax.evaluation.paper`. Beside it, :func:`mechanism_table`
+renders the report's tables of success against clean confidence, of the successes' confidence
+and classes, and of DE against the sweep, from the CSV files in ``tables/`` (which a test
+recomputes from the rows in the archive). With ``readme``, the headline table also replaces
+the block between ``<!-- published:NAME -->`` and ``<!-- /published:NAME -->`` there, and the
+mechanism tables the block ``NAME-mechanism`` where the README has one.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from pathlib import Path
 from pixeljax import results
 from pixeljax.attack.spec import TARGET_MODES
 from pixeljax.errors import PixeljaxError
-from pixeljax.evaluation import paper
+from pixeljax.evaluation import confidence, paper
 from pixeljax.evaluation.archive import ARCHIVE, write_archive
+from pixeljax.evaluation.confidence import NO_PAPER
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
-from pixeljax.readme_blocks import block, check_blocks, write_blocks
+from pixeljax.evaluation.tables import COMPARISON_CSV
+from pixeljax.readme_blocks import block, check_blocks, readme_block, write_blocks
 from pixeljax.stats import Rate
 from pixeljax.training.export import portable
 
@@ -68,12 +74,38 @@ def _rate(successes: int, trials: int) -> str:
 
 
 def _paper(metric: str, model: str, pixels: int, *, percent: bool = True) -> str:
+    """The paper's figure for ``model`` (or over its networks), labelled with the paper's
+    version; none for a network the paper did not attack."""
+    if model not in paper.paper_models():
+        return "–" if metric == "accuracy" else NO_PAPER
     found = paper.published(metric, model, pixels) or paper.published(metric, None, pixels)
-    if found is None or (model not in paper.paper_models() and found.model is None
-                         and metric == "accuracy"):
+    if found is None:
         return "–"
     text = f"{found.value:.1%}" if percent else f"{found.value:g}"
-    return text + ("" if found.verified else "*") + ("" if found.model else " (all)")
+    return (text + ("" if found.verified else "*") + f" {found.version}"
+            + ("" if found.model else " (all)"))
+
+
+MECHANISM = "{}-mechanism"  # the README block of a publication's mechanism tables
+
+
+def mechanism_table(dest: str | Path) -> list[str]:
+    """Why one pixel fools, from the tables a publication stores (see the module docstring):
+    images fooled by bin of the clean true-class probability, the successes' confidence and
+    classes beside the paper's, and DE against the sweep on the same images."""
+    folder = Path(dest) / TABLES
+    lines = ["Images fooled by the victim's clean probability of the true class (fooled/images "
+             "in the bin, the rate; intervals and the margin over the runner-up class in the "
+             "report):", ""]
+    lines += confidence.binned_markdown(confidence.read_table(
+        folder / confidence.BINNED_CSV), confidence.TRUE_PROB, intervals=False)
+    lines += ["", "Confidence of the adversarial class and classes reached, denominators in "
+              "brackets:", ""]
+    lines += confidence.fooled_markdown(confidence.read_table(folder / confidence.FOOLED_CSV))
+    agreement = confidence.agreement_markdown(confidence.read_table(folder / COMPARISON_CSV))
+    if agreement:
+        lines += ["", "DE and the sweep on the images both attacked:", ""] + agreement
+    return lines
 
 
 def read_cells(dest: str | Path) -> list[dict]:
@@ -235,8 +267,12 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
     if not ran:
         raise PixeljaxError(f"{suite_out}: no cell has a summary yet; nothing to publish")
     name = dest.name
+    blocks = [name]
     if readme is not None:
-        check_blocks(readme, [name])
+        text = check_blocks(readme, [name])
+        if readme_block(text, MECHANISM.format(name)) is not None:
+            blocks.append(MECHANISM.format(name))
+            check_blocks(readme, blocks)
     commit = _commit()  # before this publication rewrites tracked files
     write_report(suite_out, data=data)
     if dest.exists():
@@ -275,6 +311,7 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
                             for c in suite.cells]}
     (dest / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
     table = published_table(dest)
+    mechanism = mechanism_table(dest)
     page = dest / "README.md"
     page.write_text("\n".join([
         f"# Published: suite `{suite.name}`", "",
@@ -283,12 +320,15 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
         "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
         "accuracy in `victims.json` (on the 10,000 test images; a robustness table gives the "
         "clean accuracy of each cell's images instead); paper numbers marked * are "
-        "unverified, \"(all)\" is the paper's figure over its networks together. The whole "
+        "unverified, \"(all)\" is the paper's figure over its networks together, TEVC or "
+        "arXiv v1 the version of the paper it is from. The whole "
         f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
         f"maps) is `{ARCHIVE}`: `{_continued(command, dest)}` restores it and continues it "
-        "where it stopped.", "", block(name, table), ""]))
+        "where it stopped.", "", block(name, table), "",
+        "## Why one pixel fools", "", block(MECHANISM.format(name), mechanism), ""]))
     if readme is not None:
-        write_blocks(readme, {name: table})
+        write_blocks(readme, {k: v for k, v in {name: table, MECHANISM.format(name): mechanism
+                                                 }.items() if k in blocks})
     return page
 
 

@@ -4,7 +4,8 @@ Files written into the results folder:
   * ``report.md``: settings, progress, the results table with the paper's published numbers
     and their caveats, figures, generations and evaluations to success, victims, cost;
   * ``figures/success_by_pixels.png``, ``figures/class_pairs_<model>.png``,
-    ``figures/classes_reached_<model>.png``, ``figures/examples_<model>.png``;
+    ``figures/classes_reached_<model>.png``, ``figures/examples_<model>.png``,
+    ``figures/success_by_confidence.png``;
   * ``tables/*.csv``: every table of the report (``pandas.read_csv`` reads them).
 
 Everything is computed from the stored results; the only typed-in numbers are the paper's, in
@@ -26,7 +27,7 @@ from pixeljax.attack_result import AttackResult
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax import figures
-from pixeljax.evaluation import paper, tables
+from pixeljax.evaluation import confidence, paper, tables
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_results
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
@@ -62,7 +63,8 @@ def _paper(metric: str, architecture: str | None, pixels: int, *, percent: bool 
     if found is None:
         return "–"
     text = f"{found.value:.2%}" if percent else f"{found.value:g}"
-    return text + ("" if found.verified else "*") + ("" if own else " (all)")
+    return text + ("" if found.verified else "*") + f" {found.version}" + (
+        "" if own else " (all)")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -94,10 +96,22 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     results = load_results(out)
     stats = compute_statistics(results)
     examples, note = _write_examples(results, out / FIGURES, data)  # first: it checks ``data``
-    csvs = _write_tables(results, stats, out / TABLES)
+    clean, unscored = confidence.clean_probabilities(results, _attacked_images(results, data))
+    binned = confidence.binned_table(results, clean)
+    fooled = confidence.fooled_table(results, stats)
+    csvs = _write_tables(results, stats, out / TABLES) + [
+        tables.write_csv(out / TABLES / confidence.BINNED_CSV, binned,
+                         confidence.BINNED_COLUMNS),
+        tables.write_csv(out / TABLES / confidence.CLEAN_CSV, clean,
+                         confidence.CLEAN_COLUMNS),
+        tables.write_csv(out / TABLES / confidence.FOOLED_CSV, fooled,
+                         confidence.FOOLED_COLUMNS)]
     pngs = _write_figures(results, stats, out / FIGURES, data)
+    if binned:
+        pngs["success_by_confidence"] = _confidence_figure(results, binned, out / FIGURES)
     lines = _header(results)
     lines += _results_section(results, stats)
+    lines += _confidence_section(binned, fooled, unscored, pngs)
     lines += _comparison_section(results)
     lines += _robustness_section(results, stats, pngs)
     lines += _figures_section(results, pngs)
@@ -125,7 +139,7 @@ def _write_tables(results, stats, folder: Path) -> list[Path]:
         tables.write_csv(folder / "classes_reached.csv",
                          tables.classes_reached_table(results, stats), tables.REACHED_COLUMNS),
         tables.write_csv(folder / "cost.csv", tables.cost_table(results), tables.COST_COLUMNS),
-        tables.write_csv(folder / "de_vs_sweep.csv", tables.comparison_table(results),
+        tables.write_csv(folder / tables.COMPARISON_CSV, tables.comparison_table(results),
                          tables.COMPARISON_COLUMNS),
         tables.write_csv(folder / "robustness.csv", tables.robustness_table(results, stats),
                          tables.ROBUSTNESS_COLUMNS),
@@ -203,9 +217,64 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
               "under all-targets an image is fooled when any of its targets is reached, the "
               "paper's definition. Targeted counts (image, target) pairs. Intervals are 95% "
               "Wilson intervals. Paper numbers marked * are unverified, \"(all)\" marks a "
-              "number over the paper's networks together.", "", "Caveats of the comparison:", ""]
+              "number over the paper's networks together, TEVC or arXiv v1 the version of the "
+              "paper it is from.", "", "Caveats of the comparison:", ""]
     lines += [f"- {c}" for c in paper.CAVEATS] + [""]
     return lines
+
+
+def _confidence_section(binned: list[dict], fooled: list[dict], unscored: list[str],
+                        pngs: dict[str, Path]) -> list[str]:
+    """Success by the clean confidence in the true class, and what the successes reach."""
+    if not fooled:
+        return []
+    lines = ["## Success against clean confidence", "",
+             "The images each cell attacked, binned by the victim's clean probability of the "
+             "true class (recorded in every result row) and by its margin over the runner-up "
+             "class (the clean image scored again by the victim): images fooled of images in "
+             "the bin, the rate and its 95% Wilson interval.", ""]
+    for by in (confidence.TRUE_PROB, confidence.MARGIN):
+        table = confidence.binned_markdown(binned, by)
+        lines += [f"By clean {by}:", ""] + table + [""] if table else []
+    if unscored:
+        lines += ["Margins left out: " + "; ".join(unscored) + ".", ""]
+    vulnerable = confidence.vulnerable_markdown(binned)
+    if vulnerable:
+        lines += ["Sweeps: mean vulnerable pixels per image (positions where a colour of the "
+                  "grid fools the victim), by clean true-class probability (images in the "
+                  "bin):", ""] + vulnerable + [""]
+    if "success_by_confidence" in pngs:
+        lines += [f"![success by clean confidence]({FIGURES}/success_by_confidence.png)", ""]
+    lines += ["### Confidence and classes per fooled image", "",
+              "Mean probability of the adversarial class over the successful attacks (their "
+              "number), and the classes reached per image (successful (image, target) pairs "
+              "over images attacked and over images fooled; target modes only), beside the "
+              "paper's figures over its networks (one pixel, its protocol; TEVC or arXiv v1 "
+              "marks the paper's version).", ""]
+    return lines + confidence.fooled_markdown(fooled) + [""]
+
+
+def _confidence_figure(results: SuiteResults, binned: list[dict], folder: Path) -> Path:
+    def series(by, key, interval):
+        rows = [r for r in binned if r["by"] == by and r[key] is not None]
+        out = []
+        for model, pixels, mode in dict.fromkeys((r["model"], r["pixels"], r["mode"])
+                                                 for r in rows):
+            mine = [r for r in rows if (r["model"], r["pixels"], r["mode"]) == (model, pixels,
+                                                                               mode)]
+            out.append((f"{model} {pixels} px {mode}", [r[key] for r in mine],
+                        [r["ci_low"] for r in mine] if interval else None,
+                        [r["ci_high"] for r in mine] if interval else None))
+        return out
+
+    panels = [(f"clean {by}", "images fooled (%)", series(by, "rate", True))
+              for by in (confidence.TRUE_PROB, confidence.MARGIN)]
+    panels.append((f"clean {confidence.TRUE_PROB}", "vulnerable pixels per image (sweep)",
+                   series(confidence.TRUE_PROB, "mean_vulnerable_pixels", False)))
+    return figures.success_by_confidence(
+        [p for p in panels if p[2]], list(dict.fromkeys(r["bin"] for r in binned)),
+        folder / "success_by_confidence.png",
+        title=f"{results.name}: success against the victim's clean confidence")
 
 
 def _defended(results: SuiteResults) -> bool:

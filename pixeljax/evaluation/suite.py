@@ -204,11 +204,11 @@ class Suite:
         the same images for every victim, so networks compare on equal footing.
       split: the data split attacked.
       data: the default ``--data`` spec (None: the command line must give one).
-      attack: every cell's :class:`~pixeljax.attack.spec.AttackSpec` (default: the paper's):
-        the DE budget and settings, the seed (also the sample's), the scoring precision and
-        the engine sizes. Each cell is this spec with its pixels, goal and images; a sweep
-        cell takes its seed, precision and sizes. Leave its pixels, goal and selection at their
-        defaults: the grid and ``images``/``sample`` set them.
+      attack: every cell's :class:`~pixeljax.attack.spec.AttackSpec` (default: the DE as the
+        paper describes it): the DE budget and settings, the seed (also the sample's), the
+        scoring precision and the engine sizes. Each cell is this spec with its pixels, goal
+        and images; a sweep cell takes its seed, precision and sizes. Leave its pixels, goal
+        and selection at their defaults: the grid and ``images``/``sample`` set them.
       levels: the sweep's colour values per channel (default: the colour cube's corners).
       variants: :class:`Variant` cells beside the grid's (ablations of the attack's settings).
       cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in

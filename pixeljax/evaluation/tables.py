@@ -153,6 +153,7 @@ def pooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
     return table
 
 
+COMPARISON_CSV = "de_vs_sweep.csv"
 COMPARISON_COLUMNS = ("model", "method", "images", "method_fooled", "sweep_fooled",
                       "either_fooled", "method_only", "sweep_only", "method_rate", "sweep_rate",
                       "either_rate", "either_ci_low", "either_ci_high")
