@@ -19,7 +19,7 @@ crossover):
 6. the paper's protocol on 100 AllConv images, scored in bfloat16 with every result re-checked
    in float32 (its first 20 images are those of cell 3, so the two precisions compare).
 
-Cells run in this order; cells 1-3 took about 11 hours on a 2-core CPU, the rest adds about 15.
+Cells run in this order; cells 1-3 took about 11 hours on a 2-core CPU, the rest adds about 13.
 The run is resumable: the same command continues it, and a cell given more images keeps the
 rows it has. Victims without a checkpoint are skipped.
 """

@@ -612,6 +612,11 @@ def test_variant_cells_run_beside_the_suites_own_with_the_settings_they_change(
     methods = [row.split(" | ")[2] for row in published_table(dest)[2:]]
     assert methods == ["DE non-targeted", "DE non-targeted, DE/best/1, F in [0.5, 1)",
                        "sweep, levels [0, 128, 255]"]
+    from pixeljax.evaluation.confidence import read_table
+
+    binned = read_table(dest / "tables" / "success_by_confidence.csv")
+    assert {r["mode"] for r in binned} == {"non-targeted", "non-targeted+best1-dither",
+                                           "sweep+grey"}
     with pytest.raises(PixeljaxError, match="attack sets pixels, which the suite sets"):
         Variant("x", attack={"pixels": 3})
     with pytest.raises(PixeljaxError, match="variant x: .*strategy"):
