@@ -163,8 +163,12 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                             f"{model!r}")
     if limit is not None and limit < 1:
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
-    found = AttackResult.from_folder(directory).attacked()
-    found = found.take(slice(0, limit))
+    found = AttackResult.from_folder(directory)
+    if not len(found):
+        raise PixeljaxError(f"{directory} holds no finished attack: its results.csv has no rows "
+                            f"(the run stopped before its first attack finished); run its "
+                            f"command again to resume it")
+    found = found.attacked().take(slice(0, limit))
     victim = load_victim(architecture, checkpoint, input_scale=record.input_scale,
                          outputs=record.outputs)
     check_victim(config, victim.metadata, directory)
