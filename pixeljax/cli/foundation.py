@@ -52,6 +52,11 @@ def _cmd_train(args) -> int:
         raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found, but "
                             f"recipe {args.model} trains on none: give --adversarial-fraction F "
                             f"too")
+    searched = [g for g in given if g != "--adversarial"]
+    if searched and config.adversarial != "de":
+        raise PixeljaxError(f"{', '.join(searched)} set(s) the DE search, but adversarial images "
+                            f"are found at random ('{config.adversarial}'): drop them, or give "
+                            f"--adversarial de")
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:

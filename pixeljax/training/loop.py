@@ -32,7 +32,7 @@ from pixeljax.notices import warn
 from pixeljax.training import initial
 from pixeljax.training.adversarial import adversarial_batch
 from pixeljax.training.augment import augment
-from pixeljax.training.config import TrainConfig
+from pixeljax.training.config import DE_SEARCH, TrainConfig
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
@@ -77,8 +77,10 @@ def _zero_meters():
             if jax.config.jax_enable_x64 else jnp.zeros((), jnp.float32)}
 
 
-def _check_json(path: Path, expected: dict, what: str) -> None:
-    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs."""
+def _check_json(path: Path, expected: dict, what: str, ignored: tuple[str, ...] = ()) -> None:
+    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs (in
+    other keys than ``ignored`` ones that ``expected`` lacks: unused settings an earlier
+    version recorded)."""
     if not path.is_file():
         path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
         return
@@ -87,6 +89,7 @@ def _check_json(path: Path, expected: dict, what: str) -> None:
     except (OSError, ValueError) as e:
         raise PixeljaxError(f"work dir {path.parent}: unreadable {path.name} ({e}); use a new "
                             f"--workdir") from None
+    previous = {k: v for k, v in previous.items() if k in expected or k not in ignored}
     if previous != expected:
         changed = sorted(k for k in set(previous) | set(expected)
                          if previous.get(k) != expected.get(k))
@@ -96,7 +99,7 @@ def _check_json(path: Path, expected: dict, what: str) -> None:
 
 def _check_workdir(workdir: Path, config: TrainConfig, train_set: ImageSet) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_json(workdir / CONFIG, config.to_dict(), "another recipe")
+    _check_json(workdir / CONFIG, config.to_dict(), "another recipe", DE_SEARCH)
     _check_json(workdir / DATA, {"train_data": train_set.source, "train_images": len(train_set)},
                 "other training data")
 
