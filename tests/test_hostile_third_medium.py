@@ -190,6 +190,26 @@ def test_a_model_that_fails_on_the_data_is_one_error_line(world, capsys, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_suite_whose_model_fails_on_its_data_is_refused_before_any_work(world, tmp_path):
+    from pixeljax.checkpoint import save_victim
+    from pixeljax.evaluation import AttackSpec, Suite, Victim, run_suite
+    import thirdnets
+
+    save_victim(tmp_path / "flat8", thirdnets.make_flat8(),
+                {"architecture": "thirdnets:make_flat8", "num_classes": 4})
+    suite = Suite(name="fails", victims=(Victim("flat", architecture="thirdnets:make_flat8",
+                                                checkpoint=str(tmp_path / "flat8")),),
+                  pixels=(1,), modes=("non-targeted",), images=2, data=str(world / "x16.npz"),
+                  attack=AttackSpec(popsize=8, maxiter=1))
+    with pytest.raises(PixeljaxError) as refused:
+        run_suite(suite, tmp_path / "out", progress=False)
+    assert str(refused.value) == (
+        "suite fails cannot run: victim flat: thirdnets:make_flat8: the suite's data: the model "
+        "cannot be applied to images of shape (16, 16, 3): TypeError: dot_general requires "
+        "contracting dimensions to have the same shape, got (768,) and (192,).")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_input_scale_of_another_channel_count_is_one_error_line(world, capsys, tmp_path):
     data = world / "x8.npz"
     line = refusal(capsys, "attack", "thirdnets:make_colour", "--checkpoint",
