@@ -110,7 +110,7 @@ class AttackResult:
     @property
     def candidates(self) -> np.ndarray:
         """(A, pixels * (2 + C)) the perturbations as ``attack.perturb`` applies them."""
-        return self.perturbation.reshape(len(self), -1)
+        return self.perturbation.reshape(len(self), self.pixels * (2 + self.channels))
 
     def take(self, selection) -> AttackResult:
         """The attacks at ``selection`` (indices or a boolean mask)."""

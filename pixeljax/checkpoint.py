@@ -489,10 +489,22 @@ def _load_predict(name: str, given) -> LoadedVictim:
 def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVictim:
     """``victim`` scoring the logarithm of its outputs when they are probabilities (rows that
     are non-negative and sum to 1 on ``images``) and it declared none; never soft-maxed
-    twice."""
-    if victim.metadata.get("outputs", user.LOGITS) != user.LOGITS or not len(images):
+    twice. Declared logits are taken as such.
+
+    Raises:
+      PixeljaxError: declared probabilities that are none on ``images``.
+    """
+    declared = victim.metadata.get("outputs")
+    if declared == user.LOGITS or not len(images):
         return victim
     out = np.asarray(victim.predict(np.asarray(images[:16], np.float32)))
+    if declared == user.PROBABILITIES:  # scored as their logarithm: exp gives them back
+        if not user.looks_like_probabilities(np.exp(out)):
+            raise PixeljaxError(f"{victim.name} is declared to return probabilities (--outputs "
+                                f"or its outputs attribute), but its outputs on the data are "
+                                f"not (negative, or rows that do not sum to 1): declare "
+                                f"logits, or nothing")
+        return victim
     if not user.looks_like_probabilities(out):
         return victim
     from pixeljax.notices import note

@@ -7,7 +7,9 @@ Every results folder's ``config.json`` records ``architecture`` (the registry na
     inside an installed wheel);
   * an absolute path;
   * a relative path, from the results folder (a suite's own trained victim is
-    ``../checkpoint``, beside the victim's cell folders).
+    ``../checkpoint``, beside the victim's cell folders);
+  * for a plain predict function (``predict:module:function``, its weights its own), a note
+    that there is none, resolved to None.
 
 Human-readable descriptions ("checkpoints/allconv (shipped)") belong in reports, not here. A
 folder of an earlier development version (no ``architecture``, or a description where the
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from pixeljax.checkpoint import shipped_checkpoint
 from pixeljax.errors import PixeljaxError
+from pixeljax.models import user
 
 SHIPPED = "shipped:"
 CONFIG = "config.json"
@@ -69,7 +72,7 @@ def resolve(config: Mapping, results: str | Path) -> Path | None:
       PixeljaxError: a reference of another kind than a path, 'shipped:NAME' or null.
     """
     ref = config.get("checkpoint")
-    if ref is None:
+    if ref is None or (ref == user.NO_CHECKPOINT and user.is_predict(architecture_of(config))):
         return None
     if not isinstance(ref, str) or not ref:
         raise PixeljaxError(f"{CONFIG}: checkpoint must be a path or 'shipped:NAME', got {ref!r}")

@@ -185,16 +185,32 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
             f"replaced?); use another --out, or restore the victim to resume")
     if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
         return previous == without_fingerprint(config)
+    ignored = {DATA_SPEC, DATA_FINGERPRINT}
+    before, now = ({k: v for k, v in c.items() if k not in ignored} for c in (previous, config))
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:
+        if any(before.get(k) != now.get(k) for k in SELECTION):  # other images, same data
+            raise PixeljaxError(f"{directory} holds attacks on another selection of images "
+                                f"({_differences(before, now)}); resume with the options of "
+                                f"that run ({_selection_options(before)}), or start a new run "
+                                f"in another --out")
         raise PixeljaxError(f"{directory} holds results of other data: the images and labels "
                             f"of {config.get(DATA_SPEC)!r} differ from those attacked there "
                             f"(of {previous.get(DATA_SPEC)!r}; was the file changed? or, for "
                             f"a random sample, was it drawn by an earlier pixeljax, whose "
                             f"samples of one seed were not nested?); use another --out or the "
                             f"original data")
-    ignored = {DATA_SPEC, DATA_FINGERPRINT}
-    return ({k: v for k, v in previous.items() if k not in ignored}
-            == {k: v for k, v in config.items() if k not in ignored})
+    return before == now
+
+
+SELECTION = ("n_images", "first", "seed")  # config.json: which images of the data a run attacks
+
+
+def _selection_options(config: Mapping) -> str:
+    """The command-line options that make the selection ``config`` records."""
+    n = config.get("n_images")
+    return " ".join([f"--images {'all' if n is None else n}",
+                     *(["--first"] if config.get("first") else []),
+                     *([] if config.get("first") else [f"--seed {config.get('seed')}"])])
 
 
 def run_config(spec, victim: VictimRecord | Mapping) -> dict:

@@ -559,11 +559,15 @@ def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
     sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
     path = tmp_path / "run" / NONTARGETED
     text = path.read_text()
-    path.write_text(text[:-7])  # a kill in mid-write
+    cut = results.read_file(path)[-1]["image_index"]
+    path.write_text(text[:-7])  # a kill in mid-write, which leaves the image without rows
+    rows = tmp_path / "run" / results.RESULTS
+    lines = rows.read_text().splitlines(keepends=True)
+    rows.write_text("".join(line for line in lines if line.split(",")[1] != str(cut)))
     sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
-    # The cut row is dropped, not left corrupt in the middle (a real kill there leaves its wave
-    # without rows in results.csv, so the resume sweeps it again).
-    assert len(read_untargeted(tmp_path / "run")) == 5
+    # The cut row is dropped, not left corrupt in the middle, and the resume sweeps its image
+    # again.
+    assert len(read_untargeted(tmp_path / "run")) == 6
     assert path.read_text().endswith("\n")
 
 

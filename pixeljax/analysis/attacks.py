@@ -178,8 +178,12 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
                             f"{model!r}")
     if limit is not None and limit < 1:
         raise PixeljaxError(f"limit must be a positive number of attacks, got {limit}")
-    found = AttackResult.from_folder(directory).attacked()
-    found = found.take(slice(0, limit))
+    found = AttackResult.from_folder(directory)
+    if not len(found):
+        raise PixeljaxError(f"{directory} holds no finished attack: its results.csv has no rows "
+                            f"(the run stopped before its first attack finished); run its "
+                            f"command again to resume it")
+    found = found.attacked().take(slice(0, limit))
     data = load_dataset(record.data, record.split)
     # as the run judged its results: behind the defence (on fresh draws of any noise)
     victim = judged(attacked_victim(config, directory, data.x))

@@ -122,6 +122,11 @@ def as_activations(model) -> Activations:
         return model
     if callable(model):
         return jax.tree_util.Partial(model)
+    if module is not model:  # a loaded victim of a plain function or a Linen module
+        raise PixeljaxError(f"{getattr(model, 'name', module)} exposes no layers, only its "
+                            f"output (a plain predict function or a Linen module): propagation "
+                            f"maps need a network with activations(images), such as a "
+                            f"SequentialVictim")
     raise PixeljaxError(f"expected a model with activations() or a callable "
                         f"activations(images) -> [(name, array)], got {type(model).__name__}")
 

@@ -190,6 +190,22 @@ def read_untargeted(directory: str | Path) -> AttackResult:
     return AttackResult.from_rows(rows, pixels=1, channels=channels_of(rows, 1))
 
 
+def _check_beside_rows(out: Path) -> None:
+    """Every swept image with rows in ``results.csv`` still has its maps and its non-targeted
+    row (written before its rows): lost since, they cannot be rebuilt from the rows, and a
+    summary without them would count zeros."""
+    swept = set(AttackResult.from_folder(out).attacked().image_index.tolist())
+    have = {f"{MAPS}/": set(read_maps(out).get("image_index", np.zeros(0)).tolist()),
+            NONTARGETED: set(read_untargeted(out).image_index.tolist())}
+    lost = {name: sorted(swept - images) for name, images in have.items() if swept - images}
+    if lost:
+        name, images = next(iter(lost.items()))
+        raise PixeljaxError(f"{out}: {' and '.join(lost)} lack(s) swept images that results.csv "
+                            f"holds ({len(images)} missing from {name}, e.g. image {images[0]}), "
+                            f"deleted or damaged since; they cannot be rebuilt from the rows: "
+                            f"restore them, or sweep into a new folder")
+
+
 def _finish(out: Path, spec: SweepSpec, image_shape, sizes):
     """Completes a sweep folder's summary: candidates, not rows, are its evaluations, and the
     engine ``sizes`` are the sweep's own (images per wave, candidates per model call)."""
@@ -253,9 +269,10 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
         # The folder is checked before any of its files is written.
         results.check_config(out, {**config, results.DATA_FINGERPRINT: results.data_fingerprint(
             prepared.images, prepared.labels, prepared.image_ids)})
+        results.read_file(out / NONTARGETED, repair=True)  # a cut-off last line goes
+        _check_beside_rows(out)
         (out / MAPS).mkdir(exist_ok=True)
         shape = data.x.shape[1:]
-        results.read_file(out / NONTARGETED, repair=True)  # a cut-off last line goes
         with results.ResultsWriter(out, 1, shape[-1], name=NONTARGETED) as untargeted:
             def on_wave(p, wave):
                 first = int(p.image_ids[wave[0].position])

@@ -46,8 +46,9 @@ def check_model(apply: Callable, images: np.ndarray) -> int:
     try:
         out = jax.eval_shape(apply, probe)
     except Exception as e:  # the user's function failed to trace on this input
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise PixeljaxError(f"the model cannot be applied to images of shape "
-                            f"{images.shape[1:]}: {type(e).__name__}: {e}") from None
+                            f"{images.shape[1:]}: {type(e).__name__}: {text[:300]}") from None
     if not hasattr(out, "shape") or len(out.shape) != 2 or out.shape[0] != 2:
         raise PixeljaxError(f"the model must return logits of shape (batch, classes), got "
                             f"{getattr(out, 'shape', type(out).__name__)} for a batch of 2")
@@ -138,18 +139,41 @@ def check_devices(devices) -> None:
                             f"devices, got {devices!r}")
 
 
-CIFAR10_IMAGE_SHAPE = (32, 32, 3)
-
-
 def victim_image_shape(model, metadata: dict | None = None) -> tuple[int, int, int] | None:
     """The (height, width, channels) of the images a victim takes: ``image_shape`` in its
-    checkpoint's metadata or on the model when either records one, else CIFAR-10's 32x32 RGB
-    (every registered victim normalises its input with CIFAR-10's channel statistics)."""
+    checkpoint's metadata or on the model (every registered victim declares one, see
+    :func:`pixeljax.models.create_model`); None when neither declares a size, and the model
+    then takes what it can."""
     shape = (metadata or {}).get("image_shape") or getattr(model, "image_shape", None)
-    if shape:
-        return tuple(int(d) for d in shape)
-    # A user's model that declares no size (its attribute None) takes what it can.
-    return None if hasattr(model, "image_shape") else CIFAR10_IMAGE_SHAPE
+    return tuple(int(d) for d in shape) if shape else None
+
+
+def check_victim_fits(victim, images_shape, what: str) -> int:
+    """The images ``what`` names fit a loaded victim: the size it declares, one input-scale
+    mean and std per channel, and a model that runs on them (traced, not computed). Returns the
+    number of classes."""
+    from pixeljax.models import user
+
+    images_shape = tuple(int(d) for d in images_shape)
+    check_image_shape(images_shape, victim_image_shape(victim.model, victim.metadata), what)
+    user.check_scale_channels(victim.metadata.get("input_scale"), images_shape[-1],
+                              f"{victim.name}: {what}")
+    try:
+        return check_model(victim.predict, np.zeros((0, *images_shape), np.float32))
+    except PixeljaxError as e:
+        raise PixeljaxError(f"{victim.name}: {what}: {e}") from None
+
+
+def check_class_names(num_classes: int, data, what: str) -> None:
+    """The class names ``data`` gives (not the defaults of bare labels) are one per class of
+    the model: tables and figures name the model's classes by them."""
+    from pixeljax.data.arrays import default_class_names
+
+    names = data.class_names
+    if len(names) != num_classes and names != default_class_names(data.y):
+        raise PixeljaxError(f"{what} names {len(names)} classes ({', '.join(names[:3])}, ...), "
+                            f"but the model has {num_classes}; give data of the model's "
+                            f"classes")
 
 
 def check_victim_shape(predict, images_shape, what: str) -> None:

@@ -77,7 +77,7 @@ def victim_and_data(args):
     """The victim and the data the options name, checked against each other, and the victim's
     record for ``config.json``: ``(loaded victim, image set, record)``."""
     from pixeljax import checkpoint_ref
-    from pixeljax.attack.validation import check_image_shape, victim_image_shape
+    from pixeljax.attack.validation import check_class_names, check_victim_fits
     from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import data_key, load_dataset
     from pixeljax.defences import defence_name, defended, parse_defences
@@ -91,8 +91,8 @@ def victim_and_data(args):
         parse_defences(defence)  # a bad name fails before anything loads
     victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
-    check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
-                      f"--data {args.data} ({data.source})")
+    what = f"--data {args.data} ({data.source})"
+    check_class_names(check_victim_fits(victim, data.x.shape[1:], what), data, what)
     victim = with_detected_outputs(victim, data.x)
     if defence is not None:
         given["defence"] = defence_name(parse_defences(defence, data.x.shape[1:]))
@@ -226,7 +226,7 @@ def _cmd_bench(args) -> int:
     import jax
 
     from pixeljax.attack.engine import local_devices
-    from pixeljax.attack.validation import check_image_shape, victim_image_shape
+    from pixeljax.attack.validation import check_victim_fits
     from pixeljax.bench import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
@@ -238,8 +238,7 @@ def _cmd_bench(args) -> int:
     else:
         victim = load_victim(args.model, args.checkpoint)
         data = load_dataset(args.data, "test")
-        check_image_shape(data.x.shape[1:], victim_image_shape(victim.model, victim.metadata),
-                          f"--data {args.data} ({data.source})")
+        check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
                                             ("images", "popsize", "maxiter", "slots",

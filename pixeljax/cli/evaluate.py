@@ -107,9 +107,10 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("report", help="write DIR/report.md for a suite's results folder")
+    p = sub.add_parser("report", help="write DIR/report.md for a results folder (a suite's, "
+                                      "or one attack's or sweep's)")
     p.add_argument("results", type=checks.path,
-                   help="the --out folder of 'pixeljax evaluate'")
+                   help="the --out folder of 'pixeljax evaluate', 'attack' or 'sweep'")
     p.add_argument("--data", help="the attacked images, for example grids (default: the "
                                   "suite's data as recorded)")
     p.set_defaults(func=_cmd_report)

@@ -16,11 +16,11 @@ def _nonempty(data, option: str, spec) -> None:
         raise PixeljaxError(f"{option} {spec}: {data.source} holds no images")
 
 
-def _check_fits(model, data, option: str, spec, metadata: dict | None = None) -> None:
+def _check_fits(model, data, option: str, spec) -> None:
     """The images have the size and channels ``model`` takes."""
     from pixeljax.attack.validation import check_image_shape, victim_image_shape
 
-    check_image_shape(data.x.shape[1:], victim_image_shape(model, metadata),
+    check_image_shape(data.x.shape[1:], victim_image_shape(model),
                       f"{option} {spec} ({data.source})")
 
 
@@ -52,6 +52,11 @@ def _cmd_train(args) -> int:
         raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found, but "
                             f"recipe {args.model} trains on none: give --adversarial-fraction F "
                             f"too")
+    searched = [g for g in given if g != "--adversarial"]
+    if searched and config.adversarial != "de":
+        raise PixeljaxError(f"{', '.join(searched)} set(s) the DE search, but adversarial images "
+                            f"are found at random ('{config.adversarial}'): drop them, or give "
+                            f"--adversarial de")
     train_set = load_dataset(args.data, "train")
     test_set = load_dataset(args.data, "test")
     if args.limit:
@@ -118,13 +123,14 @@ def _cmd_export(args) -> int:
 
 def _cmd_accuracy(args) -> int:
     from pixeljax.accuracy import accuracy
+    from pixeljax.attack.validation import check_victim_fits
     from pixeljax.checkpoint import load_victim, shipped_checkpoint
     from pixeljax.data import load_dataset
 
     victim = load_victim(args.model, args.checkpoint)
     data = load_dataset(args.data, args.split)
     _nonempty(data, "--data", args.data)  # the accuracy of no images is undefined
-    _check_fits(victim.model, data, "--data", args.data, victim.metadata)
+    check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     if args.limit:
         data = data.take(range(min(args.limit, len(data))))
     acc = accuracy(victim.apply, victim.params, data.x, data.y)

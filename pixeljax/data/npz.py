@@ -37,11 +37,26 @@ def _names(path: Path) -> tuple[str, ...] | None:
     with np.load(path, allow_pickle=False) as f:
         if "class_names" not in f.files:
             return None
-        names = f["class_names"]
+        try:
+            names = f["class_names"]
+        except ValueError:  # an object array, which only a pickle can read
+            raise DataError(f"{path}: 'class_names' is an array of Python objects, which is "
+                            f"not read (it would need a pickle); save it as strings: "
+                            f"class_names=np.asarray(names, dtype=str)") from None
     if names.ndim != 1 or names.dtype.kind not in "US":
         raise DataError(f"{path}: 'class_names' must be a list of strings, got {names.dtype} "
                         f"{names.shape}")
-    return tuple(str(n) for n in names)
+    names = tuple(str(n) for n in names)
+    blank = [k for k, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise DataError(f"{path}: 'class_names' has an empty name for class {blank[0]}; every "
+                        f"class needs one to tell it apart in tables and figures")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: 'class_names' names two classes {twice[0]!r} (classes "
+                        f"{[k for k, n in enumerate(names) if n == twice[0]]}); every class "
+                        f"needs a name of its own")
+    return names
 
 
 def split_files(folder: Path, split: str) -> list[Path]:

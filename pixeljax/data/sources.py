@@ -70,7 +70,7 @@ def load_dataset(spec: str | Path | None = SAMPLE, split: str = "test") -> Image
             raise DataError("the shipped sample holds test images only; use --split test")
         return load_sample()
     if spec == "tfds" or spec.startswith("tfds:"):
-        return load_tfds(**tfds_args(spec[5:], split))
+        return load_tfds(**tfds_args(None if spec == "tfds" else spec[5:], split))
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"data path {path} does not exist; expected 'sample', 'tfds[:DIR]', "

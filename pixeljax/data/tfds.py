@@ -79,13 +79,19 @@ def load_tfds(split: str, data_dir: str | None = None, *, name: str = "cifar10",
     return make_image_set(x, y, source=f"tfds {name} ({split})", class_names=tuple(names))
 
 
-def parse(rest: str, split: str) -> dict:
-    """The arguments of :func:`load_tfds` for ``--data tfds:REST``: ``DIR`` (CIFAR-10 from a
-    data dir, a path), or ``NAME[:SPLIT][@DIR]``."""
-    if not rest:
+def parse(rest: str | None, split: str) -> dict:
+    """The arguments of :func:`load_tfds` for ``--data tfds:REST`` (None: plain ``tfds``):
+    ``DIR`` (CIFAR-10 from a data dir, a path), or ``NAME[:SPLIT][@DIR]``."""
+    if rest is None:  # plain "tfds": CIFAR-10, downloaded on first use
         return {"split": split}
+    if not rest:
+        raise DataError("--data tfds: names no data set; give tfds (CIFAR-10), tfds:DATA_DIR "
+                        "or tfds:NAME[:SPLIT][@DATA_DIR]")
     if "/" in rest.split("@")[0] or Path(rest).expanduser().is_dir():
         return {"split": split, "data_dir": rest}
     head, _, data_dir = rest.partition("@")
     name, _, own_split = head.partition(":")
+    if not name:
+        raise DataError(f"--data tfds:{rest} names no data set before "
+                        f"{':' if own_split else '@'}; give tfds:NAME[:SPLIT][@DATA_DIR]")
     return {"split": own_split or split, "name": name, "data_dir": data_dir or None}

@@ -14,8 +14,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
-
 from pixeljax import checkpoint_ref, locking, results
 from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
@@ -301,9 +299,9 @@ def _plan_user_victim(victim: Victim, architecture: str, problems: list[str],
         problems.append(f"victim {victim.name}: {e}")
         return None
     classes = loaded.metadata.get("num_classes")
-    if classes is None and image_shape is not None:
+    if image_shape is not None:  # the size it declares, its input scale, a traced call
         try:
-            classes = validation.check_model(loaded.predict, np.zeros((1, *image_shape)))
+            classes = validation.check_victim_fits(loaded, image_shape, "the suite's data")
         except PixeljaxError as e:
             problems.append(f"victim {victim.name}: {e}")
             return None

@@ -1,4 +1,5 @@
-"""``OUT/report.md``: a suite's results, beside the paper's, with figures and tables.
+"""``OUT/report.md``: a suite's results, beside the paper's, with figures and tables (or those
+of one ``pixeljax attack`` or ``sweep`` results folder, read as a suite of one cell).
 
 Files written into the results folder:
   * ``report.md``: settings, progress, the results table with the paper's published numbers
@@ -28,7 +29,9 @@ from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax import figures
 from pixeljax.evaluation import confidence, paper, tables
-from pixeljax.evaluation.store import CellResults, SuiteResults, load_results
+from pixeljax.evaluation.plan import RECORD
+from pixeljax.evaluation.store import CellResults, SuiteResults, load_folder_results, load_results
+from pixeljax.results import CONFIG
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
 REPORT = "report.md"
@@ -83,9 +86,10 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     """Writes ``OUT/report.md`` with its figures and CSV tables; returns its path.
 
     Args:
-      out: a suite's results folder (``pixeljax evaluate ... --out OUT``).
+      out: a suite's results folder (``pixeljax evaluate ... --out OUT``), or the results folder
+        of one attack or sweep (``pixeljax attack ... --out OUT``).
       data: where the attacked images are, for the example grids (default: the data the suite
-        ran on, as recorded in ``suite.json``).
+        ran on, as recorded in ``suite.json`` or ``config.json``).
 
     Raises:
       PixeljaxError: not a suite's results folder, its results are corrupt or mixed, or
@@ -93,7 +97,12 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
         the same indices), found before anything is written.
     """
     out = Path(out)
-    results = load_results(out)
+    if not (out / RECORD).is_file() and not (out / CONFIG).is_file():
+        raise PixeljaxError(f"{out} is not the results folder of a suite (no {RECORD}), nor of "
+                            f"an attack or sweep (no {CONFIG}); give the --out folder of "
+                            f"'pixeljax evaluate', 'attack' or 'sweep'")
+    plain = not (out / RECORD).is_file()
+    results = load_folder_results(out, data=data) if plain else load_results(out)
     stats = compute_statistics(results)
     examples, note = _write_examples(results, out / FIGURES, data)  # first: it checks ``data``
     clean, unscored = confidence.clean_probabilities(results, _attacked_images(results, data))
@@ -151,24 +160,27 @@ def _header(results: SuiteResults) -> list[str]:
     done = [c for c in results.cells if c.complete]
     rows_done = sum(min(len(c.found), c.attacks) for c in results.cells)
     rows_all = sum(c.attacks for c in results.cells)
-    images = (f"the first {s['n_images']:,}" if s["first"] else
+    images = ("every image" if s["n_images"] is None else  # --images all
+              f"the first {s['n_images']:,}" if s["first"] else
               f"a random sample of {s['n_images']:,} (seed {s['seed']})")
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# One-pixel attack: suite `{results.name}`", ""]
+    lines = [f"# One-pixel attack: {results.kind} `{results.name}`", ""]
     if results.record.get("description"):
         lines += [results.record["description"], ""]
     lines += [f"Written by `pixeljax report` on {now} from the results in this folder. Every "
               f"number is computed from them, except the paper's published numbers (constants "
               f"of the paper, in `pixeljax/evaluation/paper.py`).", "",
               "## Settings", ""]
-    lines += _table(["setting", "value"], [
-        ["data", f"`{s['data']}` ({s['split']} split)"], ["images", images],
+    search = [
         ["population", s["popsize"]], ["generations", s["maxiter"]],
         ["strategy", f"DE/{s['strategy']}, F = {s['F']}, " + (
             "no crossover" if s["crossover"] is None else f"crossover {s['crossover']}")],
         ["targeted early stop", f"target probability > {s['target_threshold']}"],
         ["non-targeted early stop", "misclassified" if s["true_threshold"] is None
          else f"true-class probability < {s['true_threshold']}"],
+    ] if "popsize" in s else [["colour levels", s.get("levels")]]  # a sweep's folder: no DE
+    lines += _table(["setting", "value"], [
+        ["data", f"`{s['data']}` ({s['split']} split)"], ["images", images], *search,
         ["seed", s["seed"]]])
     lines += ["", f"Progress: {len(done)} of {len(results.cells)} cells complete, "
                   f"{rows_done:,} of {rows_all:,} attacks."]
@@ -523,9 +535,9 @@ def _effort_section(results: SuiteResults, stats) -> list[str]:
         rows.append([c.model, c.pixels, c.mode, s.successful_attacks,
                      _spread(s.generations), _spread(s.evaluations),
                      _num(s.evaluations.mean, 0)])
-    if not rows:
-        return []
     s = results.settings
+    if not rows or "popsize" not in s:  # no DE ran (a sweep's folder)
+        return []
     budget = s["popsize"] * (s["maxiter"] + 1)
     return (["## Effort of successful attacks", "",
              f"Generations and model evaluations a successful attack needed: median "

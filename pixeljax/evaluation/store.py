@@ -6,7 +6,8 @@
     OUT/<victim>/checkpoint, OUT/<victim>/train   a victim the suite trained
 
 Results are read through ``pixeljax.results`` only, never by opening their files here, so the
-reader follows any change of how a results folder is laid out.
+reader follows any change of how a results folder is laid out. A plain results folder (of
+``pixeljax attack`` or ``sweep``) reads as a suite of one cell (:func:`load_folder_results`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pixeljax import results
+from pixeljax import checkpoint_ref, results
 from pixeljax.attack_result import AttackResult
-from pixeljax.checkpoint import read_metadata
+from pixeljax.checkpoint import read_metadata, shipped_checkpoint
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, TRAINED, cell_settings
 from pixeljax.evaluation.suite import VARIANT_SEPARATOR
-from pixeljax.modes import TARGET_MODES
+from pixeljax.models import model_names
+from pixeljax.modes import SWEEP, TARGET_MODES
+from pixeljax.victim_record import VictimRecord
 
 
 def load_record(out: str | Path) -> dict:
@@ -101,6 +104,11 @@ class SuiteResults:
     @property
     def name(self) -> str:
         return self.record["suite"]
+
+    @property
+    def kind(self) -> str:
+        """What the folder is: "suite", or "results folder" (one attack or sweep)."""
+        return self.record.get("kind", "suite")
 
     @property
     def settings(self) -> dict:
@@ -184,3 +192,61 @@ def load_results(out: str | Path) -> SuiteResults:
                                  mode=mode, directory=directory, found=found, summary=summary,
                                  attacks=attacks, variant=variant))
     return SuiteResults(out=out, record=record, cells=cells)
+
+
+def load_folder_results(directory: str | Path, *, data: str | None = None) -> SuiteResults:
+    """A results folder of ``pixeljax attack`` or ``sweep`` as a suite of one cell: its
+    ``config.json`` as the settings, the class names of its data (``data``: where those are, if
+    not where the run recorded). Finished (with its ``summary.json``), its rows are all it
+    planned; unfinished, the images it asked for (up to those the data hold), with a row per
+    other class of the data under a goal of one row per class.
+
+    Raises:
+      PixeljaxError: no ``config.json`` of an attack, its data cannot be read, or a corrupt
+        results file.
+    """
+    from pixeljax.data import load_dataset
+
+    directory = Path(directory)
+    results.check_results_folder(directory)
+    config = results.read_config(directory)
+    spec = data or config.get("data")
+    try:
+        images = load_dataset(spec, config.get("split", "test"))
+    except PixeljaxError as e:
+        raise PixeljaxError(f"{directory}: the report needs the class names of the data the run "
+                            f"attacked, which cannot be read ({e}); pass them with --data SPEC"
+                            ) from None
+    model, pixels, mode = config["model"], int(config["pixels"]), config["mode"]
+    summary = results.read_summary(directory)
+    found = AttackResult.from_folder(directory)
+    n = min(config.get("n_images") or len(images), len(images))
+    planned = len(found) if summary else n * (
+        len(images.class_names) - 1 if mode in TARGET_MODES else 1)
+    key = f"{model}/{pixels}px-{mode}"
+    victim = {"architecture": config.get("architecture", model), "defence": config.get("defence"),
+              "checkpoint_label": config.get("checkpoint"),
+              "checkpoint_path": _checkpoint_path(config, directory)}
+    fields = set(VictimRecord.__dataclass_fields__)
+    record = {"suite": directory.resolve().name, "kind": "results folder",
+              "description": f"The {'sweep' if mode == SWEEP else 'attack'} of `{model}` in "
+                             f"this folder.",
+              "settings": {k: v for k, v in config.items() if k not in fields or k in
+                           ("data", "split")},
+              "cells": [key], "victims": {model: victim},
+              "class_names": list(images.class_names)}
+    cell = CellResults(key=key, model=model, architecture=victim["architecture"], pixels=pixels,
+                       mode=mode, directory=directory, found=found, summary=summary,
+                       attacks=planned)
+    return SuiteResults(out=directory, record=record, cells=[cell])
+
+
+def _checkpoint_path(config: dict, directory: Path) -> str | None:
+    """The checkpoint folder a results folder attacked, for its metadata; None if unknown."""
+    try:
+        path = checkpoint_ref.resolve(config, directory)
+    except PixeljaxError:
+        return None
+    if path is None and config.get("architecture") in model_names():
+        path = shipped_checkpoint(config["architecture"])
+    return None if path is None else str(path)

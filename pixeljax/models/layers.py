@@ -14,6 +14,7 @@ from jax import lax
 # Per-channel CIFAR-10 training-set statistics, in pixel units (0-255).
 CIFAR10_MEAN = (125.307, 122.950, 113.865)
 CIFAR10_STD = (62.993, 62.089, 66.705)
+CIFAR10_IMAGE_SHAPE = (32, 32, 3)  # what a registered victim takes unless it declares otherwise
 
 
 def normalize(images: jax.Array) -> jax.Array:

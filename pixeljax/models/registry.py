@@ -13,6 +13,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.models.allconv import allconv
 from pixeljax.models.base import SequentialVictim
 from pixeljax.models.imagenet import allconv_imagenet
+from pixeljax.models.layers import CIFAR10_IMAGE_SHAPE
 from pixeljax.models.nin import nin
 from pixeljax.models.resnet import resnet20
 from pixeljax.models.tiny import tiny
@@ -40,11 +41,19 @@ def model_names() -> list[str]:
 
 def create_model(name: str, *, seed: int = 0, num_classes: int | None = None) -> nnx.Module:
     """Builds a freshly initialised victim by name (``num_classes`` None: the family's own
-    default, 10 for the CIFAR-10 victims)."""
+    default, 10 for the CIFAR-10 victims), declaring the ``image_shape`` it takes (CIFAR-10's
+    unless its family declares another)."""
     if name not in _REGISTRY:
-        raise PixeljaxError(f"unknown model {name!r}; expected one of {', '.join(model_names())}")
+        module, dot, factory = str(name).rpartition(".")
+        hint = (f"; a model of your own is named module.path:factory, with a colon: "
+                f"{module}:{factory}?" if dot and module and factory else "")
+        raise PixeljaxError(f"unknown model {name!r}; expected one of "
+                            f"{', '.join(model_names())}{hint}")
     classes = {} if num_classes is None else {"num_classes": num_classes}
-    return _REGISTRY[name](rngs=nnx.Rngs(seed), **classes)
+    model = _REGISTRY[name](rngs=nnx.Rngs(seed), **classes)
+    if getattr(model, "image_shape", None) is None:  # normalised with CIFAR-10's statistics
+        model.image_shape = CIFAR10_IMAGE_SHAPE
+    return model
 
 
 def parameter_count(model: nnx.Module) -> int:

@@ -10,8 +10,9 @@ returns, as attributes (or the command line declares it):
 
 * ``input_scale``: ``"0-255"`` (pixel values, the default), ``"0-1"``, or ``(mean, std)``
   per channel, applied to the pixel values divided by 255;
-* ``outputs``: ``"logits"`` (the default) or ``"probabilities"`` (their logarithm is scored,
-  so they are never soft-maxed twice);
+* ``outputs``: ``"logits"`` or ``"probabilities"`` (their logarithm is scored, so they are
+  never soft-maxed twice); when neither the module nor the command line says, rows that sum to
+  1 are taken for probabilities, and declared probabilities must be;
 * ``image_shape``: (height, width, channels) it takes.
 
 ``--input-scale`` and ``--outputs`` on the command line (recorded in ``config.json``, so the
@@ -154,11 +155,17 @@ def restore_variables(directory: Path, reference: str, like=None):
 
     abstract = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
-        return ocp.StandardCheckpointer().restore(Path(directory).absolute(), abstract)
+        variables = ocp.StandardCheckpointer().restore(Path(directory).absolute(), abstract)
     except Exception as e:
         text = str(e).splitlines()[0] if str(e) else ""
         raise PixeljaxError(f"model {reference}: cannot read the variables in checkpoint "
                             f"{directory} ({type(e).__name__}: {text[:300]})") from None
+    if not isinstance(variables, dict) or "params" not in variables:
+        found = sorted(variables)[:4] if isinstance(variables, dict) else type(variables).__name__
+        raise PixeljaxError(f"model {reference}: checkpoint {directory} holds no Linen variables "
+                            f"(no 'params' collection, found {found}; an NNX checkpoint of "
+                            f"nnx.state(model)?); save the variables of module.init")
+    return variables
 
 
 def input_scale(value) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
@@ -178,26 +185,35 @@ def input_scale(value) -> str | tuple[tuple[float, ...], tuple[float, ...]]:
     if (isinstance(value, (tuple, list)) and len(value) == 2
             and all(isinstance(v, (tuple, list)) and v for v in value)):
         mean, std = (tuple(float(x) for x in v) for v in value)
-        if len(mean) != len(std) or not all(s > 0 for s in std):
-            raise PixeljaxError(f"input scale: mean and std need one value per channel and "
-                                f"std > 0, got {mean} and {std}")
+        if (len(mean) != len(std) or not all(s > 0 for s in std)
+                or not np.isfinite(mean + std).all()):
+            raise PixeljaxError(f"input scale: mean and std need one finite value per channel "
+                                f"and std > 0, got {mean} and {std}")
         return mean, std
     raise PixeljaxError(f"input scale must be {PIXELS!r}, {UNIT!r} or mean-std:M,.../S,..., "
                         f"got {value!r}")
 
 
+def check_scale_channels(scale, channels: int, what: str) -> None:
+    """A ``(mean, std)`` input scale has one value per channel of the images (or one for all)."""
+    if isinstance(scale, (tuple, list)) and len(scale[0]) not in (1, channels):
+        raise PixeljaxError(f"{what} has {channels}-channel images, but the input scale "
+                            f"mean-std:{','.join(map(str, scale[0]))}/"
+                            f"{','.join(map(str, scale[1]))} gives {len(scale[0])} means and "
+                            f"stds; give one per channel (or one for all)")
+
+
 def conventions(model, input_scale_=None, outputs_=None):
-    """``(input scale, outputs)`` of a user's model: as given, else as it declares."""
+    """``(input scale, outputs)`` of a user's model: as given, else as it declares (outputs
+    None: declared by neither, so :func:`pixeljax.checkpoint.with_detected_outputs` looks)."""
     scale = input_scale(input_scale_ if input_scale_ is not None
                         else getattr(model, "input_scale", None))
     return scale, outputs(outputs_ if outputs_ is not None else getattr(model, "outputs", None))
 
 
-def outputs(value) -> str:
-    if value in (None, LOGITS):
-        return LOGITS
-    if value == PROBABILITIES:
-        return PROBABILITIES
+def outputs(value) -> str | None:
+    if value in (None, LOGITS, PROBABILITIES):
+        return value
     raise PixeljaxError(f"outputs must be {LOGITS!r} or {PROBABILITIES!r}, got {value!r}")
 
 
@@ -216,7 +232,7 @@ def converted(images, scale) -> jax.Array:
 def wrap_apply(apply, scale, kind: str):
     """``apply(params, images)`` with the input converted and probabilities turned into
     log-probabilities; ``apply`` itself when there is nothing to do."""
-    if scale == PIXELS and kind == LOGITS:
+    if scale == PIXELS and kind != PROBABILITIES:
         return apply
     return _Wrapped(apply, scale if isinstance(scale, str) else tuple(map(tuple, scale)), kind)
 

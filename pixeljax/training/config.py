@@ -121,15 +121,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The recipe as JSON (``init_from`` and the adversarial settings only when set, so
-        work dirs of earlier versions still resume)."""
+        work dirs of earlier versions still resume; the DE's settings only when DE searches)."""
         d = dataclasses.asdict(self)
         if d["init_from"] is None:
             del d["init_from"]
-        if not self.adversarial_fraction:
-            for key in ("adversarial_fraction", "adversarial", "adversarial_popsize",
-                        "adversarial_generations"):
-                del d[key]
+        unused = (() if self.adversarial_fraction and self.adversarial == "de" else
+                  DE_SEARCH if self.adversarial_fraction else ("adversarial_fraction",
+                                                               "adversarial", *DE_SEARCH))
+        for key in unused:
+            del d[key]
         return d
+
+
+DE_SEARCH = ("adversarial_popsize", "adversarial_generations")  # used by adversarial="de" only
 
 
 def _is_int(value) -> bool:
