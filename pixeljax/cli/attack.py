@@ -1,36 +1,18 @@
-"""``pixeljax attack``, ``demo`` and ``bench``."""
+"""``pixeljax attack``, ``demo`` and ``bench``; the attack options generated from the spec."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from pixeljax.cli import checks
+from pixeljax.cli.options import (CLI_IMAGES, data_options, distributed_options, join,
+                                  n_images, selection_options, victim_and_data, victim_options)
+from pixeljax.cli.summaries import aside, nothing_attacked, print_summary
 
-CLI_IMAGES = 100  # images a command attacks unless --images says otherwise: all is opt-in
-ALL = "all"
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
-
-
-def join(args) -> tuple[int, int]:
-    """Joins a multi-process run per the options of :func:`distributed_options` (before
-    anything touches JAX's devices); returns ``(process_id, num_processes)``."""
-    from pixeljax import distributed
-
-    return distributed.initialize(getattr(args, "coordinator", None),
-                                  getattr(args, "num_processes", None),
-                                  getattr(args, "process_id", None),
-                                  auto=not getattr(args, "no_distributed", True),
-                                  timeout=getattr(args, "coordinator_timeout",
-                                                  distributed.DEFAULT_TIMEOUT_S))
-
-
-def n_images(args) -> int | None:
-    """The images ``--images`` asks for: N, None for ``all``, :data:`CLI_IMAGES` when unset."""
-    return CLI_IMAGES if args.images is None else None if args.images == ALL else args.images
 
 
 def attack_spec(args):
@@ -54,59 +36,6 @@ def attack_spec(args):
         **{k: getattr(args, k) for k in OPTION_FIELDS})
 
 
-def model_option(args) -> str:
-    """The architecture the options name: MODEL, or ``predict:REF`` for ``--predict REF``."""
-    from pixeljax.errors import PixeljaxError
-    from pixeljax.models import user
-
-    predict = getattr(args, "predict", None)
-    if (args.model is None) == (predict is None):
-        raise PixeljaxError("name the victim once: MODEL (a registered name or "
-                            "module.path:factory) or --predict module.path:function")
-    if predict is not None:
-        if not user.is_reference(predict):
-            raise PixeljaxError(f"--predict takes module.path:function, got {predict!r}")
-        if args.checkpoint is not None:
-            raise PixeljaxError("--predict names a function with its own weights: no "
-                                "--checkpoint")
-        return user.PREDICT + predict
-    return args.model
-
-
-def victim_and_data(args):
-    """The victim and the data the options name, checked against each other, and the victim's
-    record for ``config.json``: ``(loaded victim, image set, record)``."""
-    from pixeljax import checkpoint_ref
-    from pixeljax.attack.validation import check_class_names, check_victim_fits
-    from pixeljax.checkpoint import load_victim, with_detected_outputs
-    from pixeljax.data import data_key, load_dataset
-    from pixeljax.defences import defence_name, defended, parse_defences
-    from pixeljax.models import user
-    from pixeljax.victim_record import VictimRecord
-
-    architecture = model_option(args)
-    given = {k: v for k in ("input_scale", "outputs") if (v := getattr(args, k, None))}
-    defence = getattr(args, "defence", None)
-    if defence is not None:
-        parse_defences(defence)  # a bad name fails before anything loads
-    victim = load_victim(architecture, args.checkpoint, **given)
-    data = load_dataset(args.data, args.split)
-    what = f"--data {args.data} ({data.source})"
-    check_class_names(check_victim_fits(victim, data.x.shape[1:], what), data, what)
-    victim = with_detected_outputs(victim, data.x)
-    if defence is not None:
-        given["defence"] = defence_name(parse_defences(defence, data.x.shape[1:]))
-        victim = defended(victim, given["defence"])
-    checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else
-                  checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
-                  checkpoint_ref.shipped(args.model))
-    # weights_sha256: a resume, or an analysis, on other weights is refused
-    record = VictimRecord(model=victim.name, architecture=architecture, checkpoint=checkpoint,
-                          data=data_key(args.data), split=args.split,
-                          weights_sha256=victim.weights_sha256, **given)
-    return victim, data, record
-
-
 def _attack(args) -> dict:
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.run import attack_folder
@@ -120,40 +49,6 @@ def _attack(args) -> dict:
                          progress=not args.quiet, devices=args.devices)
 
 
-def _print_summary(summary: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(summary))
-        return
-    if summary["mode"] == "sweep":
-        from pixeljax.cli.sweep import summary_line
-
-        print(summary_line(summary))
-        return
-    print(f"{summary['model']} {summary['pixels']}-pixel {summary['mode']}: "
-          f"{summary['n_success']}/{summary['n_attacked']} images fooled "
-          f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
-          f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
-          f"evaluations in {summary['wall_seconds']:.1f} s "
-          f"({summary['evaluations_per_second']:,.0f}/s on {_scale(summary)})")
-    if summary.get("precision", "float32") != "float32":
-        print(f"scored in {summary['precision']}, every result re-checked in float32: "
-              f"{summary.get('precision_flips', 0)} success(es) reversed by the re-check")
-    if summary.get("nonfinite_evaluations"):
-        from pixeljax.notices import warn
-
-        warn(f"{summary['nonfinite_evaluations']:,} model evaluations in "
-             f"{summary['nonfinite_attacks']} attacks gave NaN or infinite logits; they count "
-             f"as the worst fitness, never as a success")
-
-
-def _scale(summary: dict) -> str:
-    devices, processes = summary.get("devices", 1), summary.get("processes", 1)
-    if devices == 1 and processes == 1:
-        return str(summary["device"])
-    return (f"{devices} x {summary['device']}"
-            + (f" in {processes} processes" if processes > 1 else ""))
-
-
 def _cmd_attack(args) -> int:
     import jax
 
@@ -162,27 +57,11 @@ def _cmd_attack(args) -> int:
     summary = _attack(args)
     process, count = jax.process_index(), jax.process_count()
     if process == 0:
-        _print_summary(summary, args.json)
+        print_summary(summary, args.json)
     print(f"results: {Path(args.out) / results.shard_name(process, count)}"
           + (" (pixeljax.results.read_rows merges the shards of all processes)"
-             if count > 1 else ""), file=_aside(args))
-    return _nothing_attacked(summary)
-
-
-def _aside(args):
-    """Where lines beside the summary go: stderr under ``--json`` (stdout then holds exactly
-    one JSON document), else stdout."""
-    return sys.stderr if getattr(args, "json", False) else sys.stdout
-
-
-def _nothing_attacked(summary: dict) -> int:
-    """Exit status 1, with an error line, when no image could be attacked."""
-    if summary["n_attacked"]:
-        return 0
-    print(f"error: none of the {summary['n_images']} image(s) was attacked: the victim "
-          f"misclassifies every one of them (they are skipped); check that --data holds the "
-          f"images and labels the victim was trained for", file=sys.stderr)
-    return 1
+             if count > 1 else ""), file=aside(args))
+    return nothing_attacked(summary)
 
 
 def _demo_budget() -> dict:
@@ -205,9 +84,9 @@ def _cmd_demo(args) -> int:
     images = ("shipped CIFAR-10 test images" if args.data == "sample" else
               f"{args.split} images of {args.data}")
     print(f"one-pixel attack on the shipped {args.model} with the first {args.images} {images} "
-          f"(population {args.popsize}, {args.maxiter} generations)", file=_aside(args))
+          f"(population {args.popsize}, {args.maxiter} generations)", file=aside(args))
     summary = _attack(args)
-    _print_summary(summary, args.json)
+    print_summary(summary, args.json)
     found = AttackResult.from_folder(args.out).attacked()
     found = found.take(np.argsort(~found.success, kind="stable"))  # successes first
     data = load_dataset(args.data, args.split)
@@ -216,8 +95,8 @@ def _cmd_demo(args) -> int:
                            Path(args.out) / "demo.png",
                            title=f"{args.model}: {summary['pixels']}-pixel attack "
                                  f"({summary['success_rate']:.0%} fooled)")
-    print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}", file=_aside(args))
-    return _nothing_attacked(summary)
+    print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}", file=aside(args))
+    return nothing_attacked(summary)
 
 
 def _cmd_bench(args) -> int:
@@ -327,83 +206,6 @@ def _device_list(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"device counts must be >= 1, got {text!r}")
     return counts
-
-
-def victim_options(p: argparse.ArgumentParser) -> None:
-    """MODEL or ``--predict``, ``--out`` and :func:`user_model_options`, for every command that
-    writes a results folder."""
-    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
-    p.add_argument("--predict", metavar="MODULE:FUNCTION",
-                   help="instead of MODEL: a plain predict(images) function with its own "
-                        "weights")
-    p.add_argument("--out", required=True, type=checks.path)
-    p.add_argument("--defence", metavar="SPEC",
-                   help="attack the victim behind an input defence: median<k>, gauss<k> (k "
-                        "odd), bits<b> (1-7), noise<s>[x<n>] (Gaussian noise of std s, scored "
-                        "as the mean over n draws, default 8), joined by + and applied left "
-                        "to right, e.g. bits5+median3 (recorded in config.json)")
-    user_model_options(p)
-
-
-def user_model_options(p: argparse.ArgumentParser) -> None:
-    """How a model of the user's own takes its input and what it returns (instead of what it
-    declares; see ``pixeljax.models.user``)."""
-    p.add_argument("--input-scale", metavar="0-255|0-1|mean-std:M,M,M/S,S,S",
-                   help="what a model of your own takes (default: what it declares, else "
-                        "pixel values 0-255); pixeljax converts uint8 pixels to it")
-    p.add_argument("--outputs", choices=("logits", "probabilities"),
-                   help="what a model of your own returns (default: what it declares, else "
-                        "logits; probabilities are also detected)")
-
-
-def distributed_options(p: argparse.ArgumentParser) -> None:
-    """The options of a multi-process (multi-host) run; :func:`join` acts on them."""
-    g = p.add_argument_group("many hosts (jax.distributed; auto-detected under Slurm srun "
-                             "and on Cloud TPU pod slices)")
-    g.add_argument("--coordinator", metavar="HOST:PORT",
-                   help="address of process 0 (with --num-processes and --process-id)")
-    g.add_argument("--num-processes", type=checks.positive_int, metavar="N",
-                   help="processes in the run")
-    g.add_argument("--process-id", type=checks.count, metavar="I", help="this process, in [0, N)")
-    g.add_argument("--coordinator-timeout", type=checks.number(0, low_open=True), default=300,
-                   metavar="SECONDS",
-                   help="give up joining after this long (default 300)")
-    g.add_argument("--no-distributed", action="store_true",
-                   help="do not auto-detect a Slurm or TPU cluster: run as one process")
-
-
-def data_options(p: argparse.ArgumentParser) -> None:
-    """Which weights and images: ``--checkpoint``, ``--data``, ``--split``."""
-    p.add_argument("--checkpoint", type=checks.path,
-                   help="default: the shipped checkpoints/MODEL")
-    p.add_argument("--data", default="sample", help="CIFAR-10 source (default: shipped sample)")
-    p.add_argument("--split", default="test", choices=("train", "test"))
-
-
-def images_option(text: str):
-    """An argparse type: a count of images >= 1, or ``all``."""
-    if text == ALL:
-        return ALL
-    try:
-        return checks.positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or '{ALL}', got "
-                                         f"{text!r}") from None
-
-
-def selection_options(p: argparse.ArgumentParser, verb: str = "attack", *,
-                      images: int = CLI_IMAGES, seed: str | None = None,
-                      first: str | None = None) -> None:
-    """Which images: ``--images`` (default ``images``), ``--first``, ``--seed`` (their helps
-    ``first`` and ``seed``, default the spec's)."""
-    from pixeljax import settings
-    from pixeljax.attack.spec import AttackSpec
-
-    which = "the first N" if first else "a seeded sample unless --first"
-    p.add_argument("--images", type=images_option, metavar=f"N|{ALL}",
-                   help=f"{verb} N images (default {images}; '{ALL}': every image of "
-                        f"--data), {which}")
-    settings.add_options(p, AttackSpec, ("first", "seed"), helps={"seed": seed, "first": first})
 
 
 def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> None:

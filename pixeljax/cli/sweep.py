@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.attack import (data_options, n_images, selection_options, victim_and_data,
-                                 victim_options)
+from pixeljax.cli.options import (data_options, n_images, selection_options, victim_and_data,
+                                  victim_options)
+from pixeljax.cli.summaries import aside, nothing_attacked, print_summary
 
 ENGINE_FIELDS = ("slots", "batch_size", "dense")  # a sweep has no DE segments
 
@@ -22,23 +23,9 @@ def sweep_spec(args):
     return SweepSpec(**{k: v for k, v in options.items() if v is not None})
 
 
-def summary_line(summary: dict) -> str:
-    """A sweep's summary in one line."""
-    return (f"{summary['model']} one-pixel sweep ({summary['candidates_per_image']:,} "
-            f"candidates per image, levels {summary['levels']}): {summary['n_success']}/"
-            f"{summary['n_attacked']} images fooled ({summary['success_rate']:.1%}), "
-            f"{summary.get('targeted_success_rate', 0.0):.1%} of (image, target) pairs "
-            f"reached, {summary.get('mean_classes_reached', 0.0):.2f} classes reached per "
-            f"image, {summary['mean_vulnerable_pixels']:.1f} vulnerable pixels per image; "
-            f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} "
-            f"candidates in {summary['wall_seconds']:.1f} s "
-            f"({summary['evaluations_per_second']:,.0f}/s, {summary['scoring']})")
-
-
 def _cmd_sweep(args) -> int:
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.sweep_run import sweep_folder
-    from pixeljax.cli.attack import _aside, _nothing_attacked, _print_summary
     from pixeljax.notices import warn
 
     from pixeljax.attack.sweep_run import check_pixels
@@ -50,12 +37,12 @@ def _cmd_sweep(args) -> int:
     victim, data, record = victim_and_data(args)
     summary = sweep_folder(victim.predict, data, args.out, spec, victim=record,
                            progress=not args.quiet, devices=args.devices)
-    _print_summary(summary, args.json)
+    print_summary(summary, args.json)
     if summary.get("recheck_disagreements"):
         warn(f"{summary['recheck_disagreements']} class verdicts of the sweep differ from the "
              f"dense re-check of their candidate; the results report the re-check's")
-    print(f"results: {Path(args.out) / 'results.csv'}", file=_aside(args))
-    return _nothing_attacked(summary)
+    print(f"results: {Path(args.out) / 'results.csv'}", file=aside(args))
+    return nothing_attacked(summary)
 
 
 def register(sub) -> None:
