@@ -131,13 +131,13 @@ def image_table(cell: CellResults, clean: Sequence[Mapping]) -> dict[int, dict]:
 
 def binned_table(results: SuiteResults, clean: Sequence[Mapping],
                  edges: Sequence[float] = CONFIDENCE_BINS) -> list[dict]:
-    """Rows of :data:`BINNED_COLUMNS`: per started cell, by clean true-class probability and
+    """Rows of :data:`BINNED_COLUMNS`: per finished cell, by clean true-class probability and
     (where every image has one) by margin, each bin's images, fooled, rate and interval, and
     the sweep's mean vulnerable pixels."""
     table = []
     bounds = [0.0, *edges, 1.0]
     for cell in results.cells:
-        if not cell.started:
+        if not cell.complete:  # a running cell's rates are biased: successes finish first
             continue
         per_image = list(image_table(cell, clean).values())
         for by, key in ((TRUE_PROB, "true_prob"), (MARGIN, "margin")):
@@ -167,7 +167,7 @@ def fooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
     table = []
     for cell in results.cells:
         s = stats.get(cell.key)
-        if s is None:
+        if s is None or not cell.complete:
             continue
         targets = cell.mode in TARGET_MODES
         reached = s.successful_attacks if targets else None
