@@ -33,6 +33,7 @@ from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError, PixeljaxError
 from pixeljax.models import create_model, model_names, split_for_inference, user
 from pixeljax.notices import warn
+from pixeljax.victims import onnx as onnx_victims
 
 METADATA = "metadata.json"
 WEIGHTS = "weights"
@@ -325,23 +326,32 @@ def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
 
 
 def load_victim(name: str, checkpoint: str | Path | None = None, *, input_scale=None,
-                outputs=None) -> LoadedVictim:
+                outputs=None, layout=None) -> LoadedVictim:
     """Loads a trained victim by architecture name.
 
     Args:
-      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...), or a user's model
-        factory ``module.path:factory`` (see :mod:`pixeljax.models.user`).
+      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...), a user's model
+        factory ``module.path:factory`` (see :mod:`pixeljax.models.user`), or an ONNX file
+        ``path/to/model.onnx`` (see :mod:`pixeljax.victims.onnx`).
       checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME`` (a user's
         model: a victim folder or a plain orbax checkpoint of its state, required).
 
       input_scale, outputs: a user's model's input convention and what it returns, instead of
         what it declares (see :mod:`pixeljax.models.user`).
+      layout: an ONNX model's input layout, ``"nchw"`` or ``"nhwc"`` (default: detected).
 
     Raises:
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
     given = (input_scale, outputs)
+    if onnx_victims.is_onnx(name):
+        if checkpoint is not None and Path(checkpoint).absolute() != Path(name).absolute():
+            raise PixeljaxError(f"{name}: an ONNX file holds its own weights: no --checkpoint")
+        return onnx_victims.load_onnx(name, layout=layout, input_scale=input_scale,
+                                      outputs=outputs)
+    if layout is not None:
+        raise PixeljaxError(f"{name}: --layout is for ONNX models (model.onnx)")
     if user.is_predict(name):
         return _load_predict(name, given)
     if user.is_reference(name):
@@ -458,11 +468,20 @@ def _load_predict(name: str, given) -> LoadedVictim:
 def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVictim:
     """``victim`` scoring the logarithm of its outputs when they are probabilities (rows that
     are non-negative and sum to 1 on ``images``) and it declared none; never soft-maxed
-    twice."""
-    if victim.metadata.get("outputs", user.LOGITS) != user.LOGITS or not len(images):
+    twice.
+
+    Raises:
+      PixeljaxError: its outputs on the first of ``images`` are not all finite.
+    """
+    if not len(images):
         return victim
     out = np.asarray(victim.predict(np.asarray(images[:16], np.float32)))
-    if not user.looks_like_probabilities(out):
+    bad = ~np.isfinite(out).all(axis=-1) if out.ndim == 2 else ()
+    if np.any(bad):
+        raise PixeljaxError(f"{victim.name} returns NaN or infinite outputs for "
+                            f"{int(np.sum(bad))} of the first {len(out)} images")
+    if (victim.metadata.get("outputs", user.LOGITS) != user.LOGITS
+            or not user.looks_like_probabilities(out)):
         return victim
     from pixeljax.notices import note
 

@@ -137,8 +137,11 @@ WEIGHTS_FINGERPRINT = "weights_sha256"  # config.json: sha256 over the victim's 
 
 
 def weights_fingerprint(metadata: Mapping) -> str | None:
-    """One sha256 over a victim's recorded weight-file digests (its checkpoint metadata), or
-    None for a checkpoint that records none."""
+    """One sha256 over a victim's recorded weight-file digests (its checkpoint metadata); a
+    victim that is one file (an ONNX model) records that file's sha256 itself; None for a
+    checkpoint that records none."""
+    if metadata.get("file_sha256"):
+        return metadata["file_sha256"]
     digests = metadata.get("weight_sha256")
     if not digests:
         return None

@@ -166,7 +166,7 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     found = AttackResult.from_folder(directory).attacked()
     found = found.take(slice(0, limit))
     victim = load_victim(architecture, checkpoint, input_scale=record.input_scale,
-                         outputs=record.outputs)
+                         outputs=record.outputs, layout=record.layout)
     check_victim(config, victim.metadata, directory)
     data = load_dataset(record.data, record.split)
     victim = defended(with_detected_outputs(victim, data.x), record.defence)  # as seen
