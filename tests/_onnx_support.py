@@ -106,7 +106,26 @@ def reference(model: onnx.ModelProto, images_nhwc: np.ndarray, layout: str = "nc
         x = x.transpose(0, 3, 1, 2)
     session = onnxruntime.InferenceSession(model.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
+    name = model.graph.input[0].name
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if batch.HasField("dim_value") and batch.dim_value == 1:
-        return np.concatenate([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
-    return session.run(None, {"x": np.ascontiguousarray(x)})[0]
+        return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return session.run(None, {name: np.ascontiguousarray(x)})[0]
+
+
+def op_net(op_type, extra_inputs=(), *, opset=OPSET, size=7, **attributes) -> onnx.ModelProto:
+    """One op on (batch, 3, size, size) images, flattened to (batch, features);
+    ``extra_inputs``: ``(name, values)`` pairs of its constant inputs (int64 when integer)."""
+    inits = [numpy_helper.from_array(np.asarray(v, np.int64 if np.asarray(v).dtype.kind == "i"
+                                                else np.float32), name)
+             for name, v in extra_inputs]
+    nodes = [helper.make_node(op_type, ["x", *(name for name, _ in extra_inputs)], ["h"],
+                              **attributes),
+             helper.make_node("Flatten", ["h"], ["y"], axis=1)]
+    graph = helper.make_graph(
+        nodes, op_type, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                       ["N", 3, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "features"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    return model

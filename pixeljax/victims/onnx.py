@@ -53,14 +53,17 @@ def is_onnx(name) -> bool:
 
 
 def _libraries():
-    """``(onnx, jaxonnxruntime.call_onnx, jaxonnxruntime.config)``, or the install command."""
+    """``(onnx, jaxonnxruntime.call_onnx, jaxonnxruntime.config, onnx_ops)``, or the install
+    command."""
     try:
         import onnx
         from jaxonnxruntime import call_onnx, config
+
+        from pixeljax.victims import onnx_ops
     except ImportError as e:
         raise PixeljaxError(f"ONNX models need the onnx extra ({e.name} is not installed): "
                             f"{INSTALL}") from None
-    return onnx, call_onnx, config
+    return onnx, call_onnx, config, onnx_ops
 
 
 def file_sha256(path: str | Path) -> str:
@@ -78,7 +81,7 @@ class Graph:
     its batch dimension (None: dynamic, or 1)."""
 
     def __init__(self, path: str | Path):
-        onnx, call_onnx, _ = _libraries()
+        onnx, call_onnx, _, onnx_ops = _libraries()
         self.path = Path(path)
         self.label = str(path)
         if not self.path.is_file():
@@ -125,14 +128,14 @@ class Graph:
         if out.type.tensor_type.HasField("shape") and len(out_shape) != 2:
             raise PixeljaxError(f"{path}: its output {out.name!r} has shape {_shape(out_shape)}, "
                                 f"not (batch, classes)")
-        handlers = call_onnx._get_all_handlers(model.opset_import)
+        handlers = onnx_ops.handlers(model.opset_import, call_onnx._get_all_handlers)
         for i, node in enumerate(graph.node):
             handler = handlers.get(node.domain, {}).get(node.op_type)
             if handler is None or not hasattr(handler, f"version_{handler.SINCE_VERSION}"):
                 domain = f"{node.domain}." if node.domain else ""
                 raise PixeljaxError(f"{path}: node {node.name or f'#{i}'!r} is a "
-                                    f"{domain}{node.op_type}, an op pixeljax cannot run "
-                                    f"(opset {_opset(model)}); supported: "
+                                    f"{domain}{node.op_type} node, an op pixeljax cannot run "
+                                    f"(opset {_opset(model)}); it runs "
                                     f"{', '.join(supported_ops())}")
         self.model = model
 
@@ -144,9 +147,10 @@ class Graph:
 
     def function(self, shape: tuple[int, ...]):
         """``f(params, [x]) -> [y]``, the graph translated for inputs of exactly ``shape``."""
-        _, call_onnx, config = _libraries()
+        _, call_onnx, config, onnx_ops = _libraries()
         # Values the graph computes from its input's shape are fixed for this shape.
-        with jax.ensure_compile_time_eval(), _static_args_from_inputs(config):
+        with (jax.ensure_compile_time_eval(), _static_args_from_inputs(config),
+              onnx_ops.translating(call_onnx)):
             f, _ = call_onnx.call_onnx_model(copy.deepcopy(self.model),  # it renames nodes
                                              [np.zeros(shape, np.float32)])
         return f
@@ -165,7 +169,7 @@ def _static_args_from_inputs(config):
 
 def supported_ops() -> list[str]:
     """The ONNX ops (default domain) jaxonnxruntime runs."""
-    _, call_onnx, _ = _libraries()
+    _libraries()
     from jaxonnxruntime.core.handler import Handler
 
     return sorted({h.OP_TYPE for h in Handler.__subclasses__()
