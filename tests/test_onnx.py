@@ -77,6 +77,10 @@ def test_graphs_give_onnxruntimes_outputs_at_every_batch_size(tmp_path, kind):
                                  ceil_mode=1, count_include_pad=1)),
     ("AveragePool", [], 17, dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
                                  count_include_pad=1)),
+    ("Conv", [("w", np.linspace(-1, 1, 36).reshape(4, 1, 3, 3)[:3]), ("b", [1.0, 2, 3])], 17,
+     dict(group=3, strides=[2, 2], pads=[1, 1, 1, 1])),      # depthwise, channels-last
+    ("Conv", [("w", np.linspace(-1, 1, 54).reshape(2, 3, 3, 3))], 17,  # dilated
+     dict(dilations=[2, 2], pads=[2, 1, 2, 1])),
     ("ReduceMax", [("axes", [3])], 20, dict(keepdims=1)),    # a revision that adds types
     ("Flatten", [], 21, {}),
 ])
@@ -86,6 +90,17 @@ def test_ops_fixed_locally_give_onnxruntimes_outputs(tmp_path, op, inputs, opset
     x = images(3, size=7)
     np.testing.assert_allclose(np.asarray(victim.predict(x)), reference(model, x),
                                rtol=1e-6, atol=1e-4)
+
+
+def test_convolutions_run_channels_last_inside_the_engines_loops(tmp_path):
+    """XLA's CPU convolutions of NCHW maps are about ten times slower inside a loop."""
+    import jax
+
+    victim = load_victim(str(save(cnn(), tmp_path / "m.onnx")))
+    text = jax.jit(lambda p, x: p(x)).lower(victim.predict, images(2)).as_text()
+    convolutions = [line for line in text.splitlines() if "convolution" in line]
+    assert convolutions and all("[b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f]" in line
+                                for line in convolutions)
 
 
 def test_input_scale_converts_pixels_in_front_of_the_graph(tmp_path):

@@ -14,8 +14,9 @@ any victim: neither the model's framework nor an ONNX runtime is needed at attac
   uint8 pixel values in front of the graph.
 * A dynamic batch dimension is used as it is; a graph exported with a fixed batch of 1 runs
   image by image under ``vmap`` (slower).
-* The file's sha256 is the victim's weights fingerprint (``config.json``'s ``weights_sha256``):
-  a resume, an analysis or a suite never mixes two versions of a file.
+* The file's sha256 (with its external data files, if any) is the victim's weights fingerprint
+  (``config.json``'s ``weights_sha256``): a resume, an analysis or a suite never mixes two
+  versions of a model.
 
 The graph is translated once per batch size, with that size's shapes fixed (so shapes the graph
 computes from its input, e.g. a flatten written as ``x.view(x.size(0), -1)``, are right).
@@ -66,12 +67,16 @@ def _libraries():
     return onnx, call_onnx, config, onnx_ops
 
 
-def file_sha256(path: str | Path) -> str:
-    """The sha256 of a model file, its weights fingerprint."""
+def file_sha256(path: str | Path, external: tuple[str, ...] = ()) -> str:
+    """The sha256 of a model file, its weights fingerprint; with weights in ``external`` data
+    files beside it (their names, as the model records them), one sha256 over all of them."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for name in (None, *sorted(external)):
+        if name is not None:
+            h.update(f"\0{name}\0".encode())
+        with open(path if name is None else Path(path).parent / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -87,14 +92,23 @@ class Graph:
         if not self.path.is_file():
             raise PixeljaxError(f"ONNX model {path} does not exist" if not self.path.exists()
                                 else f"ONNX model {path} is not a file")
-        self.sha256 = file_sha256(self.path)
         try:
-            model = onnx.load(str(self.path))
-            onnx.checker.check_model(model)
+            model = onnx.load(str(self.path), load_external_data=False)
+            external = tuple({e.value for t in model.graph.initializer
+                              if t.data_location == onnx.TensorProto.EXTERNAL
+                              for e in t.external_data if e.key == "location"})
+            missing = [name for name in external if not (self.path.parent / name).is_file()]
+            if not missing:
+                onnx.load_external_data_for_model(model, str(self.path.parent))
+                onnx.checker.check_model(model)
         except Exception as e:  # protobuf's DecodeError, onnx's ValidationError, ...
             text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             raise PixeljaxError(f"{path} is not an ONNX model ({type(e).__name__}"
                                 + (f": {text})" if text else ")")) from None
+        if missing:
+            raise PixeljaxError(f"{path} keeps its weights in {missing[0]}, which is not beside "
+                                f"it")
+        self.sha256 = file_sha256(self.path, external)
         graph = model.graph
         if not graph.node:
             raise PixeljaxError(f"{path} is not an ONNX model (its graph has no nodes)")

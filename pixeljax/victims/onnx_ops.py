@@ -9,6 +9,8 @@
   onnxruntime and PyTorch compute it.
 * Ops whose revisions in opsets 20 and 21 only add element types run as their previous
   revision (the library stops at the one before).
+* ``Conv`` is computed channels-last (transposes around it): XLA's CPU convolutions of NCHW
+  maps run about ten times slower inside the loops the engine scores in.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jaxonnxruntime.onnx_ops import averagepool, clip, maxpool
+from jax import lax
+from jaxonnxruntime.onnx_ops import averagepool, clip, conv, maxpool
 
 TYPES_ONLY = {"Cast", "CastLike", "Constant", "ConstantOfShape", "Flatten", "Identity", "If",
               "Pad", "ReduceMax", "ReduceMin", "Reshape", "Shape", "Squeeze", "Transpose",
@@ -104,7 +107,35 @@ class AveragePool(averagepool.AveragePool):
     version_1 = version_7 = version_11 = version_19
 
 
-FIXED = {"Clip": Clip, "MaxPool": MaxPool, "AveragePool": AveragePool}
+@functools.partial(jax.jit, static_argnames=("group", "kernel_shape", "pads", "strides",
+                                             "dilations"))
+def _conv(*inputs, group=1, kernel_shape=None, pads="VALID", strides=None, dilations=None):
+    """A 2-D ONNX convolution computed channels-last (XLA's CPU convolutions of NCHW maps are
+    many times slower inside loops, where the engine scores)."""
+    del kernel_shape
+    x, w, b = (*inputs, None)[:3]
+    if x.ndim != 4:
+        return conv.onnx_conv(*inputs, group=group, pads=pads, strides=strides,
+                              dilations=dilations)
+    out = lax.conv_general_dilated(
+        jnp.transpose(x, (0, 2, 3, 1)), jnp.transpose(w, (2, 3, 1, 0)),
+        window_strides=strides or (1, 1), padding=pads, rhs_dilation=dilations,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=group)
+    if b is not None:
+        out = out + b
+    return jnp.transpose(out, (0, 3, 1, 2))
+
+
+class Conv(conv.Conv):
+    @classmethod
+    def version_1(cls, node, inputs):
+        cls._prepare(node, inputs, _conv)
+        return _conv
+
+    version_11 = version_1
+
+
+FIXED = {"Clip": Clip, "MaxPool": MaxPool, "AveragePool": AveragePool, "Conv": Conv}
 
 
 def handlers(opset, library) -> dict:
