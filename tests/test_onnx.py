@@ -367,3 +367,16 @@ def test_the_pytorch_fixture_agrees_with_pytorch_itself(tmp_path):
         expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))).numpy()
     victim = load_victim(str(FIXTURE))
     np.testing.assert_allclose(np.asarray(victim.predict(x)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_measures_an_onnx_model(world, capsys):
+    status, out, err = run(capsys, "bench", "--model", world / "net.onnx", "--data",
+                           world / "data.npz", "--images", "1", "--popsize", "8", "--maxiter",
+                           "1", "--slots", "1", "--batch-size", "16",
+                           "--incremental-batch-size", "16", "--sweep-images", "0",
+                           "--agreement-candidates", "0", "--json")
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["forward_images_per_second"] > 0
+    assert set(report["engines"]) == {"dense", "incremental"}  # float32 only
+    assert report["engines"]["incremental"]["scoring"].startswith("dense (the model is not")
