@@ -56,7 +56,7 @@ def cnn(*, size=8, channels=3, classes=10, batch="N", layout="nchw", residual=Fa
                                name="conv1"),
               helper.make_node("BatchNormalization", ["c1", "bn_scale", "bn_bias", "bn_mean",
                                                       "bn_var"], ["n1"], epsilon=1e-5),
-              helper.make_node("Relu", ["n1"], ["r1"])]
+              helper.make_node("Relu", ["n1"], ["r1"], name="conv1_relu")]
     h = "r1"
     if residual:
         inits += [_weights(rng, "w2", (width, width, 3, 3), 0.3),
@@ -64,9 +64,10 @@ def cnn(*, size=8, channels=3, classes=10, batch="N", layout="nchw", residual=Fa
         nodes += [helper.make_node("Conv", [h, "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
                   helper.make_node("Relu", ["c2"], ["r2"]),
                   helper.make_node("Add", ["r2", h], ["sum"]),
-                  helper.make_node("Relu", ["sum"], ["r3"])]
+                  helper.make_node("Relu", ["sum"], ["r3"], name="block_relu")]
         h = "r3"
-    nodes.append(helper.make_node("MaxPool", [h], ["p1"], kernel_shape=[2, 2], strides=[2, 2]))
+    nodes.append(helper.make_node("MaxPool", [h], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
+                                  name="pool"))
     if view_flatten:
         inits += [_const("i0", [0], np.int64), _const("m1", [-1], np.int64)]
         nodes += [helper.make_node("Shape", ["p1"], ["s"]),

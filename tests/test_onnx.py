@@ -3,6 +3,7 @@ swept and analysed from the command line and in a suite, and bad input is one er
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -162,6 +163,12 @@ def test_an_onnx_model_is_attacked_swept_resumed_and_analysed_from_the_command_l
     status, out, err = run(capsys, "locality", "--results", world / "attack", "--radius", "1",
                            "--out", world / "loc")
     assert status == 0, err
+    status, out, err = run(capsys, "propagation", "--results", world / "attack", "--out",
+                           world / "propagation")
+    assert status == 0, err
+    with open(world / "propagation" / "propagation_layers.csv") as f:
+        layers = [row["layer"] for row in csv.DictReader(f) if row["group"] == "all"]
+    assert layers == ["input", "conv1_relu", "r2", "block_relu", "pool", "output"]
     status, out, err = run(capsys, "export-adversarial", world / "attack", "--out",
                            world / "adv.npz")
     assert status == 0, err

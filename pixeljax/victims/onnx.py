@@ -42,6 +42,9 @@ LAYOUTS = (NCHW, NHWC)
 FILE_SHA256 = "file_sha256"  # metadata: the model file's sha256 (its weights fingerprint)
 INSTALL = 'pip install "pixeljax[onnx]"'
 _FLOAT = 1  # onnx.TensorProto.FLOAT
+# Nodes whose outputs the propagation maps show (ONNX computes these maps NCHW).
+LAYER_OPS = {"Relu", "LeakyRelu", "PRelu", "Clip", "MaxPool", "AveragePool",
+             "GlobalAveragePool"}
 
 
 def is_onnx(name) -> bool:
@@ -159,15 +162,26 @@ class Graph:
 
         return {t.name: numpy_helper.to_array(t) for t in self.model.graph.initializer}
 
-    def function(self, shape: tuple[int, ...]):
-        """``f(params, [x]) -> [y]``, the graph translated for inputs of exactly ``shape``."""
+    def function(self, shape: tuple[int, ...], extra: tuple[str, ...] = ()):
+        """``f(params, [x]) -> [y, *extra]``, the graph translated for inputs of exactly
+        ``shape``; ``extra``: inner tensors it also returns."""
         _, call_onnx, config, onnx_ops = _libraries()
+        model = copy.deepcopy(self.model)  # the library renames its nodes
+        for name in extra:
+            model.graph.output.add().name = name
         # Values the graph computes from its input's shape are fixed for this shape.
         with (jax.ensure_compile_time_eval(), _static_args_from_inputs(config),
               onnx_ops.translating(call_onnx)):
-            f, _ = call_onnx.call_onnx_model(copy.deepcopy(self.model),  # it renames nodes
-                                             [np.zeros(shape, np.float32)])
+            f, _ = call_onnx.call_onnx_model(model, [np.zeros(shape, np.float32)])
         return f
+
+    def layers(self) -> tuple[tuple[str, str], ...]:
+        """``(name, tensor)`` of every activation and pooling node's output but the last, the
+        layers a propagation map shows (named by their nodes)."""
+        final = self.model.graph.output[0].name
+        return tuple((node.name or node.output[0], node.output[0])
+                     for node in self.model.graph.node
+                     if node.op_type in LAYER_OPS and node.output[0] != final)
 
 
 @contextlib.contextmanager
@@ -225,29 +239,32 @@ class OnnxApply:
 
     def __init__(self, graph: Graph, layout: str | None):
         self.graph, self.layout = graph, layout
-        self._functions: dict[tuple[int, ...], object] = {}
+        self._functions: dict[tuple, object] = {}
 
     def __call__(self, params, images):
-        layout = layout_of(self.graph, images.shape[1:], self.layout)
-        x = jnp.asarray(images, jnp.float32)
-        if layout == NCHW:
-            x = jnp.transpose(x, (0, 3, 1, 2))
-        if self.graph.batch == 1:  # a fixed batch of 1: image by image
-            out = jax.vmap(lambda one: self._run(params, one[None])[0])(x)
-        else:
-            out = self._run(params, x)
+        out = self.run(params, images)[0]
         if out.ndim != 2 or out.shape[0] != len(images):
             raise PixeljaxError(f"{self.graph.label}: its output has shape {tuple(out.shape)} "
                                 f"for a batch of {len(images)}, not (batch, classes)")
         return out
 
-    def _run(self, params, x):
-        shape = tuple(x.shape)
+    def run(self, params, images, extra: tuple[str, ...] = ()) -> list:
+        """The graph's output, then the inner tensors ``extra``, on NHWC ``images``."""
+        layout = layout_of(self.graph, images.shape[1:], self.layout)
+        x = jnp.asarray(images, jnp.float32)
+        if layout == NCHW:
+            x = jnp.transpose(x, (0, 3, 1, 2))
+        if self.graph.batch == 1:  # a fixed batch of 1: image by image
+            return jax.vmap(lambda one: [y[0] for y in self._run(params, one[None], extra)])(x)
+        return self._run(params, x, extra)
+
+    def _run(self, params, x, extra):
+        key = (tuple(x.shape), extra)
         with warnings.catch_warnings():  # shapes are int64 in ONNX, int32 in JAX: harmless
             warnings.filterwarnings("ignore", "Explicitly requested dtype int64")
-            if shape not in self._functions:
-                self._functions[shape] = self.graph.function(shape)
-            return self._functions[shape](params, [x])[0]
+            if key not in self._functions:
+                self._functions[key] = self.graph.function(*key)
+            return self._functions[key](params, [x])
 
     def _key(self):
         return self.graph.sha256, self.graph.batch, self.layout
@@ -257,6 +274,30 @@ class OnnxApply:
 
     def __eq__(self, other):
         return isinstance(other, OnnxApply) and other._key() == self._key()
+
+
+class OnnxActivations:
+    """``activations(params, images) -> [(name, output)]`` of an ONNX graph for the
+    propagation maps: the input, every activation and pooling node's output (ONNX's maps are
+    NCHW; returned channels last) and the graph's output."""
+
+    def __init__(self, apply: OnnxApply, scale):
+        self.apply, self.scale = apply, scale
+
+    def __call__(self, params, images):
+        layers = self.apply.graph.layers()
+        names, tensors = tuple(n for n, _ in layers), tuple(t for _, t in layers)
+        out, *inner = self.apply.run(params, user.converted(images, self.scale), tensors)
+        inner = [jnp.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a for a in inner]
+        return [("input", jnp.asarray(images, jnp.float32)), *zip(names, inner),
+                ("output", out)]
+
+    def __hash__(self):
+        return hash((self.apply, self.scale))
+
+    def __eq__(self, other):
+        return isinstance(other, OnnxActivations) and (other.apply, other.scale) == (
+            self.apply, self.scale)
 
 
 def load_onnx(path: str | Path, *, layout: str | None = None, input_scale=None,
@@ -292,16 +333,24 @@ def load_onnx(path: str | Path, *, layout: str | None = None, input_scale=None,
     metadata = {"architecture": str(Path(path).absolute()), "input_scale": scale,
                 "outputs": kind, "layout": layout, FILE_SHA256: graph.sha256,
                 "opset": _opset(graph.model), "producer": graph.model.producer_name or None}
-    return _victim(OnnxModel(graph, layout), jax.tree.map(jnp.asarray, graph.parameters()),
-                   metadata)
+    return _victim(OnnxModel(graph, layout, scale),
+                   jax.tree.map(jnp.asarray, graph.parameters()), metadata)
 
 
 class OnnxModel:
     """What a loaded ONNX victim's ``model`` holds: its graph, its layout (None: detected from
-    the images) and the image size it takes (None until known)."""
+    the images), its input scale and the image size it takes (None until known)."""
 
-    def __init__(self, graph: Graph, layout: str | None, image_shape=None):
-        self.graph, self.layout, self.image_shape = graph, layout, image_shape
+    def __init__(self, graph: Graph, layout: str | None, scale, image_shape=None):
+        self.graph, self.layout, self.scale = graph, layout, scale
+        self.image_shape = image_shape
+
+    def activations_of(self, params) -> jax.tree_util.Partial:
+        """``activations(images) -> [(name, output)]`` with the weights ``params`` (see
+        :class:`OnnxActivations`), for the propagation maps."""
+        scale = self.scale if isinstance(self.scale, str) else tuple(map(tuple, self.scale))
+        return jax.tree_util.Partial(OnnxActivations(OnnxApply(self.graph, self.layout), scale),
+                                     params)
 
 
 def _victim(model: OnnxModel, params, metadata: dict):
@@ -322,5 +371,5 @@ def fitted(victim, image_shape):
     """
     model = victim.model
     layout = layout_of(model.graph, image_shape, model.layout)
-    return _victim(OnnxModel(model.graph, layout, tuple(int(d) for d in image_shape)),
-                   victim.params, victim.metadata)
+    return _victim(OnnxModel(model.graph, layout, model.scale,
+                             tuple(int(d) for d in image_shape)), victim.params, victim.metadata)
