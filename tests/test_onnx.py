@@ -358,9 +358,11 @@ def test_the_pytorch_fixture_agrees_with_onnxruntime_on_cifar_images():
                                rtol=1e-4, atol=1e-4)
 
 
-def test_the_pytorch_fixture_agrees_with_pytorch_itself(tmp_path):
+def test_a_pytorch_export_and_the_fixture_agree_with_pytorch_itself(tmp_path):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed (needed only to "
                                                 "compare the fixture with the network itself)")
+    pytest.importorskip("onnxscript", reason="onnxscript (torch.onnx.export's dynamo=True) is "
+                                             "not installed")
     sys.path.insert(0, str(FIXTURE.parent))
     try:
         import export_cifar_cnn
@@ -372,8 +374,11 @@ def test_the_pytorch_fixture_agrees_with_pytorch_itself(tmp_path):
     x = load_sample().x[:5]
     with torch.no_grad():
         expected = net(torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))).numpy()
-    victim = load_victim(str(FIXTURE))
-    np.testing.assert_allclose(np.asarray(victim.predict(x)), expected, rtol=1e-4, atol=1e-4)
+    exported = export_cifar_cnn.export(net, tmp_path / "cifar_cnn.onnx")  # as the fixture
+    for path in (exported, FIXTURE):
+        victim = load_victim(str(path))
+        np.testing.assert_allclose(np.asarray(victim.predict(x)), expected, rtol=1e-4,
+                                   atol=1e-4)
 
 
 def test_bench_measures_an_onnx_model(world, capsys):
