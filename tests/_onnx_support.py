@@ -24,8 +24,9 @@ def _const(name, values, dtype=np.float32):
 
 def cnn(*, size=8, channels=3, classes=10, batch="N", layout="nchw", residual=False,
         normalise=False, softmax=False, view_flatten=False, seed=0) -> onnx.ModelProto:
-    """A small CIFAR-style CNN: [normalise] -> conv-BN-relu -> [residual block] -> max pool ->
-    flatten -> Gemm [-> softmax], on (batch, C, H, W) or (batch, H, W, C) pixel values.
+    """A small CIFAR-style CNN: [normalise] -> conv-BN-relu -> [residual block: conv-relu-conv,
+    plus its input, relu] -> max pool -> flatten -> Gemm [-> softmax], on (batch, C, H, W) or
+    (batch, H, W, C) pixel values.
 
     ``view_flatten``: flatten as PyTorch's ``x.view(x.size(0), -1)`` exports it (Shape, Gather,
     Concat, Reshape), a shape computed from the input.
@@ -58,12 +59,15 @@ def cnn(*, size=8, channels=3, classes=10, batch="N", layout="nchw", residual=Fa
                                                       "bn_var"], ["n1"], epsilon=1e-5),
               helper.make_node("Relu", ["n1"], ["r1"], name="conv1_relu")]
     h = "r1"
-    if residual:
+    if residual:  # a ResNet basic block with an identity shortcut
         inits += [_weights(rng, "w2", (width, width, 3, 3), 0.3),
-                  _weights(rng, "b2", (width,), 0.1)]
+                  _weights(rng, "b2", (width,), 0.1),
+                  _weights(rng, "w3", (width, width, 3, 3), 0.3),
+                  _weights(rng, "b3", (width,), 0.1)]
         nodes += [helper.make_node("Conv", [h, "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
                   helper.make_node("Relu", ["c2"], ["r2"]),
-                  helper.make_node("Add", ["r2", h], ["sum"]),
+                  helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Add", ["c3", h], ["sum"]),
                   helper.make_node("Relu", ["sum"], ["r3"], name="block_relu")]
         h = "r3"
     nodes.append(helper.make_node("MaxPool", [h], ["p1"], kernel_shape=[2, 2], strides=[2, 2],

@@ -104,6 +104,72 @@ def test_convolutions_run_channels_last_inside_the_engines_loops(tmp_path):
                                 for line in convolutions)
 
 
+@pytest.mark.parametrize("kind, scale, compared", [
+    (dict(residual=True, normalise=True), None, True),
+    (dict(layout="nhwc", view_flatten=True), "0-1", True),
+    (dict(batch=1), "mean-std:0.5,0.4,0.3/0.2,0.25,0.3", False),
+    (dict(view_flatten=True), None, False),
+])
+def test_chain_cnns_become_the_projects_layers_exact_at_every_border_pixel(tmp_path, kind,
+                                                                           scale, compared):
+    from _incremental_support import border_and_random_pixels, compare
+
+    from pixeljax.models.base import SequentialVictim
+    from pixeljax.models.user import input_scale
+
+    model = cnn(**kind)
+    victim = onnx_victims.fitted(onnx_victims.load_onnx(str(save(model, tmp_path / "m.onnx")),
+                                                        input_scale=scale), (8, 8, 3))
+    assert isinstance(victim.model, SequentialVictim)
+    x = images(4)
+    converted = np.asarray(user_converted(x, input_scale(scale)))
+    np.testing.assert_allclose(np.asarray(victim.predict(x)),
+                               reference(model, converted, kind.get("layout", "nchw")),
+                               rtol=1e-5, atol=1e-4)
+    if compared:  # the cone's windows: every border row, column and corner
+        rng = np.random.default_rng(0)
+        assert compare(victim.model, x[:2].astype(np.float32),
+                       border_and_random_pixels(8, 8, 6, rng)) == 2 * (28 + 6)
+
+
+def test_the_pytorch_fixture_is_translated_and_scored_incrementally_exactly():
+    from _incremental_support import border_and_random_pixels, compare, scaled
+
+    import onnx
+
+    from pixeljax.data import load_sample
+    from pixeljax.models.resnet import BasicBlock
+
+    x = load_sample().x[:3]
+    victim = onnx_victims.fitted(load_victim(str(FIXTURE)), x.shape[1:])
+    assert sum(isinstance(layer, BasicBlock) for layer in victim.model.layers) == 2
+    np.testing.assert_allclose(np.asarray(victim.predict(x)),
+                               reference(onnx.load(str(FIXTURE)), x), rtol=1e-4, atol=1e-4)
+    images_ = x[:1].astype(np.float32)  # untrained: logits scaled up so one pixel matters
+    compare(scaled(victim.model, images_), images_,
+            border_and_random_pixels(32, 32, 4, np.random.default_rng(1)))
+
+
+@pytest.mark.parametrize("make, node", [
+    (lambda: cnn(softmax=True), "node #6 (probs) (Softmax)"),
+    (lambda: _op("LeakyRelu"), "node act1 (LeakyRelu)"),
+])
+def test_other_graphs_are_scored_densely_naming_the_node_that_stopped_them(tmp_path, make,
+                                                                           node):
+    from pixeljax.attack import scoring
+
+    victim = onnx_victims.fitted(load_victim(str(save(make(), tmp_path / "m.onnx"))),
+                                 (8, 8, 3))
+    described = scoring.describe(scoring.scorer_for(victim.predict))
+    assert described.startswith("dense (") and node in described, described
+
+
+def user_converted(x, scale):
+    from pixeljax.models.user import converted
+
+    return converted(x, scale)
+
+
 def test_input_scale_converts_pixels_in_front_of_the_graph(tmp_path):
     model = cnn(seed=3)
     path = str(save(model, tmp_path / "m.onnx"))
@@ -147,7 +213,7 @@ def test_an_onnx_model_is_attacked_swept_resumed_and_analysed_from_the_command_l
     assert status == 0, err
     summary = json.loads(out)
     assert summary["model"] == "net.onnx" and summary["n_attacked"] == 6
-    assert summary["n_success"] > 0 and summary["scoring"].startswith("dense")
+    assert summary["n_success"] > 0 and summary["scoring"] == "incremental"  # a chain CNN
     config = results.read_config(world / "attack")
     assert config["architecture"] == str(world / "net.onnx")
     assert config["weights_sha256"] == onnx_victims.file_sha256(world / "net.onnx")
@@ -352,7 +418,7 @@ def test_the_pytorch_fixture_agrees_with_onnxruntime_on_cifar_images():
     assert FIXTURE.stat().st_size < 1 << 20
     model = onnx.load(str(FIXTURE))
     x = load_sample().x[:7]
-    victim = onnx_victims.fitted(load_victim(str(FIXTURE)), x.shape[1:])
+    victim = onnx_victims.fitted(load_victim(str(FIXTURE)), x.shape[1:], incremental=False)
     assert victim.model.layout == "nchw"
     np.testing.assert_allclose(np.asarray(victim.predict(x)), reference(model, x),
                                rtol=1e-4, atol=1e-4)
@@ -390,5 +456,4 @@ def test_bench_measures_an_onnx_model(world, capsys):
     assert status == 0, err
     report = json.loads(out)
     assert report["forward_images_per_second"] > 0
-    assert set(report["engines"]) == {"dense", "incremental"}  # float32 only
-    assert report["engines"]["incremental"]["scoring"].startswith("dense (the model is not")
+    assert report["engines"]["incremental"]["scoring"] == "incremental"  # translated

@@ -353,23 +353,43 @@ class OnnxModel:
                                      params)
 
 
-def _victim(model: OnnxModel, params, metadata: dict):
+def _victim(model: OnnxModel, params, metadata: dict, dense_reason: str = ""):
     from pixeljax.checkpoint import LoadedVictim
 
-    apply = user.wrap_apply(OnnxApply(model.graph, model.layout), metadata["input_scale"],
-                            metadata["outputs"])
+    inner = OnnxApply(model.graph, model.layout)
+    inner.dense_reason = dense_reason
+    apply = user.wrap_apply(inner, metadata["input_scale"], metadata["outputs"])
     return LoadedVictim(name=model.graph.path.name, model=model, apply=apply, params=params,
                         metadata=metadata)
 
 
-def fitted(victim, image_shape):
+def fitted(victim, image_shape, *, incremental: bool = True):
     """``victim`` (an ONNX one) with its layout fixed for images of ``image_shape`` (height,
     width, channels) and that size declared, so images are checked before anything runs.
+
+    With ``incremental``, a chain CNN becomes the project's own layers
+    (:func:`pixeljax.victims.onnx_layers.translate`), scored incrementally like the shipped
+    victims; any other graph runs as it is, and its scoring names the node that stopped the
+    translation.
 
     Raises:
       PixeljaxError: the images fit the graph's input in no layout (or not the given one).
     """
+    from pixeljax.checkpoint import LoadedVictim
+    from pixeljax.models import split_for_inference
+    from pixeljax.victims.onnx_layers import translate
+
     model = victim.model
-    layout = layout_of(model.graph, image_shape, model.layout)
-    return _victim(OnnxModel(model.graph, layout, model.scale,
-                             tuple(int(d) for d in image_shape)), victim.params, victim.metadata)
+    shape = tuple(int(d) for d in image_shape)
+    layout = layout_of(model.graph, shape, model.layout)
+    network, why = None, ""
+    if incremental and victim.metadata["outputs"] == user.LOGITS:
+        network, why = translate(model.graph, layout, shape, model.scale)
+        why = why and f"{model.graph.label} is not a chain CNN of the project's layers: {why}"
+    if network is None:
+        return _victim(OnnxModel(model.graph, layout, model.scale, shape), victim.params,
+                       victim.metadata, why)
+    network.image_shape = shape
+    apply, params = split_for_inference(network)
+    return LoadedVictim(name=victim.name, model=network, apply=apply, params=params,
+                        metadata={**victim.metadata, "translated": "project layers"})
