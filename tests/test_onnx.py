@@ -115,16 +115,16 @@ def test_chain_cnns_become_the_projects_layers_exact_at_every_border_pixel(tmp_p
     from _incremental_support import border_and_random_pixels, compare
 
     from pixeljax.models.base import SequentialVictim
-    from pixeljax.models.user import input_scale
+    from pixeljax.models.user import converted, input_scale
 
     model = cnn(**kind)
     victim = onnx_victims.fitted(onnx_victims.load_onnx(str(save(model, tmp_path / "m.onnx")),
                                                         input_scale=scale), (8, 8, 3))
     assert isinstance(victim.model, SequentialVictim)
     x = images(4)
-    converted = np.asarray(user_converted(x, input_scale(scale)))
     np.testing.assert_allclose(np.asarray(victim.predict(x)),
-                               reference(model, converted, kind.get("layout", "nchw")),
+                               reference(model, np.asarray(converted(x, input_scale(scale))),
+                                         kind.get("layout", "nchw")),
                                rtol=1e-5, atol=1e-4)
     if compared:  # the cone's windows: every border row, column and corner
         rng = np.random.default_rng(0)
@@ -162,12 +162,6 @@ def test_other_graphs_are_scored_densely_naming_the_node_that_stopped_them(tmp_p
                                  (8, 8, 3))
     described = scoring.describe(scoring.scorer_for(victim.predict))
     assert described.startswith("dense (") and node in described, described
-
-
-def user_converted(x, scale):
-    from pixeljax.models.user import converted
-
-    return converted(x, scale)
 
 
 def test_input_scale_converts_pixels_in_front_of_the_graph(tmp_path):

@@ -19,7 +19,10 @@ any victim: neither the model's framework nor an ONNX runtime is needed at attac
   versions of a model.
 
 The graph is translated once per batch size, with that size's shapes fixed (so shapes the graph
-computes from its input, e.g. a flatten written as ``x.view(x.size(0), -1)``, are right).
+computes from its input, e.g. a flatten written as ``x.view(x.size(0), -1)``, are right). Once
+the images are known (:func:`fitted`), a chain CNN becomes the project's own layers and is
+scored incrementally (:mod:`pixeljax.victims.onnx_layers`); jaxonnxruntime's ops are used with
+local fixes (:mod:`pixeljax.victims.onnx_ops`).
 """
 
 from __future__ import annotations
