@@ -285,7 +285,7 @@ def test_a_suite_attacks_an_onnx_file_and_refuses_it_changed(world, tmp_path):
                      data=str(world / "data.npz"), attack=AttackSpec(popsize=8, maxiter=2))
 
     summaries = run_suite(suite(), tmp_path / "suite", progress=False)
-    assert summaries[0]["n_attacked"] == 2
+    assert summaries[0]["n_attacked"] == 2 and summaries[0]["scoring"] == "incremental"
     config = results.read_config(tmp_path / "suite" / "net" / "1px-non-targeted")
     assert config["weights_sha256"] == onnx_victims.file_sha256(path)
     save(cnn(residual=True, seed=1), path)
