@@ -17,8 +17,9 @@ from pixeljax.data import load_dataset
 from pixeljax.de import differential_evolution
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
+from pixeljax.victims import load_onnx
 
 __version__ = "0.1.0"
 __all__ = ["AttackResult", "AttackSpec", "EngineSizes", "LoadedVictim", "PixeljaxError",
            "SweepResult", "SweepSpec", "create_model", "differential_evolution", "load_dataset",
-           "load_victim", "pixel_attack", "pixel_sweep"]
+           "load_onnx", "load_victim", "pixel_attack", "pixel_sweep"]

@@ -34,6 +34,7 @@ from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError, PixeljaxError
 from pixeljax.models import create_model, model_names, split_for_inference, user
 from pixeljax.notices import warn
+from pixeljax.victims import onnx as onnx_victims
 
 METADATA = "metadata.json"
 WEIGHTS = "weights"
@@ -355,23 +356,32 @@ def _check_weight_shapes(directory: Path, target: dict, name: str) -> None:
 
 
 def load_victim(name: str, checkpoint: str | Path | None = None, *, input_scale=None,
-                outputs=None) -> LoadedVictim:
+                outputs=None, layout=None) -> LoadedVictim:
     """Loads a trained victim by architecture name.
 
     Args:
-      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...), or a user's model
-        factory ``module.path:factory`` (see :mod:`pixeljax.models.user`).
+      name: registry name (``allconv``, ``nin``, ``vgg16``, ``tiny``, ...), a user's model
+        factory ``module.path:factory`` (see :mod:`pixeljax.models.user`), or an ONNX file
+        ``path/to/model.onnx`` (see :mod:`pixeljax.victims.onnx`).
       checkpoint: a checkpoint folder; defaults to the shipped ``checkpoints/NAME`` (a user's
         model: a victim folder or a plain orbax checkpoint of its state, required).
 
       input_scale, outputs: a user's model's input convention and what it returns, instead of
         what it declares (see :mod:`pixeljax.models.user`).
+      layout: an ONNX model's input layout, ``"nchw"`` or ``"nhwc"`` (default: detected).
 
     Raises:
       CheckpointError: missing or corrupt checkpoint, or one of another architecture.
       PixeljaxError: unknown model name.
     """
     given = (input_scale, outputs)
+    if onnx_victims.is_onnx(name):
+        if checkpoint is not None and Path(checkpoint).absolute() != Path(name).absolute():
+            raise PixeljaxError(f"{name}: an ONNX file holds its own weights: no --checkpoint")
+        return onnx_victims.load_onnx(name, layout=layout, input_scale=input_scale,
+                                      outputs=outputs)
+    if layout is not None:
+        raise PixeljaxError(f"{name}: --layout is for ONNX models (model.onnx)")
     if user.is_predict(name):
         return _load_predict(name, given)
     if user.is_reference(name):
@@ -492,12 +502,19 @@ def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVic
     twice. Declared logits are taken as such.
 
     Raises:
-      PixeljaxError: declared probabilities that are none on ``images``.
+      PixeljaxError: declared probabilities that are none on ``images``, or NaN outputs on the
+        first of them.
     """
     declared = victim.metadata.get("outputs")
-    if declared == user.LOGITS or not len(images):
+    if not len(images):
         return victim
     out = np.asarray(victim.predict(np.asarray(images[:16], np.float32)))
+    bad = np.isnan(out).any(axis=-1) if out.ndim == 2 else ()
+    if np.any(bad):
+        raise PixeljaxError(f"{victim.name} returns NaN outputs for {int(np.sum(bad))} of the "
+                            f"first {len(out)} images")
+    if declared == user.LOGITS:
+        return victim
     if declared == user.PROBABILITIES:  # scored as their logarithm: exp gives them back
         if not user.looks_like_probabilities(np.exp(out)):
             raise PixeljaxError(f"{victim.name} is declared to return probabilities (--outputs "

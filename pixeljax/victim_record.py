@@ -23,6 +23,7 @@ class VictimRecord:
       checkpoint: a loadable reference (:mod:`pixeljax.checkpoint_ref`).
       data, split: the attacked images' source and split.
       input_scale, outputs: how a model of the user's own was called, when given.
+      layout: an ONNX model's input layout, when given (else detected again on load).
       defence: the input defence in front of the network, if any.
       suite: the suite a cell belongs to; with it ``checkpoint_exported``, the checkpoint's
         export time (None until the suite trained it), is always recorded.
@@ -36,6 +37,7 @@ class VictimRecord:
     split: str | None = None
     input_scale: str | None = None
     outputs: str | None = None
+    layout: str | None = None
     defence: str | None = None
     suite: str | None = None
     checkpoint_exported: str | None = None
@@ -51,7 +53,7 @@ class VictimRecord:
         """The block of ``config.json``: the fields that are set (a suite's cell also records
         ``checkpoint_exported`` when it is None)."""
         order = ("suite", "model", "architecture", "checkpoint", "checkpoint_exported", "data",
-                 "split", "input_scale", "outputs", "defence", "weights_sha256")
+                 "split", "input_scale", "outputs", "layout", "defence", "weights_sha256")
         kept = {"checkpoint_exported"} if self.suite is not None else set()
         return {k: getattr(self, k) for k in order
                 if getattr(self, k) is not None or k in kept}

@@ -136,7 +136,8 @@ def attacked_victim(config: dict, directory: str | Path, images: np.ndarray) -> 
     record = VictimRecord.from_config(config)
     victim = load_victim(checkpoint_ref.architecture_of(config),
                          checkpoint_ref.resolve(config, directory),
-                         input_scale=record.input_scale, outputs=record.outputs)
+                         input_scale=record.input_scale, outputs=record.outputs,
+                         layout=record.layout)
     check_victim(config, victim, directory)
     return defended(with_detected_outputs(victim, images), record.defence)
 

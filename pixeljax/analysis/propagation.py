@@ -118,6 +118,8 @@ def as_activations(model) -> Activations:
         module.eval()
         graphdef, params = nnx.split(module)
         return jax.tree_util.Partial(_merged_activations(graphdef), params)
+    if hasattr(module, "activations_of") and hasattr(model, "params"):  # an ONNX victim
+        return module.activations_of(model.params)
     if isinstance(model, jax.tree_util.Partial):
         return model
     if callable(model):

@@ -111,7 +111,8 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
     elif isinstance(getattr(apply, "func", None), Defended):
         why = apply.func.describe()
     elif module is None:
-        why = "the model is not a SequentialVictim of the project's layers taking pixel values"
+        why = _declared_reason(apply) or ("the model is not a SequentialVictim of the project's "
+                                          "layers taking pixel values")
     elif pixels != 1:
         why = f"incremental scoring handles one changed pixel, not {pixels}"
     else:
@@ -121,6 +122,15 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
     if isinstance(apply, nnx.Module):
         apply = jax.tree_util.Partial(*split_for_inference(apply))
     return DenseScorer(_as_partial(apply), why)
+
+
+def _declared_reason(apply) -> str:
+    """Why a model that says so is scored densely (``dense_reason`` of its function, through
+    input conversions: an ONNX graph names the node that stopped its translation)."""
+    f = getattr(apply, "func", apply)
+    while f is not None and not getattr(f, "dense_reason", ""):
+        f = getattr(f, "apply", None)
+    return "" if f is None else f.dense_reason
 
 
 def check_lowerable(apply, precision: str) -> None:

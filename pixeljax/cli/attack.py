@@ -109,6 +109,7 @@ def _cmd_bench(args) -> int:
     from pixeljax.bench import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_dataset
+    from pixeljax.victims.onnx import fitted, is_onnx
 
     for n in args.devices or ():
         local_devices(n)  # a count that does not fit fails before any work
@@ -117,6 +118,8 @@ def _cmd_bench(args) -> int:
     else:
         victim = load_victim(args.model, args.checkpoint)
         data = load_dataset(args.data, "test")
+        if is_onnx(args.model):  # its layout and image size, from the data
+            victim = fitted(victim, data.x.shape[1:])
         check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
     config = dataclasses.replace(config, **{k: getattr(args, k) for k in
@@ -257,7 +260,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring) vs "
                                      "forward pass vs NumPy DE")
-    p.add_argument("--model", default="allconv")
+    p.add_argument("--model", default="allconv",
+                   help="a registered victim or an ONNX file model.onnx (default allconv)")
     p.add_argument("--checkpoint", type=checks.path)
     p.add_argument("--data", default="sample")
     p.add_argument("--devices", type=_device_list, metavar="N,N,...",

@@ -126,16 +126,21 @@ def _cmd_accuracy(args) -> int:
     from pixeljax.attack.validation import check_victim_fits
     from pixeljax.checkpoint import load_victim, shipped_checkpoint
     from pixeljax.data import load_dataset
+    from pixeljax.victims.onnx import fitted, is_onnx
 
-    victim = load_victim(args.model, args.checkpoint)
+    given = {k: v for k in ("input_scale", "outputs", "layout") if (v := getattr(args, k))}
+    victim = load_victim(args.model, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
     _nonempty(data, "--data", args.data)  # the accuracy of no images is undefined
+    if is_onnx(args.model):  # its layout and image size, from the data
+        victim = fitted(victim, data.x.shape[1:])
     check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     if args.limit:
         data = data.take(range(min(args.limit, len(data))))
     acc = accuracy(victim.apply, victim.params, data.x, data.y)
     result = {"model": args.model,
-              "checkpoint": str(args.checkpoint or shipped_checkpoint(args.model)),
+              "checkpoint": str(args.checkpoint or (args.model if is_onnx(args.model) else
+                                                    shipped_checkpoint(args.model))),
               "n_images": len(data), "accuracy": acc}
     print(json.dumps(result) if args.json else
           f"{args.model}: accuracy {acc:.4f} on {len(data)} images of {data.source}")
@@ -157,6 +162,7 @@ def _dtype_option(p) -> None:
 
 
 def register(sub) -> None:
+    from pixeljax.cli.attack import user_model_options
     from pixeljax.de.core import MIN_POPSIZE
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
@@ -201,7 +207,9 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("accuracy", help="clean accuracy of a victim")
-    p.add_argument("model")
+    p.add_argument("model", help="a registered victim, module.path:factory or an ONNX file "
+                                 "model.onnx")
+    user_model_options(p)
     p.add_argument("--checkpoint", type=checks.path,
                    help="default: the shipped checkpoints/MODEL")
     p.add_argument("--data", default="sample")

@@ -58,21 +58,27 @@ def victim_and_data(args):
     from pixeljax.defences import defence_name, defended, parse_defences
     from pixeljax.models import user
     from pixeljax.victim_record import VictimRecord
+    from pixeljax.victims.onnx import fitted, is_onnx
 
     architecture = model_option(args)
-    given = {k: v for k in ("input_scale", "outputs") if (v := getattr(args, k, None))}
+    given = {k: v for k in ("input_scale", "outputs", "layout") if (v := getattr(args, k, None))}
     defence = getattr(args, "defence", None)
     if defence is not None:
         parse_defences(defence)  # a bad name fails before anything loads
     victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
+    if is_onnx(architecture):  # its layout and image size, from the data
+        victim = fitted(victim, data.x.shape[1:])
     what = f"--data {args.data} ({data.source})"
     check_class_names(check_victim_fits(victim, data.x.shape[1:], what), data, what)
     victim = with_detected_outputs(victim, data.x)
     if defence is not None:
         given["defence"] = defence_name(parse_defences(defence, data.x.shape[1:]))
         victim = defended(victim, given["defence"])
+    if is_onnx(architecture):  # the file holds its weights: loadable from anywhere
+        architecture = victim.metadata["architecture"]
     checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else
+                  architecture if is_onnx(architecture) else
                   checkpoint_ref.of_path(args.checkpoint) if args.checkpoint else
                   checkpoint_ref.shipped(args.model))
     # weights_sha256: a resume, or an analysis, on other weights is refused
@@ -85,7 +91,8 @@ def victim_and_data(args):
 def victim_options(p: argparse.ArgumentParser) -> None:
     """MODEL or ``--predict``, ``--out`` and :func:`user_model_options`, for every command that
     writes a results folder."""
-    p.add_argument("model", nargs="?", help="a registered victim or module.path:factory")
+    p.add_argument("model", nargs="?", help="a registered victim, module.path:factory or an "
+                                            "ONNX file model.onnx")
     p.add_argument("--predict", metavar="MODULE:FUNCTION",
                    help="instead of MODEL: a plain predict(images) function with its own "
                         "weights")
@@ -108,6 +115,9 @@ def user_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outputs", choices=("logits", "probabilities"),
                    help="what a model of your own returns (default: what it declares, else "
                         "logits; probabilities are also detected)")
+    p.add_argument("--layout", choices=("nchw", "nhwc"),
+                   help="an ONNX model's input layout (default: detected from its input shape "
+                        "and the images' channel count)")
 
 
 def distributed_options(p: argparse.ArgumentParser) -> None:

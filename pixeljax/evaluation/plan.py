@@ -26,6 +26,7 @@ from pixeljax.evaluation.suite import SWEEP_FIELDS, VARIANT_SEPARATOR, Cell, Sui
 from pixeljax.models import model_names, user
 from pixeljax.training import TrainConfig, load_recipe
 from pixeljax.victim_record import VictimRecord
+from pixeljax.victims.onnx import is_onnx
 
 RECORD = "suite.json"
 SCRATCH = ".restore-"  # a run archive's files on their way into a results folder
@@ -51,6 +52,8 @@ class VictimPlan:
       recipe: the training recipe, if any.
       needs_training: no checkpoint exists yet: train with ``recipe`` first.
       num_classes: classes of the checkpoint's network (None until trained).
+      weights_sha256: the weights fingerprint a cell records, for a victim that is one file
+        (an ONNX model: its sha256).
     """
 
     victim: Victim
@@ -287,14 +290,24 @@ def _checkpoint_meta(directory: Path, architecture: str, who: str,
 
 def _plan_user_victim(victim: Victim, architecture: str, problems: list[str],
                       image_shape=None) -> VictimPlan | None:
-    """A victim built by a user's factory (``module.path:factory``) from its checkpoint."""
-    if victim.checkpoint is None:
+    """A victim built by a user's factory (``module.path:factory``) from its checkpoint, or an
+    ONNX file (``path/model.onnx``, holding its weights)."""
+    onnx = is_onnx(architecture)
+    if onnx:
+        if victim.checkpoint is not None:
+            problems.append(f"victim {victim.name}: an ONNX file holds its own weights: no "
+                            f"Victim(checkpoint=...)")
+            return None
+        directory = Path(architecture).expanduser().resolve()
+        architecture = str(directory)  # cells load it from anywhere
+    elif victim.checkpoint is None:
         problems.append(f"victim {victim.name}: a model of your own ({architecture}) needs "
                         f"Victim(checkpoint=...)")
         return None
-    directory = Path(victim.checkpoint).expanduser().resolve()
+    else:
+        directory = Path(victim.checkpoint).expanduser().resolve()
     try:
-        loaded = load_victim(architecture, directory)
+        loaded = load_victim(architecture, None if onnx else directory)
     except PixeljaxError as e:
         problems.append(f"victim {victim.name}: {e}")
         return None
@@ -318,7 +331,7 @@ def plan_victim(victim: Victim, out: Path, problems: list[str],
     if victim.recipe is not None and recipe is None:
         return None
     architecture = recipe.model if recipe is not None else (victim.architecture or victim.name)
-    if user.is_reference(architecture):  # a model of the user's own: its checkpoint is given
+    if user.is_reference(architecture) or is_onnx(architecture):  # the user's own model
         return _plan_user_victim(victim, architecture, problems, image_shape)
     if architecture not in model_names():
         problems.append(f"victim {victim.name}: unknown model {architecture!r}; expected one of "

@@ -29,6 +29,7 @@ from pixeljax.evaluation.archive import restore
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
+from pixeljax.victims.onnx import fitted, is_onnx
 
 
 def with_images(suite: Suite, *, images: int | None = None, sample: int | None = None) -> Suite:
@@ -133,9 +134,11 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 if cell.complete:
                     continue
                 victim = plan.victims[cell.cell.victim.name]
-                loaded = defended(with_detected_outputs(
-                    load_victim(victim.architecture, victim.checkpoint), plan.data.x),
-                    cell.cell.victim.defence)
+                loaded = load_victim(victim.architecture, victim.checkpoint)
+                if is_onnx(victim.architecture):  # a chain CNN is scored incrementally
+                    loaded = fitted(loaded, plan.data.x.shape[1:])
+                loaded = defended(with_detected_outputs(loaded, plan.data.x),
+                                  cell.cell.victim.defence)
                 _run_cell(plan, cell, loaded, bar, say)
         finally:
             bar.close()
