@@ -162,7 +162,7 @@ def _dtype_option(p) -> None:
 
 
 def register(sub) -> None:
-    from pixeljax.cli.attack import user_model_options
+    from pixeljax.cli.options import user_model_options
     from pixeljax.de.core import MIN_POPSIZE
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")

@@ -386,7 +386,7 @@ def fitted(victim, image_shape, *, incremental: bool = True):
     shape = tuple(int(d) for d in image_shape)
     layout = layout_of(model.graph, shape, model.layout)
     network, why = None, ""
-    if incremental and victim.metadata["outputs"] == user.LOGITS:
+    if incremental and victim.metadata["outputs"] != user.PROBABILITIES:
         network, why = translate(model.graph, layout, shape, model.scale)
         why = why and f"{model.graph.label} is not a chain CNN of the project's layers: {why}"
     if network is None:
