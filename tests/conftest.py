@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The fixtures' own scripts (e.g. the PyTorch export of the ONNX fixture) are not tests: torch
+# is needed only to run them again.
+collect_ignore_glob = ["fixtures/*.py"]
 SHARED_CIFAR10 = REPO.parent / "shared" / "data" / "cifar10"
 
 
