@@ -24,8 +24,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 
-from pixeljax.attack.perturb import apply_candidate
-
 if TYPE_CHECKING:
     from pixeljax.analysis.propagation import PropagationMaps
     from pixeljax.attack_result import AttackResult
@@ -49,7 +47,8 @@ def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
                      class_names: Sequence[str], path: str | Path, *, columns: int = 8,
                      title: str | None = None) -> Path:
     """Originals (top) and adversarial images (bottom), the changed pixels circled in
-    :data:`OUTCOME_COLOURS`: red where the attack succeeded, orange where it did not.
+    :data:`OUTCOME_COLOURS`: red where the attack succeeded, orange where it did not (a
+    threshold attack, which changes every pixel, circles none; its titles take the colours).
 
     Args:
       shown: the attacks to show, at most ``columns`` of them.
@@ -66,7 +65,7 @@ def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
     for j in range(len(shown)):
         image = images[int(shown.image_index[j])]
         channels = image.shape[-1]
-        adversarial = np.asarray(apply_candidate(image, shown.candidates[j])).astype(np.uint8)
+        adversarial = shown.take([j]).adversarial_images(image[None])[0].astype(np.uint8)
         label, adv = shown.label[j], shown.adversarial_class[j]
         cmap = "gray" if channels == 1 else None
         axes[0, j].imshow(image.squeeze(), cmap=cmap, interpolation="nearest")

@@ -41,6 +41,9 @@ def attack_spec(args):
 
     goal = (Goal.ALL_TARGETS if args.all_targets else
             Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
+    if args.threshold is not None and args.pixels is not None:
+        raise PixeljaxError("--threshold changes every pixel value (the threshold attack); "
+                            "--pixels is for the pixel attack: give one of them")
     # A stopping rule the goal never uses would only be recorded, and refuse a later resume.
     if goal is Goal.NON_TARGETED and args.target_threshold is not None:
         raise PixeljaxError("--target-threshold stops targeted attacks (--targeted, "
@@ -129,7 +132,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
         print(summary_line(summary))
         return
-    print(f"{summary['model']} {summary['pixels']}-pixel {summary['mode']}: "
+    print(f"{summary['model']} {attack_name(summary)} {summary['mode']}: "
           f"{summary['n_success']}/{summary['n_attacked']} images fooled "
           f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
@@ -144,6 +147,12 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         warn(f"{summary['nonfinite_evaluations']:,} model evaluations in "
              f"{summary['nonfinite_attacks']} attacks gave NaN or infinite logits; they count "
              f"as the worst fitness, never as a success")
+
+
+def attack_name(summary: dict) -> str:
+    """"3-pixel" or "threshold 10", of a run's summary or configuration."""
+    threshold = summary.get("threshold")
+    return f"{summary['pixels']}-pixel" if threshold is None else f"threshold {threshold}"
 
 
 def _scale(summary: dict) -> str:
