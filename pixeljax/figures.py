@@ -156,7 +156,8 @@ def classes_reached_histogram(series: Sequence[tuple[str, np.ndarray]], path: st
 def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[float],
                                              Sequence[float], Sequence[float]]],
                       path: str | Path, *, paper: Sequence[tuple[str, int, float]] = (),
-                      title: str = "", ylabel: str = "success rate (%)") -> Path:
+                      title: str = "", ylabel: str = "success rate (%)",
+                      xlabel: str = "pixels changed") -> Path:
     """Success rate (or another rate, named by ``ylabel``) against pixels changed, with 95%
     intervals.
 
@@ -171,7 +172,8 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
     fig = Figure(figsize=(7.6, 4.2), layout="constrained")
     ax = fig.subplots()
     models = list(dict.fromkeys(s[0] for s in series))
-    styles = {"all-targets": "-", "non-targeted": "--"}
+    styles = {"all-targets": "-", "non-targeted": "--",
+              "L0 pixels": "-", "L-inf threshold": "--"}  # modes, or robustness levels' families
     colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
     width = 0.25 / max(len(series), 1)
     for i, (model, mode, pixels, rates, lows, highs) in enumerate(series):
@@ -186,7 +188,7 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
             ax.plot([pixels], [rate * 100], marker="x", color="black", linestyle="none",
                     markersize=9, label=label)
     ax.set_xticks(sorted(shown) or [1])
-    ax.set_xlabel("pixels changed")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)

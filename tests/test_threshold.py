@@ -7,6 +7,7 @@ class flips once the image's mean moves by more than 1.9 pixel values, which cha
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -280,3 +281,65 @@ def test_bad_threshold_options_are_one_error_line_and_write_nothing(victim, data
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "run").exists()
+
+
+# -- robustness levels ---------------------------------------------------------------------------
+
+def test_the_levels_suite_runs_both_families_at_levels_1_3_5_10_on_allconv_and_nin():
+    from pixeljax.evaluation import load_suite
+
+    suite = load_suite("levels-cpu")
+    assert [v.name for v in suite.victims] == ["allconv", "nin"]
+    keys = [c.key for c in suite.cells() if c.victim.name == "allconv"]
+    assert keys == [f"allconv/{p}px-non-targeted" for p in (1, 3, 5, 10)] + [
+        f"allconv/1px-non-targeted+th{th}" for th in (1, 3, 5, 10)]
+    cell = next(c for c in suite.cells() if c.key == "allconv/1px-non-targeted+th5")
+    spec = suite.spec(cell, n_images=30, first=False)
+    assert (spec.threshold, spec.search, spec.pixels) == (5, "cmaes", 1)
+    assert suite.spec(suite.cells()[3], n_images=30, first=False).pixels == 10
+
+
+def test_a_threshold_variant_has_cells_at_one_pixel_only():
+    from pixeljax.evaluation import Suite, Variant, Victim
+
+    variant = Variant("th3", attack={"threshold": 3})
+    with pytest.raises(PixeljaxError, match="a threshold variant's cells sit at one pixel"):
+        Suite(name="x", victims=(Victim("allconv"),), pixels=(3,), variants=(variant,))
+    suite = Suite(name="x", victims=(Victim("allconv"),), pixels=(1, 3), variants=(variant,),
+                  modes=("non-targeted",))
+    assert [c.key for c in suite.cells()][-1] == "allconv/1px-non-targeted+th3"
+    assert len(suite.cells()) == 3
+
+
+def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level(victim,
+                                                                                tmp_path):
+    from pixeljax.evaluation import (
+        AttackSpec,
+        EngineSizes,
+        Suite,
+        Variant,
+        Victim,
+        run_suite,
+        write_report,
+    )
+
+    data = boundary_file(victim[1], tmp_path, n=6)
+    suite = Suite(name="levels-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
+                  pixels=(1,), modes=("non-targeted",), images=6, data=str(data),
+                  attack=AttackSpec(popsize=8, maxiter=3),
+                  variants=tuple(Variant(f"th{th}", attack={"threshold": th, "search": "cmaes"})
+                                 for th in (2, 8)))
+    run_suite(suite, tmp_path / "out", progress=False, sizes=EngineSizes(slots=4, batch_size=32))
+    report = write_report(tmp_path / "out").read_text()
+    section = report.split("## Robustness levels")[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if line.startswith("| L")]
+    assert [line.split(" | ")[:2] for line in lines] == [
+        ["| L0 pixels", "1"], ["| L-inf threshold", "2"], ["| L-inf threshold", "8"]]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "tables" / "levels.csv")))
+    for row in rows:
+        assert int(row["robust"]) == int(row["attacked"]) - int(row["fooled"])
+        assert float(row["robust_low"]) <= float(row["robust_accuracy"]) <= float(
+            row["robust_high"])
+    assert (tmp_path / "out" / "figures" / "robust_by_level.png").is_file()
+    # a stronger threshold never fools fewer images here (th 8 succeeds wherever th 2 does)
+    assert int(rows[2]["fooled"]) >= int(rows[1]["fooled"])

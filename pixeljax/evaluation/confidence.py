@@ -36,7 +36,7 @@ BINNED_CSV, CLEAN_CSV, FOOLED_CSV = (
     "success_by_confidence.csv", "clean_probabilities.csv", "adversarial_confidence.csv")
 TRUE_PROB = "true-class probability"
 MARGIN = "margin over the runner-up"
-BINNED_COLUMNS = ("model", "pixels", "mode", "by", "bin", "low", "high", "images", "fooled",
+BINNED_COLUMNS = ("model", "pixels", "mode", "variant", "by", "bin", "low", "high", "images", "fooled",
                   "rate", "ci_low", "ci_high", "mean_vulnerable_pixels")
 CLEAN_COLUMNS = ("model", "image_index", "label", "true_prob", "runner_up", "runner_up_prob",
                  "margin")
@@ -146,7 +146,7 @@ def binned_table(results: SuiteResults, clean: Sequence[Mapping],
                                                     rates, means):
                 ci_low, ci_high = rate.interval
                 table.append({"model": cell.model, "pixels": cell.pixels, "mode": cell.mode,
-                              "by": by, "bin": label, "low": low, "high": high,
+                              "variant": cell.variant or "", "by": by, "bin": label, "low": low, "high": high,
                               "images": rate.trials, "fooled": rate.successes,
                               "rate": rate.rate, "ci_low": ci_low, "ci_high": ci_high,
                               "mean_vulnerable_pixels": mean})
