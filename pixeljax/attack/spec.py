@@ -80,10 +80,11 @@ class AttackSpec:
     pixels: int = settings.count(1, 1, "pixels changed per attack")
     threshold: int | None = settings.count(
         None, 1, "the threshold (L-infinity) attack instead: change every pixel value by at "
-                 "most TH, an integer in [1, 255] (Kotyan & Vargas 2019; scored densely; "
-                 "their DE budget is SciPy's: max(1, 400 // D) x D members, D the pixel "
-                 "values, i.e. --popsize 3072 on CIFAR-10, 100 generations)", optional=True,
-        most=255)
+                 "most TH, an integer in [1, 255] (Kotyan & Vargas 2019; scored densely). "
+                 "Its budget defaults to the pixel attack's (--popsize 400, --maxiter 100); "
+                 "the authors' code (DualQualityAssessment) and ART's ThresholdAttack run "
+                 "SciPy's DE with max(1, 400 // D) x D members, D the pixel values: "
+                 "--popsize 3072 on CIFAR-10, 100 generations", optional=True, most=255)
     goal: Goal = Goal.NON_TARGETED
     target_class: int | None = None
     n_images: int | None = settings.count(None, 1, "images to attack (None: all of them)",
@@ -97,10 +98,10 @@ class AttackSpec:
     search: str = settings.choice(
         "de", SEARCHES, "how a threshold attack searches: de (the project's DE) or cmaes "
                         "(evosax's separable CMA-ES from the clean image, step TH/4, as Kotyan "
-                        "& Vargas' code; needs evosax; --popsize and --maxiter are its "
-                        "population and generations; their budget: max(1, 400 // D) x D x 100 "
-                        "evaluations, e.g. --popsize 28 --maxiter 10972 on CIFAR-10); the "
-                        "pixel attack searches by DE")
+                        "& Vargas' code and ART's start theirs; needs evosax; --popsize and "
+                        "--maxiter are its population and generations; their budget: "
+                        "max(1, 400 // D) x D x 100 evaluations, e.g. --popsize 28 --maxiter "
+                        "10972 on CIFAR-10); the pixel attack searches by DE")
     strategy: str = settings.choice("rand1", STRATEGIES, "DE strategy")
     F: float = settings.number(0.5, 0, 2, "DE mutation factor, in (0, 2]", low_open=True)
     dither: float = settings.number(
