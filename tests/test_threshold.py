@@ -343,3 +343,19 @@ def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level
     assert (tmp_path / "out" / "figures" / "robust_by_level.png").is_file()
     # a stronger threshold never fools fewer images here (th 8 succeeds wherever th 2 does)
     assert int(rows[2]["fooled"]) >= int(rows[1]["fooled"])
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+def test_the_bench_measures_the_threshold_engine_beside_the_pixel_engine(victim, data_file):
+    from pixeljax.bench import BenchConfig, engine_throughput
+    from pixeljax.data import load_dataset
+
+    config = BenchConfig(images=2, popsize=TINY_ENGINE["popsize"], maxiter=2,
+                         slots=TINY_ENGINE["slots"], batch_size=TINY_ENGINE["batch_size"])
+    data = load_dataset(data_file)
+    rate, run = engine_throughput(victim[1].predict, data, config, threshold=4)
+    assert rate > 0 and run["attacked"] == 2
+    # two attacks: each its initial population and at most two generations
+    p = config.popsize
+    assert run["evaluations"] % p == 0 and 2 * p <= run["evaluations"] <= 2 * 3 * p

@@ -272,7 +272,8 @@ def _cmd_bench(args) -> int:
     for label, name in (("(b) engine, dense    ", "dense"),
                         ("(b') engine, increm.", "incremental"),
                         ("(b) dense, bfloat16  ", "dense bfloat16"),
-                        ("(b') increm., bf16   ", "incremental bfloat16")):
+                        ("(b') increm., bf16   ", "incremental bfloat16"),
+                        ("(t) threshold, dense ", "threshold")):
         if name not in engines:
             continue
         e = engines[name]
@@ -308,6 +309,8 @@ def _cmd_bench(args) -> int:
           f"(b)/(c) = {report['engine_over_numpy_de']:.2f}"
           + (f"   (e)/(b') = {report['sweep_over_incremental']:.2f}"
              if report["sweep_over_incremental"] is not None else "")
+          + (f"   (t)/(b) = {report['threshold_over_dense']:.2f}"
+             if report.get("threshold_over_dense") is not None else "")
           + "".join(f"   bfloat16/float32 {kind} = {ratio:.2f}"
                     for kind, ratio in report["bfloat16_over_float32"].items()))
     return 0
@@ -463,8 +466,9 @@ def register(sub) -> None:
     from pixeljax import settings
     from pixeljax.attack.spec import AttackSpec
 
-    p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring) vs "
-                                     "forward pass vs NumPy DE")
+    p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring, and "
+                                     "the threshold attack at th 10) vs forward pass vs "
+                                     "NumPy DE")
     p.add_argument("--model", default="allconv")
     p.add_argument("--checkpoint", type=checks.path)
     p.add_argument("--data", default="sample")
