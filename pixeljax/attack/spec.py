@@ -151,12 +151,6 @@ class AttackSpec:
             raise PixeljaxError(f"sizes must be an EngineSizes, got {type(self.sizes).__name__}")
 
     @property
-    def attack_name(self) -> str:
-        """"3-pixel" or "threshold 10" (for summaries and messages)."""
-        return (f"{self.pixels}-pixel" if self.threshold is None
-                else f"threshold {self.threshold}")
-
-    @property
     def mode(self) -> str:
         """The goal as recorded in results: "non-targeted", "targeted" or "all-targets"."""
         return self.goal.value

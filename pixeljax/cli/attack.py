@@ -132,7 +132,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 
         print(summary_line(summary))
         return
-    print(f"{summary['model']} {attack_name(summary)} {summary['mode']}: "
+    print(f"{summary['model']} {_attack_name(summary)} {summary['mode']}: "
           f"{summary['n_success']}/{summary['n_attacked']} images fooled "
           f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
@@ -149,7 +149,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
              f"as the worst fitness, never as a success")
 
 
-def attack_name(summary: dict) -> str:
+def _attack_name(summary: dict) -> str:
     """"3-pixel" or "threshold 10", of a run's summary or configuration."""
     threshold = summary.get("threshold")
     return f"{summary['pixels']}-pixel" if threshold is None else f"threshold {threshold}"
@@ -223,7 +223,7 @@ def _cmd_demo(args) -> int:
     images = {int(i): x for i, x in zip(data.index, data.x)}
     png = adversarial_grid(found, images, data.class_names,
                            Path(args.out) / "demo.png",
-                           title=f"{args.model}: {summary['pixels']}-pixel attack "
+                           title=f"{args.model}: {_attack_name(summary)} attack "
                                  f"({summary['success_rate']:.0%} fooled)")
     print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}", file=_aside(args))
     return _nothing_attacked(summary)
