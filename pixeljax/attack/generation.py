@@ -4,8 +4,10 @@ A candidate is what :mod:`pixeljax.attack.encoding` says: a pixel attack's chang
 threshold attack's change of every pixel value (the configuration's ``encoding``).
 
 The attacks in flight sit in *slots* (leading axis S). A slot holds its attack (image, label,
-target, id), its differential evolution as a :class:`~pixeljax.de.core.DEState` (batched over
-the slots, with the members' class statistics as payload) and the scorer's cache of its image:
+target, id), its search's record as a :class:`~pixeljax.de.core.DEState` (batched over the
+slots, with the members' class statistics as payload: the DE's population, or the CMA-ES's best
+candidate per member, beside the CMA-ES's own state; see :mod:`pixeljax.attack.search`) and the
+scorer's cache of its image:
 the image itself for the dense scorer (a full forward pass per candidate), or its clean
 activations for the incremental one (a one-pixel candidate recomputes only the activations its
 pixel reaches); see :mod:`pixeljax.attack.scoring`.
