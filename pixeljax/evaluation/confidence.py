@@ -28,6 +28,7 @@ from pixeljax.attack.sweep_run import read_maps
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import CellResults, SuiteResults
+from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.modes import TARGET_MODES
 from pixeljax.results import read_config
 from pixeljax.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
@@ -36,7 +37,7 @@ BINNED_CSV, CLEAN_CSV, FOOLED_CSV = (
     "success_by_confidence.csv", "clean_probabilities.csv", "adversarial_confidence.csv")
 TRUE_PROB = "true-class probability"
 MARGIN = "margin over the runner-up"
-BINNED_COLUMNS = ("model", "pixels", "mode", "variant", "by", "bin", "low", "high", "images", "fooled",
+BINNED_COLUMNS = ("model", "pixels", "mode", "by", "bin", "low", "high", "images", "fooled",
                   "rate", "ci_low", "ci_high", "mean_vulnerable_pixels")
 CLEAN_COLUMNS = ("model", "image_index", "label", "true_prob", "runner_up", "runner_up_prob",
                  "margin")
@@ -104,6 +105,11 @@ def _attacked_once(cells: Sequence[CellResults]) -> dict[int, tuple[int, float]]
     return out
 
 
+def _mode(cell: CellResults) -> str:
+    """A table's mode column: the cell's mode, and its variant (``mode+variant``)."""
+    return cell.mode + (f"{VARIANT_SEPARATOR}{cell.variant}" if cell.variant else "")
+
+
 def image_table(cell: CellResults, clean: Sequence[Mapping]) -> dict[int, dict]:
     """Per image the cell attacked: whether it was fooled, its clean true-class probability
     (from the rows), its margin (from ``clean``, None where missing) and, for a sweep, its
@@ -145,8 +151,8 @@ def binned_table(results: SuiteResults, clean: Sequence[Mapping],
             for label, low, high, rate, mean in zip(bin_labels(edges), bounds[:-1], bounds[1:],
                                                     rates, means):
                 ci_low, ci_high = rate.interval
-                table.append({"model": cell.model, "pixels": cell.pixels, "mode": cell.mode,
-                              "variant": cell.variant or "", "by": by, "bin": label, "low": low, "high": high,
+                table.append({"model": cell.model, "pixels": cell.pixels, "mode": _mode(cell),
+                              "by": by, "bin": label, "low": low, "high": high,
                               "images": rate.trials, "fooled": rate.successes,
                               "rate": rate.rate, "ci_low": ci_low, "ci_high": ci_high,
                               "mean_vulnerable_pixels": mean})
@@ -170,7 +176,7 @@ def fooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
         classes = paper.published("classes_reached", None, 1) if compared else None
         fooled = s.success.successes
         table.append({
-            "model": cell.model, "pixels": cell.pixels, "mode": cell.mode,
+            "model": cell.model, "pixels": cell.pixels, "mode": _mode(cell),
             "successful_attacks": s.successful_attacks, "mean_confidence": s.mean_confidence,
             "paper_confidence": conf and conf.value,
             "paper_confidence_source": conf and conf.source, "attacked": s.attacked,
@@ -238,7 +244,7 @@ def vulnerable_markdown(rows: Sequence[Mapping]) -> list[str]:
 def _paper(metric: str, row: Mapping, *, percent: bool) -> str:
     """The paper's figure over its networks (one pixel), where ``row`` shows one."""
     found = paper.published(metric, None, 1)
-    if row["mode"] not in TARGET_MODES or found is None:
+    if row["mode"].partition(VARIANT_SEPARATOR)[0] not in TARGET_MODES or found is None:
         return "–"
     if row[f"paper_{'confidence' if metric == 'confidence' else 'classes'}"] is None:
         return NO_PAPER

@@ -29,6 +29,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax import figures
 from pixeljax.evaluation import confidence, paper, tables
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_results
+from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
 REPORT = "report.md"
@@ -195,7 +196,7 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
             continue
         protocol = c.mode == Goal.ALL_TARGETS
         arch = c.architecture
-        mode = c.mode + (f" +{c.variant}" if c.variant else "")
+        mode = c.mode + (f"{VARIANT_SEPARATOR}{c.variant}" if c.variant else "")
         rows.append([c.model, c.pixels, mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
                      _rate(s.success), _paper("success", arch, c.pixels) if protocol else "",
                      _rate(s.targeted), _paper("targeted", arch, c.pixels) if protocol else "",
@@ -263,11 +264,11 @@ def _confidence_figure(results: SuiteResults, binned: list[dict], folder: Path) 
     def series(by, key, interval):
         rows = [r for r in binned if r["by"] == by and r[key] is not None]
         out = []
-        cell_of = lambda r: (r["model"], r["pixels"], r["mode"], r["variant"])  # noqa: E731
-        for model, pixels, mode, variant in dict.fromkeys(map(cell_of, rows)):
-            mine = [r for r in rows if cell_of(r) == (model, pixels, mode, variant)]
-            named = f"{model} {pixels} px {mode}" + (f" +{variant}" if variant else "")
-            out.append((named, [r[key] for r in mine],
+        for model, pixels, mode in dict.fromkeys((r["model"], r["pixels"], r["mode"])
+                                                 for r in rows):
+            mine = [r for r in rows if (r["model"], r["pixels"], r["mode"]) == (model, pixels,
+                                                                               mode)]
+            out.append((f"{model} {pixels} px {mode}", [r[key] for r in mine],
                         [r["ci_low"] for r in mine] if interval else None,
                         [r["ci_high"] for r in mine] if interval else None))
         return out
