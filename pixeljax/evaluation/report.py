@@ -29,7 +29,6 @@ from pixeljax.errors import PixeljaxError
 from pixeljax import figures
 from pixeljax.evaluation import confidence, paper, tables
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_results
-from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.stats import CellStats, Rate, cell_statistics
 
 REPORT = "report.md"
@@ -186,6 +185,8 @@ def _header(results: SuiteResults) -> list[str]:
 
 
 def _results_section(results: SuiteResults, stats) -> list[str]:
+    from pixeljax.evaluation.suite import VARIANT_SEPARATOR
+
     header = ["model", "pixels", "mode", "accuracy on selected images", "success [95% CI]",
               "paper", "targeted [95% CI]", "paper", "mean confidence", "paper",
               "classes reached", "paper"]
