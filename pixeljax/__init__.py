@@ -11,6 +11,7 @@ from pixeljax.attack import (
     SweepSpec,
     pixel_attack,
     pixel_sweep,
+    threshold_attack,
 )
 from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import load_dataset
@@ -22,4 +23,4 @@ from pixeljax.victims import load_onnx
 __version__ = "0.1.0"
 __all__ = ["AttackResult", "AttackSpec", "EngineSizes", "LoadedVictim", "PixeljaxError",
            "SweepResult", "SweepSpec", "create_model", "differential_evolution", "load_dataset",
-           "load_onnx", "load_victim", "pixel_attack", "pixel_sweep"]
+           "load_onnx", "load_victim", "pixel_attack", "pixel_sweep", "threshold_attack"]

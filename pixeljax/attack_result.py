@@ -50,13 +50,16 @@ class AttackResult:
       confidence: that class's probability.
       true_prob_before, true_prob_after: the true class's probability on the clean and the
         adversarial image.
-      perturbation: (A, pixels, 2 + C) (x, y, colour...) as applied.
+      perturbation: (A, pixels, 2 + C) (x, y, colour...) as applied; (A, 0, 2 + C) for a
+        threshold attack, whose change is ``delta``.
       generations, evaluations: DE generations and model evaluations used.
       nonfinite: evaluations whose logits were NaN or infinite (scored as the worst fitness,
         never a success).
       precision_flip: the float32 re-check reversed the success a lower-precision score gave.
       adversarial: (A, H, W, C) the adversarial images, where the images are at hand
         (``pixel_attack``); None for a record read from a folder.
+      delta: a threshold attack's (A, H, W, C) int16 change of every pixel value (added to the
+        clean image, then clipped to [0, 255]); None for a pixel attack.
     """
 
     attack_id: np.ndarray
@@ -74,10 +77,16 @@ class AttackResult:
     nonfinite: np.ndarray
     precision_flip: np.ndarray
     adversarial: np.ndarray | None = None
+    delta: np.ndarray | None = None
 
     def __post_init__(self):
         for name, dtype in _DTYPES.items():
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype))
+        if self.delta is not None:
+            object.__setattr__(self, "delta", np.asarray(self.delta, np.int16))
+            if self.delta.ndim != 4 or len(self.delta) != len(self.attack_id):
+                raise PixeljaxError(f"delta must be (attacks, H, W, C), one per attack, got "
+                                    f"shape {self.delta.shape}")
         if self.perturbation.ndim != 3:
             raise PixeljaxError(f"perturbation must be (attacks, pixels, 2 + channels), got "
                                 f"shape {self.perturbation.shape}")
@@ -111,6 +120,29 @@ class AttackResult:
     def candidates(self) -> np.ndarray:
         """(A, pixels * (2 + C)) the perturbations as ``attack.perturb`` applies them."""
         return self.perturbation.reshape(len(self), self.pixels * (2 + self.channels))
+
+    @property
+    def threshold(self) -> bool:
+        """Results of a threshold attack (every pixel value changed by ``delta``)."""
+        return self.delta is not None
+
+    def applied(self):
+        """``(candidates, apply)``: the perturbations and the jitted
+        ``apply(images, candidates)`` of :mod:`pixeljax.attack.perturb` that makes the
+        adversarial images of them."""
+        from pixeljax.attack import perturb
+
+        if self.threshold:
+            return self.delta.reshape(len(self), -1).astype(np.float32), perturb.apply_changes
+        return self.candidates, perturb.apply_candidates
+
+    def adversarial_images(self, images: np.ndarray) -> np.ndarray:
+        """(A, H, W, C) float32 adversarial images of the attacks' clean ``images``, as
+        applied (whole numbers in [0, 255] for uint8 images)."""
+        if not len(self):
+            return np.asarray(images, np.float32)
+        candidates, apply = self.applied()
+        return np.asarray(apply(images, candidates))
 
     def take(self, selection) -> AttackResult:
         """The attacks at ``selection`` (indices or a boolean mask)."""
@@ -159,20 +191,29 @@ class AttackResult:
                 if not self.skipped[g[0]]}
 
     @classmethod
-    def concat(cls, parts: Sequence[AttackResult], *, pixels: int,
-               channels: int) -> AttackResult:
-        """The parts one after the other (an empty record of this shape when there are none)."""
-        parts = [p for p in parts if len(p)] or [cls.empty(pixels, channels)]
-        with_images = all(p.adversarial is not None for p in parts)
+    def concat(cls, parts: Sequence[AttackResult], *, pixels: int, channels: int,
+               delta_shape: tuple[int, ...] | None = None) -> AttackResult:
+        """The parts one after the other (an empty record of this shape when there are none;
+        ``delta_shape``: (H, W, C), of a threshold attack)."""
+        parts = [p for p in parts if len(p)] or [cls.empty(pixels, channels, delta_shape)]
+        joined = {name: np.concatenate([getattr(p, name) for p in parts])
+                  if all(getattr(p, name) is not None for p in parts) else None
+                  for name in ("adversarial", "delta")}
+        if joined["delta"] is None and any(p.threshold for p in parts):
+            raise PixeljaxError("results of a threshold attack and of a pixel attack cannot "
+                                "be joined")
         return cls(**{name: np.concatenate([getattr(p, name) for p in parts])
-                      for name in _DTYPES},
-                   adversarial=(np.concatenate([p.adversarial for p in parts])
-                                if with_images else None))
+                      for name in _DTYPES}, **joined)
 
     @classmethod
-    def empty(cls, pixels: int, channels: int) -> AttackResult:
+    def empty(cls, pixels: int, channels: int,
+              delta_shape: tuple[int, ...] | None = None) -> AttackResult:
+        """No attacks: of a pixel attack, or with ``delta_shape`` (H, W, C) of a threshold
+        attack (``pixels`` then 0)."""
+        pixels = 0 if delta_shape is not None else pixels
         return cls(**{name: np.zeros((0, pixels, 2 + channels) if name == "perturbation"
-                                     else 0, dtype) for name, dtype in _DTYPES.items()})
+                                     else 0, dtype) for name, dtype in _DTYPES.items()},
+                   delta=None if delta_shape is None else np.zeros((0, *delta_shape)))
 
     def to_rows(self) -> list[dict]:
         """One ``results.csv`` row per attack (see :mod:`pixeljax.results`)."""
@@ -182,6 +223,8 @@ class AttackResult:
             row = {_COLUMN.get(name, name): getattr(self, name)[k].item()
                    for name in _DTYPES if name != "perturbation"}
             row["success"] = int(self.success[k])
+            if self.threshold:
+                row[results.DELTA] = results.encode_delta(self.delta[k])
             for j in range(self.pixels):
                 for n, name in enumerate(fields):
                     row[f"{name}{j}"] = float(self.perturbation[k, j, n])
@@ -192,9 +235,14 @@ class AttackResult:
     def from_rows(cls, rows: Sequence[Mapping], *, pixels: int,
                   channels: int) -> AttackResult:
         """The record of ``results.csv`` rows (as :func:`pixeljax.results.read_rows` parses
-        them)."""
+        them); rows with a ``delta`` column are a threshold attack's (``pixels`` unused)."""
         if not rows:
             return cls.empty(pixels, channels)
+        if results.DELTA in rows[0]:
+            delta = np.stack([results.decode_delta(r[results.DELTA]) for r in rows])
+            return cls(**{name: [r[_COLUMN.get(name, name)] for r in rows]
+                          for name in _DTYPES if name != "perturbation"},
+                       perturbation=np.zeros((len(rows), 0, 2 + delta.shape[-1])), delta=delta)
         try:
             perturbation = np.stack([results.perturbation(r, pixels, channels) for r in rows])
             columns = {name: [r[_COLUMN.get(name, name)] for r in rows]
@@ -209,7 +257,7 @@ class AttackResult:
     def from_folder(cls, directory: str | Path, *, repair: bool = False) -> AttackResult:
         """Every attack of a results folder (``results.csv`` and any process shards; see
         :func:`pixeljax.results.read_rows`), in file order."""
-        pixels = int(results.read_config(directory).get("pixels", 1))
+        pixels = int(results.read_config(directory).get("pixels") or 1)
         rows = results.read_rows(directory, repair=repair)
         try:
             return cls.from_rows(rows, pixels=pixels, channels=channels_of(rows, pixels))
@@ -222,6 +270,8 @@ def channels_of(rows: Sequence[Mapping], pixels: int) -> int:
     there are none)."""
     if not rows:
         return 3
+    if results.DELTA in rows[0]:
+        return results.delta_shape(rows[0][results.DELTA])[-1]
     channels = len(set(rows[0]) - set(results.BASE_COLUMNS)) // pixels - 2
     if channels < 1:
         raise PixeljaxError(f"results rows have too few pixel columns for {pixels}-pixel "

@@ -45,7 +45,8 @@ from pixeljax.models.precision import BFLOAT16, FLOAT32, PRECISIONS
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """Sizes of a bench run: ``batch_size`` is the dense engine's micro-batch (and the forward
-    pass's), ``incremental_batch_size`` the incremental engine's (each near its best)."""
+    pass's), ``incremental_batch_size`` the incremental engine's (each near its best);
+    ``threshold``: the threshold attack's bound for its engine run (0: none)."""
 
     images: int = 8
     baseline_images: int = 2
@@ -59,11 +60,12 @@ class BenchConfig:
     seed: int = 0
     sweep_images: int = 2
     agreement_candidates: int = 10_000
+    threshold: int = 10
 
     def check(self) -> None:
         """Raises PixeljaxError naming the first size out of range."""
         least = {"popsize": MIN_POPSIZE, "maxiter": 0, "seed": 0, "sweep_images": 0,
-                 "agreement_candidates": 0}
+                 "agreement_candidates": 0, "threshold": 0}
         for field in dataclasses.fields(self):
             value, low = getattr(self, field.name), least.get(field.name, 1)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -134,14 +136,18 @@ def _correct(predict, data: ImageSet) -> np.ndarray:
 
 def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: int = 1,
                       warm_up_all: bool = False, dense: bool = False,
-                      precision: str = FLOAT32) -> tuple[float, dict]:
+                      precision: str = FLOAT32, threshold: int | None = None
+                      ) -> tuple[float, dict]:
     """(b) model evaluations per second of the attack engine on ``devices`` devices, compile
     time excluded (``warm_up_all``: warm up on all the images, so that not even the host-side
     steps whose shapes follow the image count compile in the timed run). ``dense``: score
     densely (b); otherwise incrementally where the victim allows (b'), at
-    ``config.incremental_batch_size``; ``precision``: the scoring precision."""
+    ``config.incremental_batch_size``; ``precision``: the scoring precision; ``threshold``:
+    the threshold attack at this bound instead (dense: every pixel changes)."""
     config.check()
-    kwargs = dict(pixels=config.pixels, popsize=config.popsize, maxiter=config.maxiter,
+    attack = dict(pixels=config.pixels) if threshold is None else dict(threshold=threshold)
+    dense = dense or threshold is not None
+    kwargs = dict(**attack, popsize=config.popsize, maxiter=config.maxiter,
                   slots=config.slots, key=jax.random.key(0), devices=devices, dense=dense,
                   precision=precision,
                   batch_size=config.batch_size if dense else config.incremental_batch_size)
@@ -416,6 +422,19 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             e["fraction_of_matmul_float32"] = e["flops_per_second"] / ceiling["float32"]
             e["fraction_of_matmul"] = e["flops_per_second"] / ceiling[precision]
             e["fraction_of_products"] = e["flops_per_second"] / e["products_flops_per_second"]
+    if config.threshold:
+        rate, detail = engine_throughput(predict, data, config, threshold=config.threshold)
+        e = engines["threshold"] = {
+            "evaluations_per_second": rate, "precision": FLOAT32, "threshold": config.threshold,
+            "batch_size": config.batch_size,
+            **engine_costs(predict, data.x.shape[1:], config.pixels, dense=True,
+                           batch=config.batch_size),
+            "run": detail}
+        e["scoring"] = "dense (a threshold attack changes every pixel)"
+        e["flops_per_second"] = 2 * e["macs_per_candidate"] * rate
+        e["fraction_of_matmul_float32"] = e["fraction_of_matmul"] = (
+            e["flops_per_second"] / ceiling["float32"])
+        e["fraction_of_products"] = e["flops_per_second"] / e["products_flops_per_second"]
     baseline = numpy_de_throughput(predict, data, config)
     sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
                         else (None, {"images": 0, "candidates": 0}))
@@ -441,6 +460,8 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_candidates_per_second": sweep,
             "sweep_over_incremental": None if sweep is None else sweep / incremental,
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
+            "threshold_over_dense": (engines["threshold"]["evaluations_per_second"] / engine
+                                     if "threshold" in engines else None),
             "bfloat16_over_float32": low, "precision_agreement": agreement,
             "cores": os.cpu_count(),
             "cpu_bfloat16_instructions": (cpu_bfloat16_instructions()

@@ -24,8 +24,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 
-from pixeljax.attack.perturb import apply_candidate
-
 if TYPE_CHECKING:
     from pixeljax.analysis.propagation import PropagationMaps
     from pixeljax.attack_result import AttackResult
@@ -49,7 +47,8 @@ def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
                      class_names: Sequence[str], path: str | Path, *, columns: int = 8,
                      title: str | None = None) -> Path:
     """Originals (top) and adversarial images (bottom), the changed pixels circled in
-    :data:`OUTCOME_COLOURS`: red where the attack succeeded, orange where it did not.
+    :data:`OUTCOME_COLOURS`: red where the attack succeeded, orange where it did not (a
+    threshold attack, which changes every pixel, circles none; its titles take the colours).
 
     Args:
       shown: the attacks to show, at most ``columns`` of them.
@@ -66,7 +65,7 @@ def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
     for j in range(len(shown)):
         image = images[int(shown.image_index[j])]
         channels = image.shape[-1]
-        adversarial = np.asarray(apply_candidate(image, shown.candidates[j])).astype(np.uint8)
+        adversarial = shown.take([j]).adversarial_images(image[None])[0].astype(np.uint8)
         label, adv = shown.label[j], shown.adversarial_class[j]
         cmap = "gray" if channels == 1 else None
         axes[0, j].imshow(image.squeeze(), cmap=cmap, interpolation="nearest")
@@ -157,7 +156,8 @@ def classes_reached_histogram(series: Sequence[tuple[str, np.ndarray]], path: st
 def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[float],
                                              Sequence[float], Sequence[float]]],
                       path: str | Path, *, paper: Sequence[tuple[str, int, float]] = (),
-                      title: str = "", ylabel: str = "success rate (%)") -> Path:
+                      title: str = "", ylabel: str = "success rate (%)",
+                      xlabel: str = "pixels changed") -> Path:
     """Success rate (or another rate, named by ``ylabel``) against pixels changed, with 95%
     intervals.
 
@@ -172,7 +172,8 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
     fig = Figure(figsize=(7.6, 4.2), layout="constrained")
     ax = fig.subplots()
     models = list(dict.fromkeys(s[0] for s in series))
-    styles = {"all-targets": "-", "non-targeted": "--"}
+    styles = {"all-targets": "-", "non-targeted": "--",
+              "L0 pixels": "-", "L-inf threshold": "--"}  # modes, or robustness levels' families
     colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
     width = 0.25 / max(len(series), 1)
     for i, (model, mode, pixels, rates, lows, highs) in enumerate(series):
@@ -187,7 +188,7 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
             ax.plot([pixels], [rate * 100], marker="x", color="black", linestyle="none",
                     markersize=9, label=label)
     ax.set_xticks(sorted(shown) or [1])
-    ax.set_xlabel("pixels changed")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)

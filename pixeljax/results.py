@@ -3,7 +3,10 @@ its summary.
 
     DIR/config.json    what was run (a rerun with another configuration is refused), with a
                        fingerprint of the data attacked (a rerun on changed data is refused)
-    DIR/results.csv    one row per attack, appended as attacks finish (pandas.read_csv reads it)
+    DIR/results.csv    one row per attack, appended as attacks finish (pandas.read_csv reads it);
+                       a pixel attack's row holds its pixels (x0, y0, r0, g0, b0, ...), a
+                       threshold attack's its change of every pixel value (``delta``, see
+                       :func:`encode_delta`)
     DIR/timing.json    the seconds and model evaluations of each part of the run (a resumed run
                        adds a part), so the summary's time and throughput cover every part
     DIR/summary.json   the run's totals
@@ -21,6 +24,7 @@ One process writes each file: writers lock the folder (``pixeljax.locking``), re
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import json
@@ -29,7 +33,9 @@ import re
 import math
 import secrets
 import socket
+import sys
 import time
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -57,6 +63,7 @@ INT_COLUMNS = {"attack_id", "image_index", "label", "target", "success", "advers
 # precision_flip: the float32 re-check reversed a bfloat16-scored attack's success.
 OPTIONAL_COLUMNS = {"nonfinite_evaluations": 0, "precision_flip": 0}
 PIXEL_FIELDS = ("x", "y", "r", "g", "b")
+DELTA = "delta"  # a threshold attack's column: its change of every pixel value
 
 
 def pixel_fields(channels: int = 3) -> tuple[str, ...]:
@@ -65,9 +72,42 @@ def pixel_fields(channels: int = 3) -> tuple[str, ...]:
         ("v",) if channels == 1 else tuple(f"c{m}" for m in range(channels)))
 
 
-def columns(pixels: int, channels: int = 3) -> tuple[str, ...]:
-    """Column names of a results table for ``pixels``-pixel attacks."""
+def columns(pixels: int, channels: int = 3, *, threshold: bool = False) -> tuple[str, ...]:
+    """Column names of a results table for ``pixels``-pixel attacks, or (``threshold``) for
+    threshold attacks."""
+    if threshold:
+        return BASE_COLUMNS + (DELTA,)
     return BASE_COLUMNS + tuple(f"{f}{k}" for k in range(pixels) for f in pixel_fields(channels))
+
+
+def encode_delta(delta: np.ndarray) -> str:
+    """A threshold attack's (H, W, C) integer change of every pixel value as one CSV field:
+    ``HxWxC:`` and the base64 of its zlib-compressed little-endian int16 values, row-major."""
+    delta = np.asarray(delta)
+    packed = zlib.compress(np.ascontiguousarray(delta, "<i2").tobytes(), 9)
+    return "x".join(map(str, delta.shape)) + ":" + base64.b64encode(packed).decode("ascii")
+
+
+def delta_shape(text: str) -> tuple[int, ...]:
+    """The (H, W, C) shape an :func:`encode_delta` field records."""
+    try:
+        shape = tuple(int(n) for n in text.split(":", 1)[0].split("x"))
+    except ValueError:
+        raise PixeljaxError(f"a delta field must start with HxWxC:, got {text[:20]!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise PixeljaxError(f"a delta field must start with HxWxC:, got {text[:20]!r}")
+    return shape
+
+
+def decode_delta(text: str) -> np.ndarray:
+    """The (H, W, C) int16 change an :func:`encode_delta` field holds."""
+    shape = delta_shape(text)
+    try:
+        values = np.frombuffer(zlib.decompress(base64.b64decode(text.split(":", 1)[1],
+                                                                validate=True)), "<i2")
+        return values.reshape(shape).astype(np.int16)
+    except (ValueError, zlib.error) as e:
+        raise PixeljaxError(f"a delta field of shape {shape} is corrupt ({e})") from None
 
 
 def perturbation(row: Mapping, pixels: int, channels: int = 3) -> np.ndarray:
@@ -287,7 +327,7 @@ def read_config(directory: str | Path) -> dict:
 def _parse(row: dict) -> dict:
     out = {}
     for key, value in row.items():
-        if key == "status":
+        if key in ("status", DELTA):
             out[key] = value
         elif key in INT_COLUMNS:
             out[key] = int(value)
@@ -338,6 +378,8 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
         return []
     text = path.read_text()
     lines = text.splitlines(keepends=True)
+    # a threshold attack's delta field outgrows the csv module's default field limit
+    csv.field_size_limit(max(csv.field_size_limit(), min(len(text), sys.maxsize)))
     if not lines:
         return []
     header = next(csv.reader([lines[0]]))
@@ -366,13 +408,14 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
 
 class ResultsWriter:
     """Appends rows to ``results.csv`` (or to this process's shard in a multi-process run, or
-    to the file ``name``),
-    flushed to disk after every call of :meth:`write`."""
+    to the file ``name``), flushed to disk after every call of :meth:`write`; ``threshold``:
+    rows of a threshold attack (a ``delta`` column instead of pixels)."""
 
     def __init__(self, directory: str | Path, pixels: int, channels: int = 3, *,
-                 process: int = 0, num_processes: int = 1, name: str | None = None):
+                 process: int = 0, num_processes: int = 1, name: str | None = None,
+                 threshold: bool = False):
         self.path = Path(directory) / (name or shard_name(process, num_processes))
-        self.columns = columns(pixels, channels)
+        self.columns = columns(pixels, channels, threshold=threshold)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:  # a file of an older version may lack the optional columns: keep its own
             with open(self.path, newline="") as f:

@@ -52,6 +52,14 @@ def boundary_sample(victim: LoadedVictim, n: int = 12, wrong: int = 2):
     return sample.x[order], y, sample.index[order]
 
 
+def boundary_file(victim: LoadedVictim, folder: Path, n: int = 12) -> Path:
+    """:func:`boundary_sample` as an ``.npz`` that ``--data`` reads, in ``folder``."""
+    x, y, index = boundary_sample(victim, n)
+    path = folder / "boundary.npz"
+    np.savez(path, x=x, y=y, index=index)
+    return path
+
+
 # -- a hand-written model whose behaviour is set by its parameters -------------------------------
 
 NUM_TOY_CLASSES = 4

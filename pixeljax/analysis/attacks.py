@@ -107,16 +107,15 @@ def _check_data(config: dict, victim: LoadedVictim, data: ImageSet, directory: P
                             f"differs from the one in {CONFIG}); restore the data")
 
 
-def _check_scores(victim: LoadedVictim, images, candidates, labels, recorded,
-                  directory: Path) -> None:
+def _check_scores(victim: LoadedVictim, images, found: AttackResult, directory: Path) -> None:
     """The stored candidates still score as recorded (a guard for anything else that changed):
     the true class's probability of each adversarial image, re-scored densely."""
-    if not len(candidates):
+    if not len(found):
         return
-    from pixeljax.attack.perturb import apply_candidates
     from pixeljax.attack.pipeline import clean_logits
 
-    adversarial = np.asarray(apply_candidates(images, candidates))
+    labels, recorded = found.label, found.true_prob_after
+    adversarial = found.adversarial_images(images)
     probs = np.asarray(jax.nn.softmax(clean_logits(victim.predict, adversarial, 256), -1))
     off = np.abs(probs[np.arange(len(labels)), labels] - recorded) > RESCORE_TOLERANCE
     if off.any():
@@ -143,7 +142,7 @@ def attacked_victim(config: dict, directory: str | Path, images: np.ndarray) -> 
 
 
 def load_attacks(directory: str | Path, *, model: str | None = None,
-                 limit: int | None = None) -> AttackSet:
+                 limit: int | None = None, pixels_for: str | None = None) -> AttackSet:
     """Loads the finished attacks of a results folder with their victim and clean images.
 
     Skipped rows (images that were not attacked) are left out.
@@ -152,6 +151,8 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
       directory: a results folder written by ``pixeljax attack``.
       model: when given, the victim (its name or architecture) the results must be of.
       limit: keep only the first ``limit`` finished attacks (in file order).
+      pixels_for: an analysis that follows the changed pixels (named in the message): a
+        threshold attack's folder, which changes every pixel, is refused.
 
     Raises:
       PixeljaxError: a missing folder or ``config.json``, results of another model than
@@ -174,6 +175,10 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
         record = VictimRecord.from_config(config)
     except PixeljaxError as e:
         raise PixeljaxError(f"{directory}: {e}") from None
+    if pixels_for is not None and config.get("threshold") is not None:
+        raise PixeljaxError(f"{directory} holds a threshold attack (every pixel value changed "
+                            f"by at most {config['threshold']}); {pixels_for} follows the "
+                            f"changed pixels of a pixel attack")
     if model is not None and model not in (record.model, architecture):
         raise PixeljaxError(f"{directory} holds attacks on {record.model!r}, not on "
                             f"{model!r}")
@@ -200,7 +205,6 @@ def load_attacks(directory: str | Path, *, model: str | None = None,
     if len(found) and found.channels != data.x.shape[-1]:
         raise PixeljaxError(f"{directory}: results.csv holds attacks on {found.channels}-channel "
                             f"images, {data.source} has {data.x.shape[-1]} channels")
-    _check_scores(victim, data.x[positions], found.candidates, found.label,
-                  found.true_prob_after, directory)
+    _check_scores(victim, data.x[positions], found, directory)
     return AttackSet(directory=directory, config=config, victim=victim, found=found,
                      images=data.x[positions], class_names=data.class_names)

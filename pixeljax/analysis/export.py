@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.analysis.attacks import load_attacks
-from pixeljax.attack.perturb import apply_candidates
 from pixeljax.errors import PixeljaxError
 
 
@@ -34,7 +33,8 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
       ``--data`` reads; ``class_names`` too);
     * ``target`` (N,) the target (-1: non-targeted), ``adversarial_class`` (N,) the class the
       victim gives the image, ``pixels`` (N, pixels, 2 + C) the changed pixels (x, y,
-      colour...), ``source_index`` (N,) the attacked image's index in the data attacked and
+      colour...) (a threshold attack's: ``delta`` (N, H, W, C), its change of every pixel
+      value), ``source_index`` (N,) the attacked image's index in the data attacked and
       ``attack_id`` (N,);
     * ``attacked``: the results folder's ``config.json`` as a JSON string, i.e. what these
       images fool (the victim and its checkpoint, any defence, the precision it was scored in,
@@ -50,10 +50,11 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
     attacks = load_attacks(results).successful()
     if not len(attacks):
         raise PixeljaxError(f"{results}: no successful attack to export")
-    adversarial = np.asarray(apply_candidates(attacks.images, attacks.found.candidates))
-    arrays = {"x": adversarial.round().astype(np.uint8), "y": attacks.found.label,
-              "target": attacks.found.target, "adversarial_class": attacks.found.adversarial_class,
-              "pixels": attacks.found.perturbation,
+    found = attacks.found
+    adversarial = found.adversarial_images(attacks.images)
+    change = {"delta": found.delta} if found.threshold else {"pixels": found.perturbation}
+    arrays = {"x": adversarial.round().astype(np.uint8), "y": found.label,
+              "target": found.target, "adversarial_class": found.adversarial_class, **change,
               "source_index": attacks.found.image_index, "attack_id": attacks.found.attack_id,
               "class_names": np.asarray(attacks.class_names),
               "attacked": np.asarray(json.dumps(attacks.config, sort_keys=True))}

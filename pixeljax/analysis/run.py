@@ -109,7 +109,7 @@ def run_propagation(results: str | Path, out: str | Path, *, limit: int | None =
       PixeljaxError: see :func:`~pixeljax.analysis.attacks.load_attacks`; or no finished attack.
     """
     out = Path(out)
-    attacks = load_attacks(results, model=model, limit=limit)
+    attacks = load_attacks(results, model=model, limit=limit, pixels_for="propagation maps")
     if len(attacks) == 0:
         raise PixeljaxError(f"{results} holds no finished attack to analyse")
     maps = batch_propagation_maps(attacks.victim, attacks.images, attacks.found.candidates,
@@ -194,7 +194,7 @@ def run_locality(results: str | Path | Sequence[str | Path], out: str | Path, *,
         raise PixeljaxError(f"radius must be a whole number of pixels >= 0, got {radius!r}")
     loaded = []
     for folder in folders:
-        attacks = load_attacks(folder, model=model)
+        attacks = load_attacks(folder, model=model, pixels_for="the locality analysis")
         check_radius(radius, attacks.images.shape[1:] if len(attacks) else (32, 32))
         attacks = attacks.successful()
         if len(attacks) == 0:

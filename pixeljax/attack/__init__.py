@@ -1,6 +1,6 @@
-"""The one-pixel attack: encoding, the streaming engine, the batch API and the exhaustive sweep."""
+"""The one-pixel and threshold attacks: encoding, the streaming engine, the batch API and the exhaustive sweep."""
 
-from pixeljax.attack.api import ALL_TARGETS, pixel_attack
+from pixeljax.attack.api import ALL_TARGETS, pixel_attack, threshold_attack
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import AttackSpec, Goal
 from pixeljax.attack.sweep import SweepSpec
@@ -8,4 +8,4 @@ from pixeljax.attack.sweep_run import SweepResult, pixel_sweep
 from pixeljax.attack_result import AttackResult, Status
 
 __all__ = ["ALL_TARGETS", "AttackResult", "AttackSpec", "EngineSizes", "Goal", "Status",
-           "SweepResult", "SweepSpec", "pixel_attack", "pixel_sweep"]
+           "SweepResult", "SweepSpec", "pixel_attack", "pixel_sweep", "threshold_attack"]

@@ -9,7 +9,6 @@ import jax
 import numpy as np
 
 from pixeljax.attack import pipeline, validation
-from pixeljax.attack.perturb import apply_candidates
 from pixeljax.attack.sizes import FIELDS
 from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
 from pixeljax.attack_result import AttackResult
@@ -73,6 +72,26 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
                               *pipeline.run(predict, prepared, attacks, key)])
 
 
+def threshold_attack(predict: Callable, images, labels, threshold: int,
+                     spec: AttackSpec | None = None, **settings) -> AttackResult:
+    """The threshold (L-infinity) attack of Kotyan & Vargas ("Adversarial robustness
+    assessment: why in evaluation both L0 and L-infinity attacks are necessary", arXiv
+    1906.06026) on a batch of images: :func:`pixel_attack` with ``threshold``.
+
+    Each candidate changes every pixel value by an integer in ``[-threshold, threshold]``
+    (0-255 scale); the adversarial image is clipped to [0, 255], so a uint8 image stays one.
+    The search is the project's DE (the spec's budget and settings); candidates are scored by
+    full forward passes. The result's ``delta`` (A, H, W, C) holds each attack's change,
+    ``adversarial`` its images.
+
+    Example::
+
+        found = threshold_attack(victim.predict, x, y, 10, popsize=400, maxiter=100)
+        assert np.abs(found.adversarial.astype(int) - x).max() <= 10
+    """
+    return pixel_attack(predict, images, labels, spec, threshold=threshold, **settings)
+
+
 def _spec(spec: AttackSpec | None, settings: dict) -> AttackSpec:
     return with_settings(spec, settings, DEFAULTS, "attack")
 
@@ -95,11 +114,13 @@ def collect(prepared: pipeline.Prepared, batches) -> AttackResult:
     """The engine's ``batches`` (skipped images' results among them) as one record in the
     plan's order, with the adversarial images."""
     p = prepared
-    found = AttackResult.concat(list(batches), pixels=p.spec.pixels,
-                                channels=p.images.shape[-1]).in_order(p.attack_ids)
+    found = AttackResult.concat(
+        list(batches), pixels=p.spec.pixels, channels=p.images.shape[-1],
+        delta_shape=p.images.shape[1:] if p.spec.threshold is not None else None,
+    ).in_order(p.attack_ids)
     adversarial = p.images[[i for i, _ in p.plan]].copy() if p.plan else p.images[:0].copy()
     done = ~found.skipped
     if done.any():
-        adversarial[done] = np.asarray(apply_candidates(
-            adversarial[done], found.candidates[done])).astype(p.images.dtype)
+        adversarial[done] = found.take(done).adversarial_images(
+            adversarial[done]).astype(p.images.dtype)
     return dataclasses.replace(found, adversarial=adversarial)

@@ -1,4 +1,4 @@
-"""The streaming attack engine: many one-pixel attacks advanced together by compiled DE.
+"""The streaming attack engine: many attacks (pixel or threshold) advanced together by compiled DE.
 
 A run of N attacks streams through a fixed number of *slots*. A compiled *segment*
 (:mod:`pixeljax.attack.generation`, the device code) advances all slots by up to ``segment``
@@ -138,7 +138,7 @@ def compiled_programs() -> int:
     return sum(p.load._cache_size() + p.segment._cache_size() for p in _PROGRAMS.values())
 
 
-_summaries = jax.jit(generation.summaries)
+_summaries = jax.jit(generation.summaries, static_argnames="encoding")
 
 
 def fill_order(free: list[int], per_device: int) -> list[int]:
@@ -169,8 +169,8 @@ def _refill(pending: list[Attack], in_slot: list[Attack | None], per_device: int
     return take, image, label, target, ids
 
 
-def _harvest(summary: dict, in_slot: list[Attack | None],
-             pixels: int) -> tuple[AttackResult, np.ndarray]:
+def _harvest(summary: dict, in_slot: list[Attack | None], encoding,
+             image_shape) -> tuple[AttackResult, np.ndarray]:
     """The results of the finished attacks, whose slots it frees. Returns them and the mask
     of the freed slots."""
     freed = np.asarray([a is not None and bool(summary["done"][i])
@@ -179,7 +179,7 @@ def _harvest(summary: dict, in_slot: list[Attack | None],
     for i in np.flatnonzero(freed):
         in_slot[i] = None
     at = lambda name: np.asarray(summary[name])[freed]  # noqa: E731
-    top, perturbation = at("adversarial_class"), at("perturbation")
+    top = at("adversarial_class")
     success = [a.fooled_by(int(c)) for a, c in zip(chosen, top)]
     finished = AttackResult(
         attack_id=[a.attack_id for a in chosen], image_index=[a.image_index for a in chosen],
@@ -188,9 +188,9 @@ def _harvest(summary: dict, in_slot: list[Attack | None],
         adversarial_class=top, confidence=at("confidence"),
         true_prob_before=[a.true_prob_before for a in chosen],
         true_prob_after=at("true_prob_after"),
-        perturbation=perturbation.reshape(len(chosen), pixels, perturbation.shape[-1] // pixels),
         generations=at("generations"), evaluations=at("evaluations"),
-        nonfinite=at("nonfinite"), precision_flip=np.zeros(len(chosen), bool))
+        nonfinite=at("nonfinite"), precision_flip=np.zeros(len(chosen), bool),
+        **encoding.result_fields(at("perturbation"), image_shape))
     return finished, freed
 
 
@@ -198,10 +198,12 @@ _forward = jax.jit(lambda predict, images: predict(images))
 
 
 def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
-                          labels: np.ndarray, batch: int) -> np.ndarray:
+                          labels: np.ndarray, batch: int,
+                          apply: Callable = apply_candidates) -> np.ndarray:
     """(N, K) the dense float32 forward pass's probabilities of each candidate's uint8
-    adversarial image, ``batch`` images at a time; a row with NaN or infinite logits counts as
-    the true class with probability 1 (never a success)."""
+    adversarial image (``apply(images, candidates)``, default a pixel attack's), ``batch``
+    images at a time; a row with NaN or infinite logits counts as the true class with
+    probability 1 (never a success)."""
     if not isinstance(predict, jax.tree_util.Partial):
         predict = jax.tree_util.Partial(predict)
     out = []
@@ -209,7 +211,7 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
         part = slice(start, start + batch)
         n = len(candidates[part])  # the last batch is padded: one program for every batch
         padded = [np.resize(a[part], (batch, *a.shape[1:])) for a in (images, candidates)]
-        logits = np.asarray(_forward(predict, apply_candidates(*padded)))[:n]
+        logits = np.asarray(_forward(predict, apply(*padded)))[:n]
         probs, finite = generation.probabilities(logits)
         probs, broken = np.array(probs), ~np.asarray(finite)
         probs[broken] = np.eye(probs.shape[1])[labels[part][broken]]
@@ -237,8 +239,9 @@ def recheck(predict: Callable, finished: AttackResult, attacks: dict[int, Attack
     the lower precision's: a success only it saw ends the attack, which is then reported as
     failed.)"""
     chosen = [attacks[int(i)] for i in finished.attack_id]
-    probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]),
-                                  finished.candidates, finished.label, batch)
+    candidates, apply = finished.applied()
+    probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]), candidates,
+                                  finished.label, batch, apply)
     top = probs.argmax(-1)
     success = np.asarray([a.fooled_by(int(c)) for a, c in zip(chosen, top)], bool)
     return dataclasses.replace(
@@ -292,7 +295,8 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
                                   key, params)
         min_active = per_device // 2 + 1 if pending else 0  # per device
         slots = programs.segment(scorer, slots, key, params, min_active)
-        finished, clear = _harvest(jax.device_get(_summaries(slots)), in_slot, config.pixels)
+        finished, clear = _harvest(jax.device_get(_summaries(slots, config.encoding)), in_slot,
+                                   config.encoding, first.shape)
         if len(finished) and verify is not None:
             finished = recheck(verify, finished, by_id, config.slots)
         if len(finished):

@@ -1,8 +1,13 @@
-"""The attack engine's device code: generations of many one-pixel attacks, as pure functions.
+"""The attack engine's device code: generations of many attacks, as pure functions.
+
+A candidate is what :mod:`pixeljax.attack.encoding` says: a pixel attack's changed pixels or a
+threshold attack's change of every pixel value (the configuration's ``encoding``).
 
 The attacks in flight sit in *slots* (leading axis S). A slot holds its attack (image, label,
-target, id), its differential evolution as a :class:`~pixeljax.de.core.DEState` (batched over
-the slots, with the members' class statistics as payload) and the scorer's cache of its image:
+target, id), its search's record as a :class:`~pixeljax.de.core.DEState` (batched over the
+slots, with the members' class statistics as payload: the DE's population, or the CMA-ES's best
+candidate per member, beside the CMA-ES's own state; see :mod:`pixeljax.attack.search`) and the
+scorer's cache of its image:
 the image itself for the dense scorer (a full forward pass per candidate), or its clean
 activations for the incremental one (a one-pixel candidate recomputes only the activations its
 pixel reaches); see :mod:`pixeljax.attack.scoring`.
@@ -32,7 +37,7 @@ from flax import struct
 
 from pixeljax.attack import scoring
 from pixeljax.attack.perturb import canonical
-from pixeljax.de.core import DEParams, DEState, ask, init, tell
+from pixeljax.de.core import DEParams, DEState, init
 
 NON_TARGETED = -1
 
@@ -50,6 +55,10 @@ class EngineConfig:
       slots: attacks in flight at once.
       batch_size: candidates per model call.
       segment: generations per compiled segment between host refills.
+      threshold: a threshold attack (every pixel value changes by at most
+        ``AttackParams.threshold``; ``pixels`` unused), not a pixel attack.
+      search: "de" (the project's DE) or "cmaes" (a separable CMA-ES, threshold attacks);
+        see :mod:`pixeljax.attack.search`.
 
     How candidates are scored (dense or incremental, in which precision) is the scorer's
     business: the programs take it as an argument.
@@ -62,6 +71,23 @@ class EngineConfig:
     slots: int
     batch_size: int
     segment: int
+    threshold: bool = False
+    search: str = "de"
+
+    def searcher(self, image_shape):
+        """How each slot searches (:mod:`pixeljax.attack.search`), for images of this
+        shape."""
+        from pixeljax.attack.search import search_of
+
+        return search_of(self.search, strategy=self.strategy, popsize=self.popsize,
+                         dims=self.encoding.size(image_shape))
+
+    @property
+    def encoding(self):
+        """What a candidate is (see :mod:`pixeljax.attack.encoding`)."""
+        from pixeljax.attack.encoding import encoding_of
+
+        return encoding_of(self.pixels, self.threshold)
 
 
 @struct.dataclass
@@ -74,11 +100,13 @@ class AttackParams:
       target_threshold: a targeted attack stops once the target's probability exceeds this.
       true_threshold: a non-targeted attack stops once the true class's probability falls below
         this; a negative value means: stop as soon as the image is misclassified.
+      threshold: a threshold attack's bound on the change of each pixel value (0-255 scale).
     """
 
     de: DEParams
     target_threshold: float
     true_threshold: float
+    threshold: float = 0.0
 
 
 @struct.dataclass
@@ -107,6 +135,7 @@ class Slots:
     nonfinite: jax.Array  # (S,) evaluations whose logits were NaN or infinite
     done: jax.Array       # (S,) finished: early stop or budget spent
     cache: Any            # the scorer's per-slot cache (leading axis S)
+    search: Any = None    # the search's own state per slot (None for the DE)
 
 
 def bounds(image_shape: tuple[int, int, int], pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,18 +164,22 @@ def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_d
     """``config.slots`` empty slots for images of this shape and dtype."""
     s = config.slots
     cache = jax.eval_shape(scorer.prepare, jax.ShapeDtypeStruct((s, *image_shape), image_dtype))
-    d = config.pixels * (2 + image_shape[-1])
+    d = config.encoding.size(image_shape)
     p = config.popsize
     zeros = lambda dtype=jnp.float32: jnp.zeros((s, p), dtype)  # noqa: E731 (distinct buffers)
     de = jax.vmap(init)(jnp.zeros((s, p, d), jnp.float32), zeros(),
                         Classes(zeros(), zeros(jnp.int32), zeros()))
+    searcher, some = config.searcher(image_shape), AttackParams(DEParams(), 0.5, -1.0, 1.0)
+    search = jax.eval_shape(jax.vmap(lambda k: searcher.start(
+        k, config.encoding, image_shape, p, some)[1]), jax.random.split(jax.random.key(0), s))
     return Slots(
         image=jnp.zeros((s, *image_shape), image_dtype),
         label=jnp.zeros((s,), jnp.int32), target=jnp.full((s,), NON_TARGETED, jnp.int32),
         attack_id=jnp.full((s,), -1, jnp.int32),
         de=de,
         nonfinite=jnp.zeros((s,), jnp.int32), done=jnp.ones((s,), bool),
-        cache=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), cache))
+        cache=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), cache),
+        search=jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), search))
 
 
 def _attack_key(root: jax.Array, attack_id: jax.Array, generation: jax.Array) -> jax.Array:
@@ -178,13 +211,16 @@ def load(scorer, slots: Slots, take: jax.Array, clear: jax.Array, image: jax.Arr
     their scored initial populations (an attack the initial population already wins, or with
     no generation to run, is done at once); empties the slots where ``clear``."""
     shape = slots.image.shape[1:]
-    population = jax.vmap(lambda a: initial_population(_attack_key(root, a, 0), shape,
-                                                       config.pixels, config.popsize))(attack_id)
+    searcher = config.searcher(shape)
+    population, search = jax.vmap(lambda a: searcher.start(
+        _attack_key(root, a, 0), config.encoding, shape, config.popsize, params))(attack_id)
     s = take.shape  # the slots here (a device's share under shard_map)
     fresh = slots.replace(image=image, label=label, target=target, attack_id=attack_id,
                           cache=_prepare(scorer, take, image, slots.cache))
     fitness, classes, nonfinite = _evaluate(scorer, fresh, population, take, config.batch_size)
-    fresh = fresh.replace(de=jax.vmap(init)(population, fitness, classes),
+    search = jax.vmap(lambda a, state, pop, f: searcher.first(
+        _attack_key(root, a, 0), state, pop, f, params))(attack_id, search, population, fitness)
+    fresh = fresh.replace(de=jax.vmap(init)(population, fitness, classes), search=search,
                           nonfinite=jnp.sum(nonfinite, axis=1), done=jnp.zeros(s, bool))
     fresh = fresh.replace(done=stopped(fresh, params) | (config.maxiter == 0))
     slots = _where(take, fresh, slots)
@@ -264,15 +300,24 @@ def _generation(scorer, slots: Slots, root, params: AttackParams, lower, upper,
                 config: EngineConfig) -> Slots:
     """One generation of every active slot."""
     active = ~slots.done
+    searcher = config.searcher(slots.image.shape[1:])
+    key_of = lambda attack_id, record: _attack_key(root, attack_id,  # noqa: E731
+                                                   record.generation + 1)
 
-    def children_of(attack_id, state):
-        return ask(_attack_key(root, attack_id, state.generation + 1), state, lower, upper,
-                   params.de, strategy=config.strategy)
+    def children_of(attack_id, record, state):
+        return searcher.children(key_of(attack_id, record), record, state, lower, upper,
+                                 params)
 
-    children = jax.vmap(children_of)(slots.attack_id, slots.de)
+    def update(attack_id, record, state, children, fitness, classes):
+        return searcher.update(key_of(attack_id, record), record, state, children, fitness,
+                               classes, params)
+
+    children = jax.vmap(children_of)(slots.attack_id, slots.de, slots.search)
     fitness, classes, nonfinite = _evaluate(scorer, slots, children, active, config.batch_size)
-    de = _where(active, jax.vmap(tell)(slots.de, children, fitness, classes), slots.de)
-    slots = slots.replace(de=de, nonfinite=slots.nonfinite + jnp.sum(nonfinite * active[:, None],
+    de, search = _where(active, jax.vmap(update)(slots.attack_id, slots.de, slots.search,
+                                                 children, fitness, classes),
+                        (slots.de, slots.search))
+    slots = slots.replace(de=de, search=search, nonfinite=slots.nonfinite + jnp.sum(nonfinite * active[:, None],
                                                                       axis=1))
     return slots.replace(done=slots.done | (active & (stopped(slots, params) |
                                                       (de.generation >= config.maxiter))))
@@ -303,7 +348,7 @@ def segment(scorer, slots: Slots, root, params: AttackParams, min_active, *,
     only the stopping test is shared: all devices stop together once one of them has fewer
     than ``min_active`` running or none has any.
     """
-    lower, upper = bounds(slots.image.shape[1:], config.pixels)
+    lower, upper = config.encoding.bounds(slots.image.shape[1:], params.threshold)
 
     def cond(carry):
         g, slots = carry
@@ -319,13 +364,14 @@ def segment(scorer, slots: Slots, root, params: AttackParams, min_active, *,
     return jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), slots))[1]
 
 
-def summaries(slots: Slots) -> dict:
-    """Each slot's attack as it stands: its best member (as applied) and what the model makes
-    of it, and the budget spent."""
+def summaries(slots: Slots, encoding=None) -> dict:
+    """Each slot's attack as it stands: its best member (as applied by ``encoding``, default a
+    pixel attack's) and what the model makes of it, and the budget spent."""
     classes = slots.de.payload
     candidate = _at_best(slots, slots.de.population)
+    as_applied = canonical if encoding is None else encoding.canonical
     return {"attack_id": slots.attack_id, "done": slots.done,
-            "perturbation": canonical(candidate, slots.image.shape[1:]),
+            "perturbation": as_applied(candidate, slots.image.shape[1:]),
             "adversarial_class": _at_best(slots, classes.top_class),
             "confidence": _at_best(slots, classes.top_prob),
             "true_prob_after": _at_best(slots, classes.true_prob),

@@ -1,4 +1,5 @@
-"""The one-pixel attack's encoding: a candidate is ``pixels`` tuples (x, y, c_1, ..., c_C).
+"""Candidates as applied to images. The pixel attack's: ``pixels`` tuples (x, y, c_1, ..., c_C);
+the threshold attack's: a change of every pixel value (:func:`apply_change`).
 
 x is the column and y the row; both are continuous during the search and floored when applied.
 Colours are clipped to [0, 255] and rounded, so every adversarial image is a genuine uint8 image.
@@ -41,3 +42,13 @@ def canonical(candidate: jax.Array, image_shape: tuple[int, int, int]) -> jax.Ar
 
 
 apply_candidates = jax.jit(jax.vmap(apply_candidate))  # (N, H, W, C), (N, D) -> (N, H, W, C)
+
+
+def apply_change(image: jax.Array, candidate: jax.Array) -> jax.Array:
+    """Adds a threshold candidate, rounded to integers, to every pixel value of one (H, W, C)
+    image, clipped to [0, 255]; returns float32 pixel values."""
+    change = jnp.round(candidate).reshape(image.shape)
+    return jnp.clip(jnp.asarray(image, jnp.float32) + change, 0.0, 255.0)
+
+
+apply_changes = jax.jit(jax.vmap(apply_change))  # (N, H, W, C), (N, H*W*C) -> (N, H, W, C)

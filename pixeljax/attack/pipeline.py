@@ -156,8 +156,9 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
         devices=devices, engine=spec.engine_config(spec.resolved_sizes(len(devices),
                                                                        len(plan))),
         params=spec.attack_params(),
-        scorer=scoring.scorer_for(predict, pixels=spec.pixels, dense=spec.sizes.dense,
-                                  precision=spec.precision))
+        scorer=scoring.scorer_for(predict, pixels=spec.pixels,
+                                  threshold=spec.threshold is not None,
+                                  dense=spec.sizes.dense, precision=spec.precision))
 
 
 def clean_probabilities(predict: Callable, prepared: Prepared,
@@ -200,15 +201,17 @@ def skipped_result(prepared: Prepared, skipped: Sequence[int],
     i = np.asarray([p.plan[k][0] for k in skipped], np.int64)
     n, clean = len(i), probs[i]
     labels = p.labels[i]
+    shape = p.images.shape[1:]
+    unchanged = p.engine.encoding.result_fields(
+        np.zeros((n, p.engine.encoding.size(shape)), np.float32), shape)
     true = clean[np.arange(n), labels]
     return AttackResult(
         attack_id=[p.attack_ids[k] for k in skipped], image_index=p.image_ids[i],
         label=labels, target=[p.plan[k][1] for k in skipped], status=[Status.SKIPPED] * n,
         adversarial_class=clean.argmax(-1), confidence=clean.max(-1),
         true_prob_before=true, true_prob_after=true,
-        perturbation=np.zeros((n, p.spec.pixels, 2 + p.images.shape[-1])),
         generations=np.zeros(n), evaluations=np.zeros(n), nonfinite=np.zeros(n),
-        precision_flip=np.zeros(n))
+        precision_flip=np.zeros(n), **unchanged)
 
 
 def run(predict: Callable, prepared: Prepared, attacks: list[Attack],

@@ -103,7 +103,9 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
     clock = results.RunClock(out, process, num_processes)
     report = process == 0  # one process writes the summary while the run goes on
     scored = scoring.scoring_summary(prepared.scorer, data.x.shape[1:])
-    shape = dict(pixels=spec.pixels, channels=data.x.shape[-1])
+    threshold = spec.threshold is not None
+    shape = dict(pixels=spec.pixels, channels=data.x.shape[-1],
+                 delta_shape=data.x.shape[1:] if threshold else None)
 
     def summary_of(found: AttackResult) -> dict:
         wall, timed = results.run_time(out)  # every part of the run, every process
@@ -116,7 +118,7 @@ def fill_folder(predict: Callable, data: ImageSet, out: Path, prepared: pipeline
         return summary if finish is None else finish(summary, found)
 
     with results.ResultsWriter(out, spec.pixels, data.x.shape[-1], process=process,
-                               num_processes=num_processes) as writer:
+                               num_processes=num_processes, threshold=threshold) as writer:
         if pending:
             probs = pipeline.clean_probabilities(
                 predict, prepared, {prepared.plan[k][0] for k in pending})
@@ -197,7 +199,9 @@ def summarize(found: AttackResult, config: dict, wall_seconds: float, *, num_cla
     evaluations = int(found.evaluations.sum())
     timed = evaluations if timed_evaluations is None else timed_evaluations
     summary = {
-        "model": config.get("model"), "pixels": config.get("pixels"), "mode": mode,
+        "model": config.get("model"), "pixels": config.get("pixels"),
+        **({"threshold": config["threshold"]} if config.get("threshold") is not None else {}),
+        "mode": mode,
         "n_images": cell.images, "n_attacked": cell.attacked,
         "n_skipped": cell.images - cell.attacked, "n_success": cell.success.successes,
         "success_rate": cell.success.rate if cell.attacked else 0.0,

@@ -32,8 +32,8 @@ import numpy as np
 from flax import nnx, struct
 
 from pixeljax.attack import cone
+from pixeljax.attack.encoding import PixelEncoding, ThresholdEncoding
 from pixeljax.attack.incremental import IncrementalScorer
-from pixeljax.attack.perturb import apply_candidates
 from pixeljax.defences import Defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import Forward, split_for_inference
@@ -57,10 +57,13 @@ class DenseScorer:
       apply: ``apply(images) -> logits`` (a ``jax.tree_util.Partial`` keeps the weights out of
         the compiled program).
       reason: why the engine scores densely (empty when asked to).
+      encoding: what a candidate is (:mod:`pixeljax.attack.encoding`; default changed
+        pixels).
     """
 
     apply: Callable
     reason: str = struct.field(pytree_node=False, default="")
+    encoding: Any = struct.field(pytree_node=False, default=PixelEncoding())
     kind = "dense"
 
     def prepare(self, images: jax.Array) -> jax.Array:
@@ -69,7 +72,7 @@ class DenseScorer:
     def logits(self, cache: jax.Array, candidates: jax.Array,
                owner: jax.Array | None = None) -> jax.Array:
         images = cache if owner is None else cache[owner]
-        return self.apply(apply_candidates(images, candidates)).astype(jnp.float32)
+        return self.apply(self.encoding.apply(images, candidates)).astype(jnp.float32)
 
 
 def _as_partial(apply: Callable) -> jax.tree_util.Partial:
@@ -88,7 +91,7 @@ def victim_module(apply) -> nnx.Module | None:
     return None
 
 
-def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
+def scorer_for(apply, *, pixels: int = 1, threshold: bool = False, dense: bool = False,
                precision: str = FLOAT32) -> Scorer:
     """The scorer the engine uses for ``apply``.
 
@@ -96,6 +99,7 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
       apply: a scorer (returned as is), a victim's ``predict`` (``LoadedVictim.predict``), an NNX
         module, or any ``apply(images) -> logits``.
       pixels: pixels changed per candidate (incremental scoring handles one).
+      threshold: candidates of the threshold attack (every pixel value changes): dense.
       dense: score densely even where incremental scoring applies.
       precision: "float32", or "bfloat16" (see :mod:`pixeljax.models.precision`; needs an NNX
         network: a victim's ``predict`` or a module).
@@ -106,7 +110,9 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
     module = victim_module(apply)
     if precision != FLOAT32:
         module = apply = lowered(module, precision)
-    if dense:
+    if threshold:
+        why = "a threshold attack changes every pixel"
+    elif dense:
         why = "requested"
     elif isinstance(getattr(apply, "func", None), Defended):
         why = apply.func.describe()
@@ -121,7 +127,8 @@ def scorer_for(apply, *, pixels: int = 1, dense: bool = False,
         return IncrementalScorer.of(module)
     if isinstance(apply, nnx.Module):
         apply = jax.tree_util.Partial(*split_for_inference(apply))
-    return DenseScorer(_as_partial(apply), why)
+    return DenseScorer(_as_partial(apply), why,
+                       ThresholdEncoding() if threshold else PixelEncoding(pixels))
 
 
 def _declared_reason(apply) -> str:

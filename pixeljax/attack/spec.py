@@ -10,10 +10,12 @@ reads it back.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 from pixeljax import settings
 from pixeljax.attack import validation
 from pixeljax.attack.engine import AttackParams, EngineConfig
+from pixeljax.attack.search import SEARCHES
 from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
 from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
@@ -24,10 +26,10 @@ from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
                  "maxiter", "strategy", "F", "crossover", "target_threshold", "true_threshold")
-OPTIONAL_RESULT_FIELDS = {"dither": 0.0}  # recorded only when not at this value
+OPTIONAL_RESULT_FIELDS = {"dither": 0.0, "threshold": None, "search": "de"}  # recorded when not at this value
 MAX_POPSIZE = 2**20  # a population x the slots must index an int32 batch
 # The settings a command line sets one option each (``settings.add_options``).
-OPTION_FIELDS = ("pixels", "seed", "popsize", "maxiter", "strategy", "F", "dither",
+OPTION_FIELDS = ("pixels", "threshold", "search", "seed", "popsize", "maxiter", "strategy", "F", "dither",
                  "crossover", "target_threshold", "true_threshold")
 
 
@@ -36,7 +38,11 @@ class AttackSpec:
     """An attack's settings, checked when made.
 
     Goal and selection:
-      pixels: pixels changed per attack.
+      pixels: pixels changed per attack (the pixel attack, L0).
+      threshold: None (the pixel attack), or the threshold attack's bound ``th`` (an integer in
+        [1, 255]): every pixel value changes by at most ``th`` (L-infinity; Kotyan & Vargas,
+        arXiv 1906.06026), the image clipped to [0, 255]; ``pixels`` stays 1. ``config.json``
+        records it, with ``pixels`` null.
       goal: a :class:`Goal` (or its value, e.g. ``"all-targets"``).
       target_class: the class of a targeted attack (images of that class are not attacked).
       n_images: attack this many of the images (None: all of them).
@@ -44,7 +50,11 @@ class AttackSpec:
       seed: the attacks' random seed (each attack's stream is derived from it and the
         attack's id) and the sample's.
 
-    Differential evolution and stopping (defaults: the DE as the paper describes it):
+    Search and stopping (defaults: the DE as the paper describes it):
+      search: "de" (the project's DE) or "cmaes" (threshold attacks only: evosax's separable
+        CMA-ES started at the clean image with step th / 4, as Kotyan & Vargas' code starts
+        its CMA-ES; ``popsize`` and ``maxiter`` are its population and generations). Recorded
+        when not "de".
       popsize, maxiter: population and generations after the initial one (400 and 100).
       strategy: "rand1" (the paper) or "best1".
       F: mutation factor, in (0, 2].
@@ -68,6 +78,13 @@ class AttackSpec:
     """
 
     pixels: int = settings.count(1, 1, "pixels changed per attack")
+    threshold: int | None = settings.count(
+        None, 1, "the threshold (L-infinity) attack instead: change every pixel value by at "
+                 "most TH, an integer in [1, 255] (Kotyan & Vargas 2019; scored densely). "
+                 "Its budget defaults to the pixel attack's (--popsize 400, --maxiter 100); "
+                 "the authors' code (DualQualityAssessment) and ART's ThresholdAttack run "
+                 "SciPy's DE with max(1, 400 // D) x D members, D the pixel values: "
+                 "--popsize 3072 on CIFAR-10, 100 generations", optional=True, most=255)
     goal: Goal = Goal.NON_TARGETED
     target_class: int | None = None
     n_images: int | None = settings.count(None, 1, "images to attack (None: all of them)",
@@ -78,6 +95,13 @@ class AttackSpec:
     popsize: int = settings.count(400, MIN_POPSIZE, "DE population", most=MAX_POPSIZE)
     maxiter: int = settings.count(100, 0, "DE generations after the initial population",
                                   most=INT32_MAX)
+    search: str = settings.choice(
+        "de", SEARCHES, "how a threshold attack searches: de (the project's DE) or cmaes "
+                        "(evosax's separable CMA-ES from the clean image, step TH/4, as Kotyan "
+                        "& Vargas' code and ART's start theirs; needs evosax; --popsize and "
+                        "--maxiter are its population and generations; their budget: "
+                        "max(1, 400 // D) x D x 100 evaluations, e.g. --popsize 28 --maxiter "
+                        "10972 on CIFAR-10); the pixel attack searches by DE")
     strategy: str = settings.choice("rand1", STRATEGIES, "DE strategy")
     F: float = settings.number(0.5, 0, 2, "DE mutation factor, in (0, 2]", low_open=True)
     dither: float = settings.number(
@@ -111,6 +135,17 @@ class AttackSpec:
             raise PixeljaxError(f"target_class is for targeted attacks only, not "
                                 f"{self.goal.value} ones")
         settings.check_fields(self)
+        if self.threshold is not None and self.pixels != 1:
+            raise PixeljaxError(f"a threshold attack changes every pixel value: pixels "
+                                f"(={self.pixels}) is for the pixel attack; give threshold or "
+                                f"pixels, not both")
+        if self.search == "cmaes":
+            if self.threshold is None:
+                raise PixeljaxError("search cmaes is for the threshold attack (give threshold); "
+                                    "the pixel attack searches by de")
+            if importlib.util.find_spec("evosax") is None:
+                raise PixeljaxError("search cmaes needs evosax: pip install evosax (or "
+                                    "search de)")
         check_precision(self.precision)
         if not isinstance(self.sizes, EngineSizes):
             raise PixeljaxError(f"sizes must be an EngineSizes, got {type(self.sizes).__name__}")
@@ -144,7 +179,8 @@ class AttackSpec:
         """The engine's static sizes, of the resolved ``sizes``."""
         return EngineConfig(pixels=self.pixels, popsize=self.popsize, maxiter=self.maxiter,
                             strategy=self.strategy, slots=sizes.slots,
-                            batch_size=sizes.batch_size, segment=sizes.segment)
+                            batch_size=sizes.batch_size, segment=sizes.segment,
+                            threshold=self.threshold is not None, search=self.search)
 
     def attack_params(self) -> AttackParams:
         """The numbers the compiled engine takes as data (no recompilation when they change)."""
@@ -152,7 +188,8 @@ class AttackSpec:
             de=DEParams(F=self.F, crossover_rate=1.0 if self.crossover is None
                         else self.crossover, dither=self.dither),
             target_threshold=self.target_threshold,
-            true_threshold=-1.0 if self.true_threshold is None else self.true_threshold)
+            true_threshold=-1.0 if self.true_threshold is None else self.true_threshold,
+            threshold=float(self.threshold or 0))
 
     def to_config(self) -> dict:
         """The settings that decide the results, as a results folder's ``config.json`` holds
@@ -160,6 +197,8 @@ class AttackSpec:
         config = {k: getattr(self, k) for k in RESULT_FIELDS if k != "mode"}
         config.update({k: getattr(self, k) for k, default in OPTIONAL_RESULT_FIELDS.items()
                        if getattr(self, k) != default})
+        if self.threshold is not None:
+            config["pixels"] = None  # every pixel value changes
         return {**config, "mode": self.mode, **precision_config(self.precision)}
 
     @classmethod
@@ -172,6 +211,8 @@ class AttackSpec:
             raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
                                 f"of an attack run") from None
         optional = {k: config.get(k, default) for k, default in OPTIONAL_RESULT_FIELDS.items()}
+        if values["pixels"] is None and optional["threshold"] is not None:
+            del values["pixels"]  # a threshold attack's
         return cls(goal=mode, **values, **optional, precision=config.get("precision", FLOAT32),
                    sizes=sizes)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pixeljax.cli import checks
 from pixeljax.cli.options import (CLI_IMAGES, data_options, distributed_options, join,
                                   n_images, selection_options, victim_and_data, victim_options)
-from pixeljax.cli.summaries import aside, nothing_attacked, print_summary
+from pixeljax.cli.summaries import attack_name, aside, nothing_attacked, print_summary
 
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
@@ -23,6 +23,9 @@ def attack_spec(args):
 
     goal = (Goal.ALL_TARGETS if args.all_targets else
             Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
+    if args.threshold is not None and args.pixels is not None:
+        raise PixeljaxError("--threshold changes every pixel value (the threshold attack); "
+                            "--pixels is for the pixel attack: give one of them")
     # A stopping rule the goal never uses would only be recorded, and refuse a later resume.
     if goal is Goal.NON_TARGETED and args.target_threshold is not None:
         raise PixeljaxError("--target-threshold stops targeted attacks (--targeted, "
@@ -93,7 +96,7 @@ def _cmd_demo(args) -> int:
     images = {int(i): x for i, x in zip(data.index, data.x)}
     png = adversarial_grid(found, images, data.class_names,
                            Path(args.out) / "demo.png",
-                           title=f"{args.model}: {summary['pixels']}-pixel attack "
+                           title=f"{args.model}: {attack_name(summary)} attack "
                                  f"({summary['success_rate']:.0%} fooled)")
     print(f"results: {Path(args.out) / 'results.csv'}\nfigure: {png}", file=aside(args))
     return nothing_attacked(summary)
@@ -144,7 +147,8 @@ def _cmd_bench(args) -> int:
     for label, name in (("(b) engine, dense    ", "dense"),
                         ("(b') engine, increm.", "incremental"),
                         ("(b) dense, bfloat16  ", "dense bfloat16"),
-                        ("(b') increm., bf16   ", "incremental bfloat16")):
+                        ("(b') increm., bf16   ", "incremental bfloat16"),
+                        ("(t) threshold, dense ", "threshold")):
         if name not in engines:
             continue
         e = engines[name]
@@ -180,6 +184,8 @@ def _cmd_bench(args) -> int:
           f"(b)/(c) = {report['engine_over_numpy_de']:.2f}"
           + (f"   (e)/(b') = {report['sweep_over_incremental']:.2f}"
              if report["sweep_over_incremental"] is not None else "")
+          + (f"   (t)/(b) = {report['threshold_over_dense']:.2f}"
+             if report.get("threshold_over_dense") is not None else "")
           + "".join(f"   bfloat16/float32 {kind} = {ratio:.2f}"
                     for kind, ratio in report["bfloat16_over_float32"].items()))
     return 0
@@ -258,8 +264,9 @@ def register(sub) -> None:
     from pixeljax import settings
     from pixeljax.attack.spec import AttackSpec
 
-    p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring) vs "
-                                     "forward pass vs NumPy DE")
+    p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring, and "
+                                     "the threshold attack at th 10) vs forward pass vs "
+                                     "NumPy DE")
     p.add_argument("--model", default="allconv",
                    help="a registered victim or an ONNX file model.onnx (default allconv)")
     p.add_argument("--checkpoint", type=checks.path)

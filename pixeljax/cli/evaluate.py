@@ -35,7 +35,9 @@ def _cmd_evaluate(args) -> int:
                           progress=not args.quiet, continue_from=args.continue_from, log=_log)
     for s in summaries:
         if s is not None:
-            print(f"{s['model']} {s['pixels']}px {s['mode']}: {s['n_success']}/"
+            level = (f"{s['pixels']}px" if s.get("threshold") is None
+                     else f"threshold {s['threshold']}")
+            print(f"{s['model']} {level} {s['mode']}: {s['n_success']}/"
                   f"{s['n_attacked']} fooled ({s['success_rate']:.1%}), "
                   f"{s['wall_seconds']:.1f} s")
     if not args.no_report:

@@ -28,7 +28,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
     if summary["mode"] == "sweep":
         print(sweep_line(summary))
         return
-    print(f"{summary['model']} {summary['pixels']}-pixel {summary['mode']}: "
+    print(f"{summary['model']} {attack_name(summary)} {summary['mode']}: "
           f"{summary['n_success']}/{summary['n_attacked']} images fooled "
           f"({summary['success_rate']:.1%}), mean confidence {summary['mean_confidence']:.1%}, "
           f"{summary['n_skipped']} skipped (misclassified); {summary['evaluations']:,} model "
@@ -43,6 +43,12 @@ def print_summary(summary: dict, as_json: bool) -> None:
         warn(f"{summary['nonfinite_evaluations']:,} model evaluations in "
              f"{summary['nonfinite_attacks']} attacks gave NaN or infinite logits; they count "
              f"as the worst fitness, never as a success")
+
+
+def attack_name(summary: dict) -> str:
+    """"3-pixel" or "threshold 10", of a run's summary or configuration."""
+    threshold = summary.get("threshold")
+    return f"{summary['pixels']}-pixel" if threshold is None else f"threshold {threshold}"
 
 
 def _scale(summary: dict) -> str:

@@ -123,6 +123,7 @@ def write_report(out: str | Path, *, data: str | None = None) -> Path:
     lines += _confidence_section(binned, fooled, unscored, pngs)
     lines += _comparison_section(results)
     lines += _robustness_section(results, stats, pngs)
+    lines += _levels_section(results, stats, pngs)
     lines += _figures_section(results, pngs)
     lines += _vulnerability_section(results, pngs)
     lines += _examples_section(results, examples, note)
@@ -152,6 +153,9 @@ def _write_tables(results, stats, folder: Path) -> list[Path]:
                          tables.COMPARISON_COLUMNS),
         tables.write_csv(folder / "robustness.csv", tables.robustness_table(results, stats),
                          tables.ROBUSTNESS_COLUMNS),
+        *([tables.write_csv(folder / "levels.csv", tables.levels_table(results, stats),
+                            tables.LEVELS_COLUMNS)] if tables.threshold_variants(results)
+          else []),
     ]
 
 
@@ -193,6 +197,8 @@ def _header(results: SuiteResults) -> list[str]:
 
 
 def _results_section(results: SuiteResults, stats) -> list[str]:
+    from pixeljax.evaluation.suite import VARIANT_SEPARATOR
+
     header = ["model", "pixels", "mode", "accuracy on selected images", "success [95% CI]",
               "paper", "targeted [95% CI]", "paper", "mean confidence", "paper",
               "classes reached", "paper"]
@@ -203,7 +209,8 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
             continue
         protocol = c.mode == Goal.ALL_TARGETS
         arch = c.architecture
-        rows.append([c.model, c.pixels, c.mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
+        mode = c.mode + (f"{VARIANT_SEPARATOR}{c.variant}" if c.variant else "")
+        rows.append([c.model, c.pixels, mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
                      _rate(s.success), _paper("success", arch, c.pixels) if protocol else "",
                      _rate(s.targeted), _paper("targeted", arch, c.pixels) if protocol else "",
                      _pct(s.mean_confidence),
@@ -318,6 +325,35 @@ def _robustness_section(results: SuiteResults, stats, pngs: dict[str, Path]) -> 
     return lines + [""]
 
 
+def _levels_section(results: SuiteResults, stats, pngs: dict[str, Path]) -> list[str]:
+    """Robustness levels (Kotyan & Vargas): per victim, success and robust accuracy of the
+    pixel attack (L0) per pixel count and of the threshold attack (L-infinity) per threshold,
+    when the suite has threshold variants."""
+    rows = tables.levels_table(results, stats)
+    if not rows:
+        return []
+    lines = ["## Robustness levels", "",
+             "Kotyan & Vargas (arXiv 1906.06026) assess a network by both families of attacks "
+             "over a range of strengths: the pixel attack (L0) changes a few pixels (level: "
+             "how many), the threshold attack (L-infinity) every pixel value by at most th on "
+             "the 0-255 scale (level: th). Success over the images attacked, robust accuracy "
+             "(correctly classified and not fooled) over all of them, with 95% Wilson "
+             "intervals; a cell still running is marked *.", ""]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        lines += [f"### {model}", ""]
+        lines += _table(["attack", "level", "mode", "images attacked", "success [95% CI]",
+                         "robust accuracy [95% CI]"],
+                        [[r["family"], f"{r['level']}" + ("" if r["complete"] else " *"),
+                          r["mode"], f"{r['attacked']}/{r['images']}",
+                          _rate(Rate(r["fooled"], r["attacked"])) if r["attacked"] else "–",
+                          _rate(Rate(r["robust"], r["images"]))]
+                         for r in rows if r["model"] == model])
+        lines.append("")
+    if "robust_by_level" in pngs:
+        lines += [f"![robust accuracy by level]({FIGURES}/robust_by_level.png)", ""]
+    return lines
+
+
 def _attacked_images(results: SuiteResults, data: str | None) -> dict[int, object] | None:
     """The attacked images by index, or None when the data cannot be read."""
     try:
@@ -334,7 +370,7 @@ def _write_figures(results: SuiteResults, stats, folder: Path,
     for model in results.models:
         for mode in dict.fromkeys(c.mode for c in results.cells):
             cells = [c for c in results.cells if (c.model, c.mode) == (model, mode)
-                     and c.key in stats]
+                     and c.key in stats and c.variant is None]
             if cells:
                 rates = [stats[c.key].success for c in cells]
                 series.append((model, mode, [c.pixels for c in cells],
@@ -362,6 +398,18 @@ def _write_figures(results: SuiteResults, stats, folder: Path,
              for (model, mode), points in curves.items()],
             folder / "robust_by_pixels.png", ylabel="robust accuracy (%)",
             title=f"{results.name}: robust accuracy by pixels changed, per defence")
+    levels = [r for r in tables.levels_table(results, stats) if r["complete"]]
+    if levels:
+        curves = {}
+        for r in levels:
+            curves.setdefault((r["model"], r["family"]), []).append(r)
+        pngs["robust_by_level"] = figures.success_by_pixels(
+            [(model, family, [r["level"] for r in rows], [r["robust_accuracy"] for r in rows],
+              [r["robust_low"] for r in rows], [r["robust_high"] for r in rows])
+             for (model, family), rows in curves.items()],
+            folder / "robust_by_level.png", ylabel="robust accuracy (%)",
+            xlabel="level: pixels changed (L0) or threshold th (L-infinity)",
+            title=f"{results.name}: robust accuracy by robustness level")
     sweeps = [c for c in results.cells if c.mode == SWEEP and c.started]
     images = _attacked_images(results, data) if sweeps else None
     for c in sweeps:

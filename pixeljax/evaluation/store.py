@@ -217,13 +217,15 @@ def load_folder_results(directory: str | Path, *, data: str | None = None) -> Su
         raise PixeljaxError(f"{directory}: the report needs the class names of the data the run "
                             f"attacked, which cannot be read ({e}); pass them with --data SPEC"
                             ) from None
-    model, pixels, mode = config["model"], int(config["pixels"]), config["mode"]
+    # A threshold attack changes every pixel: its cell is the one-pixel grid's, variant th<N>.
+    model, pixels, mode = config["model"], int(config["pixels"] or 1), config["mode"]
+    variant = f"th{config['threshold']}" if config.get("threshold") is not None else None
     summary = results.read_summary(directory)
     found = AttackResult.from_folder(directory)
     n = min(config.get("n_images") or len(images), len(images))
     planned = len(found) if summary else n * (
         len(images.class_names) - 1 if mode in TARGET_MODES else 1)
-    key = f"{model}/{pixels}px-{mode}"
+    key = f"{model}/{pixels}px-{mode}" + (f"{VARIANT_SEPARATOR}{variant}" if variant else "")
     victim = {"architecture": config.get("architecture", model), "defence": config.get("defence"),
               "checkpoint_label": config.get("checkpoint"),
               "checkpoint_path": _checkpoint_path(config, directory)}
@@ -237,7 +239,7 @@ def load_folder_results(directory: str | Path, *, data: str | None = None) -> Su
               "class_names": list(images.class_names)}
     cell = CellResults(key=key, model=model, architecture=victim["architecture"], pixels=pixels,
                        mode=mode, directory=directory, found=found, summary=summary,
-                       attacks=planned)
+                       attacks=planned, variant=variant)
     return SuiteResults(out=directory, record=record, cells=[cell])
 
 

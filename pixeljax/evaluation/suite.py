@@ -118,7 +118,9 @@ class Variant:
     """Cells that change some settings of the suite's attack, beside the cells that keep them
     (an ablation): the DE cells of the grid with ``attack`` applied to the suite's attack, and
     its sweep cells with ``levels`` (or a ``precision`` in ``attack``). Their keys end in
-    ``+<name>``; ``cell_images`` picks the ones to run.
+    ``+<name>``; ``cell_images`` picks the ones to run. A variant that sets ``threshold``
+    (the threshold attack, which changes every pixel) has cells at one pixel only, e.g.
+    ``Variant("th10", attack={"threshold": 10})``: ``<victim>/1px-<mode>+th10``.
 
     Attributes:
       name: the suffix of its cells' keys (a plain name).
@@ -152,12 +154,19 @@ class Variant:
         if not self.attack and self.levels is None:
             raise PixeljaxError(f"variant {self.name}: changes nothing (give attack or levels)")
 
-    def applies_to(self, mode: str) -> bool:
-        """Whether the variant has cells of ``mode``: DE cells when it changes the attack, sweep
-        cells when it changes the levels or only the precision."""
+    @property
+    def threshold(self) -> int | None:
+        """The threshold attack's bound the variant sets (None: a pixel attack's variant)."""
+        return self.attack.get("threshold")
+
+    def applies_to(self, mode: str, pixels: int = 1) -> bool:
+        """Whether the variant has cells of ``mode`` at ``pixels``: DE cells when it changes the
+        attack (a threshold attack's at one pixel only), sweep cells when it changes the levels
+        or only the precision."""
         if mode == SWEEP:
             return self.levels is not None or set(self.attack) == {"precision"}
-        return bool(self.attack) and self.levels is None
+        return bool(self.attack) and self.levels is None and (
+            self.threshold is None or pixels == 1)
 
     def describe(self) -> dict:
         """A JSON-friendly description (``suite.json``)."""
@@ -258,6 +267,9 @@ class Suite:
         if len(set(self.modes)) != len(self.modes) or len(set(self.pixels)) != len(self.pixels):
             raise PixeljaxError(f"suite {self.name}: modes and pixels must not repeat, got "
                                 f"modes {self.modes} and pixels {self.pixels}")
+        if any(v.threshold is not None for v in self.variants) and 1 not in self.pixels:
+            raise PixeljaxError(f"suite {self.name}: a threshold variant's cells sit at one "
+                                f"pixel; add 1 to pixels (got {self.pixels})")
         if SWEEP in self.modes and 1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: the sweep changes one pixel; add 1 to "
                                 f"pixels (got {self.pixels})")
@@ -312,7 +324,7 @@ class Suite:
         plain = [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes
                  if m != SWEEP or p == 1]
         return plain + [dataclasses.replace(c, variant=variant) for variant in self.variants
-                        for c in plain if variant.applies_to(c.mode)]
+                        for c in plain if variant.applies_to(c.mode, c.pixels)]
 
     def _check_cell_images(self) -> None:
         items = self.cell_images.items() if isinstance(self.cell_images, dict) \

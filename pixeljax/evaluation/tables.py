@@ -29,6 +29,10 @@ ROBUSTNESS_COLUMNS = ("model", "defence", "pixels", "mode", "images", "attacked"
                       "clean_accuracy", "fooled", "success_rate", "success_low", "success_high",
                       "robust", "robust_accuracy", "robust_low", "robust_high", "undefended",
                       "accuracy_cost")
+LEVELS_COLUMNS = ("model", "family", "level", "mode", "variant", "images", "attacked", "fooled",
+                  "success_rate", "success_low", "success_high", "robust", "robust_accuracy",
+                  "robust_low", "robust_high", "complete")
+L0, LINF = "L0 pixels", "L-inf threshold"
 PAPER_COLUMNS = ("model", "pixels", "metric", "measured", "ci_low", "ci_high", "paper",
                  "paper_source", "paper_verified")
 
@@ -47,6 +51,42 @@ def undefended(results: SuiteResults, model: str) -> str | None:
     same = ("architecture", "checkpoint_path")
     return next((name for name, other in victims.items() if not other.get("defence")
                  and all(other.get(k) == entry.get(k) for k in same)), None)
+
+
+def threshold_variants(results: SuiteResults) -> dict[str, int]:
+    """The suite's variants that run the threshold attack, with their thresholds."""
+    return {name: v["threshold"] for name, v in results.settings.get("variants", {}).items()
+            if isinstance(v, Mapping) and v.get("threshold") is not None}
+
+
+def levels_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
+    """Robustness levels (Kotyan & Vargas), when the suite has threshold variants: per victim
+    and mode, one row per pixel count of the pixel attack (the suite's own cells) and per
+    threshold of the threshold attack (its threshold variants' cells), in that order, with
+    success and robust accuracy and their Wilson intervals."""
+    thresholds = threshold_variants(results)
+    if not thresholds:
+        return []
+    table = []
+    for cell in results.cells:
+        s = stats.get(cell.key)
+        if s is None or (cell.variant is not None and cell.variant not in thresholds):
+            continue
+        family, level = (L0, cell.pixels) if cell.variant is None else (
+            LINF, thresholds[cell.variant])
+        robust = Rate(s.attacked - s.success.successes, s.images)
+        table.append({
+            "model": cell.model, "family": family, "level": level, "mode": cell.mode,
+            "variant": cell.variant or "", "images": s.images, "attacked": s.attacked,
+            "fooled": s.success.successes,
+            "success_rate": s.success.rate if s.attacked else 0.0,
+            "success_low": s.success.interval[0], "success_high": s.success.interval[1],
+            "robust": robust.successes, "robust_accuracy": robust.rate if s.images else 0.0,
+            "robust_low": robust.interval[0], "robust_high": robust.interval[1],
+            "complete": cell.complete})
+    order = {m: i for i, m in enumerate(results.models)}
+    return sorted(table, key=lambda r: (order[r["model"]], r["mode"], r["family"] != L0,
+                                        r["level"]))
 
 
 def robustness_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[dict]:
