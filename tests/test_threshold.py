@@ -261,6 +261,9 @@ def test_the_command_runs_a_threshold_attack_and_exports_its_images(victim, data
     capsys.readouterr()
     assert main(["propagation", "--results", str(out), "--out", str(tmp_path / "maps")]) != 0
     assert "holds a threshold attack" in capsys.readouterr().err
+    # The folder's report names it as the threshold variant of the one-pixel grid.
+    assert main(["report", str(out)]) == 0
+    assert "| tiny | 1 | non-targeted+th8 |" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("extra,message", [
