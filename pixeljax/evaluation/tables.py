@@ -200,15 +200,17 @@ COMPARISON_COLUMNS = ("model", "method", "images", "method_fooled", "sweep_foole
 
 
 def comparison_table(results: SuiteResults) -> list[dict]:
-    """Per victim with a sweep cell: each of its one-pixel DE cells against the sweep, over the
-    images both attacked (see :func:`pixeljax.stats.compare`)."""
+    """Per victim with a sweep cell (the suite's own, not a variant's): each of its finished
+    one-pixel DE cells against the sweep, over the images both attacked (see
+    :func:`pixeljax.stats.compare`). A running DE cell is left out: its successes finish first."""
     table = []
-    for sweep in [c for c in results.cells if c.mode == SWEEP and c.started]:
+    for sweep in [c for c in results.cells if c.mode == SWEEP and c.started and not c.variant]:
         for de in [c for c in results.cells if c.model == sweep.model and c.pixels == 1
-                   and c.mode != SWEEP and c.started]:
+                   and c.mode != SWEEP and c.complete]:
             cmp = compare(de.found, sweep.found)
             low, high = cmp.either.interval
-            table.append({"model": sweep.model, "method": f"DE {de.mode}", "images": cmp.images,
+            method = f"DE {de.mode}" + (f" ({de.variant})" if de.variant else "")
+            table.append({"model": sweep.model, "method": method, "images": cmp.images,
                           "method_fooled": cmp.first.successes,
                           "sweep_fooled": cmp.second.successes,
                           "either_fooled": cmp.either.successes, "method_only": cmp.only_first,
