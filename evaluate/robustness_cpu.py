@@ -4,7 +4,7 @@ adversarial fine-tuning, at CPU scale.
     pixeljax evaluate robustness-cpu --data ../shared/data/cifar10 --out runs/robustness-cpu
     pixeljax report runs/robustness-cpu
 
-The shipped AllConv, undefended and behind each defence of ``pixeljax.defences`` (median and
+The shipped AllConv, undefended and behind each defence of ``pixeljax.victims.defences`` (median and
 Gaussian smoothing, bit-depth reduction, Gaussian noise at inference scored over 4 draws), and
 the shipped ``allconv-adv1px`` (AllConv fine-tuned on one-pixel adversarial examples found by
 the project's own DE, ``train/allconv_adv1px.py``), x

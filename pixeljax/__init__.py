@@ -13,12 +13,13 @@ from pixeljax.attack import (
     pixel_sweep,
     threshold_attack,
 )
-from pixeljax.checkpoint import LoadedVictim, load_victim
 from pixeljax.data import load_dataset
 from pixeljax.de import differential_evolution
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
 from pixeljax.victims import load_onnx
+from pixeljax.victims.checkpoint import load_victim
+from pixeljax.victims.loaded import LoadedVictim
 
 __version__ = "0.1.0"
 __all__ = ["AttackResult", "AttackSpec", "EngineSizes", "LoadedVictim", "PixeljaxError",

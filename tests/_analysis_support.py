@@ -15,12 +15,13 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax.accuracy import predict_logits
 from pixeljax.attack.perturb import apply_candidates
-from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
-from pixeljax.attack_result import Status
 from pixeljax.models import create_model
-from pixeljax.results import ResultsWriter, check_config
+from pixeljax.runs.attack_result import Status
+from pixeljax.runs.results import ResultsWriter, check_config
+from pixeljax.victims.accuracy import predict_logits
+from pixeljax.victims.checkpoint import load_victim, save_victim
+from pixeljax.victims.loaded import LoadedVictim
 
 MARGIN = 1e-4  # logit margin of every recorded outcome, far above float noise (~1e-8)
 

@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax.accuracy import predict_logits
-from pixeljax.checkpoint import LoadedVictim, load_victim, save_victim
 from pixeljax.data import load_sample
 from pixeljax.models import create_model
+from pixeljax.victims.accuracy import predict_logits
+from pixeljax.victims.checkpoint import load_victim, save_victim
+from pixeljax.victims.loaded import LoadedVictim
 
 # The engine sizes of every tiny-victim run: one compilation for the session.
 TINY_ENGINE = dict(popsize=8, maxiter=3, slots=4, batch_size=16)

@@ -75,9 +75,9 @@ def attack(out, *, seed: int = 0, mode: str = "all-targets", **kwargs) -> dict:
 def sweep(out, **kwargs) -> tuple[dict, list[dict], dict]:
     """One sweep_folder run of the test images into ``out`` (two images per wave, grid
     0/128/255): its summary, rows and maps (as lists, JSON-friendly)."""
-    from pixeljax import results
     from pixeljax.attack.sweep import SweepSpec
     from pixeljax.attack.sweep_run import read_maps, sweep_folder
+    from pixeljax.runs import results
 
     predict, data = victim_and_data()
     summary = sweep_folder(predict, data, out, SweepSpec(levels=(0, 128, 255), first=True)
@@ -90,9 +90,9 @@ def sweep(out, **kwargs) -> tuple[dict, list[dict], dict]:
 def tiny_checkpoint_and_data(out: Path) -> tuple[Path, Path]:
     """A freshly initialised ``tiny`` victim saved as a checkpoint, and the test images as an
     ``.npz`` file labelled with its predictions, for the command line."""
-    from pixeljax.checkpoint import save_victim
     from pixeljax.models import create_model
     from pixeljax.models.registry import split_for_inference
+    from pixeljax.victims.checkpoint import save_victim
 
     _, data = victim_and_data()
     model = create_model("tiny")
@@ -111,10 +111,10 @@ def _devices(out: Path) -> dict:
 
     import jax
 
-    from pixeljax import results
     from pixeljax.attack.api import pixel_attack
     from pixeljax.cli import main as cli
     from pixeljax.errors import PixeljaxError
+    from pixeljax.runs import results
 
     report = {"device_count": jax.local_device_count()}
     report["summary"] = attack(out / "folder", mode="all-targets", devices=8)
@@ -144,8 +144,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(_devices(out)))
         return 0
     if mode == "worker":
-        from pixeljax import distributed
         from pixeljax.errors import PixeljaxError
+        from pixeljax.runtime import distributed
 
         address, n, i = argv[2], int(argv[3]), int(argv[4])
         seed = int(argv[5]) if len(argv) > 5 else 0

@@ -90,7 +90,7 @@ def attack(out, search: str = "de", **kwargs) -> dict:
 if __name__ == "__main__":
     import jax
 
-    from pixeljax import results
+    from pixeljax.runs import results
 
     assert sys.argv[1] == "devices" and jax.local_device_count() == 8
     rows = {}

@@ -22,12 +22,12 @@ from _attack_support import (
 )
 
 import pixeljax.attack.pipeline as pipeline
-from pixeljax import results
 from pixeljax.attack import pixel_attack
-from pixeljax.bench import BenchConfig, run_bench
+from pixeljax.bench.measure import BenchConfig, run_bench
 from pixeljax.cli import main
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
 
 SUMMARY_KEYS = {"model", "pixels", "mode", "n_images", "n_attacked", "n_skipped", "n_success",
                 "success_rate", "mean_confidence", "evaluations", "wall_seconds",

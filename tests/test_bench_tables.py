@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pixeljax.bench_tables import ENGINES, PRECISION, ROOFLINE, bench_tables
+from pixeljax.bench.tables import ENGINES, PRECISION, ROOFLINE, bench_tables
 from pixeljax.cli import main
-from pixeljax.readme_blocks import block, readme_block
+from pixeljax.reporting.readme_blocks import block, readme_block
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "results" / "bench"

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pixeljax.accuracy import accuracy
-from pixeljax.checkpoint import load_victim, read_metadata, save_victim
 from pixeljax.data import load_sample
 from pixeljax.errors import CheckpointError, PixeljaxError
 from pixeljax.models import create_model, parameter_count, split_for_inference
 from pixeljax.training import export_victim
+from pixeljax.victims.accuracy import accuracy
+from pixeljax.victims.checkpoint import load_victim, read_metadata, save_victim
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_exporting_again_replaces_the_folder(exported, tmp_path):
 
 
 def test_weights_are_split_into_data_files_of_about_the_target_size(tmp_path, monkeypatch):
-    monkeypatch.setattr("pixeljax.checkpoint.DATA_FILE_BYTES", 256 << 10)
+    monkeypatch.setattr("pixeljax.victims.checkpoint.DATA_FILE_BYTES", 256 << 10)
     model = create_model("allconv", seed=0)  # 5.5 MB of float32 weights
     save_victim(tmp_path / "allconv", model, {"architecture": "allconv"})
     largest = max(x.nbytes for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

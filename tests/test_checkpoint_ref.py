@@ -1,4 +1,4 @@
-"""Results folders name their victim loadably (``pixeljax.checkpoint_ref``): ``pixeljax
+"""Results folders name their victim loadably (``pixeljax.victims.checkpoint_ref``): ``pixeljax
 propagation`` and ``pixeljax locality`` run on a suite's cells, whether the victim is shipped or
 trained by the suite, and on folders moved elsewhere; a folder of an earlier development version
 (a description such as "checkpoints/tiny (shipped)" instead of a reference, or no architecture)
@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from _analysis_support import boundary_images, save_tiny
 
-import pixeljax.checkpoint
-from pixeljax import results
+import pixeljax.victims.checkpoint
 from pixeljax.analysis import load_attacks
 from pixeljax.cli import main
 from pixeljax.evaluation import AttackSpec, EngineSizes, Suite, Victim, run_suite
+from pixeljax.runs import results
 
 ENGINE = dict(sizes=EngineSizes(slots=2, batch_size=32))
 CELL = "tiny/1px-non-targeted"
@@ -41,7 +41,7 @@ def shipped(tmp_path_factory):
     labels = np.asarray(victim.predict(images.astype(np.float32))).argmax(-1)
     np.savez(root / "data.npz", x=images, y=labels)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pixeljax.checkpoint, "shipped_folder", lambda kind: root / kind)
+        patch.setattr(pixeljax.victims.checkpoint, "shipped_folder", lambda kind: root / kind)
         yield root
 
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import pixeljax
-from pixeljax.checkpoint import load_victim
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.models import create_model
 from pixeljax.training import export_victim
+from pixeljax.victims.checkpoint import load_victim
 
 REPO = Path(__file__).resolve().parents[1]
 

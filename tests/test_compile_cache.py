@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from pixeljax import compile_cache
+from pixeljax.runtime import compile_cache
 
 
 def _accuracy(env_value, tmp_path):

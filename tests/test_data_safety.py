@@ -34,11 +34,18 @@ from flax import nnx
 
 import pixeljax.attack.pipeline as pipeline
 import pixeljax.attack.run as attack_run
-import pixeljax.checkpoint
-from pixeljax import locking, results
+import pixeljax.victims.checkpoint
+from pixeljax._plumbing import locking
 from pixeljax.attack.engine import fitness_from_logits
 from pixeljax.attack.spec import AttackSpec
-from pixeljax.checkpoint import (
+from pixeljax.cli import main
+from pixeljax.data import ImageSet, load_dataset, load_sample
+from pixeljax.errors import CheckpointError, PixeljaxError
+from pixeljax.evaluation import EngineSizes, Suite, Victim, run_suite
+from pixeljax.models import create_model
+from pixeljax.runs import results
+from pixeljax.training import TrainConfig, train
+from pixeljax.victims.checkpoint import (
     as_stored,
     load_victim,
     read_metadata,
@@ -46,12 +53,6 @@ from pixeljax.checkpoint import (
     shipped_checkpoint,
     weight_digests,
 )
-from pixeljax.cli import main
-from pixeljax.data import ImageSet, load_dataset, load_sample
-from pixeljax.errors import CheckpointError, PixeljaxError
-from pixeljax.evaluation import EngineSizes, Suite, Victim, run_suite
-from pixeljax.models import create_model
-from pixeljax.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE_ARGS = ["--popsize", str(TINY_ENGINE["popsize"]), "--maxiter", str(TINY_ENGINE["maxiter"]),
@@ -195,7 +196,7 @@ def test_a_victim_is_replaced_atomically_and_a_failed_write_keeps_the_old_one(tm
     def broken(weights):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pixeljax.checkpoint, "weight_digests", broken)
+    monkeypatch.setattr(pixeljax.victims.checkpoint, "weight_digests", broken)
     with pytest.raises(OSError, match="disk full"):
         save_victim(folder, create_model("tiny", seed=2), {"architecture": "tiny"})
     assert listing(folder) == old
@@ -415,7 +416,7 @@ def test_each_shard_of_a_multi_process_run_has_its_own_writer(tmp_path):
 def test_the_lock_of_a_killed_process_is_free(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
         import time
-        from pixeljax import locking
+        from pixeljax._plumbing import locking
         with locking.exclusive({str(tmp_path)!r}, "folder"):
             print("held", flush=True)
             time.sleep(600)

@@ -18,7 +18,9 @@ from pixeljax.analysis.attacks import load_attacks
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.cli import main
 from pixeljax.data import load_sample
-from pixeljax.defences import (
+from pixeljax.errors import PixeljaxError
+from pixeljax.models import create_model
+from pixeljax.victims.defences import (
     EOT_DRAWS,
     Defence,
     defence_name,
@@ -26,8 +28,6 @@ from pixeljax.defences import (
     gaussian_weights,
     parse_defences,
 )
-from pixeljax.errors import PixeljaxError
-from pixeljax.models import create_model
 
 ENGINE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]
 
@@ -162,8 +162,8 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
     assert "defence" not in json.loads((tmp_path / "out" / "tiny" / "1px-non-targeted" /
                                         "config.json").read_text())
     # The report's robustness table, recomputed from the rows.
-    from pixeljax import results
     from pixeljax.evaluation import write_report
+    from pixeljax.runs import results
 
     text = write_report(tmp_path / "out").read_text()
     assert "## Robustness" in text and "noise60x2" in text
@@ -187,7 +187,7 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
     assert table["tiny", "1"]["undefended"] == "" and table["tiny", "1"]["accuracy_cost"] == ""
     # Its publication's table is the robustness table, from the stored summaries alone.
     from pixeljax.evaluation.publish import publish, published_table
-    from pixeljax.readme_blocks import readme_block
+    from pixeljax.reporting.readme_blocks import readme_block
 
     readme = tmp_path / "README.md"
     readme.write_text("<!-- published:defended -->\n<!-- /published:defended -->\n")
@@ -244,7 +244,7 @@ def test_a_noise_defence_scores_an_image_alike_in_any_batch_by_the_mean_over_its
     """Expectation over transformation with draws seeded by the image itself: the same image
     gets the same probabilities alone or in a batch, and they are the mean of the draws'."""
     from pixeljax.attack import scoring
-    from pixeljax.defences import Defended, image_keys
+    from pixeljax.victims.defences import Defended, image_keys
 
     x = images(n=3, shape=(32, 32, 3))
     behind = defended(victim[1], "noise40x3")
@@ -291,7 +291,7 @@ def test_an_attack_behind_noise_is_judged_on_fresh_draws_as_the_deployed_defence
         victim, tmp_path):
     """The search sees a few fixed draws; every reported class, confidence and success is that
     of the probabilities expected over 256 fresh draws of another key, computed here apart."""
-    from pixeljax.defences import VERDICT_DRAWS, _VERDICT_SEED, image_keys
+    from pixeljax.victims.defences import _VERDICT_SEED, VERDICT_DRAWS, image_keys
 
     x = load_sample().x[:8]
     behind = defended(victim[1], "noise30x1")

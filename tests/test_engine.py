@@ -22,8 +22,8 @@ from _attack_support import (
 )
 
 from pixeljax.attack import ALL_TARGETS, engine, pixel_attack
-from pixeljax.checkpoint import load_victim
 from pixeljax.errors import PixeljaxError
+from pixeljax.victims.checkpoint import load_victim
 
 PIXELS = 3
 # devices=1: one device even where a test session exposes several CPU devices.

@@ -13,7 +13,6 @@ import textwrap
 
 import pytest
 
-from pixeljax import results
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import (
@@ -31,6 +30,7 @@ from pixeljax.evaluation import plan as plan_module
 from pixeljax.evaluation.runner import with_images
 from pixeljax.evaluation.suite import SUITES
 from pixeljax.models import registry
+from pixeljax.runs import results
 
 # The same sizes everywhere: one compilation per module.
 ENGINE = dict(sizes=EngineSizes(slots=4, batch_size=32))
@@ -85,7 +85,7 @@ def test_shipped_suites_are_listed_and_load_by_name_with_a_dash():
 
 
 def test_the_robustness_suite_attacks_the_shipped_allconv_behind_every_defence_and_tuned():
-    from pixeljax.defences import KINDS, parse_defences
+    from pixeljax.victims.defences import KINDS, parse_defences
 
     suite = load_suite("robustness-cpu")
     defended = [v.defence for v in suite.victims if v.defence is not None]
@@ -376,8 +376,8 @@ def test_cli_dense_flag_scores_every_cell_densely(trained_run, tmp_path):
 def test_cli_evaluate_that_attacks_no_image_says_so_and_fails(trained_run, tmp_path, capsys):
     import numpy as np
 
-    from pixeljax.checkpoint import load_victim
     from pixeljax.data import load_sample
+    from pixeljax.victims.checkpoint import load_victim
 
     sample = load_sample()
     x = sample.x[:3]

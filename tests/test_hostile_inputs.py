@@ -26,14 +26,14 @@ import numpy as np
 import pytest
 from _attack_support import boundary_sample, toy_model
 
-import pixeljax.results
+import pixeljax.runs.results
 from pixeljax.attack import pixel_attack
 from pixeljax.attack.validation import check_images, check_key
-from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.data import load_dataset
 from pixeljax.errors import DataError, PixeljaxError
 from pixeljax.models import create_model
+from pixeljax.victims.checkpoint import load_victim, save_victim
 
 REPO = Path(__file__).resolve().parents[1]
 ENGINE = ["--popsize", "8", "--maxiter", "2", "--slots", "4", "--quiet"]
@@ -311,7 +311,7 @@ def test_a_full_disk_is_one_error_line_and_leaves_no_temporary_files(world, monk
     def full(self):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
-    monkeypatch.setattr(pixeljax.results.ResultsWriter, "_flush", full)
+    monkeypatch.setattr(pixeljax.runs.results.ResultsWriter, "_flush", full)
     out = world / "full"
     status = main([str(a) for a in attack(world, "good.npz", out)])
     err = capsys.readouterr().err
@@ -431,7 +431,7 @@ def test_more_images_than_the_data_holds_says_how_many_are_attacked(runs, world)
     path = world / "good.npz"
     assert result["err"].splitlines() == [f"note: 50 images asked for, but {path} has 6 "
                                           f"images: attacking all 6"]
-    assert len(pixeljax.results.read_rows(world / "finished")) == 6
+    assert len(pixeljax.runs.results.read_rows(world / "finished")) == 6
 
 
 # -- the micro-batch ------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def test_the_micro_batch_is_capped_at_what_the_slots_fill_and_recorded(runs, wor
 # -- report --data --------------------------------------------------------------------------------
 
 def test_report_refuses_data_that_labels_the_attacked_images_otherwise(runs, world):
-    rows = pixeljax.results.read_rows(world / "suite" / "tiny" / "1px-non-targeted")
+    rows = pixeljax.runs.results.read_rows(world / "suite" / "tiny" / "1px-non-targeted")
     first = rows[0]
     relabelled = load_dataset(world / "relabelled.npz")
     found = int(relabelled.y[list(relabelled.index).index(first["image_index"])])

@@ -15,20 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _analysis_support import shared_results
 
-from pixeljax import results
 from pixeljax.attack import pixel_attack
 from pixeljax.attack.sizes import ATTACK_SLOTS
-from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
+from pixeljax.runs import results
 from pixeljax.training.export import portable
+from pixeljax.victims.checkpoint import load_victim, save_victim
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,7 +192,7 @@ def test_an_unwritable_compilation_cache_gives_one_warning(tmp_path):
     cache.mkdir()
     cache.chmod(0o500)
     code = ("import jax, jax.numpy as jnp\n"
-            "from pixeljax import compile_cache\n"
+            "from pixeljax.runtime import compile_cache\n"
             "print(compile_cache.enable())\n"
             "for n in range(1, 4): jax.jit(lambda x: x * n)(jnp.ones(n)).block_until_ready()\n")
     command = [sys.executable, "-c", code]

@@ -19,12 +19,12 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from pixeljax import results
 from pixeljax.attack import pixel_attack
 from pixeljax.cli import main
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
+from pixeljax.runs import results
 
 MODULE = textwrap.dedent('''
     import jax, jax.numpy as jnp
@@ -191,9 +191,10 @@ def test_a_model_that_fails_on_the_data_is_one_error_line(world, capsys, tmp_pat
 
 
 def test_a_suite_whose_model_fails_on_its_data_is_refused_before_any_work(world, tmp_path):
-    from pixeljax.checkpoint import save_victim
-    from pixeljax.evaluation import AttackSpec, Suite, Victim, run_suite
     import thirdnets
+
+    from pixeljax.evaluation import AttackSpec, Suite, Victim, run_suite
+    from pixeljax.victims.checkpoint import save_victim
 
     save_victim(tmp_path / "flat8", thirdnets.make_flat8(),
                 {"architecture": "thirdnets:make_flat8", "num_classes": 4})

@@ -28,13 +28,13 @@ from flax import nnx
 
 from pixeljax.attack import cone, pixel_attack, scoring
 from pixeljax.attack.incremental import IncrementalScorer
-from pixeljax.bench import BenchConfig, macs_per_candidate, run_bench
-from pixeljax.checkpoint import load_victim
+from pixeljax.bench.measure import BenchConfig, macs_per_candidate, run_bench
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import SequentialVictim, create_model, model_names
-from pixeljax.models.layers import Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
+from pixeljax.models.layers import Axis, Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
+from pixeljax.victims.checkpoint import load_victim
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -76,7 +76,7 @@ HANDMADE_SHAPE = (45, 43, 3)  # odd sizes: SAME padding splits unevenly under st
     (size, k, s, p) for size in (1, 7, 8, 32) for k in (1, 2, 3, 5) for s in (1, 2, 3)
     for p in ("SAME", "VALID") if p == "SAME" or size >= k])
 def test_reach_and_window_match_brute_force_over_xla_padding(size, kernel, stride, padding):
-    axis = cone.Axis.of(size, kernel, stride, padding)
+    axis = Axis.of(size, kernel, stride, padding)
     (lo, hi), = jax.lax.padtype_to_pads((size,), (kernel,), (stride,), padding)
     assert (axis.lo, axis.hi) == (lo, hi)
     assert axis.out == (size + lo + hi - kernel) // stride + 1

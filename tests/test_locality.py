@@ -14,7 +14,7 @@ from pixeljax.analysis import check_radius, load_attacks, locality, offsets, run
 from pixeljax.analysis.locality import NOT_EVALUATED, shift_candidates
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
-from pixeljax.results import ResultsWriter, read_rows
+from pixeljax.runs.results import ResultsWriter, read_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

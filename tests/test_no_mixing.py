@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from _attack_support import TINY_ENGINE, boundary_sample, kill_after_first_harvest
 
-from pixeljax import results
-from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.models import create_model
+from pixeljax.runs import results
+from pixeljax.victims.checkpoint import load_victim, save_victim
 
 ENGINE_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_ENGINE.items()]
 

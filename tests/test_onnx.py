@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _onnx_support import cnn, op_net, reference, save  # skips the module without the onnx extra
-from pixeljax import results
-from pixeljax.checkpoint import load_victim
+
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
 from pixeljax.victims import onnx as onnx_victims
+from pixeljax.victims.checkpoint import load_victim
 
 pytest.importorskip("onnxruntime", reason="onnxruntime, the tests' reference, is not installed")
 
@@ -133,9 +133,8 @@ def test_chain_cnns_become_the_projects_layers_exact_at_every_border_pixel(tmp_p
 
 
 def test_the_pytorch_fixture_is_translated_and_scored_incrementally_exactly():
-    from _incremental_support import border_and_random_pixels, compare, scaled
-
     import onnx
+    from _incremental_support import border_and_random_pixels, compare, scaled
 
     from pixeljax.data import load_sample
     from pixeljax.models.resnet import BasicBlock

@@ -99,7 +99,7 @@ def test_the_installed_command_finds_the_shipped_victim_outside_a_checkout(insta
                                                                           tmp_path):
     bin_ = installed / "bin"
     where = _run(bin_ / "python", "-c",
-                 "import pixeljax, pixeljax.checkpoint as c, pixeljax.evaluation as e, "
+                 "import pixeljax, pixeljax.victims.checkpoint as c, pixeljax.evaluation as e, "
                  "pixeljax.training as t; print(pixeljax.__file__); "
                  "print(c.shipped_checkpoint('allconv')); "
                  "print(','.join(e.suite_names())); print(','.join(t.recipe_names()))",

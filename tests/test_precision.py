@@ -21,12 +21,12 @@ from pixeljax.attack.perturb import apply_candidates
 from pixeljax.attack.spec import AttackSpec
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import pixel_sweep
-from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
-from pixeljax.results import read_rows as results_rows
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.layers import matmul_conv
 from pixeljax.models.precision import lowered
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.results import read_rows as results_rows
 
 BF16 = jnp.bfloat16
 
@@ -183,9 +183,9 @@ def test_the_command_line_records_bfloat16_and_refuses_to_mix_it_with_float32(vi
 
 
 def test_bfloat16_and_float32_give_the_same_class_on_ten_thousand_shipped_allconv_candidates():
-    from pixeljax.bench import precision_agreement
-    from pixeljax.checkpoint import load_victim
+    from pixeljax.bench.measure import precision_agreement
     from pixeljax.data import load_sample
+    from pixeljax.victims.checkpoint import load_victim
 
     agreement = precision_agreement(load_victim("allconv").predict, load_sample(), 10_000)
     assert agreement["candidates"] == 10_000 and agreement["images"] >= 5
@@ -196,12 +196,12 @@ def test_bfloat16_and_float32_give_the_same_class_on_ten_thousand_shipped_allcon
 
 def test_the_agreement_spreads_its_candidates_over_a_bounded_number_of_images(monkeypatch):
     """Each image's clean activations are cached, so a whole test set must not be held."""
-    from pixeljax import bench
-    from pixeljax.checkpoint import load_victim
+    from pixeljax.bench import measure
     from pixeljax.data import load_sample
+    from pixeljax.victims.checkpoint import load_victim
 
-    monkeypatch.setattr(bench, "AGREEMENT_IMAGES", 3)
-    agreement = bench.precision_agreement(load_victim("allconv").predict, load_sample(), 200)
+    monkeypatch.setattr(measure, "AGREEMENT_IMAGES", 3)
+    agreement = measure.precision_agreement(load_victim("allconv").predict, load_sample(), 200)
     assert agreement["images"] == 3 and agreement["candidates"] == 200
 
 

@@ -23,12 +23,12 @@ from pixeljax.analysis import (
     run_propagation,
 )
 from pixeljax.analysis.propagation import PropagationMaps
+from pixeljax.attack.perturb import apply_candidates
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model, model_names
-from pixeljax.attack.perturb import apply_candidates
-from pixeljax.results import ResultsWriter, check_config, perturbation, read_config
+from pixeljax.runs.results import ResultsWriter, check_config, perturbation, read_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

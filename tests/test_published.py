@@ -13,11 +13,17 @@ import pytest
 
 from pixeljax.attack.sweep_run import read_maps
 from pixeljax.evaluation.archive import ARCHIVE
-from pixeljax.evaluation.confidence import (BINNED_CSV, CLEAN_CSV, FOOLED_CSV, MARGIN, TRUE_PROB,
-                                            read_table)
+from pixeljax.evaluation.confidence import (
+    BINNED_CSV,
+    CLEAN_CSV,
+    FOOLED_CSV,
+    MARGIN,
+    TRUE_PROB,
+    read_table,
+)
 from pixeljax.evaluation.publish import MECHANISM, PROVENANCE, mechanism_table, published_table
-from pixeljax.readme_blocks import readme_block
-from pixeljax.stats import CONFIDENCE_BINS
+from pixeljax.reporting.readme_blocks import readme_block
+from pixeljax.runs.stats import CONFIDENCE_BINS
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted(p.parent for p in (REPO / "results").glob(f"*/{PROVENANCE}"))

@@ -1,5 +1,5 @@
 """``pixeljax report``: report.md, its figures and CSV tables, on a hand-made suite results
-folder (written through ``pixeljax.results`` as the runner would), so every count is known."""
+folder (written through ``pixeljax.runs.results`` as the runner would), so every count is known."""
 
 import csv
 import functools
@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from pixeljax import figures, results
-from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.data import load_sample
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import write_report
 from pixeljax.evaluation.paper import PUBLISHED, published
-from pixeljax.stats import wilson_interval
+from pixeljax.reporting import figures
+from pixeljax.runs import results
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.stats import wilson_interval
 
 N = 10
 SETTINGS = {"data": "sample", "split": "test", "n_images": N, "first": True, "seed": 0,
@@ -38,7 +39,7 @@ def allconv_probs():
     import jax
 
     from pixeljax.attack.pipeline import clean_logits
-    from pixeljax.checkpoint import load_victim
+    from pixeljax.victims.checkpoint import load_victim
 
     logits = clean_logits(load_victim("allconv").predict, load_sample().x[:N], 16)
     return np.asarray(jax.nn.softmax(logits, -1))

@@ -99,7 +99,7 @@ def reference(started, tmp_path_factory):
     assert jax.local_device_count() == 1
     out = tmp_path_factory.mktemp("reference")
     summary = support.attack(out)
-    from pixeljax import results
+    from pixeljax.runs import results
 
     return summary, results.read_rows(out)
 
@@ -199,7 +199,7 @@ def test_a_device_count_that_does_not_fit_is_refused(tmp_path, capsys):
 
 def test_two_processes_merged_give_exactly_the_single_process_results(reference, two):
     folder, summaries = two
-    from pixeljax import results
+    from pixeljax.runs import results
 
     assert sorted(p.name for p in folder.glob("results*.csv")) == [
         "results-0-of-2.csv", "results-1-of-2.csv"]
@@ -219,7 +219,7 @@ def test_two_processes_merged_give_exactly_the_single_process_results(reference,
 
 
 def test_a_rerun_completes_only_the_attacks_of_a_lost_process(tmp_path, reference):
-    from pixeljax import results
+    from pixeljax.runs import results
 
     _, rows = reference
     support.attack(tmp_path, process=0, num_processes=2)  # process 1 never ran
@@ -261,8 +261,8 @@ def test_an_unreachable_coordinator_is_a_clear_error_within_the_timeout(tmp_path
 
 
 def test_incomplete_or_inconsistent_process_settings_are_refused():
-    from pixeljax import distributed
     from pixeljax.errors import PixeljaxError
+    from pixeljax.runtime import distributed
 
     with pytest.raises(PixeljaxError, match="go together"):
         distributed.initialize("127.0.0.1:1234", None, 0)
@@ -276,7 +276,7 @@ def test_incomplete_or_inconsistent_process_settings_are_refused():
 # The results folder of several processes.
 
 def _row(attack_id: int, **extra) -> dict:
-    from pixeljax import results
+    from pixeljax.runs import results
 
     row = {c: 0 for c in results.columns(1)}
     row.update(attack_id=attack_id, status="failure", confidence=0.5, **extra)
@@ -284,7 +284,7 @@ def _row(attack_id: int, **extra) -> dict:
 
 
 def test_read_rows_merges_the_shards_once_per_attack_in_attack_id_order(tmp_path):
-    from pixeljax import results
+    from pixeljax.runs import results
 
     for (p, n), ids in {(0, 2): [9, 2], (1, 2): [5, 7], (0, 1): [7, 3]}.items():
         with results.ResultsWriter(tmp_path, 1, process=p, num_processes=n) as w:
@@ -303,8 +303,8 @@ RUN = {"mode": "all-targets", "pixels": 1}  # what every attack's config.json ho
 
 
 def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused(tmp_path):
-    from pixeljax import results
     from pixeljax.errors import PixeljaxError
+    from pixeljax.runs import results
 
     errors = []
 
@@ -326,8 +326,8 @@ def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused
 
 
 def test_a_shard_without_config_json_is_refused(tmp_path):
-    from pixeljax import results
     from pixeljax.errors import PixeljaxError
+    from pixeljax.runs import results
 
     (tmp_path / "results-0-of-2.csv").write_text("attack_id\n")
     with pytest.raises(PixeljaxError, match="results-0-of-2.csv but no config.json"):

@@ -3,10 +3,10 @@ accurate on the shipped sample as its metadata records."""
 
 import pytest
 
-from pixeljax.accuracy import accuracy
-from pixeljax.checkpoint import load_victim, shipped_checkpoint
 from pixeljax.data import load_sample
 from pixeljax.models import parameter_count
+from pixeljax.victims.accuracy import accuracy
+from pixeljax.victims.checkpoint import load_victim, shipped_checkpoint
 
 # Parameter counts from the papers' layer lists (see test_models.py and test_resnet.py).
 SHIPPED = {"allconv": 1_370_986, "nin": 968_394, "vgg16": 19_990_474, "resnet20": 269_722,

@@ -6,11 +6,10 @@ import json
 import jax
 import numpy as np
 import pytest
+from _sharding_support import VICTIM, attack, victim_and_data
 
-from pixeljax import results
 from pixeljax.attack import pixel_attack
-from pixeljax.attack.sizes import (ATTACK_SLOTS, CPU_BATCH_SIZE, SEGMENT, SWEEP_SLOTS,
-                                   EngineSizes)
+from pixeljax.attack.sizes import ATTACK_SLOTS, CPU_BATCH_SIZE, SEGMENT, SWEEP_SLOTS, EngineSizes
 from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, AttackSpec, Goal
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.cli import build_parser
@@ -18,8 +17,7 @@ from pixeljax.cli.attack import attack_spec
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import Suite, Victim
 from pixeljax.evaluation.suite import Cell
-
-from _sharding_support import VICTIM, attack, victim_and_data
+from pixeljax.runs import results
 
 
 def test_the_defaults_are_the_papers():
@@ -160,7 +158,7 @@ def test_a_results_folder_records_the_victim_and_the_spec(tmp_path):
 
 
 def test_the_victim_block_is_one_record_built_and_read_in_one_place():
-    from pixeljax.victim_record import VictimRecord
+    from pixeljax.runs.victim_record import VictimRecord
 
     cli = VictimRecord(model="allconv", architecture="allconv", checkpoint="shipped:allconv",
                        data="sample", split="test")

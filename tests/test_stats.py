@@ -1,14 +1,23 @@
-"""The statistics of attack results (``pixeljax.stats``), checked on hand-made result rows."""
+"""The statistics of attack results (``pixeljax.runs.stats``), checked on hand-made result rows."""
 
 import math
 
 import numpy as np
 import pytest
 
-from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
-from pixeljax.stats import (CONFIDENCE_BINS, Rate, bin_labels, binned_means, binned_rates,
-                            cell_statistics, pool, quantiles, wilson_interval)
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.stats import (
+    CONFIDENCE_BINS,
+    Rate,
+    bin_labels,
+    binned_means,
+    binned_rates,
+    cell_statistics,
+    pool,
+    quantiles,
+    wilson_interval,
+)
 
 
 def row(aid, image, label, *, target=-1, status="failure", adversarial=None, confidence=0.5,

@@ -20,7 +20,6 @@ import pytest
 from _attack_support import boundary_sample, kill_after_first_yield
 
 import pixeljax.attack.sweep as sweep_module
-from pixeljax import results
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.sweep import SweepSpec, colour_grid
 from pixeljax.attack.sweep_run import (
@@ -30,10 +29,11 @@ from pixeljax.attack.sweep_run import (
     read_untargeted,
     sweep_folder,
 )
-from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.data.arrays import make_image_set
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
+from pixeljax.runs.attack_result import AttackResult
 
 ENGINE = dict(sizes=EngineSizes(slots=2, batch_size=64))
 
@@ -293,7 +293,7 @@ def test_a_suite_runs_sweep_and_de_cells_in_its_order_on_nested_images(suite_run
 
 def test_the_report_compares_de_and_the_sweep_image_by_image(suite_run):
     from pixeljax.evaluation import write_report
-    from pixeljax.stats import compare
+    from pixeljax.runs.stats import compare
 
     out, _ = suite_run
     text = write_report(out).read_text()
@@ -338,7 +338,7 @@ def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
 def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summaries(
         suite_run, tmp_path):
     from pixeljax.evaluation.publish import headline_table, publish, read_cells
-    from pixeljax.readme_blocks import readme_block
+    from pixeljax.reporting.readme_blocks import readme_block
 
     out, summaries = suite_run
     readme = tmp_path / "README.md"

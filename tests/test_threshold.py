@@ -24,12 +24,12 @@ from _attack_support import (
     kill_after_first_harvest,
 )
 
-from pixeljax import results
 from pixeljax.attack import AttackSpec, pixel_attack, threshold_attack
 from pixeljax.attack.run import attack_folder
-from pixeljax.attack_result import AttackResult
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
+from pixeljax.runs.attack_result import AttackResult
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -351,7 +351,7 @@ def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level
 # -- bench ---------------------------------------------------------------------------------------
 
 def test_the_bench_measures_the_threshold_engine_beside_the_pixel_engine(victim, data_file):
-    from pixeljax.bench import BenchConfig, engine_throughput
+    from pixeljax.bench.measure import BenchConfig, engine_throughput
     from pixeljax.data import load_dataset
 
     config = BenchConfig(images=2, popsize=TINY_ENGINE["popsize"], maxiter=2,

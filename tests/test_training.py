@@ -157,8 +157,8 @@ def params_of(model):
 
 @pytest.mark.parametrize("source", ["workdir", "victim"])
 def test_fine_tuning_starts_from_the_weights_it_names(uninterrupted, data, tmp_path, source):
-    from pixeljax.checkpoint import save_victim
     from pixeljax.training.initial import recorded
+    from pixeljax.victims.checkpoint import save_victim
 
     workdir, result = uninterrupted
     if source == "victim":

@@ -8,17 +8,16 @@ from __future__ import annotations
 import json
 import textwrap
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from pixeljax import results
-from pixeljax.checkpoint import load_victim, save_victim
 from pixeljax.cli import main
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
+from pixeljax.victims.checkpoint import load_victim, save_victim
 
 MODULE = textwrap.dedent('''
     import jax, jax.numpy as jnp
@@ -333,7 +332,7 @@ def test_a_linen_module_with_its_variables_is_attacked(world, capsys, tmp_path, 
     summary = json.loads(out)
     assert summary["n_attacked"] == 2 and summary["scoring"].startswith("dense")
     config = results.read_config(tmp_path / "out")
-    from pixeljax import checkpoint_ref
+    from pixeljax.victims import checkpoint_ref
 
     again = load_victim(config["architecture"], checkpoint_ref.resolve(config, tmp_path / "out"))
     x = load_dataset(world / "linen.npz").x[:2]

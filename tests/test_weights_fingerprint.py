@@ -14,10 +14,10 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from pixeljax import results
-from pixeljax.checkpoint import load_victim
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
+from pixeljax.victims.checkpoint import load_victim
 
 MODULE = textwrap.dedent('''
     import jax, jax.numpy as jnp
@@ -149,6 +149,7 @@ def test_a_predict_function_whose_module_file_changed_is_not_resumed(world, caps
 
 def test_a_suite_never_resumes_nor_restores_cells_attacked_on_other_weights(world):
     import weightnets
+
     from pixeljax.evaluation import AttackSpec, Suite, Victim, run_suite
     from pixeljax.evaluation.publish import publish
 

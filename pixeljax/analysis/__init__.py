@@ -25,7 +25,7 @@ from pixeljax.analysis.propagation import (
                                            propagation_maps,
 )
 from pixeljax.analysis.run import run_locality, run_propagation
-from pixeljax.figures import draw_locality, draw_maps
+from pixeljax.reporting.figures import draw_locality, draw_maps
 
 __all__ = [
     "AttackSet", "LocalityResult", "PropagationMaps", "aligned_average", "as_activations",

@@ -1,6 +1,6 @@
 """The attacks of a results folder as arrays: clean images, candidates, labels and targets.
 
-Reads the folder written by the attack engine (see :mod:`pixeljax.results`), loads the victim and
+Reads the folder written by the attack engine (see :mod:`pixeljax.runs.results`), loads the victim and
 the attacked images it names, and checks that they belong together, so that every analysis of
 Vargas & Su ("Understanding the One-Pixel Attack: Propagation Maps and Locality Analysis",
 arXiv 1902.02947) starts from the exact adversarial images the attack found:
@@ -15,15 +15,23 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pixeljax import checkpoint_ref
-from pixeljax.attack_result import AttackResult
-from pixeljax.checkpoint import LoadedVictim, load_victim, with_detected_outputs
+from pixeljax._plumbing.notices import quiet_notes
+from pixeljax.attack.perturb import adversarial_images
 from pixeljax.data import ImageSet, load_dataset
-from pixeljax.defences import defended, judged
 from pixeljax.errors import PixeljaxError
-from pixeljax.notices import quiet_notes
-from pixeljax.results import CONFIG, DATA_FINGERPRINT, check_victim, data_fingerprint, read_config
-from pixeljax.victim_record import VictimRecord
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.results import (
+    CONFIG,
+    DATA_FINGERPRINT,
+    check_victim,
+    data_fingerprint,
+    read_config,
+)
+from pixeljax.runs.victim_record import VictimRecord
+from pixeljax.victims import checkpoint_ref
+from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
+from pixeljax.victims.defences import defended, judged
+from pixeljax.victims.loaded import LoadedVictim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +43,7 @@ class AttackSet:
       directory: the results folder.
       config: its ``config.json``.
       victim: the attacked network (behind its defence, as the attack saw it).
-      found: the attacks (:class:`~pixeljax.attack_result.AttackResult`; no skipped ones).
+      found: the attacks (:class:`~pixeljax.runs.attack_result.AttackResult`; no skipped ones).
       images: (N, H, W, C) uint8 clean image of each attack.
       class_names: names of the data set's classes, in label order.
     """
@@ -115,7 +123,7 @@ def _check_scores(victim: LoadedVictim, images, found: AttackResult, directory: 
     from pixeljax.attack.pipeline import clean_logits
 
     labels, recorded = found.label, found.true_prob_after
-    adversarial = found.adversarial_images(images)
+    adversarial = adversarial_images(found, images)
     probs = np.asarray(jax.nn.softmax(clean_logits(victim.predict, adversarial, 256), -1))
     off = np.abs(probs[np.arange(len(labels)), labels] - recorded) > RESCORE_TOLERANCE
     if off.any():

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pixeljax.analysis.attacks import load_attacks
+from pixeljax.attack.perturb import adversarial_images
 from pixeljax.errors import PixeljaxError
 
 
@@ -51,7 +52,7 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
     if not len(attacks):
         raise PixeljaxError(f"{results}: no successful attack to export")
     found = attacks.found
-    adversarial = found.adversarial_images(attacks.images)
+    adversarial = adversarial_images(found, attacks.images)
     change = {"delta": found.delta} if found.threshold else {"pixels": found.perturbation}
     arrays = {"x": adversarial.round().astype(np.uint8), "y": found.label,
               "target": found.target, "adversarial_class": found.adversarial_class, **change,

@@ -7,7 +7,7 @@ channels by mean (PM_avg) or max (PM_max), divided by the maximum of the clean l
 (max |F_l(x)| over all its positions and channels; 1 where the clean layer is all zeros).
 
 Any model that exposes its intermediates works: a :class:`~pixeljax.models.SequentialVictim`
-(its ``activations``), a loaded :class:`~pixeljax.checkpoint.LoadedVictim`, or any callable
+(its ``activations``), a loaded :class:`~pixeljax.victims.loaded.LoadedVictim`, or any callable
 ``activations(images) -> [(name, array)]`` whose arrays are ``(N, H, W, C)`` feature maps or
 ``(N, C)`` vectors (a vector is one position with C channels, a ``(1, 1)`` map).
 

@@ -32,7 +32,7 @@ from pixeljax.analysis.propagation import (
     batch_propagation_maps,
 )
 from pixeljax.errors import PixeljaxError
-from pixeljax.figures import draw_locality, draw_maps
+from pixeljax.reporting.figures import draw_locality, draw_maps
 
 PROPAGATION_FIGURES = "propagation"
 PROPAGATION_AVERAGE = "propagation_average.png"

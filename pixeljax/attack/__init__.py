@@ -5,7 +5,7 @@ from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import AttackSpec, Goal
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import SweepResult, pixel_sweep
-from pixeljax.attack_result import AttackResult, Status
+from pixeljax.runs.attack_result import AttackResult, Status
 
 __all__ = ["ALL_TARGETS", "AttackResult", "AttackSpec", "EngineSizes", "Goal", "Status",
            "SweepResult", "SweepSpec", "pixel_attack", "pixel_sweep", "threshold_attack"]

@@ -6,13 +6,13 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
-import numpy as np
 
 from pixeljax.attack import pipeline, validation
+from pixeljax.attack.perturb import adversarial_images
 from pixeljax.attack.sizes import FIELDS
 from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
-from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs.attack_result import AttackResult
 
 ALL_TARGETS = Goal.ALL_TARGETS
 
@@ -50,7 +50,7 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
       **settings: :class:`~pixeljax.attack.spec.AttackSpec` fields.
 
     Returns:
-      An :class:`~pixeljax.attack_result.AttackResult`, one entry per attack of the selected
+      An :class:`~pixeljax.runs.attack_result.AttackResult`, one entry per attack of the selected
       images, in the plan's order, with the adversarial images (``adversarial``). Images
       misclassified before the attack are skipped (status ``skipped``); they never count as
       successes.
@@ -121,6 +121,6 @@ def collect(prepared: pipeline.Prepared, batches) -> AttackResult:
     adversarial = p.images[[i for i, _ in p.plan]].copy() if p.plan else p.images[:0].copy()
     done = ~found.skipped
     if done.any():
-        adversarial[done] = found.take(done).adversarial_images(
-            adversarial[done]).astype(p.images.dtype)
+        adversarial[done] = adversarial_images(
+            found.take(done), adversarial[done]).astype(p.images.dtype)
     return dataclasses.replace(found, adversarial=adversarial)

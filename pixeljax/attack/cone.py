@@ -33,7 +33,7 @@ import math
 from flax import nnx
 
 from pixeljax.models.base import SequentialVictim
-from pixeljax.models.layers import Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
+from pixeljax.models.layers import Axis, Conv, ConvBlock, Dense, GlobalAveragePool, MaxPool
 from pixeljax.models.resnet import BasicBlock, Classifier
 
 LOCAL, POINTWISE, MEAN, RESIDUAL, EXPAND, FULL = ("local", "pointwise", "mean", "residual",
@@ -43,56 +43,6 @@ MEAN_LAYERS = (GlobalAveragePool, Classifier)  # a mean over positions, then (ma
 # window would hold more than this share of its map, the dense block is faster (measured on
 # ResNet-20 with `pixeljax bench`; any share between 0.23 and 0.47 gives it the same plan).
 RESIDUAL_DENSE_FRACTION = 1 / 3
-
-
-@dataclasses.dataclass(frozen=True)
-class Axis:
-    """One spatial axis of a convolution or pooling layer.
-
-    Attributes:
-      size: input length; kernel, stride: the layer's; lo, hi: padding before and after
-      (XLA's SAME split, zero for VALID); out: output length.
-    """
-
-    size: int
-    kernel: int
-    stride: int
-    lo: int
-    hi: int
-    out: int
-
-    @classmethod
-    def of(cls, size: int, kernel: int, stride: int, padding: str) -> "Axis":
-        if padding == "SAME":
-            out = -(-size // stride)
-            total = max((out - 1) * stride + kernel - size, 0)
-            return cls(size, kernel, stride, total // 2, total - total // 2, out)
-        out = (size - kernel) // stride + 1
-        return cls(size, kernel, stride, 0, 0, out)
-
-    def window(self, n: int) -> int:
-        """Outputs that a changed span of ``n`` inputs can reach (capped at the map)."""
-        return min((n + self.kernel - 2) // self.stride + 1, self.out)
-
-    def patch(self, w: int) -> int:
-        """Inputs (in the padded map) that ``w`` consecutive outputs read."""
-        return (w - 1) * self.stride + self.kernel
-
-    def reach(self, a, b):
-        """Outputs ``[a', b']`` reached by changed inputs ``[a, b]`` (JAX or Python ints),
-        clipped to the map. Where a stride skips the span the range holds at most one output,
-        which is then merely recomputed."""
-        first = -((self.kernel - 1 - self.lo - a) // self.stride)  # ceil((a + lo - k + 1) / s)
-        last = (b + self.lo) // self.stride
-        return _clip(first, 0, self.out - 1), _clip(last, 0, self.out - 1)
-
-
-def _clip(x, low, high):
-    if isinstance(x, int):
-        return min(max(x, low), high)
-    import jax.numpy as jnp
-
-    return jnp.clip(x, low, high)
 
 
 @dataclasses.dataclass(frozen=True)

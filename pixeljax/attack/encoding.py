@@ -23,10 +23,25 @@ import numpy as np
 from pixeljax.attack import perturb
 
 
-def _pixel_bounds(image_shape, pixels):
-    from pixeljax.attack.generation import bounds
+def pixel_bounds(image_shape: tuple[int, int, int], pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds of a candidate: x in [0, W), y in [0, H), colours in [0, 255]."""
+    h, w, c = image_shape
+    eps = 1e-3
+    lower = np.zeros((pixels, 2 + c), np.float32)
+    upper = np.concatenate([np.full((pixels, 1), w - eps), np.full((pixels, 1), h - eps),
+                            np.full((pixels, c), 255.0)], axis=1).astype(np.float32)
+    return lower.reshape(-1), upper.reshape(-1)
 
-    return bounds(image_shape, pixels)
+
+def pixel_initial_population(key: jax.Array, image_shape: tuple[int, int, int], pixels: int,
+                       popsize: int) -> jax.Array:
+    """The paper's initialisation: x, y uniform over the image, colours N(128, 127) clipped."""
+    h, w, c = image_shape
+    kx, ky, kc = jax.random.split(key, 3)
+    x = jax.random.uniform(kx, (popsize, pixels, 1), maxval=w - 1e-3)
+    y = jax.random.uniform(ky, (popsize, pixels, 1), maxval=h - 1e-3)
+    colour = jnp.clip(128.0 + 127.0 * jax.random.normal(kc, (popsize, pixels, c)), 0.0, 255.0)
+    return jnp.concatenate([x, y, colour], axis=-1).reshape(popsize, -1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,18 +56,16 @@ class PixelEncoding:
         return self.pixels * (2 + image_shape[-1])
 
     def bounds(self, image_shape, threshold):
-        return _pixel_bounds(image_shape, self.pixels)
+        return pixel_bounds(image_shape, self.pixels)
 
     def initial_population(self, key, image_shape, popsize: int, threshold) -> jax.Array:
-        from pixeljax.attack.generation import initial_population
-
-        return initial_population(key, image_shape, self.pixels, popsize)
+        return pixel_initial_population(key, image_shape, self.pixels, popsize)
 
     def canonical(self, candidate: jax.Array, image_shape) -> jax.Array:
         return perturb.canonical(candidate, image_shape)
 
     def result_fields(self, canonical: np.ndarray, image_shape) -> dict:
-        """:class:`~pixeljax.attack_result.AttackResult` fields of (n, D) canonical
+        """:class:`~pixeljax.runs.attack_result.AttackResult` fields of (n, D) canonical
         candidates."""
         return {"perturbation": np.asarray(canonical).reshape(len(canonical), self.pixels,
                                                               2 + image_shape[-1])}

@@ -31,17 +31,15 @@ from pixeljax.attack.generation import (
     NON_TARGETED,
     AttackParams,
     EngineConfig,
-    bounds,
     fitness_from_logits,
-    initial_population,
 )
-from pixeljax.attack.perturb import apply_candidates
+from pixeljax.attack.perturb import applied, apply_candidates
 from pixeljax.attack.sizes import slot_count
-from pixeljax.attack_result import AttackResult, Status
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs.attack_result import AttackResult, Status
 
-__all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "bounds",
-           "compiled_programs", "fill_order", "fitness_from_logits", "initial_population",
+__all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig",
+           "compiled_programs", "fill_order", "fitness_from_logits",
            "local_devices", "slot_mesh", "stream"]
 
 SLOT_AXIS = "slots"  # the mesh axis the slots are split along
@@ -239,7 +237,7 @@ def recheck(predict: Callable, finished: AttackResult, attacks: dict[int, Attack
     the lower precision's: a success only it saw ends the attack, which is then reported as
     failed.)"""
     chosen = [attacks[int(i)] for i in finished.attack_id]
-    candidates, apply = finished.applied()
+    candidates, apply = applied(finished)
     probs = recheck_probabilities(predict, np.stack([a.image for a in chosen]), candidates,
                                   finished.label, batch, apply)
     top = probs.argmax(-1)
@@ -261,7 +259,7 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
     the model, once per run); ``AttackSpec.engine_config``/``attack_params`` make ``config``
     and ``params``.
 
-    Each harvest is an :class:`~pixeljax.attack_result.AttackResult` of the attacks that
+    Each harvest is an :class:`~pixeljax.runs.attack_result.AttackResult` of the attacks that
     finished. With ``verify`` (the float32 model, for a scorer of lower precision) each is
     re-checked by it (:func:`recheck`, which sets ``precision_flip``): every reported class
     and success is float32's.

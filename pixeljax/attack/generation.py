@@ -32,11 +32,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from pixeljax.attack import scoring
+from pixeljax.attack.encoding import encoding_of
 from pixeljax.attack.perturb import canonical
+from pixeljax.attack.search import search_of
 from pixeljax.de.core import DEParams, DEState, init
 
 NON_TARGETED = -1
@@ -77,16 +78,12 @@ class EngineConfig:
     def searcher(self, image_shape):
         """How each slot searches (:mod:`pixeljax.attack.search`), for images of this
         shape."""
-        from pixeljax.attack.search import search_of
-
         return search_of(self.search, strategy=self.strategy, popsize=self.popsize,
                          dims=self.encoding.size(image_shape))
 
     @property
     def encoding(self):
         """What a candidate is (see :mod:`pixeljax.attack.encoding`)."""
-        from pixeljax.attack.encoding import encoding_of
-
         return encoding_of(self.pixels, self.threshold)
 
 
@@ -136,27 +133,6 @@ class Slots:
     done: jax.Array       # (S,) finished: early stop or budget spent
     cache: Any            # the scorer's per-slot cache (leading axis S)
     search: Any = None    # the search's own state per slot (None for the DE)
-
-
-def bounds(image_shape: tuple[int, int, int], pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Box bounds of a candidate: x in [0, W), y in [0, H), colours in [0, 255]."""
-    h, w, c = image_shape
-    eps = 1e-3
-    lower = np.zeros((pixels, 2 + c), np.float32)
-    upper = np.concatenate([np.full((pixels, 1), w - eps), np.full((pixels, 1), h - eps),
-                            np.full((pixels, c), 255.0)], axis=1).astype(np.float32)
-    return lower.reshape(-1), upper.reshape(-1)
-
-
-def initial_population(key: jax.Array, image_shape: tuple[int, int, int], pixels: int,
-                       popsize: int) -> jax.Array:
-    """The paper's initialisation: x, y uniform over the image, colours N(128, 127) clipped."""
-    h, w, c = image_shape
-    kx, ky, kc = jax.random.split(key, 3)
-    x = jax.random.uniform(kx, (popsize, pixels, 1), maxval=w - 1e-3)
-    y = jax.random.uniform(ky, (popsize, pixels, 1), maxval=h - 1e-3)
-    colour = jnp.clip(128.0 + 127.0 * jax.random.normal(kc, (popsize, pixels, c)), 0.0, 255.0)
-    return jnp.concatenate([x, y, colour], axis=-1).reshape(popsize, -1)
 
 
 def empty_slots(config: EngineConfig, image_shape: tuple[int, int, int], image_dtype,

@@ -1,5 +1,6 @@
 """Candidates as applied to images. The pixel attack's: ``pixels`` tuples (x, y, c_1, ..., c_C);
-the threshold attack's: a change of every pixel value (:func:`apply_change`).
+the threshold attack's: a change of every pixel value (:func:`apply_change`); and the adversarial
+images of stored results (:func:`adversarial_images`).
 
 x is the column and y the row; both are continuous during the search and floored when applied.
 Colours are clipped to [0, 255] and rounded, so every adversarial image is a genuine uint8 image.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def decode(candidate: jax.Array, image_shape: tuple[int, int, int]):
@@ -52,3 +54,21 @@ def apply_change(image: jax.Array, candidate: jax.Array) -> jax.Array:
 
 
 apply_changes = jax.jit(jax.vmap(apply_change))  # (N, H, W, C), (N, H*W*C) -> (N, H, W, C)
+
+
+def applied(result):
+    """``(candidates, apply)`` of an :class:`~pixeljax.runs.attack_result.AttackResult`: its
+    perturbations and the jitted ``apply(images, candidates)`` that makes their adversarial
+    images."""
+    if result.threshold:
+        return result.delta.reshape(len(result), -1).astype(np.float32), apply_changes
+    return result.candidates, apply_candidates
+
+
+def adversarial_images(result, images: np.ndarray) -> np.ndarray:
+    """(A, H, W, C) float32 adversarial images of a result's attacks on their clean ``images``,
+    as applied (whole numbers in [0, 255] for uint8 images)."""
+    if not len(result):
+        return np.asarray(images, np.float32)
+    candidates, apply = applied(result)
+    return np.asarray(apply(images, candidates))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from pixeljax.accuracy import predict_logits
+from pixeljax._plumbing.notices import note
 from pixeljax.attack import scoring, validation
 from pixeljax.attack.engine import (
     NON_TARGETED,
@@ -24,14 +24,14 @@ from pixeljax.attack.engine import (
     AttackParams,
     EngineConfig,
     local_devices,
-    verdict_of,
     stream,
+    verdict_of,
 )
 from pixeljax.attack.spec import AttackSpec, Goal
-from pixeljax.attack_result import AttackResult, Status
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
-from pixeljax.notices import note
+from pixeljax.runs.attack_result import AttackResult, Status
+from pixeljax.victims.accuracy import predict_logits
 
 
 def select_images(n_images: int | None, total: int, *, seed: int, first: bool) -> np.ndarray:

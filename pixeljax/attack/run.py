@@ -16,14 +16,16 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pixeljax import distributed, locking, results, stats
+from pixeljax._plumbing import locking
 from pixeljax.attack import pipeline, scoring
 from pixeljax.attack.spec import TARGET_MODES, AttackSpec
-from pixeljax.attack_result import AttackResult
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
-from pixeljax.victim_record import VictimRecord
+from pixeljax.runs import results, stats
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.victim_record import VictimRecord
+from pixeljax.runtime import distributed
 
 SUMMARY_EVERY_SECONDS = 30  # a running summary.json, rewritten at most this often
 
@@ -36,11 +38,11 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     """Attacks images of ``data`` as ``spec`` says and writes ``out/results.csv`` and
     ``out/summary.json``.
 
-    ``victim`` names what is attacked: a :class:`~pixeljax.victim_record.VictimRecord` (or a
+    ``victim`` names what is attacked: a :class:`~pixeljax.runs.victim_record.VictimRecord` (or a
     mapping of its fields: ``model``, ``architecture``, ``checkpoint``, a loadable reference,
-    see :mod:`pixeljax.checkpoint_ref`, and optionally ``data``, ``split``, ...). With the
+    see :mod:`pixeljax.victims.checkpoint_ref`, and optionally ``data``, ``split``, ...). With the
     spec's settings it is stored as ``config.json``
-    (:func:`pixeljax.results.run_config`); a folder holding another configuration is refused.
+    (:func:`pixeljax.runs.results.run_config`); a folder holding another configuration is refused.
 
     ``devices`` (default: all of this process's) share the slots; results do not depend on
     them. In a run of several processes (``jax.distributed``: by default
@@ -52,7 +54,7 @@ def attack_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Atta
     process waits for another).
 
     One process at a time writes a folder (or, in a multi-process run, a shard): a second is
-    refused (``pixeljax.locking``).
+    refused (``pixeljax._plumbing.locking``).
 
     Returns:
       The summary (also written to ``out/summary.json``).
@@ -188,7 +190,7 @@ def _agreement(config: dict, ids: list[int], num_processes: int) -> dict:
 def summarize(found: AttackResult, config: dict, wall_seconds: float, *, num_classes: int,
               devices: int | None = None, processes: int = 1,
               timed_evaluations: int | None = None) -> dict:
-    """The run's totals, the paper's metrics from :func:`pixeljax.stats.cell_statistics` (under
+    """The run's totals, the paper's metrics from :func:`pixeljax.runs.stats.cell_statistics` (under
     all-targets an image succeeds if any of its targets does).
 
     ``devices`` (default: this process's) and ``processes`` are recorded as the run's scale.

@@ -34,10 +34,10 @@ from flax import nnx, struct
 from pixeljax.attack import cone
 from pixeljax.attack.encoding import PixelEncoding, ThresholdEncoding
 from pixeljax.attack.incremental import IncrementalScorer
-from pixeljax.defences import Defended
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import Forward, split_for_inference
 from pixeljax.models.precision import FLOAT32, check_precision, lowered
+from pixeljax.victims.defences import Defended
 
 
 class Scorer(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pixeljax import settings
+from pixeljax._plumbing import settings
 
 CPU_BATCH_SIZE = 64            # fastest per candidate on a CPU, and a few hundred MB
 ACCELERATOR_BATCH_SIZE = 1024  # a GPU or TPU needs large calls to be busy

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 
-from pixeljax import settings
+from pixeljax._plumbing import settings
 from pixeljax.attack import validation
 from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.attack.search import SEARCHES
@@ -20,8 +20,7 @@ from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
 from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
-from pixeljax.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
-
+from pixeljax.runs.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
 
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",

@@ -30,12 +30,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from pixeljax._plumbing.notices import note
 from pixeljax.attack import engine, generation, scoring, validation
 from pixeljax.attack.sizes import SWEEP_SLOTS, EngineSizes, replace_in
 from pixeljax.attack.spec import SWEEP, AttackSpec, Goal, precision_config
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
-from pixeljax.notices import note
 
 CORNERS = (0, 255)
 MANY_LEVELS = 16  # above this many levels per channel the run is large: say so

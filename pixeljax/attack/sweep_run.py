@@ -1,7 +1,7 @@
 """The sweep's two sinks, as the attack's: ``pixel_sweep`` (in memory) and ``sweep_folder`` (a
 resumable results folder).
 
-A sweep folder is an attack results folder (:mod:`pixeljax.results`; ``mode`` "sweep") whose
+A sweep folder is an attack results folder (:mod:`pixeljax.runs.results`; ``mode`` "sweep") whose
 ``results.csv`` holds one row per (image, other class), as an all-targets DE run's does, so
 ``pixeljax report``, ``propagation`` and ``locality`` read it unchanged. Beside it:
 
@@ -28,16 +28,17 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from pixeljax import locking, results
+from pixeljax._plumbing import locking
 from pixeljax.attack import pipeline, sweep
 from pixeljax.attack.api import collect, with_settings
 from pixeljax.attack.engine import NON_TARGETED
 from pixeljax.attack.run import fill_folder
 from pixeljax.attack.sweep import SweepSpec, SweptImage
-from pixeljax.attack_result import AttackResult, Status, channels_of
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
-from pixeljax.victim_record import VictimRecord
+from pixeljax.runs import results
+from pixeljax.runs.attack_result import AttackResult, Status, channels_of
+from pixeljax.runs.victim_record import VictimRecord
 
 NONTARGETED = "nontargeted.csv"
 MAPS = "maps"
@@ -295,7 +296,7 @@ class SweepResult:
 
     Attributes:
       targets: one entry per (image, other class), as an all-targets
-        :class:`~pixeljax.attack_result.AttackResult` (``success``: a grid-colour pixel makes the
+        :class:`~pixeljax.runs.attack_result.AttackResult` (``success``: a grid-colour pixel makes the
         network predict that class, re-checked densely; ``perturbation``: the best such pixel,
         else the one with the highest probability of that class).
       untargeted: one entry per image: the pixel with the lowest true-class probability (among

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixeljax._plumbing.settings import is_int  # noqa: F401 (re-exported)
 from pixeljax.errors import PixeljaxError
-from pixeljax.settings import is_int  # noqa: F401 (re-exported)
 
 
 def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:

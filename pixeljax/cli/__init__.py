@@ -52,7 +52,7 @@ def _describe(error: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pixeljax import compile_cache
+    from pixeljax.runtime import compile_cache
 
     compile_cache.enable()
     try:

@@ -7,9 +7,17 @@ import json
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.options import (CLI_IMAGES, data_options, distributed_options, join,
-                                  n_images, selection_options, victim_and_data, victim_options)
-from pixeljax.cli.summaries import attack_name, aside, nothing_attacked, print_summary
+from pixeljax.cli.options import (
+    CLI_IMAGES,
+    data_options,
+    distributed_options,
+    join,
+    n_images,
+    selection_options,
+    victim_and_data,
+    victim_options,
+)
+from pixeljax.cli.summaries import aside, attack_name, nothing_attacked, print_summary
 
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
@@ -55,14 +63,14 @@ def _attack(args) -> dict:
 def _cmd_attack(args) -> int:
     import jax
 
-    from pixeljax import results
+    from pixeljax.runs import results
 
     summary = _attack(args)
     process, count = jax.process_index(), jax.process_count()
     if process == 0:
         print_summary(summary, args.json)
     print(f"results: {Path(args.out) / results.shard_name(process, count)}"
-          + (" (pixeljax.results.read_rows merges the shards of all processes)"
+          + (" (pixeljax.runs.results.read_rows merges the shards of all processes)"
              if count > 1 else ""), file=aside(args))
     return nothing_attacked(summary)
 
@@ -77,9 +85,9 @@ def _demo_budget() -> dict:
 def _cmd_demo(args) -> int:
     import numpy as np
 
-    from pixeljax.attack_result import AttackResult
     from pixeljax.data import load_dataset
-    from pixeljax.figures import adversarial_grid
+    from pixeljax.reporting.figures import adversarial_grid
+    from pixeljax.runs.attack_result import AttackResult
 
     for key, value in _demo_budget().items():
         if getattr(args, key) is None:
@@ -109,9 +117,9 @@ def _cmd_bench(args) -> int:
 
     from pixeljax.attack.engine import local_devices
     from pixeljax.attack.validation import check_victim_fits
-    from pixeljax.bench import BenchConfig, device_scaling, run_bench, untrained
-    from pixeljax.checkpoint import load_victim
+    from pixeljax.bench.measure import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.data import load_dataset
+    from pixeljax.victims.checkpoint import load_victim
     from pixeljax.victims.onnx import fitted, is_onnx
 
     for n in args.devices or ():
@@ -223,7 +231,7 @@ def _attack_options(p: argparse.ArgumentParser, budget: dict | None = None) -> N
     spec's default (shown in its help; ``budget``: a command's own defaults, as shown) and is
     checked as the spec checks it. Nothing here may touch JAX's devices (a multi-host run
     joins first)."""
-    from pixeljax import settings
+    from pixeljax._plumbing import settings
     from pixeljax.attack.spec import OPTION_FIELDS, AttackSpec
 
     budget = budget or {}
@@ -261,7 +269,7 @@ def register(sub) -> None:
                                "first": "the demo always attacks the first N images"})
     p.set_defaults(func=_cmd_demo, first=True)
 
-    from pixeljax import settings
+    from pixeljax._plumbing import settings
     from pixeljax.attack.spec import AttackSpec
 
     p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring, and "

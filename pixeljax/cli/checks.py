@@ -8,9 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from pixeljax import settings
+from pixeljax._plumbing import settings
 from pixeljax.errors import PixeljaxError
-
 
 integer = settings.count_type  # an argparse type: an integer in [least, most]
 number = settings.number_type  # an argparse type: a finite float in [low, high]

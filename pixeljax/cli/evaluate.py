@@ -71,8 +71,8 @@ def _cmd_publish(args) -> int:
 
 
 def _cmd_publish_bench(args) -> int:
-    from pixeljax.bench_tables import bench_tables
-    from pixeljax.readme_blocks import block, write_blocks
+    from pixeljax.bench.tables import bench_tables
+    from pixeljax.reporting.readme_blocks import block, write_blocks
 
     base = args.readme.parent if args.readme else Path(".")
     tables = bench_tables(args.reports, base)

@@ -27,11 +27,11 @@ def _check_fits(model, data, option: str, spec) -> None:
 def _cmd_train(args) -> int:
     from flax import nnx
 
-    from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
-    from pixeljax.models import create_model
     from pixeljax.errors import PixeljaxError
+    from pixeljax.models import create_model
     from pixeljax.training import export_victim, load_recipe, train
+    from pixeljax.victims.checkpoint import check_replaceable
 
     checks.writable_folder(args.workdir, "--workdir")
     if args.export:
@@ -94,10 +94,10 @@ EXPORT_DEFAULT = "victim"  # export without --out: WORKDIR/victim
 
 
 def _cmd_export(args) -> int:
-    from pixeljax.checkpoint import check_replaceable
     from pixeljax.data import load_dataset
     from pixeljax.training import export_victim
     from pixeljax.training.workdir import restore_model, training_data
+    from pixeljax.victims.checkpoint import check_replaceable
 
     # Without --out the victim goes into the work dir: a shipped victim is replaced only when
     # --out names it, and never inside the installed package.
@@ -122,10 +122,10 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_accuracy(args) -> int:
-    from pixeljax.accuracy import accuracy
     from pixeljax.attack.validation import check_victim_fits
-    from pixeljax.checkpoint import load_victim, shipped_checkpoint
     from pixeljax.data import load_dataset
+    from pixeljax.victims.accuracy import accuracy
+    from pixeljax.victims.checkpoint import load_victim, shipped_checkpoint
     from pixeljax.victims.onnx import fitted, is_onnx
 
     given = {k: v for k in ("input_scale", "outputs", "layout") if (v := getattr(args, k))}

@@ -14,7 +14,7 @@ ALL = "all"
 def join(args) -> tuple[int, int]:
     """Joins a multi-process run per the options of :func:`distributed_options` (before
     anything touches JAX's devices); returns ``(process_id, num_processes)``."""
-    from pixeljax import distributed
+    from pixeljax.runtime import distributed
 
     return distributed.initialize(getattr(args, "coordinator", None),
                                   getattr(args, "num_processes", None),
@@ -51,13 +51,13 @@ def model_option(args) -> str:
 def victim_and_data(args):
     """The victim and the data the options name, checked against each other, and the victim's
     record for ``config.json``: ``(loaded victim, image set, record)``."""
-    from pixeljax import checkpoint_ref
     from pixeljax.attack.validation import check_class_names, check_victim_fits
-    from pixeljax.checkpoint import load_victim, with_detected_outputs
     from pixeljax.data import data_key, load_dataset
-    from pixeljax.defences import defence_name, defended, parse_defences
     from pixeljax.models import user
-    from pixeljax.victim_record import VictimRecord
+    from pixeljax.runs.victim_record import VictimRecord
+    from pixeljax.victims import checkpoint_ref
+    from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
+    from pixeljax.victims.defences import defence_name, defended, parse_defences
     from pixeljax.victims.onnx import fitted, is_onnx
 
     architecture = model_option(args)
@@ -160,7 +160,7 @@ def selection_options(p: argparse.ArgumentParser, verb: str = "attack", *,
                       first: str | None = None) -> None:
     """Which images: ``--images`` (default ``images``), ``--first``, ``--seed`` (their helps
     ``first`` and ``seed``, default the spec's)."""
-    from pixeljax import settings
+    from pixeljax._plumbing import settings
     from pixeljax.attack.spec import AttackSpec
 
     which = "the first N" if first else "a seeded sample unless --first"

@@ -38,7 +38,7 @@ def print_summary(summary: dict, as_json: bool) -> None:
         print(f"scored in {summary['precision']}, every result re-checked in float32: "
               f"{summary.get('precision_flips', 0)} success(es) reversed by the re-check")
     if summary.get("nonfinite_evaluations"):
-        from pixeljax.notices import warn
+        from pixeljax._plumbing.notices import warn
 
         warn(f"{summary['nonfinite_evaluations']:,} model evaluations in "
              f"{summary['nonfinite_attacks']} attacks gave NaN or infinite logits; they count "

@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pixeljax.cli import checks
-from pixeljax.cli.options import (data_options, n_images, selection_options, victim_and_data,
-                                  victim_options)
+from pixeljax.cli.options import (
+    data_options,
+    n_images,
+    selection_options,
+    victim_and_data,
+    victim_options,
+)
 from pixeljax.cli.summaries import aside, nothing_attacked, print_summary
 
 ENGINE_FIELDS = ("slots", "batch_size", "dense")  # a sweep has no DE segments
@@ -24,11 +29,9 @@ def sweep_spec(args):
 
 
 def _cmd_sweep(args) -> int:
+    from pixeljax._plumbing.notices import warn
     from pixeljax.attack.engine import local_devices
-    from pixeljax.attack.sweep_run import sweep_folder
-    from pixeljax.notices import warn
-
-    from pixeljax.attack.sweep_run import check_pixels
+    from pixeljax.attack.sweep_run import check_pixels, sweep_folder
 
     checks.writable_folder(args.out, "--out")
     check_pixels(args.pixels)

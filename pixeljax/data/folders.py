@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pixeljax._plumbing.notices import note
 from pixeljax.data.arrays import ImageSet, make_image_set
 from pixeljax.errors import DataError
-from pixeljax.notices import note
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 EIGHT_BIT = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")  # what converts to RGB as is

@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from pixeljax.data.arrays import ImageSet
+from pixeljax.data.folders import image_root, load_image_folder
 from pixeljax.data.npz import load_npz_file, load_npz_folder, read_npz, split_files
 from pixeljax.data.official import is_official_folder, load_official_folder, load_official_tarball
-from pixeljax.data.folders import image_root, load_image_folder
 from pixeljax.data.tfds import load_tfds
 from pixeljax.data.tfds import parse as tfds_args
 from pixeljax.errors import DataError

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax.de.core import (MIN_POPSIZE, STRATEGIES, DEParams, ask, init, tell,
-                              uniform_population)
+from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams, ask, init, tell, uniform_population
 from pixeljax.errors import PixeljaxError
 
 

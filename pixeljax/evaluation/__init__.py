@@ -12,8 +12,7 @@ from pixeljax.evaluation.plan import Plan, make_plan
 from pixeljax.evaluation.report import write_report
 from pixeljax.evaluation.runner import run_suite
 from pixeljax.evaluation.store import SuiteResults, load_results
-from pixeljax.evaluation.suite import (MODES, Cell, Suite, Variant, Victim, load_suite,
-                                       suite_names)
+from pixeljax.evaluation.suite import MODES, Cell, Suite, Variant, Victim, load_suite, suite_names
 
 # AttackSpec and EngineSizes are here for suite files: ``Suite(..., attack=AttackSpec(...))``.
 __all__ = ["MODES", "AttackSpec", "Cell", "EngineSizes", "Plan", "Suite", "SuiteResults",

@@ -27,9 +27,10 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from pixeljax import locking, results
+from pixeljax._plumbing import locking
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, SCRATCH, Plan, _differences, shared_settings
+from pixeljax.runs import results
 from pixeljax.training.export import portable
 
 ARCHIVE = "run.tar.gz"

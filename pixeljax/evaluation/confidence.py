@@ -8,7 +8,7 @@ where some colour of the grid fools the victim). Beside it, per cell, what the p
 its successes: the mean confidence of the adversarial class and the classes reached per image
 (over the images attacked and over those fooled).
 
-Bins: :data:`pixeljax.stats.CONFIDENCE_BINS`. Nothing here attacks: only clean images are scored.
+Bins: :data:`pixeljax.runs.stats.CONFIDENCE_BINS`. Nothing here attacks: only clean images are scored.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import CellResults, SuiteResults
 from pixeljax.evaluation.suite import VARIANT_SEPARATOR
-from pixeljax.modes import TARGET_MODES
-from pixeljax.results import read_config
-from pixeljax.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
+from pixeljax.runs.modes import TARGET_MODES
+from pixeljax.runs.results import read_config
+from pixeljax.runs.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
 
 BINNED_CSV, CLEAN_CSV, FOOLED_CSV = (
     "success_by_confidence.csv", "clean_probabilities.csv", "adversarial_confidence.csv")

@@ -14,18 +14,21 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pixeljax import checkpoint_ref, locking, results
+from pixeljax._plumbing import locking
 from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
-from pixeljax.checkpoint import load_victim, read_metadata, shipped_checkpoint, weights_sha256
 from pixeljax.data import ImageSet, data_key, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, VARIANT_SEPARATOR, Cell, Suite, Victim
 from pixeljax.models import model_names, user
+from pixeljax.runs import results
+from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.training import TrainConfig, load_recipe
-from pixeljax.victim_record import VictimRecord
+from pixeljax.victims import checkpoint_ref
+from pixeljax.victims.checkpoint import load_victim, read_metadata, shipped_checkpoint
+from pixeljax.victims.loaded import weights_sha256
 from pixeljax.victims.onnx import is_onnx
 
 RECORD = "suite.json"
@@ -44,10 +47,10 @@ class VictimPlan:
       checkpoint: the checkpoint folder attacked (written by training when ``needs_training``).
       checkpoint_id: how reports describe it (e.g. "checkpoints/allconv (shipped)").
       reference: how the cells' ``config.json`` names it, loadably (see
-        :mod:`pixeljax.checkpoint_ref`).
+        :mod:`pixeljax.victims.checkpoint_ref`).
       fingerprint: the checkpoint's export time, so results of a re-exported checkpoint are
         never mixed with older ones (None until trained).
-      weights_sha256: the fingerprint of its weights (``checkpoint.weights_sha256``; None until
+      weights_sha256: the fingerprint of its weights (``loaded.weights_sha256``; None until
         trained), recorded by every cell and compared on every resume and restore.
       recipe: the training recipe, if any.
       needs_training: no checkpoint exists yet: train with ``recipe`` first.
@@ -157,7 +160,7 @@ class Plan:
     def cell_victim(self, cell: Cell, fingerprint: str | None,
                     weights: str | None) -> VictimRecord:
         """What a cell attacks, as its ``config.json`` records it (see
-        ``pixeljax.results.run_config``): its victim exported at ``fingerprint``, with the
+        ``pixeljax.runs.results.run_config``): its victim exported at ``fingerprint``, with the
         weights fingerprint ``weights``."""
         v = self.victims[cell.victim.name]
         return VictimRecord(suite=self.suite.name, model=cell.victim.name,

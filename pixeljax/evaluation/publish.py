@@ -31,7 +31,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pixeljax import results
 from pixeljax.attack.spec import TARGET_MODES
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import confidence, paper
@@ -40,8 +39,9 @@ from pixeljax.evaluation.confidence import NO_PAPER
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
 from pixeljax.evaluation.tables import COMPARISON_CSV
-from pixeljax.readme_blocks import block, check_blocks, readme_block, write_blocks
-from pixeljax.stats import Rate
+from pixeljax.reporting.readme_blocks import block, check_blocks, readme_block, write_blocks
+from pixeljax.runs import results
+from pixeljax.runs.stats import Rate
 from pixeljax.training.export import portable
 
 CELLS = "cells"

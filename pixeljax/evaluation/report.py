@@ -24,15 +24,15 @@ import numpy as np
 
 from pixeljax.attack.spec import SWEEP, Goal
 from pixeljax.attack.sweep_run import read_maps
-from pixeljax.attack_result import AttackResult
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
-from pixeljax import figures
 from pixeljax.evaluation import confidence, paper, tables
 from pixeljax.evaluation.plan import RECORD
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_folder_results, load_results
-from pixeljax.results import CONFIG
-from pixeljax.stats import CellStats, Rate, cell_statistics
+from pixeljax.reporting import figures
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.results import CONFIG
+from pixeljax.runs.stats import CellStats, Rate, cell_statistics
 
 REPORT = "report.md"
 FIGURES = "figures"

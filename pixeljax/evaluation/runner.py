@@ -18,17 +18,18 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pixeljax import locking, results
+from pixeljax._plumbing import locking
 from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.attack.sweep_run import sweep_folder
-from pixeljax.checkpoint import load_victim, with_detected_outputs
-from pixeljax.defences import defended
 from pixeljax.evaluation.archive import restore
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
+from pixeljax.runs import results
+from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
+from pixeljax.victims.defences import defended
 from pixeljax.victims.onnx import fitted, is_onnx
 
 

@@ -2,10 +2,10 @@
 
     OUT/suite.json                          the suite, its settings and its cells
     OUT/<victim>/<pixels>px-<mode>/         one attack results folder per cell
-        (config.json, results, summary.json: see ``pixeljax.results``)
+        (config.json, results, summary.json: see ``pixeljax.runs.results``)
     OUT/<victim>/checkpoint, OUT/<victim>/train   a victim the suite trained
 
-Results are read through ``pixeljax.results`` only, never by opening their files here, so the
+Results are read through ``pixeljax.runs.results`` only, never by opening their files here, so the
 reader follows any change of how a results folder is laid out. A plain results folder (of
 ``pixeljax attack`` or ``sweep``) reads as a suite of one cell (:func:`load_folder_results`).
 """
@@ -16,15 +16,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pixeljax import checkpoint_ref, results
-from pixeljax.attack_result import AttackResult
-from pixeljax.checkpoint import read_metadata, shipped_checkpoint
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, TRAINED, cell_settings
 from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.models import model_names
-from pixeljax.modes import SWEEP, TARGET_MODES
-from pixeljax.victim_record import VictimRecord
+from pixeljax.runs import results
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import SWEEP, TARGET_MODES
+from pixeljax.runs.victim_record import VictimRecord
+from pixeljax.victims import checkpoint_ref
+from pixeljax.victims.checkpoint import read_metadata, shipped_checkpoint
 
 
 def load_record(out: str | Path) -> dict:

@@ -23,15 +23,15 @@ import dataclasses
 import re
 from pathlib import Path
 
+from pixeljax._plumbing.config_files import load_config, names_in
 from pixeljax._shipped import shipped_folder
-from pixeljax.checkpoint_ref import SHIPPED
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
 from pixeljax.attack.sweep import CORNERS, SweepSpec
-from pixeljax.defences import defence_name, parse_defences
-from pixeljax.config_files import load_config, names_in
 from pixeljax.errors import PixeljaxError
 from pixeljax.training import TrainConfig
+from pixeljax.victims.checkpoint_ref import SHIPPED
+from pixeljax.victims.defences import defence_name, parse_defences
 
 SUITES = shipped_folder("evaluate")
 MODES = (Goal.NON_TARGETED.value, Goal.ALL_TARGETS.value)  # a suite's DE modes by default
@@ -60,7 +60,7 @@ class Victim:
       eval_images: evaluate during training and at export on the first N test images only.
       architecture: the network when there is no recipe (default: ``name``): a registered
         name, or a model of the user's own, ``module.path:factory`` (with ``checkpoint``).
-      defence: attack the network behind this input defence (``pixeljax.defences``, e.g.
+      defence: attack the network behind this input defence (``pixeljax.victims.defences``, e.g.
         ``"bits5+median3"``); give the victim a name of its own.
     """
 

@@ -1,6 +1,6 @@
 """The report's tables as lists of rows, and CSV output (``pandas.read_csv`` reads them).
 
-Every number is computed from stored results (``pixeljax.stats``) or read from each cell's
+Every number is computed from stored results (``pixeljax.runs.stats``) or read from each cell's
 ``summary.json``; the paper's numbers come from ``pixeljax.evaluation.paper``.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pixeljax.evaluation import paper
 from pixeljax.attack.spec import SWEEP, Goal
+from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import SuiteResults
-from pixeljax.stats import CellStats, Rate, compare, pool
+from pixeljax.runs.stats import CellStats, Rate, compare, pool
 
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
                 "evaluations_per_second", "device", "devices", "processes")
@@ -202,7 +202,7 @@ COMPARISON_COLUMNS = ("model", "method", "images", "method_fooled", "sweep_foole
 def comparison_table(results: SuiteResults) -> list[dict]:
     """Per victim with a sweep cell (the suite's own, not a variant's): each of its finished
     one-pixel DE cells against the sweep, over the images both attacked (see
-    :func:`pixeljax.stats.compare`). A running DE cell is left out: its successes finish first."""
+    :func:`pixeljax.runs.stats.compare`). A running DE cell is left out: its successes finish first."""
     table = []
     for sweep in [c for c in results.cells if c.mode == SWEEP and c.started and not c.variant]:
         for de in [c for c in results.cells if c.model == sweep.model and c.pixels == 1

@@ -18,7 +18,7 @@ from pixeljax.models.layers import normalize
 class SequentialVictim(nnx.Module):
     """Named layers applied in order to normalised pixel-space images.
 
-    ``defences`` (static, default none): input defences (:class:`pixeljax.defences.Defence`)
+    ``defences`` (static, default none): input defences (:class:`pixeljax.victims.defences.Defence`)
     applied to the pixel-space images first, so a defended victim is still one network (and
     is scored incrementally like the others).
     """

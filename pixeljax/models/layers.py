@@ -6,6 +6,8 @@ them itself, so attacks and users never normalise by hand.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -133,3 +135,52 @@ class Dense(nnx.Module):
         if self.norm is not None:
             x = nnx.relu(self.norm(x))
         return x
+
+
+# The geometry of one spatial axis of a layer (read by the incremental scorer's cone).
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One spatial axis of a convolution or pooling layer.
+
+    Attributes:
+      size: input length; kernel, stride: the layer's; lo, hi: padding before and after
+      (XLA's SAME split, zero for VALID); out: output length.
+    """
+
+    size: int
+    kernel: int
+    stride: int
+    lo: int
+    hi: int
+    out: int
+
+    @classmethod
+    def of(cls, size: int, kernel: int, stride: int, padding: str) -> "Axis":
+        if padding == "SAME":
+            out = -(-size // stride)
+            total = max((out - 1) * stride + kernel - size, 0)
+            return cls(size, kernel, stride, total // 2, total - total // 2, out)
+        out = (size - kernel) // stride + 1
+        return cls(size, kernel, stride, 0, 0, out)
+
+    def window(self, n: int) -> int:
+        """Outputs that a changed span of ``n`` inputs can reach (capped at the map)."""
+        return min((n + self.kernel - 2) // self.stride + 1, self.out)
+
+    def patch(self, w: int) -> int:
+        """Inputs (in the padded map) that ``w`` consecutive outputs read."""
+        return (w - 1) * self.stride + self.kernel
+
+    def reach(self, a, b):
+        """Outputs ``[a', b']`` reached by changed inputs ``[a, b]`` (JAX or Python ints),
+        clipped to the map. Where a stride skips the span the range holds at most one output,
+        which is then merely recomputed."""
+        first = -((self.kernel - 1 - self.lo - a) // self.stride)  # ceil((a + lo - k + 1) / s)
+        last = (b + self.lo) // self.stride
+        return _clip(first, 0, self.out - 1), _clip(last, 0, self.out - 1)
+
+
+def _clip(x, low, high):
+    if isinstance(x, int):
+        return min(max(x, low), high)
+    return jnp.clip(x, low, high)

@@ -2,7 +2,7 @@
 
 The factory (called without arguments) returns a Flax NNX module whose ``__call__`` maps NHWC
 images to (batch, classes) outputs; its weights come from ``--checkpoint``: a victim folder
-written by ``pixeljax export`` / :func:`pixeljax.checkpoint.save_victim`, or a plain orbax
+written by ``pixeljax export`` / :func:`pixeljax.victims.checkpoint.save_victim`, or a plain orbax
 checkpoint of ``nnx.state(model)``. A factory may instead return a Linen module with its
 variables, ``(module, variables)``, or a Linen module alone whose variables ``--checkpoint``
 holds (an orbax checkpoint of them). A module may declare how it wants its input and what it
@@ -205,7 +205,7 @@ def check_scale_channels(scale, channels: int, what: str) -> None:
 
 def conventions(model, input_scale_=None, outputs_=None):
     """``(input scale, outputs)`` of a user's model: as given, else as it declares (outputs
-    None: declared by neither, so :func:`pixeljax.checkpoint.with_detected_outputs` looks)."""
+    None: declared by neither, so :func:`pixeljax.victims.checkpoint.with_detected_outputs` looks)."""
     scale = input_scale(input_scale_ if input_scale_ is not None
                         else getattr(model, "input_scale", None))
     return scale, outputs(outputs_ if outputs_ is not None else getattr(model, "outputs", None))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from flax import nnx
 
-from pixeljax.accuracy import accuracy
-from pixeljax.checkpoint import as_stored, check_replaceable, read_metadata, save_victim
 from pixeljax.data import ImageSet, load_sample
 from pixeljax.models import parameter_count, split_for_inference
+from pixeljax.victims.accuracy import accuracy
+from pixeljax.victims.checkpoint import as_stored, check_replaceable, read_metadata, save_victim
 
 
 def portable(source: str) -> str:
@@ -39,7 +39,7 @@ def hardware() -> str:
 def export_victim(model: nnx.Module, out: str | Path, *, architecture: str, test_set: ImageSet,
                   training: dict, dtype: str = "float32") -> dict:
     """Evaluates ``model`` on ``test_set`` and the shipped sample, then writes it to ``out``
-    with its weights stored as ``dtype`` (see ``pixeljax.checkpoint.save_victim``).
+    with its weights stored as ``dtype`` (see ``pixeljax.victims.checkpoint.save_victim``).
 
     The accuracies recorded are those of the weights as stored (read back as float32).
 

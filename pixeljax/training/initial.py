@@ -7,11 +7,11 @@ from pathlib import Path
 
 from flax import nnx
 
-from pixeljax.checkpoint import METADATA, load_victim
-from pixeljax.checkpoint_ref import SHIPPED
 from pixeljax.errors import PixeljaxError
 from pixeljax.training.export import portable
 from pixeljax.training.workdir import CONFIG, restore_model
+from pixeljax.victims.checkpoint import METADATA, load_victim
+from pixeljax.victims.checkpoint_ref import SHIPPED
 
 INIT = "init.json"  # in the work dir: where its starting weights came from
 

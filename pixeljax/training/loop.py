@@ -22,9 +22,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from pixeljax.accuracy import accuracy
-from pixeljax import locking
-from pixeljax.checkpoint import TrainingCheckpoints
+from pixeljax._plumbing import locking
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import Forward, create_model
@@ -32,9 +30,17 @@ from pixeljax.training import initial
 from pixeljax.training.adversarial import adversarial_batch
 from pixeljax.training.augment import augment
 from pixeljax.training.config import DE_SEARCH, TrainConfig
-from pixeljax.training.workdir import (CONFIG, DATA, METRICS, make_optimizer, make_schedule,
-                                       read_history, zero_meters)
-
+from pixeljax.training.workdir import (
+    CONFIG,
+    DATA,
+    METRICS,
+    make_optimizer,
+    make_schedule,
+    read_history,
+    zero_meters,
+)
+from pixeljax.victims.accuracy import accuracy
+from pixeljax.victims.checkpoint import TrainingCheckpoints
 
 
 @dataclasses.dataclass

@@ -6,8 +6,8 @@ defining its ``RECIPE``, so a user's own network trains and is attacked like the
 
 from __future__ import annotations
 
+from pixeljax._plumbing.config_files import load_config, names_in
 from pixeljax._shipped import shipped_folder
-from pixeljax.config_files import load_config, names_in
 from pixeljax.training.config import TrainConfig
 
 RECIPES = shipped_folder("train")

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from pixeljax.checkpoint import TrainingCheckpoints
+from pixeljax._plumbing.notices import warn
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
-from pixeljax.notices import warn
 from pixeljax.training.config import TrainConfig
+from pixeljax.victims.checkpoint import TrainingCheckpoints
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"

@@ -39,6 +39,7 @@ import numpy as np
 
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import user
+from pixeljax.victims.loaded import LoadedVictim
 
 NCHW, NHWC = "nchw", "nhwc"
 LAYOUTS = (NCHW, NHWC)
@@ -317,7 +318,7 @@ def load_onnx(path: str | Path, *, layout: str | None = None, input_scale=None,
         command line and the analyses).
 
     Returns:
-      A :class:`~pixeljax.checkpoint.LoadedVictim` whose ``predict`` takes uint8-valued NHWC
+      A :class:`~pixeljax.victims.loaded.LoadedVictim` whose ``predict`` takes uint8-valued NHWC
       images, e.g. ``pixeljax.pixel_attack(victim.predict, x, y)``.
 
     Raises:
@@ -329,7 +330,7 @@ def load_onnx(path: str | Path, *, layout: str | None = None, input_scale=None,
     scale, kind = user.input_scale(input_scale), user.outputs(outputs)
     graph = Graph(path)
     if graph.batch == 1:
-        from pixeljax.notices import note
+        from pixeljax._plumbing.notices import note
 
         note(f"{path} was exported with a fixed batch of 1: it runs image by image under vmap, "
              f"slower than with a dynamic batch dimension")
@@ -357,8 +358,6 @@ class OnnxModel:
 
 
 def _victim(model: OnnxModel, params, metadata: dict, dense_reason: str = ""):
-    from pixeljax.checkpoint import LoadedVictim
-
     inner = OnnxApply(model.graph, model.layout)
     inner.dense_reason = dense_reason
     apply = user.wrap_apply(inner, metadata["input_scale"], metadata["outputs"])
@@ -378,7 +377,6 @@ def fitted(victim, image_shape, *, incremental: bool = True):
     Raises:
       PixeljaxError: the images fit the graph's input in no layout (or not the given one).
     """
-    from pixeljax.checkpoint import LoadedVictim
     from pixeljax.models import split_for_inference
     from pixeljax.victims.onnx_layers import translate
 

@@ -24,11 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from pixeljax.attack.cone import Axis
 from pixeljax.models import user
 from pixeljax.models.base import SequentialVictim
-from pixeljax.models.layers import (CIFAR10_MEAN, CIFAR10_STD, Conv, ConvBlock, Dense,
-                                    GlobalAveragePool, MaxPool)
+from pixeljax.models.layers import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Axis,
+    Conv,
+    ConvBlock,
+    Dense,
+    GlobalAveragePool,
+    MaxPool,
+)
 from pixeljax.models.resnet import BasicBlock
 
 SKIPPED = {"Dropout", "Identity"}

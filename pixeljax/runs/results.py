@@ -19,7 +19,7 @@ A run over several processes (hosts) writes one shard per process instead of ``r
 :func:`read_rows` merges ``results.csv`` and every shard into one table, so whatever reads
 results sees all of them. Rows are appended and flushed as attacks finish, so a killed run loses
 only unfinished attacks; a truncated last line (a kill in mid-write) is dropped on resume.
-One process writes each file: writers lock the folder (``pixeljax.locking``), readers do not.
+One process writes each file: writers lock the folder (``pixeljax._plumbing.locking``), readers do not.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import base64
 import csv
 import hashlib
 import json
+import math
 import os
 import re
-import math
 import secrets
 import socket
 import sys
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pixeljax._plumbing.notices import warn
 from pixeljax.errors import PixeljaxError
-from pixeljax.notices import warn
-from pixeljax.victim_record import VictimRecord
+from pixeljax.runs.victim_record import VictimRecord
 
 CONFIG = "config.json"
 RESULTS = "results.csv"
@@ -177,7 +177,7 @@ WEIGHTS_FINGERPRINT = "weights_sha256"  # config.json: the victim's weights fing
 
 
 def check_victim(config: Mapping, victim, directory: str | Path) -> None:
-    """The victim loaded now (a :class:`~pixeljax.checkpoint.LoadedVictim`) is the one a
+    """The victim loaded now (a :class:`~pixeljax.victims.loaded.LoadedVictim`) is the one a
     results folder attacked: the same weights, by their fingerprint (and, for a suite's cell,
     the same export). A folder whose writer recorded no fingerprint (a caller's own record
     through the Python API) is left to the analyses' check of the recorded scores.
@@ -255,7 +255,7 @@ def _selection_options(config: Mapping) -> str:
 
 def run_config(spec, victim: VictimRecord | Mapping) -> dict:
     """A results folder's ``config.json``: what was attacked (a
-    :class:`~pixeljax.victim_record.VictimRecord`, or a mapping of its fields) and the attack's
+    :class:`~pixeljax.runs.victim_record.VictimRecord`, or a mapping of its fields) and the attack's
     settings (``spec.to_config()``, see :class:`pixeljax.attack.spec.AttackSpec`).
 
     Raises:

@@ -20,7 +20,7 @@ class VictimRecord:
       model: the victim's name (a suite's victim name, or the architecture).
       architecture: the registry name, or ``module.path:factory``/``predict:...`` for a model
         of the user's own.
-      checkpoint: a loadable reference (:mod:`pixeljax.checkpoint_ref`).
+      checkpoint: a loadable reference (:mod:`pixeljax.victims.checkpoint_ref`).
       data, split: the attacked images' source and split.
       input_scale, outputs: how a model of the user's own was called, when given.
       layout: an ONNX model's input layout, when given (else detected again on load).

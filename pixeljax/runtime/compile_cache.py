@@ -43,7 +43,7 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
     except OSError:
         return None
     if not os.access(folder, os.W_OK | os.X_OK):  # JAX would warn at every program
-        from pixeljax.notices import warn
+        from pixeljax._plumbing.notices import warn
 
         warn(f"the compilation cache folder {folder} is not writable; running without the "
              f"cache (set {ENV} to another folder, or to 'off')")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from pixeljax.errors import PixeljaxError
-from pixeljax.results import write_atomic
+from pixeljax.runs.results import write_atomic
 
 
 def _markers(name: str) -> tuple[str, str]:

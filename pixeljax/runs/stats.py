@@ -1,6 +1,6 @@
 """Statistics of attack results: the paper's metrics with confidence intervals.
 
-Computed from the :class:`~pixeljax.attack_result.AttackResult` of one run (a *cell*) and pooled
+Computed from the :class:`~pixeljax.runs.attack_result.AttackResult` of one run (a *cell*) and pooled
 across runs. The metrics are those of Su, Vargas, Sakurai, "One pixel attack for fooling deep
 neural networks" (arXiv 1710.08864, TEVC 2019):
 
@@ -29,9 +29,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pixeljax.attack_result import AttackResult
 from pixeljax.errors import PixeljaxError
-from pixeljax.modes import TARGET_MODES
+from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import TARGET_MODES
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal distribution
 QUANTILES = (0.25, 0.5, 0.75, 0.9)

@@ -24,9 +24,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 
+from pixeljax.attack.perturb import adversarial_images
+
 if TYPE_CHECKING:
-    from pixeljax.analysis.propagation import PropagationMaps
-    from pixeljax.attack_result import AttackResult
+    from pixeljax.runs.attack_result import AttackResult
 
 MAX_COLUMNS = 6  # layers per row of a propagation-map figure
 # How adversarial_grid marks an attack's pixels, by outcome (matplotlib's tab: palette); the
@@ -65,7 +66,7 @@ def adversarial_grid(shown: AttackResult, images: dict[int, np.ndarray],
     for j in range(len(shown)):
         image = images[int(shown.image_index[j])]
         channels = image.shape[-1]
-        adversarial = shown.take([j]).adversarial_images(image[None])[0].astype(np.uint8)
+        adversarial = adversarial_images(shown.take([j]), image[None])[0].astype(np.uint8)
         label, adv = shown.label[j], shown.adversarial_class[j]
         cmap = "gray" if channels == 1 else None
         axes[0, j].imshow(image.squeeze(), cmap=cmap, interpolation="nearest")
@@ -201,14 +202,15 @@ def success_by_pixels(series: Sequence[tuple[str, str, Sequence[int], Sequence[f
     return save_figure(fig, path)
 
 
-def draw_maps(maps: PropagationMaps, path: str | Path, *, title: str = "",
+def draw_maps(maps, path: str | Path, *, title: str = "",
               markers: Sequence[tuple[int, int]] | None = None) -> Path:
     """One panel pair per layer, in the model's order: PM_avg above PM_max.
 
     Each panel's colours run from 0 (black) to its own largest value (written in its title).
 
     Args:
-      maps: the ``(h, w)`` maps of one attack, or an average (NaN cells are left blank).
+      maps: the :class:`~pixeljax.analysis.propagation.PropagationMaps` of one attack, or an
+        average: ``(h, w)`` maps per layer (NaN cells are left blank).
       path: the PNG to write.
       title: the figure's title.
       markers: per layer, the ``(row, col)`` to mark (the attacked pixel), in that layer's

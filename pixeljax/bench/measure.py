@@ -34,8 +34,9 @@ import numpy as np
 
 from pixeljax.attack import scoring
 from pixeljax.attack.api import pixel_attack
+from pixeljax.attack.encoding import pixel_initial_population
+from pixeljax.attack.engine import local_devices
 from pixeljax.attack.pipeline import clean_logits
-from pixeljax.attack.engine import initial_population, local_devices
 from pixeljax.data import ImageSet
 from pixeljax.de.core import MIN_POPSIZE
 from pixeljax.errors import PixeljaxError
@@ -239,9 +240,9 @@ def untrained(name: str, images: int, seed: int = 0):
     ``images`` random images of its size, labelled with its own predictions (so all are
     attacked): ``(LoadedVictim, ImageSet)``."""
     from pixeljax.attack.validation import victim_image_shape
-    from pixeljax.checkpoint import LoadedVictim
     from pixeljax.data import make_image_set
     from pixeljax.models import create_model, split_for_inference
+    from pixeljax.victims.loaded import LoadedVictim
 
     model = create_model(name, seed=seed)
     apply, params = split_for_inference(model)
@@ -273,11 +274,11 @@ def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
         return probs[:, label], probs.argmax(-1)
 
     image, label = data.x[0], int(data.y[0])
-    fitness(image, label, np.asarray(initial_population(jax.random.key(0), shape,
+    fitness(image, label, np.asarray(pixel_initial_population(jax.random.key(0), shape,
                                                         config.pixels, p)))  # compile
     evaluations, start = 0, time.perf_counter()
     for image, label in zip(data.x[:config.baseline_images], data.y[:config.baseline_images]):
-        population = np.array(initial_population(jax.random.key(int(rng.integers(1 << 30))),
+        population = np.array(pixel_initial_population(jax.random.key(int(rng.integers(1 << 30))),
                                                   shape, config.pixels, p))
         fit, top = (np.array(a) for a in fitness(image, int(label), population))
         evaluations += p

@@ -22,9 +22,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pixeljax.checkpoint import shipped_checkpoint
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import user
+from pixeljax.victims.checkpoint import shipped_checkpoint
 
 SHIPPED = "shipped:"
 CONFIG = "config.json"

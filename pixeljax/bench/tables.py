@@ -1,7 +1,7 @@
 """The README's performance tables, rendered from stored ``pixeljax bench --json`` reports
 (``pixeljax bench --model NAME --json > results/bench/NAME.json``), so that no published rate
 is typed by hand: ``pixeljax publish-bench results/bench --readme README.md`` writes them into
-the README's blocks (:mod:`pixeljax.readme_blocks`), and a test recomputes them there.
+the README's blocks (:mod:`pixeljax.reporting.readme_blocks`), and a test recomputes them there.
 
 Each row is one stored report, i.e. one run: its ratios were measured side by side and are
 the result; absolute rates differ between machines and with what else the machine ran.

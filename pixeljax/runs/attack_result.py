@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixeljax import results
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs import results
 
 
 class Status(enum.StrEnum):
@@ -126,24 +126,6 @@ class AttackResult:
         """Results of a threshold attack (every pixel value changed by ``delta``)."""
         return self.delta is not None
 
-    def applied(self):
-        """``(candidates, apply)``: the perturbations and the jitted
-        ``apply(images, candidates)`` of :mod:`pixeljax.attack.perturb` that makes the
-        adversarial images of them."""
-        from pixeljax.attack import perturb
-
-        if self.threshold:
-            return self.delta.reshape(len(self), -1).astype(np.float32), perturb.apply_changes
-        return self.candidates, perturb.apply_candidates
-
-    def adversarial_images(self, images: np.ndarray) -> np.ndarray:
-        """(A, H, W, C) float32 adversarial images of the attacks' clean ``images``, as
-        applied (whole numbers in [0, 255] for uint8 images)."""
-        if not len(self):
-            return np.asarray(images, np.float32)
-        candidates, apply = self.applied()
-        return np.asarray(apply(images, candidates))
-
     def take(self, selection) -> AttackResult:
         """The attacks at ``selection`` (indices or a boolean mask)."""
         return dataclasses.replace(self, **{
@@ -216,7 +198,7 @@ class AttackResult:
                    delta=None if delta_shape is None else np.zeros((0, *delta_shape)))
 
     def to_rows(self) -> list[dict]:
-        """One ``results.csv`` row per attack (see :mod:`pixeljax.results`)."""
+        """One ``results.csv`` row per attack (see :mod:`pixeljax.runs.results`)."""
         fields = results.pixel_fields(self.channels)
         out = []
         for k in range(len(self)):
@@ -234,7 +216,7 @@ class AttackResult:
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping], *, pixels: int,
                   channels: int) -> AttackResult:
-        """The record of ``results.csv`` rows (as :func:`pixeljax.results.read_rows` parses
+        """The record of ``results.csv`` rows (as :func:`pixeljax.runs.results.read_rows` parses
         them); rows with a ``delta`` column are a threshold attack's (``pixels`` unused)."""
         if not rows:
             return cls.empty(pixels, channels)
@@ -256,7 +238,7 @@ class AttackResult:
     @classmethod
     def from_folder(cls, directory: str | Path, *, repair: bool = False) -> AttackResult:
         """Every attack of a results folder (``results.csv`` and any process shards; see
-        :func:`pixeljax.results.read_rows`), in file order."""
+        :func:`pixeljax.runs.results.read_rows`), in file order."""
         pixels = int(results.read_config(directory).get("pixels") or 1)
         rows = results.read_rows(directory, repair=repair)
         try:

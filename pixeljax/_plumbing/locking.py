@@ -14,8 +14,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from pixeljax._plumbing.notices import warn
 from pixeljax.errors import PixeljaxError
-from pixeljax.notices import warn
 
 LOCK = ".pixeljax.lock"
 

@@ -240,7 +240,7 @@ def image_keys(images: jax.Array, seed: int = _HASH_SEED) -> jax.Array:
 
 
 def defended(victim, text: str | None, image_shape=None):
-    """``victim`` (a :class:`~pixeljax.checkpoint.LoadedVictim`) behind the defence ``text``
+    """``victim`` (a :class:`~pixeljax.victims.loaded.LoadedVictim`) behind the defence ``text``
     (None: ``victim`` itself)."""
     from pixeljax.models import Forward, SequentialVictim, split_for_inference
 

@@ -1,0 +1,1 @@
+"""The ``pixeljax bench`` command's measurements (:mod:`.measure`) and tables (:mod:`.tables`)."""

@@ -1,0 +1,1 @@
+"""Figures and README blocks drawn from stored results."""
