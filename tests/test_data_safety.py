@@ -431,17 +431,31 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path):
         assert lock.read_text() == f"pid={os.getpid()} host={socket.gethostname()}\n"
 
 
-def test_rows_duplicated_by_an_older_version_are_read_once_with_a_warning(tmp_path, capfd):
+def test_an_attack_written_twice_in_one_file_is_refused_not_read_once(tmp_path):
     writer = results.ResultsWriter(tmp_path, 1)
     row = {**{c: 0 for c in results.columns(1)}, "status": "failure"}
     writer.write([{**row, "attack_id": 1}, {**row, "attack_id": 2},
                   {**row, "attack_id": 1, "evaluations": 99}])
     writer.close()
-    rows = results.read_rows(tmp_path)
-    assert [(r["attack_id"], r["evaluations"]) for r in rows] == [(1, 0), (2, 0)]
-    assert capfd.readouterr().err == (f"warning: {tmp_path / 'results.csv'}: 1 duplicated rows "
-                                      f"(the same attack written twice, by two runs at once); "
-                                      f"each attack's first row is used\n")
+    before = (tmp_path / "results.csv").read_bytes()
+    with pytest.raises(PixeljaxError, match=r"results.csv: attack 1 appears twice \(the file was "
+                                            r"edited or joined from two runs\)"):
+        results.read_rows(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_a_results_file_of_an_earlier_development_version_is_refused(tmp_path):
+    header = [c for c in results.columns(1) if c not in ("nonfinite_evaluations",
+                                                          "precision_flip")]
+    (tmp_path / "results.csv").write_text(",".join(header) + "\n" + ",".join(
+        "failure" if c == "status" else "0" for c in header) + "\n")
+    before = (tmp_path / "results.csv").read_bytes()
+    with pytest.raises(PixeljaxError, match="earlier development version of pixeljax .its "
+                                            "header lacks nonfinite_evaluations, precision_flip"):
+        results.read_rows(tmp_path)
+    with pytest.raises(PixeljaxError, match="earlier development version"):
+        results.ResultsWriter(tmp_path, 1)
+    assert (tmp_path / "results.csv").read_bytes() == before
 
 
 # -- 6. a resume notices changed data, not the spelling of its path ------------------------------
@@ -477,17 +491,21 @@ def test_resume_compares_the_data_not_the_spelling_of_its_path(victim, data_file
     assert listing(out) == before
 
 
-def test_a_folder_written_before_fingerprints_still_resumes(victim, data_file, tmp_path,
-                                                            monkeypatch):
+def test_a_folder_written_before_data_fingerprints_is_refused_with_one_line(
+        victim, data_file, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert main(attack_args(victim, data_file, out)) == 0
     config = json.loads((out / "config.json").read_text())
     del config["data_sha256"]
     (out / "config.json").write_text(json.dumps(config))
-    rows = (out / "results.csv").read_bytes()
+    before = listing(out)
+    capsys.readouterr()
     monkeypatch.setattr(pipeline, "stream", lambda *a, **k: pytest.fail("attacked again"))
-    assert main(attack_args(victim, data_file, out)) == 0
-    assert (out / "results.csv").read_bytes() == rows
+    assert main(attack_args(victim, data_file, out)) == 2
+    assert error_line(capsys.readouterr().err) == (
+        f"error: {out}/config.json records no data_sha256: a results folder of an earlier "
+        f"development version of pixeljax; attack again into a new --out folder")
+    assert listing(out) == before
 
 
 # -- 7. a cut-off metrics line -------------------------------------------------------------------

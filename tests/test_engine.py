@@ -21,7 +21,7 @@ from _attack_support import (
     toy_model,
 )
 
-from pixeljax.attack import ALL_TARGETS, engine, pixel_attack
+from pixeljax.attack import ALL_TARGETS, engine, mesh, pixel_attack
 from pixeljax.errors import PixeljaxError
 from pixeljax.victims.checkpoint import load_victim
 
@@ -294,16 +294,16 @@ def test_an_attack_does_not_depend_on_the_other_images_in_the_batch(all_targets,
 def test_the_engine_compiles_once_per_shape(all_targets, images):
     model, _ = all_targets  # its engine is compiled by the fixture
     x, y = images
-    before, traces = engine.compiled_programs(), len(TOY_TRACES)
+    before, traces = mesh.compiled("engine"), len(TOY_TRACES)
     assert before > 0
     # Same shapes, other values (images, labels, targets, key, thresholds, F): no tracing.
     pixel_attack(model, x[::-1].copy(), y[::-1].copy(), targets=np.full(10, 3),
                  key=jax.random.key(4), target_threshold=0.3, F=0.7, **CFG)
-    assert len(TOY_TRACES) == traces and engine.compiled_programs() == before
+    assert len(TOY_TRACES) == traces and mesh.compiled("engine") == before
     # Another number of images or attacks, or other model weights, reuse the compiled engine.
     pixel_attack(toy_model(colour=3.0, ref=(9.0, 9.0, 9.0)), x[:4], y[:4], targets=ALL_TARGETS,
                  key=jax.random.key(5), **CFG)
-    assert engine.compiled_programs() == before
+    assert mesh.compiled("engine") == before
     assert all(shape[0] != CFG["batch_size"] for shape in TOY_TRACES[traces:])  # not the engine
 
 
@@ -312,7 +312,7 @@ def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tiny):
     x, y, index = boundary_sample(victim)
     kwargs = dict(key=jax.random.key(0), image_ids=index, devices=1, **TINY_ENGINE)
     result = pixel_attack(victim.predict, x, y, **kwargs)
-    compiled = engine.compiled_programs()
+    compiled = mesh.compiled("engine")
     np.testing.assert_array_equal(result.skipped, np.arange(12) >= 10)
     assert result.success.any() and not result.success.all()
     logits = np.asarray(victim.apply(victim.params, jnp.asarray(result.adversarial, jnp.float32)))
@@ -322,10 +322,10 @@ def test_a_one_pixel_attack_on_a_real_network_fools_it_and_compiles_once(tiny):
     changed = (result.adversarial != x).any(-1).sum((1, 2))
     assert (changed <= 1).all() and (changed[result.success] == 1).all()
     again = pixel_attack(victim.predict, x, y, **kwargs)
-    assert engine.compiled_programs() == compiled
+    assert mesh.compiled("engine") == compiled
     # A victim loaded anew from its checkpoint is the same graph: nothing compiles again.
     reloaded = pixel_attack(load_victim("tiny", path).predict, x, y, **kwargs)
-    assert engine.compiled_programs() == compiled
+    assert mesh.compiled("engine") == compiled
     np.testing.assert_array_equal(reloaded.success, result.success)
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(again, field), getattr(result, field), field)

@@ -51,8 +51,8 @@ def results(tmp_path_factory):
 def test_an_unperturbed_image_has_a_zero_map_in_every_layer(tiny, image):
     x, y = 9, 20
     same_colour = np.array([x, y, *image[y, x]], np.float32)  # writes the pixel it finds
-    for perturbation in (same_colour, image):  # a candidate, or the adversarial image itself
-        maps = propagation_maps(tiny, image, perturbation)
+    for change in (same_colour, image):  # a candidate, or the adversarial image itself
+        maps = propagation_maps(tiny, image, change)
         assert all(np.all(m == 0) for m in maps.mean + maps.max)
         assert all(s["changed_fraction"] == 0 for s in maps.statistics())
 

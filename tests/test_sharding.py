@@ -175,7 +175,7 @@ def test_new_attacks_go_to_the_device_with_the_most_free_slots_first():
 
 def test_a_device_count_that_does_not_fit_is_refused(tmp_path, capsys):
     from pixeljax.attack.api import pixel_attack
-    from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.mesh import local_devices
     from pixeljax.cli import main
     from pixeljax.errors import PixeljaxError
 

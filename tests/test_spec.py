@@ -10,7 +10,7 @@ from _sharding_support import VICTIM, attack, victim_and_data
 
 from pixeljax.attack import pixel_attack
 from pixeljax.attack.sizes import ATTACK_SLOTS, CPU_BATCH_SIZE, SEGMENT, SWEEP_SLOTS, EngineSizes
-from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, AttackSpec, Goal
+from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, AttackSpec
 from pixeljax.attack.sweep import SweepSpec
 from pixeljax.cli import build_parser
 from pixeljax.cli.attack import attack_spec
@@ -18,6 +18,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import Suite, Victim
 from pixeljax.evaluation.suite import Cell
 from pixeljax.runs import results
+from pixeljax.runs.modes import Goal
 
 
 def test_the_defaults_are_the_papers():

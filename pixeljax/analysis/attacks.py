@@ -29,8 +29,9 @@ from pixeljax.runs.results import (
 )
 from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.victims import checkpoint_ref
-from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
-from pixeljax.victims.defences import defended, judged
+from pixeljax.victims.attacked import as_attacked
+from pixeljax.victims.checkpoint import load_victim
+from pixeljax.victims.defences import judged
 from pixeljax.victims.loaded import LoadedVictim
 
 
@@ -94,8 +95,9 @@ def _check_data(config: dict, victim: LoadedVictim, data: ImageSet, directory: P
     """The data named in ``config`` still hold the images the run attacked: the run's own
     selection, made again, has the fingerprint the run recorded."""
     from pixeljax.attack import pipeline
-    from pixeljax.attack.spec import SWEEP, AttackSpec
+    from pixeljax.attack.spec import AttackSpec
     from pixeljax.attack.sweep import SweepSpec
+    from pixeljax.runs.modes import SWEEP
 
     recorded = config.get(DATA_FINGERPRINT)
     if not recorded:
@@ -146,7 +148,7 @@ def attacked_victim(config: dict, directory: str | Path, images: np.ndarray) -> 
                          input_scale=record.input_scale, outputs=record.outputs,
                          layout=record.layout)
     check_victim(config, victim, directory)
-    return defended(with_detected_outputs(victim, images), record.defence)
+    return as_attacked(victim, images, defence=record.defence)
 
 
 def load_attacks(directory: str | Path, *, model: str | None = None,

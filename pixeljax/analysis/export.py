@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
+from pixeljax._plumbing.files import atomic_path
 from pixeljax.analysis.attacks import load_attacks
 from pixeljax.attack.perturb import adversarial_images
 from pixeljax.errors import PixeljaxError
@@ -59,12 +58,9 @@ def export_adversarial(results: str | Path, out: str | Path) -> dict:
               "source_index": attacks.found.image_index, "attack_id": attacks.found.attack_id,
               "class_names": np.asarray(attacks.class_names),
               "attacked": np.asarray(json.dumps(attacks.config, sort_keys=True))}
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.link(tmp, out)  # whole or not at all, and never over a file made meanwhile
+    try:  # whole or not at all, and never over a file made meanwhile
+        with atomic_path(out, exclusive=True) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
     except FileExistsError:
         raise PixeljaxError(f"--out {out} appeared while writing; nothing was replaced") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"file": str(out), "images": len(attacks), "model": attacks.model_name}

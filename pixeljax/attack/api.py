@@ -10,9 +10,10 @@ import jax
 from pixeljax.attack import pipeline, validation
 from pixeljax.attack.perturb import adversarial_images
 from pixeljax.attack.sizes import FIELDS
-from pixeljax.attack.spec import DEFAULTS, AttackSpec, Goal
+from pixeljax.attack.spec import DEFAULTS, AttackSpec
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import Goal
 
 ALL_TARGETS = Goal.ALL_TARGETS
 

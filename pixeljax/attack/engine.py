@@ -5,8 +5,8 @@ A run of N attacks streams through a fixed number of *slots*. A compiled *segmen
 generations; between segments the host harvests finished attacks and loads new ones into the
 freed slots. Shapes never change, so a configuration compiles once per set of devices.
 
-The slots are split evenly between the devices along a one-axis mesh (``jax.make_mesh`` +
-``NamedSharding``; one device is a one-device mesh); loading and the segment run under
+The slots are split evenly between the devices along a one-axis mesh (:mod:`pixeljax.attack.mesh`,
+shared with the sweep; one device is a one-device mesh); loading and the segment run under
 ``jax.shard_map``, so each device compacts and scores only its own running slots, with the
 model's weights replicated. The devices share only the segment's stopping test (two scalar
 reductions per generation), and the results are those of one device.
@@ -23,10 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
-from pixeljax.attack import generation, scoring
+from pixeljax.attack import generation, mesh, scoring
 from pixeljax.attack.generation import (
     NON_TARGETED,
     AttackParams,
@@ -35,15 +33,11 @@ from pixeljax.attack.generation import (
 )
 from pixeljax.attack.perturb import applied, apply_candidates
 from pixeljax.attack.sizes import slot_count
-from pixeljax.errors import PixeljaxError
 from pixeljax.runs.attack_result import AttackResult, Status
+from pixeljax.victims.accuracy import padded_batches
 
-__all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig",
-           "compiled_programs", "fill_order", "fitness_from_logits",
-           "local_devices", "slot_mesh", "stream"]
-
-SLOT_AXIS = "slots"  # the mesh axis the slots are split along
-
+__all__ = ["NON_TARGETED", "Attack", "AttackParams", "EngineConfig", "fill_order",
+           "fitness_from_logits", "stream"]
 
 @dataclasses.dataclass(frozen=True)
 class Attack:
@@ -64,76 +58,23 @@ class Attack:
                     else adversarial_class != self.label)
 
 
-def local_devices(devices: int | Sequence[jax.Device] | None = None) -> list[jax.Device]:
-    """The devices an attack run uses: by default all of this process's devices.
-
-    Args:
-      devices: None (all local devices), a count ``n`` (the first ``n`` local devices) or a
-        sequence of local devices.
-
-    Raises:
-      PixeljaxError: a count outside [1, local devices], or devices not of this process.
-    """
-    local = jax.local_devices()
-    if devices is None:
-        return local
-    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(local):
-            raise PixeljaxError(f"devices must be between 1 and the {len(local)} "
-                                f"{local[0].platform.upper()} device(s) this process sees, "
-                                f"got {devices}")
-        return local[:int(devices)]
-    chosen = list(devices)
-    if not chosen or len(set(chosen)) != len(chosen) or any(d not in local for d in chosen):
-        raise PixeljaxError(f"devices must be distinct devices of this process "
-                            f"({len(local)} available), got {chosen}")
-    return chosen
-
-
-def slot_mesh(devices: tuple[jax.Device, ...]):
-    """The one-axis mesh over ``devices`` that slots are split along, with the partition
-    specs of split (slot) and replicated values."""
-    return jax.make_mesh((len(devices),), (SLOT_AXIS,), devices=devices), P(SLOT_AXIS), P()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Programs:
-    """The engine's compiled programs over a 1-D device mesh: slots split along axis 0, the
-    rest (the scorer with the model's weights, the key, the attack numbers) replicated."""
-
-    slots: NamedSharding
-    replicated: NamedSharding
-    load: Callable
-    segment: Callable
-
-
-_PROGRAMS: dict[tuple[EngineConfig, tuple[jax.Device, ...]], _Programs] = {}
-
-
-def _programs(config: EngineConfig, devices: tuple[jax.Device, ...]) -> _Programs:
-    """The programs of one configuration on these devices, built once (each compiles once per
-    image shape and model)."""
-    if (config, devices) not in _PROGRAMS:
-        mesh, slot, rep = slot_mesh(devices)
+def _programs(config: EngineConfig, devices: tuple[jax.Device, ...]) -> mesh.Programs:
+    """Loading and segments of one configuration on these devices: slots split along the mesh,
+    the rest (the scorer with the model's weights, the key, the attack numbers) replicated."""
+    def build(on):
         # check_vma=False: the per-device code's loop carries start from constants, which are
         # not typed as varying across devices.
-        load = jax.shard_map(functools.partial(generation.load, config=config), mesh=mesh,
+        slot, rep = mesh.SPLIT, mesh.REPLICATED
+        load = jax.shard_map(functools.partial(generation.load, config=config), mesh=on,
                              in_specs=(rep,) + (slot,) * 7 + (rep, rep), out_specs=slot,
                              check_vma=False)
         segment = jax.shard_map(
-            functools.partial(generation.segment, config=config, axis_name=SLOT_AXIS),
-            mesh=mesh, in_specs=(rep, slot, rep, rep, rep), out_specs=slot, check_vma=False)
-        _PROGRAMS[config, devices] = _Programs(
-            slots=NamedSharding(mesh, slot), replicated=NamedSharding(mesh, rep),
-            load=jax.jit(load, donate_argnums=(1,)),
-            segment=jax.jit(segment, donate_argnums=(1,)))
-    return _PROGRAMS[config, devices]
+            functools.partial(generation.segment, config=config, axis_name=mesh.SLOT_AXIS),
+            mesh=on, in_specs=(rep, slot, rep, rep, rep), out_specs=slot, check_vma=False)
+        return {"load": jax.jit(load, donate_argnums=(1,)),
+                "segment": jax.jit(segment, donate_argnums=(1,))}
 
-
-def compiled_programs() -> int:
-    """How many programs the engine has compiled so far (loading and segments, over every
-    configuration and set of devices): the same shapes must not add any."""
-    return sum(p.load._cache_size() + p.segment._cache_size() for p in _PROGRAMS.values())
+    return mesh.programs("engine", config, devices, build)
 
 
 _summaries = jax.jit(generation.summaries, static_argnames="encoding")
@@ -205,11 +146,9 @@ def recheck_probabilities(predict, images: np.ndarray, candidates: np.ndarray,
     if not isinstance(predict, jax.tree_util.Partial):
         predict = jax.tree_util.Partial(predict)
     out = []
-    for start in range(0, len(candidates), batch):
+    for start, logits in zip(range(0, len(candidates), batch), padded_batches(
+            lambda im, c: _forward(predict, apply(im, c)), (images, candidates), batch)):
         part = slice(start, start + batch)
-        n = len(candidates[part])  # the last batch is padded: one program for every batch
-        padded = [np.resize(a[part], (batch, *a.shape[1:])) for a in (images, candidates)]
-        logits = np.asarray(_forward(predict, apply(*padded)))[:n]
         probs, finite = generation.probabilities(logits)
         probs, broken = np.array(probs), ~np.asarray(finite)
         probs[broken] = np.eye(probs.shape[1])[labels[part][broken]]
@@ -264,7 +203,7 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
     re-checked by it (:func:`recheck`, which sets ``precision_flip``): every reported class
     and success is float32's.
 
-    The slots are split evenly between the ``devices`` (see :func:`local_devices`; default all
+    The slots are split evenly between the ``devices`` (see :func:`pixeljax.attack.mesh.local_devices`; default all
     of this process's; ``config.slots`` is rounded up to a multiple of their count) and each
     device compacts and scores its own slots, ``config.batch_size`` images per model call; the
     results are those of one device.
@@ -272,7 +211,7 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
     if not attacks:
         return
     by_id = {a.attack_id: a for a in attacks}
-    devices = tuple(local_devices(devices))
+    devices = tuple(mesh.local_devices(devices))
     n = len(devices)
     # The slots as resolved for the run, however few attacks it holds: idle slots cost memory
     # only (active ones are compacted before scoring), and one program serves every run.
@@ -289,10 +228,10 @@ def stream(scorer: scoring.Scorer, attacks: list[Attack], key: jax.Array,
     while pending or any(a is not None for a in in_slot):
         take, *loaded = _refill(pending, in_slot, per_device, first)
         if take.any() or clear.any():
-            slots = programs.load(scorer, slots, *map(place, (take, clear & ~take, *loaded)),
+            slots = programs["load"](scorer, slots, *map(place, (take, clear & ~take, *loaded)),
                                   key, params)
         min_active = per_device // 2 + 1 if pending else 0  # per device
-        slots = programs.segment(scorer, slots, key, params, min_active)
+        slots = programs["segment"](scorer, slots, key, params, min_active)
         finished, clear = _harvest(jax.device_get(_summaries(slots, config.encoding)), in_slot,
                                    config.encoding, first.shape)
         if len(finished) and verify is not None:

@@ -23,14 +23,15 @@ from pixeljax.attack.engine import (
     Attack,
     AttackParams,
     EngineConfig,
-    local_devices,
     stream,
     verdict_of,
 )
-from pixeljax.attack.spec import AttackSpec, Goal
+from pixeljax.attack.mesh import local_devices
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
 from pixeljax.runs.attack_result import AttackResult, Status
+from pixeljax.runs.modes import Goal
 from pixeljax.victims.accuracy import predict_logits
 
 
@@ -104,7 +105,7 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
       spec: the attack's settings; its goal, target class and selection apply here.
       image_ids: (M,) stable ids of the images (default: positions), for attack ids.
       targets: per-image target classes (M,) instead of the spec's goal (Python API only).
-      devices: see :func:`pixeljax.attack.engine.local_devices`.
+      devices: see :func:`pixeljax.attack.mesh.local_devices`.
       source: how messages name the images.
 
     Raises:

@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from pixeljax._plumbing import locking
 from pixeljax.attack import pipeline, scoring
-from pixeljax.attack.spec import TARGET_MODES, AttackSpec
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
 from pixeljax.runs import results, stats
 from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import TARGET_MODES
 from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.runtime import distributed
 

@@ -20,7 +20,7 @@ from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
 from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
-from pixeljax.runs.modes import SWEEP, TARGET_MODES, Goal  # noqa: F401 (re-exported)
+from pixeljax.runs.modes import Goal
 
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
@@ -217,8 +217,8 @@ class AttackSpec:
 
 
 def precision_config(precision: str) -> dict:
-    """What ``config.json`` records of the precision: nothing for float32 (folders written
-    before the option existed are float32 ones), else ``{"precision": ...}``."""
+    """What ``config.json`` records of the precision: nothing for float32 (the default, like
+    the other optional fields), else ``{"precision": ...}``."""
     return {} if precision == FLOAT32 else {"precision": precision}
 
 

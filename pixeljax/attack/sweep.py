@@ -31,11 +31,12 @@ import numpy as np
 from flax import struct
 
 from pixeljax._plumbing.notices import note
-from pixeljax.attack import engine, generation, scoring, validation
+from pixeljax.attack import engine, generation, mesh, scoring, validation
 from pixeljax.attack.sizes import SWEEP_SLOTS, EngineSizes, replace_in
-from pixeljax.attack.spec import SWEEP, AttackSpec, Goal, precision_config
+from pixeljax.attack.spec import AttackSpec, precision_config
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
+from pixeljax.runs.modes import SWEEP, Goal
 
 CORNERS = (0, 255)
 MANY_LEVELS = 16  # above this many levels per channel the run is large: say so
@@ -249,25 +250,15 @@ def sweep_wave(scorer, image, label, active, grid, *, batch_size: int) -> Found:
     return jax.lax.fori_loop(0, (total + batch_size - 1) // batch_size, body, found)
 
 
-_PROGRAMS: dict[tuple[int, tuple[jax.Device, ...]], tuple] = {}
+def _program(batch_size: int, devices: tuple[jax.Device, ...]) -> mesh.Programs:
+    """The compiled wave on these devices (slots split along the engine's mesh axis)."""
+    def build(on):
+        slot, rep = mesh.SPLIT, mesh.REPLICATED
+        return {"wave": jax.jit(jax.shard_map(
+            functools.partial(sweep_wave, batch_size=batch_size), mesh=on,
+            in_specs=(rep, slot, slot, slot, rep), out_specs=slot, check_vma=False))}
 
-
-def _program(batch_size: int, devices: tuple[jax.Device, ...]):
-    """The compiled wave on these devices (slots split along the engine's mesh axis), and the
-    shardings of split and replicated inputs."""
-    if (batch_size, devices) not in _PROGRAMS:
-        mesh, slot, rep = engine.slot_mesh(devices)
-        wave = jax.shard_map(functools.partial(sweep_wave, batch_size=batch_size), mesh=mesh,
-                             in_specs=(rep, slot, slot, slot, rep), out_specs=slot,
-                             check_vma=False)
-        _PROGRAMS[batch_size, devices] = (jax.jit(wave), jax.sharding.NamedSharding(mesh, slot),
-                                          jax.sharding.NamedSharding(mesh, rep))
-    return _PROGRAMS[batch_size, devices]
-
-
-def compiled_programs() -> int:
-    """How many sweep programs have been compiled so far."""
-    return sum(p._cache_size() for p, *_ in _PROGRAMS.values())
+    return mesh.programs("sweep", batch_size, devices, build)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,14 +321,15 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
     fresh draws, see :func:`pixeljax.attack.engine.verdict_of`)."""
     if not len(images):
         return
-    devices = tuple(engine.local_devices(devices))
+    devices = tuple(mesh.local_devices(devices))
     n_dev = len(devices)
     shape = images.shape[1:]
     resolved = spec.resolved_sizes(shape, n_dev, len(images))
     s, batch = resolved.slots, resolved.batch_size
     grid = colour_grid(spec.levels, shape[-1])
     n = spec.candidates(shape)
-    program, split, replicated = _program(batch, devices)
+    programs = _program(batch, devices)
+    program, split, replicated = programs["wave"], programs.slots, programs.replicated
     place = functools.partial(jax.device_put, device=split)
     scorer, grid_d = jax.device_put((scorer, grid), replicated)
     order = engine.fill_order(list(range(s)), s // n_dev)

@@ -20,8 +20,6 @@ once.
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import jax
 import numpy as np
 
 from pixeljax._plumbing import locking
+from pixeljax._plumbing.files import atomic_path
 from pixeljax.attack import pipeline, sweep
 from pixeljax.attack.api import collect, with_settings
 from pixeljax.attack.engine import NON_TARGETED
@@ -135,12 +134,8 @@ def _engine(spec: SweepSpec, on_wave: Callable[[pipeline.Prepared, list[SweptIma
 
 def _save_npz(path: Path, **arrays) -> None:
     """``np.savez_compressed`` through a temporary file, so a kill leaves no half file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def wave_arrays(prepared: pipeline.Prepared, wave: list[SweptImage]) -> dict:

@@ -131,7 +131,7 @@ def check_key(key) -> None:
 
 
 def check_devices(devices) -> None:
-    """None, a count or a sequence of devices (which ``engine.local_devices`` checks further)."""
+    """None, a count or a sequence of devices (which ``mesh.local_devices`` checks further)."""
     if devices is None or is_int(devices):
         return
     if isinstance(devices, (bool, np.bool_, str, bytes)) or not hasattr(devices, "__iter__"):

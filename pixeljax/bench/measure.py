@@ -35,7 +35,7 @@ import numpy as np
 from pixeljax.attack import scoring
 from pixeljax.attack.api import pixel_attack
 from pixeljax.attack.encoding import pixel_initial_population
-from pixeljax.attack.engine import local_devices
+from pixeljax.attack.mesh import local_devices
 from pixeljax.attack.pipeline import clean_logits
 from pixeljax.data import ImageSet
 from pixeljax.de.core import MIN_POPSIZE

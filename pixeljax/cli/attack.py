@@ -26,8 +26,9 @@ DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_s
 def attack_spec(args):
     """The :class:`~pixeljax.attack.spec.AttackSpec` of the attack options (unset ones keep the
     spec's defaults)."""
-    from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, Goal
+    from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS
     from pixeljax.errors import PixeljaxError
+    from pixeljax.runs.modes import Goal
 
     goal = (Goal.ALL_TARGETS if args.all_targets else
             Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
@@ -48,7 +49,7 @@ def attack_spec(args):
 
 
 def _attack(args) -> dict:
-    from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.mesh import local_devices
     from pixeljax.attack.run import attack_folder
 
     checks.writable_folder(args.out, "--out")
@@ -115,7 +116,7 @@ def _cmd_bench(args) -> int:
 
     import jax
 
-    from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.mesh import local_devices
     from pixeljax.attack.validation import check_victim_fits
     from pixeljax.bench.measure import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.data import load_dataset

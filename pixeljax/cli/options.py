@@ -56,9 +56,10 @@ def victim_and_data(args):
     from pixeljax.models import user
     from pixeljax.runs.victim_record import VictimRecord
     from pixeljax.victims import checkpoint_ref
-    from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
-    from pixeljax.victims.defences import defence_name, defended, parse_defences
-    from pixeljax.victims.onnx import fitted, is_onnx
+    from pixeljax.victims.attacked import as_attacked
+    from pixeljax.victims.checkpoint import load_victim
+    from pixeljax.victims.defences import defence_name, parse_defences
+    from pixeljax.victims.onnx import is_onnx
 
     architecture = model_option(args)
     given = {k: v for k in ("input_scale", "outputs", "layout") if (v := getattr(args, k, None))}
@@ -67,14 +68,11 @@ def victim_and_data(args):
         parse_defences(defence)  # a bad name fails before anything loads
     victim = load_victim(architecture, args.checkpoint, **given)
     data = load_dataset(args.data, args.split)
-    if is_onnx(architecture):  # its layout and image size, from the data
-        victim = fitted(victim, data.x.shape[1:])
     what = f"--data {args.data} ({data.source})"
-    check_class_names(check_victim_fits(victim, data.x.shape[1:], what), data, what)
-    victim = with_detected_outputs(victim, data.x)
     if defence is not None:
         given["defence"] = defence_name(parse_defences(defence, data.x.shape[1:]))
-        victim = defended(victim, given["defence"])
+    victim = as_attacked(victim, data.x, defence=given.get("defence"), check=lambda v: (
+        check_class_names(check_victim_fits(v, data.x.shape[1:], what), data, what)))
     if is_onnx(architecture):  # the file holds its weights: loadable from anywhere
         architecture = victim.metadata["architecture"]
     checkpoint = (user.NO_CHECKPOINT if user.is_predict(architecture) else

@@ -30,7 +30,7 @@ def sweep_spec(args):
 
 def _cmd_sweep(args) -> int:
     from pixeljax._plumbing.notices import warn
-    from pixeljax.attack.engine import local_devices
+    from pixeljax.attack.mesh import local_devices
     from pixeljax.attack.sweep_run import check_pixels, sweep_folder
 
     checks.writable_folder(args.out, "--out")

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from pixeljax._plumbing import locking
+from pixeljax._plumbing.files import atomic_path
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.plan import RECORD, SCRATCH, Plan, _differences, shared_settings
 from pixeljax.runs import results
@@ -66,8 +67,7 @@ def write_archive(out: str | Path, cells: Iterable[str], path: str | Path) -> Pa
     """Packs ``OUT/suite.json`` and the folders of ``cells`` (keys ``<victim>/<cell>``) into
     ``path``, replacing it only once the new archive is whole."""
     out, path = Path(out), Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with tarfile.open(tmp, "w:gz") as tar:
             _add_json(tar, out / RECORD, RECORD)
             for key in cells:
@@ -79,9 +79,6 @@ def write_archive(out: str | Path, cells: Iterable[str], path: str | Path) -> Pa
                         _add_json(tar, file, name)
                     else:
                         tar.add(file, name, filter=_anonymous)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -23,13 +23,12 @@ import numpy as np
 
 from pixeljax.analysis.attacks import RESCORE_TOLERANCE, attacked_victim
 from pixeljax.attack.pipeline import clean_logits
-from pixeljax.attack.spec import SWEEP
 from pixeljax.attack.sweep_run import read_maps
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import CellResults, SuiteResults
 from pixeljax.evaluation.suite import VARIANT_SEPARATOR
-from pixeljax.runs.modes import TARGET_MODES
+from pixeljax.runs.modes import SWEEP, TARGET_MODES
 from pixeljax.runs.results import read_config
 from pixeljax.runs.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
 

@@ -18,12 +18,13 @@ from pixeljax._plumbing import locking
 from pixeljax.attack import validation
 from pixeljax.attack.pipeline import select_images
 from pixeljax.attack.sizes import EngineSizes
-from pixeljax.attack.spec import SWEEP, TARGET_MODES, AttackSpec
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.data import ImageSet, data_key, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, VARIANT_SEPARATOR, Cell, Suite, Victim
 from pixeljax.models import model_names, user
 from pixeljax.runs import results
+from pixeljax.runs.modes import SWEEP, TARGET_MODES
 from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.training import TrainConfig, load_recipe
 from pixeljax.victims import checkpoint_ref

@@ -31,7 +31,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from pixeljax.attack.spec import TARGET_MODES
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import confidence, paper
 from pixeljax.evaluation.archive import ARCHIVE, write_archive
@@ -41,6 +40,7 @@ from pixeljax.evaluation.store import load_results
 from pixeljax.evaluation.tables import COMPARISON_CSV
 from pixeljax.reporting.readme_blocks import block, check_blocks, readme_block, write_blocks
 from pixeljax.runs import results
+from pixeljax.runs.modes import TARGET_MODES
 from pixeljax.runs.stats import Rate
 from pixeljax.training.export import portable
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pixeljax.attack.spec import SWEEP, Goal
 from pixeljax.attack.sweep_run import read_maps
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
@@ -31,6 +30,7 @@ from pixeljax.evaluation.plan import RECORD
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_folder_results, load_results
 from pixeljax.reporting import figures
 from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import SWEEP, Goal
 from pixeljax.runs.results import CONFIG
 from pixeljax.runs.stats import CellStats, Rate, cell_statistics
 
@@ -602,7 +602,7 @@ def _victims_section(results: SuiteResults) -> list[str]:
         meta = results.victim_metadata(model) or {}
         seconds = meta.get("training_seconds")
         published = paper.published("accuracy", entry.get("architecture"), 1)
-        label = entry.get("checkpoint_label", entry.get("checkpoint"))  # older suite.json
+        label = entry.get("checkpoint_label", "–")
         rows.append([model, entry.get("architecture", model), f"`{label}`",
                      _pct(meta.get("test_accuracy")), f"{meta.get('test_images', '–')}",
                      f"{published.value:.1%}*" if published else "–",

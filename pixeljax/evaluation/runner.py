@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from pixeljax._plumbing import locking
+from pixeljax._plumbing.files import write_atomic
 from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.sweep import SweepSpec
@@ -28,9 +28,8 @@ from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
 from pixeljax.runs import results
-from pixeljax.victims.checkpoint import load_victim, with_detected_outputs
-from pixeljax.victims.defences import defended
-from pixeljax.victims.onnx import fitted, is_onnx
+from pixeljax.victims.attacked import as_attacked
+from pixeljax.victims.checkpoint import load_victim
 
 
 def with_images(suite: Suite, *, images: int | None = None, sample: int | None = None) -> Suite:
@@ -46,9 +45,7 @@ def write_record(plan: Plan) -> None:
     """Writes ``OUT/suite.json`` (atomically)."""
     plan.out.mkdir(parents=True, exist_ok=True)
     path = plan.out / RECORD
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(plan.record(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(plan.record(), indent=2) + "\n")
 
 
 def _reset_unstarted(cell: CellPlan, config: dict) -> None:
@@ -69,7 +66,7 @@ def _grow(plan: Plan, cell: CellPlan, config: dict) -> None:
         stored = results.read_config(cell.directory)
         if plan.grown(cell.cell, stored, config):
             grown = {**config, results.DATA_FINGERPRINT: plan.cell_fingerprint(cell.cell)}
-            results.write_atomic(path, json.dumps(grown, indent=2, sort_keys=True) + "\n")
+            write_atomic(path, json.dumps(grown, indent=2, sort_keys=True) + "\n")
 
 
 def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
@@ -135,11 +132,8 @@ def run_suite(suite: Suite, out: str | Path, *, data: str | None = None,
                 if cell.complete:
                     continue
                 victim = plan.victims[cell.cell.victim.name]
-                loaded = load_victim(victim.architecture, victim.checkpoint)
-                if is_onnx(victim.architecture):  # a chain CNN is scored incrementally
-                    loaded = fitted(loaded, plan.data.x.shape[1:])
-                loaded = defended(with_detected_outputs(loaded, plan.data.x),
-                                  cell.cell.victim.defence)
+                loaded = as_attacked(load_victim(victim.architecture, victim.checkpoint),
+                                     plan.data.x, defence=cell.cell.victim.defence)
                 _run_cell(plan, cell, loaded, bar, say)
         finally:
             bar.close()

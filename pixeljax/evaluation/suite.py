@@ -26,9 +26,10 @@ from pathlib import Path
 from pixeljax._plumbing.config_files import load_config, names_in
 from pixeljax._shipped import shipped_folder
 from pixeljax.attack.sizes import EngineSizes
-from pixeljax.attack.spec import DEFAULTS, SWEEP, AttackSpec, Goal
+from pixeljax.attack.spec import DEFAULTS, AttackSpec
 from pixeljax.attack.sweep import CORNERS, SweepSpec
 from pixeljax.errors import PixeljaxError
+from pixeljax.runs.modes import SWEEP, Goal
 from pixeljax.training import TrainConfig
 from pixeljax.victims.checkpoint_ref import SHIPPED
 from pixeljax.victims.defences import defence_name, parse_defences

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pixeljax.attack.spec import SWEEP, Goal
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import SuiteResults
+from pixeljax.runs.modes import SWEEP, Goal
 from pixeljax.runs.stats import CellStats, Rate, compare, pool
 
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",

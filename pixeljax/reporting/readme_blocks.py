@@ -8,8 +8,8 @@ import os
 import re
 from pathlib import Path
 
+from pixeljax._plumbing.files import write_atomic
 from pixeljax.errors import PixeljaxError
-from pixeljax.runs.results import write_atomic
 
 
 def _markers(name: str) -> tuple[str, str]:

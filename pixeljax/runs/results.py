@@ -31,8 +31,6 @@ import json
 import math
 import os
 import re
-import secrets
-import socket
 import sys
 import time
 import zlib
@@ -41,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixeljax._plumbing.files import write_atomic
 from pixeljax._plumbing.notices import warn
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs.victim_record import VictimRecord
@@ -58,10 +57,9 @@ BASE_COLUMNS = ("attack_id", "image_index", "label", "target", "status", "succes
                 "generations", "evaluations", "nonfinite_evaluations", "precision_flip")
 INT_COLUMNS = {"attack_id", "image_index", "label", "target", "success", "adversarial_class",
                "generations", "evaluations", "nonfinite_evaluations", "precision_flip"}
-# Columns added after files were first written: absent from older files (read as this value),
-# and a row written without one gets it.
-# precision_flip: the float32 re-check reversed a bfloat16-scored attack's success.
-OPTIONAL_COLUMNS = {"nonfinite_evaluations": 0, "precision_flip": 0}
+# A file whose header lacks a column was written by an earlier development version.
+EARLIER_FILE = ("written by an earlier development version of pixeljax (its header lacks {}); "
+                "attack again into a new --out folder")
 PIXEL_FIELDS = ("x", "y", "r", "g", "b")
 DELTA = "delta"  # a threshold attack's column: its change of every pixel value
 
@@ -136,32 +134,6 @@ def _differences(previous: Mapping, config: Mapping) -> str:
     return ", ".join(f"{k}: {shown(previous, k)} there, {shown(config, k)} now" for k in diff)
 
 
-def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
-    """Writes ``text`` to ``path`` through a temporary file of its own (so processes writing
-    the same folder never share one). ``exclusive``: only if ``path`` does not exist yet;
-    returns False when it did."""
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-                         f"{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x") as f:
-            f.write(text)
-        if not exclusive:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)  # atomic create-if-absent
-        except FileExistsError:
-            return False
-        except OSError:  # a file system without hard links
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def data_fingerprint(images: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> str:
     """sha256 of the images, labels and image ids a run attacks (their bytes, dtypes and
     shapes), so a resume notices data that changed under the same name."""
@@ -223,8 +195,10 @@ def _same_run(previous: Mapping, config: Mapping, directory: Path) -> bool:
             f"{_short(previous.get(WEIGHTS_FINGERPRINT))} there, "
             f"{_short(config.get(WEIGHTS_FINGERPRINT))} now: re-exported, retrained or "
             f"replaced?); use another --out, or restore the victim to resume")
-    if DATA_FINGERPRINT not in previous:  # written before fingerprints: compare as before
-        return previous == without_fingerprint(config)
+    if DATA_FINGERPRINT not in previous:
+        raise PixeljaxError(f"{directory}/{CONFIG} records no {DATA_FINGERPRINT}: a results "
+                            f"folder of an earlier development version of pixeljax; attack "
+                            f"again into a new --out folder")
     ignored = {DATA_SPEC, DATA_FINGERPRINT}
     before, now = ({k: v for k, v in c.items() if k not in ignored} for c in (previous, config))
     if DATA_FINGERPRINT in config and previous[DATA_FINGERPRINT] != config[DATA_FINGERPRINT]:
@@ -359,15 +333,15 @@ def read_rows(directory: str | Path, *, repair: bool = False) -> list[dict]:
 
 
 def _unique(rows: list[dict], path: Path) -> list[dict]:
-    """The first row of each attack: older versions let two processes append the same attacks
-    to one file."""
-    seen: dict[int, dict] = {}
+    """The rows, each attack once: a folder's lock lets one run write it, so an attack written
+    twice means the file was edited or copied together."""
+    seen: set[int] = set()
     for row in rows:
-        seen.setdefault(row["attack_id"], row)
-    if len(seen) < len(rows):
-        warn(f"{path}: {len(rows) - len(seen)} duplicated rows (the same attack written twice, "
-             f"by two runs at once); each attack's first row is used")
-    return list(seen.values())
+        if row["attack_id"] in seen:
+            raise PixeljaxError(f"{path}: attack {row['attack_id']} appears twice (the file was "
+                                f"edited or joined from two runs); move the folder away")
+        seen.add(row["attack_id"])
+    return rows
 
 
 def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
@@ -385,13 +359,16 @@ def read_file(path: str | Path, *, repair: bool = False) -> list[dict]:
     header = next(csv.reader([lines[0]]))
     # A header cut short (a kill while creating the file) is dropped like a cut row.
     rows, good_end = [], len(lines[0]) if lines[0].endswith("\n") else 0
+    missing = [c for c in BASE_COLUMNS if c not in header]
+    if good_end and missing:
+        raise PixeljaxError(f"{path}: " + EARLIER_FILE.format(", ".join(missing)))
     for i, line in enumerate(lines[1:], start=1):
         last = i == len(lines) - 1
         values = next(csv.reader([line]), [])
         try:
             if not line.endswith("\n") or len(values) != len(header):
                 raise ValueError("incomplete line")
-            rows.append({**OPTIONAL_COLUMNS, **_parse(dict(zip(header, values)))})
+            rows.append(_parse(dict(zip(header, values))))
             good_end += len(line)
         except ValueError as e:
             if not last:
@@ -417,12 +394,15 @@ class ResultsWriter:
         self.path = Path(directory) / (name or shard_name(process, num_processes))
         self.columns = columns(pixels, channels, threshold=threshold)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if not fresh:  # a file of an older version may lack the optional columns: keep its own
+        if not fresh:
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), [])
-            if set(header) <= set(self.columns) and set(self.columns) - set(header) <= set(
-                    OPTIONAL_COLUMNS):
-                self.columns = tuple(header)
+            missing = [c for c in BASE_COLUMNS if c not in header]
+            if missing:
+                raise PixeljaxError(f"{self.path}: " + EARLIER_FILE.format(", ".join(missing)))
+            if tuple(header) != self.columns:
+                raise PixeljaxError(f"{self.path} holds rows of another attack (columns "
+                                    f"{', '.join(header)}); use another --out")
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=self.columns, lineterminator="\n")
         if fresh:
@@ -431,8 +411,7 @@ class ResultsWriter:
 
     def write(self, rows: Iterable[Mapping]) -> None:
         for row in rows:
-            self._writer.writerow({k: _fmt(row[k] if k in row else OPTIONAL_COLUMNS[k])
-                                   for k in self.columns})
+            self._writer.writerow({k: _fmt(row[k]) for k in self.columns})
         self._flush()
 
     def _flush(self) -> None:

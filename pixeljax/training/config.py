@@ -120,8 +120,8 @@ class TrainConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict:
-        """The recipe as JSON (``init_from`` and the adversarial settings only when set, so
-        work dirs of earlier versions still resume; the DE's settings only when DE searches)."""
+        """The recipe as JSON: the settings it uses (``init_from`` and the adversarial settings
+        only when set, the DE's only when DE searches)."""
         d = dataclasses.asdict(self)
         if d["init_from"] is None:
             del d["init_from"]

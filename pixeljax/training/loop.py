@@ -29,7 +29,7 @@ from pixeljax.models import Forward, create_model
 from pixeljax.training import initial
 from pixeljax.training.adversarial import adversarial_batch
 from pixeljax.training.augment import augment
-from pixeljax.training.config import DE_SEARCH, TrainConfig
+from pixeljax.training.config import TrainConfig
 from pixeljax.training.workdir import (
     CONFIG,
     DATA,
@@ -58,10 +58,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def _check_json(path: Path, expected: dict, what: str, ignored: tuple[str, ...] = ()) -> None:
-    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs (in
-    other keys than ``ignored`` ones that ``expected`` lacks: unused settings an earlier
-    version recorded)."""
+def _check_json(path: Path, expected: dict, what: str) -> None:
+    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs."""
     if not path.is_file():
         path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
         return
@@ -70,7 +68,6 @@ def _check_json(path: Path, expected: dict, what: str, ignored: tuple[str, ...] 
     except (OSError, ValueError) as e:
         raise PixeljaxError(f"work dir {path.parent}: unreadable {path.name} ({e}); use a new "
                             f"--workdir") from None
-    previous = {k: v for k, v in previous.items() if k in expected or k not in ignored}
     if previous != expected:
         changed = sorted(k for k in set(previous) | set(expected)
                          if previous.get(k) != expected.get(k))
@@ -80,7 +77,7 @@ def _check_json(path: Path, expected: dict, what: str, ignored: tuple[str, ...] 
 
 def _check_workdir(workdir: Path, config: TrainConfig, train_set: ImageSet) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_json(workdir / CONFIG, config.to_dict(), "another recipe", DE_SEARCH)
+    _check_json(workdir / CONFIG, config.to_dict(), "another recipe")
     _check_json(workdir / DATA, {"train_data": train_set.source, "train_images": len(train_set)},
                 "other training data")
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from pixeljax._plumbing.files import write_atomic
 from pixeljax._plumbing.notices import warn
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model
@@ -87,9 +88,7 @@ def read_history(workdir: Path, upto_step: int, *, repair: bool = False) -> list
     lines, cut = _parse_metrics(path)
     kept = [line for line in lines if line["step"] <= upto_step]
     if repair and (cut or len(kept) != len(lines)):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(line) + "\n" for line in kept))
-        tmp.replace(path)
+        write_atomic(path, "".join(json.dumps(line) + "\n" for line in kept))
     return kept
 
 

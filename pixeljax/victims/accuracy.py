@@ -15,24 +15,31 @@ def _logits(apply, params, images):
     return apply(params, images).astype(jnp.float32)
 
 
-def predict_logits(apply: Callable, params, images: np.ndarray, *, batch_size: int = 500,
-                   progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Logits of ``apply(params, images)`` over ``images`` in fixed-size batches.
-
-    Every batch has ``batch_size`` images (the last one padded), so the program compiles once
-    and every image is scored by the same program whatever the number of images.
-    """
-    n = len(images)
-    batch_size = max(1, batch_size)
-    out = []
+def padded_batches(fn: Callable, arrays: tuple[np.ndarray, ...], batch_size: int, *,
+                   progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """``fn(*chunks)`` over the rows of ``arrays`` (all of one length) in batches of exactly
+    ``batch_size`` rows (the last one padded with zeros and its padding dropped), so a jitted
+    ``fn`` compiles once and every row is computed by the same program whatever their
+    number."""
+    n, batch_size, out = len(arrays[0]), max(1, batch_size), []
     for start in range(0, n, batch_size):
-        chunk = np.asarray(images[start:start + batch_size])
-        pad = batch_size - len(chunk)
+        chunks = [np.asarray(a[start:start + batch_size]) for a in arrays]
+        pad = batch_size - len(chunks[0])
         if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(_logits(apply, params, chunk))[:batch_size - pad])
+            chunks = [np.concatenate([c, np.zeros((pad, *c.shape[1:]), c.dtype)])
+                      for c in chunks]
+        out.append(np.asarray(fn(*chunks))[:batch_size - pad])
         if progress is not None:
             progress(batch_size - pad)
+    return out
+
+
+def predict_logits(apply: Callable, params, images: np.ndarray, *, batch_size: int = 500,
+                   progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Logits of ``apply(params, images)`` over ``images`` in fixed-size batches
+    (:func:`padded_batches`)."""
+    out = padded_batches(functools.partial(_logits, apply, params), (images,), batch_size,
+                         progress=progress)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from pixeljax._plumbing.files import write_atomic
 from pixeljax._plumbing.notices import warn
 from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError, PixeljaxError
@@ -538,9 +539,8 @@ class TrainingCheckpoints:
         before orbax reads it) and drops those of checkpoints orbax has deleted."""
         folder = self.workdir / self.DIGESTS
         folder.mkdir(exist_ok=True)
-        tmp = folder / f"{step}.json.tmp"
-        tmp.write_text(json.dumps(weight_digests(self.directory / str(step)), indent=1) + "\n")
-        os.replace(tmp, folder / f"{step}.json")
+        write_atomic(folder / f"{step}.json",
+                     json.dumps(weight_digests(self.directory / str(step)), indent=1) + "\n")
         kept = {str(s) for s in self.manager.all_steps()}
         for path in folder.glob("*.json"):
             if path.stem not in kept:
@@ -551,7 +551,7 @@ class TrainingCheckpoints:
         try:
             recorded = json.loads(path.read_text())
         except (OSError, ValueError):
-            return  # saved by an older version, or killed before its digests were written
+            return  # killed between the checkpoint and its digests: orbax's own check holds
         mismatch = digest_mismatch(recorded, self.directory / str(step))
         if mismatch is not None:
             name, missing = mismatch
