@@ -122,29 +122,32 @@ def test_training_set_smaller_than_a_batch_is_refused(data, tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(epochs=0), "epochs must be a positive integer"),
-    (dict(epochs=2.5), "epochs must be a positive integer"),
-    (dict(batch_size=-8), "batch_size must be a positive integer"),
-    (dict(checkpoint_every=0), "checkpoint_every must be a positive integer"),
-    (dict(eval_batch_size=True), "eval_batch_size must be a positive integer"),
-    (dict(learning_rate=0.0), "learning_rate must be > 0"),
-    (dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
-    (dict(learning_rate=float("inf")), "learning_rate must be a finite number"),
-    (dict(learning_rate=-1e-3), "learning_rate must be > 0"),
-    (dict(weight_decay=float("inf")), "weight_decay must be a finite number"),
-    (dict(learning_rate="0.1"), "learning_rate must be a number"),
-    (dict(warmup_epochs=-1.0), "warmup_epochs must be >= 0"),
-    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
-    (dict(crop_padding=-1), "crop_padding must be"),
-    (dict(crop_padding=1.5), "crop_padding must be"),
-    (dict(momentum=1.0), "momentum and label_smoothing must lie in"),
-    (dict(label_smoothing=1.0), "momentum and label_smoothing must lie in"),
-    (dict(seed=-1), "seed must be"),
+    (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
+    (dict(epochs=2.5), "epochs must be an integer >= 1, got 2.5"),
+    (dict(batch_size=-8), "batch_size must be an integer >= 1, got -8"),
+    (dict(checkpoint_every=0), "checkpoint_every must be an integer >= 1, got 0"),
+    (dict(eval_batch_size=True), "eval_batch_size must be an integer >= 1, got True"),
+    (dict(learning_rate=0.0), "learning_rate must be a finite number > 0, got 0.0"),
+    (dict(learning_rate=float("nan")), "learning_rate must be a finite number > 0, got nan"),
+    (dict(learning_rate=float("inf")), "learning_rate must be a finite number > 0, got inf"),
+    (dict(learning_rate=-1e-3), "learning_rate must be a finite number > 0, got -0.001"),
+    (dict(weight_decay=float("inf")), "weight_decay must be a finite number >= 0, got inf"),
+    (dict(learning_rate="0.1"), "learning_rate must be a number, got '0.1'"),
+    (dict(warmup_epochs=-1.0), "warmup_epochs must be a finite number >= 0, got -1.0"),
+    (dict(weight_decay=-1e-4), "weight_decay must be a finite number >= 0, got -0.0001"),
+    (dict(crop_padding=-1), "crop_padding must be an integer >= 0, got -1"),
+    (dict(crop_padding=1.5), "crop_padding must be an integer >= 0, got 1.5"),
+    (dict(momentum=1.0), "momentum must be a finite number in \\[0, 1\\), got 1.0"),
+    (dict(label_smoothing=1.0),
+     "label_smoothing must be a finite number in \\[0, 1\\), got 1.0"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
     (dict(model=""), "model must be a model name"),
-    (dict(flip="yes"), "flip must be True or False"),
-    (dict(adversarial_fraction=1.5), "adversarial_fraction must lie in \\(0, 1\\]"),
-    (dict(adversarial_fraction=0.5, adversarial="fgsm"), "unknown adversarial 'fgsm'"),
-    (dict(adversarial_popsize=3), "adversarial_popsize must be an integer >= 4"),
+    (dict(flip="yes"), "flip must be True or False, got 'yes'"),
+    (dict(adversarial_fraction=1.5),
+     "adversarial_fraction must be a finite number in \\[0, 1\\], got 1.5"),
+    (dict(adversarial_fraction=0.5, adversarial="fgsm"),
+     "unknown adversarial 'fgsm'; expected one of \\('random', 'de'\\)"),
+    (dict(adversarial_popsize=3), "adversarial_popsize must be an integer >= 4, got 3"),
 ])
 def test_bad_training_config_values_are_refused(changes, message):
     with pytest.raises(PixeljaxError, match=f"training config: {message}"):
@@ -261,12 +264,12 @@ def test_adversarial_fine_tuning_resumes_exactly_and_records_its_setting(kind, d
                                                         leaves(whole.model)))
     recipe = _training_info(config, "x", 8, 1, 1.0, [], tmp_path / "whole")["recipe"]
     assert (recipe["adversarial_fraction"], recipe["adversarial"]) == (0.5, kind)
-    assert "adversarial_fraction" not in CONFIG.to_dict()  # earlier work dirs still resume
+    assert "adversarial_fraction" not in CONFIG.to_dict()  # a recipe records what it uses
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--adversarial-fraction", "0"], "expected a finite number in (0, 1], got '0'"),
-    (["--adversarial-fraction", "1.5"], "expected a finite number in (0, 1], got '1.5'"),
+    (["--adversarial-fraction", "-0.1"], "expected a finite number in [0, 1], got '-0.1'"),
+    (["--adversarial-fraction", "1.5"], "expected a finite number in [0, 1], got '1.5'"),
     (["--adversarial", "de"], "give --adversarial-fraction F too"),
 ])
 def test_a_bad_adversarial_option_is_one_error_line_and_creates_nothing(args, message, tmp_path,

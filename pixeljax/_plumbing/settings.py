@@ -26,12 +26,12 @@ def count(default, least: int, help: str, *, optional: bool = False, most: int |
 
 
 def number(default, low: float, high: float, help: str, *, low_open: bool = False,
-           optional: bool = False, label: str | None = None):
-    """A finite float field in [low, high] ((low, high] with ``low_open``); ``label`` names it
-    in messages (default: the field's name)."""
+           high_open: bool = False, optional: bool = False, label: str | None = None):
+    """A finite float field in [low, high] (open at ``low`` with ``low_open``, at ``high`` with
+    ``high_open``); ``label`` names it in messages (default: the field's name)."""
     return dataclasses.field(default=default, metadata=dict(
-        kind="number", low=low, high=high, low_open=low_open, optional=optional, help=help,
-        label=label))
+        kind="number", low=low, high=high, low_open=low_open, high_open=high_open,
+        optional=optional, help=help, label=label))
 
 
 def choice(default, choices: tuple[str, ...], help: str):
@@ -55,7 +55,8 @@ def _range(meta: dict) -> str:
     low, opens = f"{meta['low']:g}", meta["low_open"]
     if math.isinf(meta["high"]):
         return f"{'>' if opens else '>='} {low}"
-    return f"in {'(' if opens else '['}{low}, {meta['high']:g}]"
+    return (f"in {'(' if opens else '['}{low}, {meta['high']:g}"
+            f"{')' if meta.get('high_open') else ']'}")
 
 
 def _violation(value, meta: dict) -> str | None:
@@ -72,7 +73,8 @@ def _violation(value, meta: dict) -> str | None:
         return "a number"
     value = float(value)
     if not math.isfinite(value) or value < meta["low"] or value > meta["high"] or (
-            meta["low_open"] and value == meta["low"]):
+            meta["low_open"] and value == meta["low"]) or (
+            meta.get("high_open") and value == meta["high"]):
         return f"a finite number {_range(meta)}"
     return None
 
@@ -153,12 +155,13 @@ def argument_type(cls, name: str):
 
 
 def add_options(parser, cls, names, *, shown: dict | None = None,
-                helps: dict | None = None) -> None:
+                helps: dict | None = None, defaults=None) -> None:
     """Adds ``--<name>`` (underscores as dashes) for each field ``name`` of ``cls``, with its
     type, choices and help; unset options stay None (the field's default applies). The help
     names the default: ``shown[name]`` (a command's own), else the field's ``shown``, else its
-    default; ``helps[name]`` replaces the whole line."""
-    defaults, shown, helps = cls(), shown or {}, helps or {}
+    default (of ``defaults``, an instance, else ``cls()``); ``helps[name]`` replaces the whole
+    line."""
+    defaults, shown, helps = defaults or cls(), shown or {}, helps or {}
     for name in names:
         m = meta(cls, name)
         flag_name = "--" + name.replace("_", "-")

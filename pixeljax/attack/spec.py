@@ -13,7 +13,7 @@ import dataclasses
 import importlib.util
 
 from pixeljax._plumbing import settings
-from pixeljax.attack import validation
+from pixeljax._plumbing.settings import is_int
 from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.attack.search import SEARCHES
 from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
@@ -126,7 +126,7 @@ class AttackSpec:
             raise PixeljaxError(f"goal must be one of {[g.value for g in Goal]}, "
                                 f"got {self.goal!r}") from None
         if self.goal is Goal.TARGETED:
-            if not validation.is_int(self.target_class) or self.target_class < 0:
+            if not is_int(self.target_class) or self.target_class < 0:
                 raise PixeljaxError(f"a targeted attack needs target_class, a class >= 0, got "
                                     f"{self.target_class!r}")
             object.__setattr__(self, "target_class", int(self.target_class))

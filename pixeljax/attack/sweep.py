@@ -31,7 +31,8 @@ import numpy as np
 from flax import struct
 
 from pixeljax._plumbing.notices import note
-from pixeljax.attack import engine, generation, mesh, scoring, validation
+from pixeljax._plumbing.settings import is_int
+from pixeljax.attack import engine, generation, mesh, scoring
 from pixeljax.attack.sizes import SWEEP_SLOTS, EngineSizes, replace_in
 from pixeljax.attack.spec import AttackSpec, precision_config
 from pixeljax.errors import PixeljaxError
@@ -74,7 +75,7 @@ class SweepSpec:
                                 f"{self.levels!r}") from None
         if not levels:
             raise PixeljaxError("levels is empty: give at least one value in [0, 255]")
-        if not all(validation.is_int(v) and 0 <= v <= 255 for v in levels):
+        if not all(is_int(v) and 0 <= v <= 255 for v in levels):
             raise PixeljaxError(f"levels must be integers in [0, 255], got {list(levels)}")
         object.__setattr__(self, "levels", tuple(sorted({int(v) for v in levels})))
         if not isinstance(self.sizes, EngineSizes):

@@ -9,8 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pixeljax._plumbing.settings import is_int  # noqa: F401 (re-exported)
+from pixeljax._plumbing.settings import is_int
+from pixeljax.attack.scoring import victim_module
+from pixeljax.data.arrays import default_class_names
 from pixeljax.errors import PixeljaxError
+from pixeljax.models import user
 
 
 def check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +155,6 @@ def check_victim_fits(victim, images_shape, what: str) -> int:
     """The images ``what`` names fit a loaded victim: the size it declares, one input-scale
     mean and std per channel, and a model that runs on them (traced, not computed). Returns the
     number of classes."""
-    from pixeljax.models import user
-
     images_shape = tuple(int(d) for d in images_shape)
     check_image_shape(images_shape, victim_image_shape(victim.model, victim.metadata), what)
     user.check_scale_channels(victim.metadata.get("input_scale"), images_shape[-1],
@@ -167,8 +168,6 @@ def check_victim_fits(victim, images_shape, what: str) -> int:
 def check_class_names(num_classes: int, data, what: str) -> None:
     """The class names ``data`` gives (not the defaults of bare labels) are one per class of
     the model: tables and figures name the model's classes by them."""
-    from pixeljax.data.arrays import default_class_names
-
     names = data.class_names
     if len(names) != num_classes and names != default_class_names(data.y):
         raise PixeljaxError(f"{what} names {len(names)} classes ({', '.join(names[:3])}, ...), "
@@ -179,8 +178,6 @@ def check_class_names(num_classes: int, data, what: str) -> None:
 def check_victim_shape(predict, images_shape, what: str) -> None:
     """Images of the size a victim's ``predict`` (``LoadedVictim.predict``) takes; a plain
     function is the caller's to check."""
-    from pixeljax.attack.scoring import victim_module
-
     module = victim_module(predict)
     if module is not None:
         check_image_shape(images_shape, victim_image_shape(module), what)

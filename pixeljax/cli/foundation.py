@@ -31,6 +31,7 @@ def _cmd_train(args) -> int:
     from pixeljax.errors import PixeljaxError
     from pixeljax.models import create_model
     from pixeljax.training import export_victim, load_recipe, train
+    from pixeljax.training.config import TrainConfig
     from pixeljax.victims.checkpoint import check_replaceable
 
     checks.writable_folder(args.workdir, "--workdir")
@@ -38,15 +39,10 @@ def _cmd_train(args) -> int:
         # Only a complete victim is replaced, and the folder must be writable: before training.
         checks.outside_package(args.export, "--export")
         checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
-    config = load_recipe(args.model).replace(epochs=args.epochs, batch_size=args.batch_size,
-                                             learning_rate=args.learning_rate, seed=args.seed,
-                                             init_from=args.init_from,
-                                             adversarial_fraction=args.adversarial_fraction,
-                                             adversarial=args.adversarial,
-                                             adversarial_popsize=args.adversarial_popsize,
-                                             adversarial_generations=args.adversarial_generations)
-    given = [f"--{k.replace('_', '-')}" for k in ("adversarial", "adversarial_popsize",
-                                                   "adversarial_generations")
+    options = ("epochs", "batch_size", "learning_rate", "seed", "init_from",
+               *TrainConfig.ADVERSARIAL)
+    config = load_recipe(args.model).replace(**{k: getattr(args, k) for k in options})
+    given = [f"--{k.replace('_', '-')}" for k in TrainConfig.ADVERSARIAL[1:]
              if getattr(args, k) is not None]
     if given and not config.adversarial_fraction:
         raise PixeljaxError(f"{', '.join(given)} set(s) how adversarial images are found, but "
@@ -162,8 +158,9 @@ def _dtype_option(p) -> None:
 
 
 def register(sub) -> None:
+    from pixeljax._plumbing import settings
     from pixeljax.cli.options import user_model_options
-    from pixeljax.de.core import MIN_POPSIZE
+    from pixeljax.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
     p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
@@ -172,27 +169,17 @@ def register(sub) -> None:
     p.add_argument("--export", type=checks.path,
                    help="write the final victim here (e.g. checkpoints/NAME)")
     _dtype_option(p)
-    p.add_argument("--epochs", type=checks.positive_int)
-    p.add_argument("--batch-size", type=checks.positive_int)
-    p.add_argument("--learning-rate", type=checks.number(0, low_open=True))
-    p.add_argument("--seed", type=checks.seed)
+    recipe = "the recipe's"  # a train option left unset keeps the recipe's value
+    settings.add_options(p, TrainConfig, ("epochs", "batch_size", "learning_rate", "seed"),
+                         shown=dict.fromkeys(("epochs", "batch_size", "learning_rate", "seed"),
+                                             recipe), defaults=TrainConfig(model="recipe"))
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="fine-tune: start from these weights (a victim folder, 'shipped:NAME' "
                         "or a training work dir) instead of a random initialisation")
     p.add_argument("--limit", type=_positive_int,
                    help="train on the first N training images only")
-    p.add_argument("--adversarial-fraction", type=checks.number(0, 1, low_open=True),
-                   metavar="F", help="one-pixel adversarial training: replace this fraction "
-                                     "of each batch by one-pixel adversarial versions of its "
-                                     "images (recorded in the victim's metadata)")
-    p.add_argument("--adversarial", choices=("random", "de"),
-                   help="how they are found: 'random' (default: a random pixel set to a "
-                        "random corner colour, cheap) or 'de' (a few generations of the "
-                        "project's attack on the current weights)")
-    p.add_argument("--adversarial-popsize", type=checks.integer(MIN_POPSIZE), metavar="N",
-                   help="DE population of --adversarial de (default 20)")
-    p.add_argument("--adversarial-generations", type=checks.integer(0), metavar="N",
-                   help="DE generations of --adversarial de (default 5)")
+    settings.add_options(p, TrainConfig, TrainConfig.ADVERSARIAL,
+                         shown={"adversarial_fraction": recipe}, defaults=TrainConfig(model="recipe"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

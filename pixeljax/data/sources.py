@@ -17,7 +17,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from pixeljax.data.arrays import ImageSet
+from pixeljax.data.arrays import ImageSet, make_image_set
 from pixeljax.data.folders import image_root, load_image_folder
 from pixeljax.data.npz import load_npz_file, load_npz_folder, read_npz, split_files
 from pixeljax.data.official import is_official_folder, load_official_folder, load_official_tarball
@@ -37,7 +37,6 @@ def sample_path() -> Path:
 def load_sample() -> ImageSet:
     """The shipped sample of real CIFAR-10 test images (``index`` = position in the test split)."""
     x, y, index = read_npz(sample_path())
-    from pixeljax.data.arrays import make_image_set
     return make_image_set(x, y, index=index, source="shipped CIFAR-10 test sample")
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import platformdirs
 
+from pixeljax._plumbing.notices import warn
+
 ENV = "PIXELJAX_COMPILE_CACHE"
 OFF = ("off", "0", "false", "no", "")
 
@@ -43,8 +45,6 @@ def enable(folder: str | os.PathLike | None = None) -> Path | None:
     except OSError:
         return None
     if not os.access(folder, os.W_OK | os.X_OK):  # JAX would warn at every program
-        from pixeljax._plumbing.notices import warn
-
         warn(f"the compilation cache folder {folder} is not writable; running without the "
              f"cache (set {ENV} to another folder, or to 'off')")
         return None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
+from pixeljax._plumbing import settings
+from pixeljax.de.core import MIN_POPSIZE
 from pixeljax.errors import PixeljaxError
+from pixeljax.training.adversarial import KINDS, RANDOM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,78 +40,45 @@ class TrainConfig:
         of the project's attack, population ``adversarial_popsize``, on the current weights).
     """
 
+    # The adversarial settings, in the order a command line lists them.
+    ADVERSARIAL: ClassVar[tuple[str, ...]] = ("adversarial_fraction", "adversarial",
+                                              "adversarial_popsize", "adversarial_generations")
+
     model: str
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 0.1
-    warmup_epochs: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    crop_padding: int = 4
-    flip: bool = True
-    seed: int = 0
-    checkpoint_every: int = 200
-    eval_batch_size: int = 500
+    epochs: int = settings.count(30, 1, "passes over the training set")
+    batch_size: int = settings.count(128, 1, "images per step")
+    learning_rate: float = settings.number(0.1, 0, math.inf, "peak learning rate",
+                                           low_open=True)
+    warmup_epochs: float = settings.number(1.0, 0, math.inf, "linear warm-up length in epochs")
+    momentum: float = settings.number(0.9, 0, 1, "Nesterov momentum", high_open=True)
+    weight_decay: float = settings.number(5e-4, 0, math.inf, "L2 decay on kernels")
+    label_smoothing: float = settings.number(0.0, 0, 1, "cross-entropy label smoothing",
+                                             high_open=True)
+    crop_padding: int = settings.count(4, 0, "random-crop padding in pixels")
+    flip: bool = settings.flag(True, "random horizontal flips")
+    seed: int = settings.count(0, 0, "seed of the initialisation, data order and augmentation")
+    checkpoint_every: int = settings.count(200, 1, "steps between checkpoints")
+    eval_batch_size: int = settings.count(500, 1, "images per evaluation batch")
     init_from: str | None = None
-    adversarial_fraction: float = 0.0
-    adversarial: str = "random"
-    adversarial_popsize: int = 20
-    adversarial_generations: int = 5
+    adversarial_fraction: float = settings.number(
+        0.0, 0, 1, "one-pixel adversarial training: replace this fraction of each batch by "
+                   "one-pixel adversarial versions of its images (recorded in the victim's "
+                   "metadata; 0: none)")
+    adversarial: str = settings.choice(
+        RANDOM, KINDS, "how they are found: 'random' (a random pixel set to a random corner "
+                       "colour, cheap) or 'de' (a few generations of the project's attack on "
+                       "the current weights)")
+    adversarial_popsize: int = settings.count(20, MIN_POPSIZE, "DE population of --adversarial de")
+    adversarial_generations: int = settings.count(5, 0, "DE generations of --adversarial de")
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model:
             raise PixeljaxError(f"training config: model must be a model name, got {self.model!r}")
-        for name in ("epochs", "batch_size", "checkpoint_every", "eval_batch_size"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise PixeljaxError(f"training config: {name} must be a positive integer, "
-                                    f"got {getattr(self, name)!r}")
-        for name in ("crop_padding", "seed"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
-                raise PixeljaxError(f"training config: {name} must be an integer >= 0, "
-                                    f"got {getattr(self, name)!r}")
-        for name in ("learning_rate", "warmup_epochs", "momentum", "weight_decay",
-                     "label_smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise PixeljaxError(f"training config: {name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise PixeljaxError(f"training config: {name} must be a finite number, "
-                                    f"got {value}")
-        if not self.learning_rate > 0:
-            raise PixeljaxError(f"training config: learning_rate must be > 0, "
-                                f"got {self.learning_rate}")
-        for name in ("warmup_epochs", "weight_decay", "label_smoothing"):
-            if not getattr(self, name) >= 0:
-                raise PixeljaxError(f"training config: {name} must be >= 0, "
-                                    f"got {getattr(self, name)}")
-        if not 0 <= self.momentum < 1 or not self.label_smoothing < 1:
-            raise PixeljaxError("training config: momentum and label_smoothing must lie in [0, 1)")
+        settings.check_fields(self, "training config: ")
         if self.init_from is not None and (not isinstance(self.init_from, str)
                                            or not self.init_from):
             raise PixeljaxError(f"training config: init_from must be a checkpoint folder, "
                                 f"'shipped:NAME' or a training work dir, got {self.init_from!r}")
-        self._check_adversarial()
-        if not isinstance(self.flip, bool):
-            raise PixeljaxError(f"training config: flip must be True or False, got {self.flip!r}")
-
-    def _check_adversarial(self) -> None:
-        from pixeljax.de.core import MIN_POPSIZE
-        from pixeljax.training.adversarial import KINDS
-
-        f = self.adversarial_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
-            raise PixeljaxError(f"training config: adversarial_fraction must lie in (0, 1] "
-                                f"(0: no adversarial training), got {f!r}")
-        if self.adversarial not in KINDS:
-            raise PixeljaxError(f"training config: unknown adversarial {self.adversarial!r}; "
-                                f"expected one of {', '.join(KINDS)}")
-        if not _is_int(self.adversarial_popsize) or self.adversarial_popsize < MIN_POPSIZE:
-            raise PixeljaxError(f"training config: adversarial_popsize must be an integer >= "
-                                f"{MIN_POPSIZE}, got {self.adversarial_popsize!r}")
-        if not _is_int(self.adversarial_generations) or self.adversarial_generations < 0:
-            raise PixeljaxError(f"training config: adversarial_generations must be an integer "
-                                f">= 0, got {self.adversarial_generations!r}")
 
     @property
     def adversarial_images(self) -> int:

@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from pixeljax._plumbing.files import write_atomic
-from pixeljax._plumbing.notices import warn
+from pixeljax._plumbing.notices import note, warn
 from pixeljax._shipped import shipped_folder
 from pixeljax.errors import CheckpointError, PixeljaxError
 from pixeljax.models import create_model, model_names, split_for_inference, user
@@ -470,8 +470,6 @@ def with_detected_outputs(victim: LoadedVictim, images: np.ndarray) -> LoadedVic
         return victim
     if not user.looks_like_probabilities(out):
         return victim
-    from pixeljax._plumbing.notices import note
-
     note(f"{victim.name} returns probabilities (its rows sum to 1), not logits: their logarithm "
          f"is scored")
     return dataclasses.replace(

@@ -39,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from pixeljax.errors import PixeljaxError
+from pixeljax.models import Forward, SequentialVictim, split_for_inference
 
 KINDS = ("median", "gauss", "bits", "noise")
 KNOWN = ("median<k> and gauss<k> (k odd, >= 3), bits<b> (b from 1 to 7), noise<s> or "
@@ -242,8 +243,6 @@ def image_keys(images: jax.Array, seed: int = _HASH_SEED) -> jax.Array:
 def defended(victim, text: str | None, image_shape=None):
     """``victim`` (a :class:`~pixeljax.victims.loaded.LoadedVictim`) behind the defence ``text``
     (None: ``victim`` itself)."""
-    from pixeljax.models import Forward, SequentialVictim, split_for_inference
-
     if text is None:
         return victim
     defences = parse_defences(text, image_shape)

@@ -37,9 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixeljax._plumbing.notices import note
 from pixeljax.errors import PixeljaxError
-from pixeljax.models import user
+from pixeljax.models import split_for_inference, user
 from pixeljax.victims.loaded import LoadedVictim
+from pixeljax.victims.onnx_layers import translate
 
 NCHW, NHWC = "nchw", "nhwc"
 LAYOUTS = (NCHW, NHWC)
@@ -330,8 +332,6 @@ def load_onnx(path: str | Path, *, layout: str | None = None, input_scale=None,
     scale, kind = user.input_scale(input_scale), user.outputs(outputs)
     graph = Graph(path)
     if graph.batch == 1:
-        from pixeljax._plumbing.notices import note
-
         note(f"{path} was exported with a fixed batch of 1: it runs image by image under vmap, "
              f"slower than with a dynamic batch dimension")
     metadata = {"architecture": str(Path(path).absolute()), "input_scale": scale,
@@ -377,9 +377,6 @@ def fitted(victim, image_shape, *, incremental: bool = True):
     Raises:
       PixeljaxError: the images fit the graph's input in no layout (or not the given one).
     """
-    from pixeljax.models import split_for_inference
-    from pixeljax.victims.onnx_layers import translate
-
     model = victim.model
     shape = tuple(int(d) for d in image_shape)
     layout = layout_of(model.graph, shape, model.layout)

@@ -1,5 +1,5 @@
-"""The second hostile pass: one boundary check for the CLI and the API, one error line instead
-of a traceback for damaged files, labelled curves, and the smaller cases (counted NaN
+"""Boundaries and damaged files: one boundary check for the CLI and the API, one error line
+instead of a traceback for damaged files, labelled curves, and the smaller cases (counted NaN
 evaluations, slots capped at the attacks, an unwritable cache, paths with spaces, a malformed
 last row).
 

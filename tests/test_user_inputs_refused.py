@@ -1,7 +1,7 @@
-"""The third hostile pass, its medium and cheap low cases: a model that fails on the data, input
-scales and checkpoints of the wrong kind, class names that cannot be read or told apart, folders
-of a plain predict function analysed, a run killed before its first row, another selection of
-images on a resume, a report of any results folder.
+"""A user's model and inputs that do not fit, refused or handled: a model that fails on the
+data, input scales and checkpoints of the wrong kind, class names that cannot be read or told
+apart, folders of a plain predict function analysed, a run killed before its first row, another
+selection of images on a resume, a report of any results folder.
 
 Each test runs the defect's command and asserts the exact outcome: one error line (and nothing
 written), or the right result.
@@ -454,10 +454,12 @@ def test_random_adversarial_training_records_no_de_settings(capsys, tmp_path):
     assert "adversarial_generations" not in recipe
     searched = TrainConfig(model="tiny", adversarial_fraction=0.5, adversarial="de").to_dict()
     assert searched["adversarial_popsize"] == 20 and searched["adversarial_generations"] == 5
-    # A work dir of an earlier version, which recorded them, still resumes.
+    # A work dir of an earlier development version, which recorded them, is another recipe.
     (tmp_path / "config.json").write_text(json.dumps({**recipe, "adversarial_popsize": 20,
                                                       "adversarial_generations": 5}))
-    loop._check_json(tmp_path / "config.json", recipe, "another recipe", loop.DE_SEARCH)
+    with pytest.raises(PixeljaxError, match="holds a run of another recipe .differs in "
+                                            "adversarial_generations, adversarial_popsize"):
+        loop._check_json(tmp_path / "config.json", recipe, "another recipe")
     line = refusal(capsys, "train", "tiny", "--data", "sample", "--workdir",
                    tmp_path / "work", "--adversarial-fraction", "0.5",
                    "--adversarial-popsize", "8")
