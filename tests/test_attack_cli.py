@@ -293,6 +293,11 @@ def test_run_bench_reports_three_throughputs_and_their_ratios(victim, data_file)
     assert report["sweep_run"]["candidates"] == 2 * 32 * 32 * 8
     assert report["sweep_over_incremental"] == pytest.approx(
         report["sweep_candidates_per_second"] / report["incremental_evaluations_per_second"])
+    # The threshold engine, beside the one-image threshold loop (ART's ThresholdAttack).
+    assert report["threshold_over_numpy_threshold"] == pytest.approx(
+        report["engines"]["threshold"]["evaluations_per_second"]
+        / report["numpy_threshold_evaluations_per_second"])
+    assert report["torch_de_evaluations_per_second"] is report["engine_over_torch_de"] is None
 
 
 def test_with_json_stdout_holds_exactly_one_json_document(victim, data_file, tmp_path, capsys):

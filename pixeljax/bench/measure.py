@@ -11,6 +11,12 @@ Four measurements on the same model and images, in one run (so machine noise hit
       call, which is what the existing implementations do;
   (e) the exhaustive one-pixel sweep (:mod:`pixeljax.attack.sweep`), candidates per second at
       the incremental engine's micro-batch, beside (b') (it has no DE work).
+  (t) the threshold attack's dense engine (at ``config.threshold``), beside the same
+      one-image NumPy DE running the threshold attack (c_t), as ART's ThresholdAttack does;
+  (f), (g) with ``torch_logits`` (``pixeljax bench --model net.onnx --torch net.pt``): the same
+      network in PyTorch, its own forward pass (f) and the one-image DE loop (c) calling it
+      (g), the way the public PyTorch implementations attack; the engines on the ONNX file
+      over (g) are the speed-up a PyTorch user gets.
 The ratios (b)/(a) (engine overhead: 1.0 means none), (b')/(b) (incremental speed-up) and
 (b)/(c) (speed-up over the usual loop) are the results, with each engine's multiply-adds per
 candidate and the bytes it keeps per slot, and its achieved FLOP/s as a fraction of the
@@ -34,7 +40,7 @@ import numpy as np
 
 from pixeljax.attack import scoring
 from pixeljax.attack.api import pixel_attack
-from pixeljax.attack.encoding import pixel_initial_population
+from pixeljax.attack.encoding import encoding_of
 from pixeljax.attack.mesh import local_devices
 from pixeljax.attack.pipeline import clean_logits
 from pixeljax.data import ImageSet
@@ -115,14 +121,19 @@ def matmul_rate(dtype=jnp.float32, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / _best_seconds(lambda: product(a, a), repeats)
 
 
-def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int) -> float:
-    """(a) images per second of the compiled forward pass at ``batch_size``."""
-    batch = jnp.asarray(np.resize(images, (batch_size, *images.shape[1:])), jnp.float32)
-    forward = jax.jit(lambda p, x: p(x))
-    forward(predict, batch).block_until_ready()
+def forward_throughput(predict, images: np.ndarray, batch_size: int, repeats: int, *,
+                       forward=None) -> float:
+    """(a) images per second of the compiled forward pass at ``batch_size``; ``forward``:
+    another framework's forward pass instead (float32 (N, H, W, C) images to class scores),
+    timed the same way."""
+    batch = np.resize(images, (batch_size, *images.shape[1:])).astype(np.float32)
+    if forward is None:
+        compiled, batch = jax.jit(lambda p, x: p(x)), jnp.asarray(batch)
+        forward = lambda x: compiled(predict, x).block_until_ready()  # noqa: E731
+    forward(batch)
     start = time.perf_counter()
     for _ in range(repeats):
-        forward(predict, batch).block_until_ready()
+        forward(batch)
     return batch_size * repeats / (time.perf_counter() - start)
 
 
@@ -255,31 +266,61 @@ def untrained(name: str, images: int, seed: int = 0):
         f"class {k}" for k in range(int(model.num_classes))))
 
 
-def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
-    """(c) a NumPy DE/rand/1 attacking one image at a time, one model call per generation."""
-    forward = jax.jit(lambda p, x: jax.nn.softmax(p(x), -1))
+def _paste_pixels(image: np.ndarray, population: np.ndarray, pixels: int) -> np.ndarray:
+    """The pixel attack's candidates applied in NumPy: copies of ``image`` with each candidate's
+    pixels (x, y, colour...) pasted in, coordinates truncated, colours rounded."""
+    p, (h, w, _) = len(population), image.shape
+    images = np.repeat(image[None].astype(np.float32), p, axis=0)
+    genes, rows = population.reshape(p, pixels, -1), np.arange(p)
+    for k in range(pixels):
+        ys = np.clip(genes[:, k, 1].astype(int), 0, h - 1)
+        xs = np.clip(genes[:, k, 0].astype(int), 0, w - 1)
+        images[rows, ys, xs] = np.round(np.clip(genes[:, k, 2:], 0, 255))
+    return images
+
+
+def _add_changes(image: np.ndarray, population: np.ndarray, threshold: int) -> np.ndarray:
+    """The threshold attack's candidates applied in NumPy: ``image`` plus each change vector
+    (one value per pixel value), kept within [-th, th], rounded, clipped to [0, 255]."""
+    changes = np.round(np.clip(population, -threshold, threshold))
+    return np.clip(image[None].astype(np.float32) + changes.reshape(-1, *image.shape), 0, 255)
+
+
+def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig, *, probabilities=None,
+                        threshold: int | None = None) -> float:
+    """(c) model evaluations per second of a NumPy DE/rand/1 (F 0.5, no crossover) attacking one
+    image at a time, each generation's population scored by one model call, as the public
+    implementations run it (DebangLi/one-pixel-attack-pytorch; ART's PixelAttack and, with its
+    DE, ThresholdAttack).
+
+    ``probabilities``: the model call, float32 (N, H, W, C) pixel values to class
+    probabilities (default: the compiled ``predict`` and a softmax); another framework's model
+    goes here. ``threshold``: the threshold attack's loop instead, as ART's ThresholdAttack
+    with ``es=1`` runs it (``es=0``, its default CMA-ES, calls the model once per candidate):
+    a candidate is one value per pixel value, the population starts uniform in
+    ``[-th, th]`` and each candidate image is the clean one plus its rounded change, clipped
+    (ART searches the pixel values themselves within ``th`` of the clean ones: the same box).
+    """
+    if probabilities is None:
+        compiled = jax.jit(lambda p, x: jax.nn.softmax(p(x), -1))
+        probabilities = lambda x: np.asarray(compiled(predict, x))  # noqa: E731
+    encoding = encoding_of(config.pixels, threshold is not None)
     rng = np.random.default_rng(config.seed)
     p, shape = config.popsize, data.x.shape[1:]
-    h, w, _ = shape
-    rows = np.arange(p)
+
+    def initial(key):
+        return np.array(encoding.initial_population(key, shape, p, threshold), np.float32)
 
     def fitness(image, label, population):
-        images = np.repeat(image[None].astype(np.float32), p, axis=0)
-        genes = population.reshape(p, config.pixels, -1)
-        for k in range(config.pixels):
-            ys = np.clip(genes[:, k, 1].astype(int), 0, h - 1)
-            xs = np.clip(genes[:, k, 0].astype(int), 0, w - 1)
-            images[rows, ys, xs] = np.round(np.clip(genes[:, k, 2:], 0, 255))
-        probs = np.asarray(forward(predict, images))
+        images = (_paste_pixels(image, population, config.pixels) if threshold is None
+                  else _add_changes(image, population, threshold))
+        probs = np.asarray(probabilities(images))
         return probs[:, label], probs.argmax(-1)
 
-    image, label = data.x[0], int(data.y[0])
-    fitness(image, label, np.asarray(pixel_initial_population(jax.random.key(0), shape,
-                                                        config.pixels, p)))  # compile
+    fitness(data.x[0], int(data.y[0]), initial(jax.random.key(0)))  # compile
     evaluations, start = 0, time.perf_counter()
     for image, label in zip(data.x[:config.baseline_images], data.y[:config.baseline_images]):
-        population = np.array(pixel_initial_population(jax.random.key(int(rng.integers(1 << 30))),
-                                                  shape, config.pixels, p))
+        population = initial(jax.random.key(int(rng.integers(1 << 30))))
         fit, top = (np.array(a) for a in fitness(image, int(label), population))
         evaluations += p
         for _ in range(config.maxiter):
@@ -294,6 +335,11 @@ def numpy_de_throughput(predict, data: ImageSet, config: BenchConfig) -> float:
             population[better], fit[better], top[better] = (children[better], child_fit[better],
                                                             child_top[better])
     return evaluations / (time.perf_counter() - start)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict:
@@ -400,7 +446,11 @@ def _lowers(predict) -> bool:
     return scoring.victim_module(predict) is not None
 
 
-def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
+def run_bench(predict, data: ImageSet, config: BenchConfig, *, torch_logits=None) -> dict:
+    """Every measurement of the module docstring on ``predict`` and ``data``, in one run, as
+    the ``pixeljax bench --json`` report. ``torch_logits``: the same network in PyTorch, float32
+    (N, H, W, C) pixel values to logits (:func:`pixeljax.bench.torch_model.load_torch_model`):
+    adds (f) its own forward pass and (g) the one-image DE loop calling it."""
     config.check()
     ceiling = {"float32": matmul_rate(jnp.float32), "bfloat16": matmul_rate(jnp.bfloat16)}
     forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
@@ -437,6 +487,14 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             e["flops_per_second"] / ceiling["float32"])
         e["fraction_of_products"] = e["flops_per_second"] / e["products_flops_per_second"]
     baseline = numpy_de_throughput(predict, data, config)
+    threshold_loop = (numpy_de_throughput(predict, data, config, threshold=config.threshold)
+                      if config.threshold else None)
+    torch_forward = torch_de = None
+    if torch_logits is not None:
+        torch_forward = forward_throughput(None, data.x[:config.batch_size], config.batch_size,
+                                           config.repeats, forward=torch_logits)
+        torch_de = numpy_de_throughput(None, data, config, probabilities=lambda x: _softmax(
+            torch_logits(x)))
     sweep, sweep_run = (sweep_throughput(predict, data, config) if config.sweep_images
                         else (None, {"images": 0, "candidates": 0}))
     engine = engines["dense"]["evaluations_per_second"]
@@ -463,6 +521,16 @@ def run_bench(predict, data: ImageSet, config: BenchConfig) -> dict:
             "sweep_run": sweep_run, "matmul_flops_per_second": ceiling, "engines": engines,
             "threshold_over_dense": (engines["threshold"]["evaluations_per_second"] / engine
                                      if "threshold" in engines else None),
+            "numpy_threshold_evaluations_per_second": threshold_loop,
+            "threshold_over_numpy_threshold": (
+                None if threshold_loop is None
+                else engines["threshold"]["evaluations_per_second"] / threshold_loop),
+            "torch_forward_images_per_second": torch_forward,
+            "torch_de_evaluations_per_second": torch_de,
+            "forward_over_torch_forward": None if torch_forward is None else forward / torch_forward,
+            "engine_over_torch_de": None if torch_de is None else {
+                kind: engines[kind]["evaluations_per_second"] / torch_de
+                for kind in ("dense", "incremental")},
             "bfloat16_over_float32": low, "precision_agreement": agreement,
             "cores": os.cpu_count(),
             "cpu_bfloat16_instructions": (cpu_bfloat16_instructions()

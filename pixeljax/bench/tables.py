@@ -16,8 +16,9 @@ from pathlib import Path
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import BFLOAT16
 
-ENGINES, LOOP, ROOFLINE, PRECISION = ("bench-engines", "bench-loop", "bench-roofline",
-                                      "bench-bfloat16")
+ENGINES, LOOP, ROOFLINE, PRECISION, FRAMEWORKS = ("bench-engines", "bench-loop",
+                                                  "bench-roofline", "bench-bfloat16",
+                                                  "bench-frameworks")
 NONE = "–"
 
 
@@ -98,16 +99,57 @@ def engines_row(path: Path, r: dict, base: Path) -> list[str]:
 
 
 LOOP_COLUMNS = ["report", "(a) forward, images/s", "(b) dense engine, evaluations/s",
-                "(c) NumPy DE, evaluations/s", "(b)/(a)", "(b)/(c)", "incremental / NumPy DE"]
+                "(c) NumPy DE, evaluations/s", "(b)/(a)", "(b)/(c)", "incremental / NumPy DE",
+                "threshold engine (th), evaluations/s", "one-image threshold loop, evaluations/s",
+                "threshold engine / loop"]
+
+
+def _ratio(value: float | None, bold: bool = False) -> str:
+    if value is None:
+        return NONE
+    return f"**{value:.2f}x**" if bold else f"{value:.2f}"
 
 
 def loop_row(path: Path, r: dict, base: Path) -> list[str]:
-    """The engines against the forward pass alone and the one-image NumPy DE loop."""
+    """The engines against the forward pass alone and the one-image NumPy DE loop, and the
+    threshold engine against the same loop running the threshold attack (reports from before
+    that loop: "–")."""
     numpy_de = r["numpy_de_evaluations_per_second"]
+    threshold = r["engines"].get("threshold")
     return [_link(path, base), _rate(r["forward_images_per_second"]),
             _rate(r["engine_evaluations_per_second"]), _rate(numpy_de),
             f"{r['engine_over_forward']:.2f}", f"{r['engine_over_numpy_de']:.2f}",
-            f"**{r['incremental_evaluations_per_second'] / numpy_de:.2f}x**"]
+            f"**{r['incremental_evaluations_per_second'] / numpy_de:.2f}x**",
+            NONE if threshold is None else (f"{_rate(threshold['evaluations_per_second'])} "
+                                            f"({threshold['threshold']})"),
+            _rate(r.get("numpy_threshold_evaluations_per_second")),
+            _ratio(r.get("threshold_over_numpy_threshold"), bold=True)]
+
+
+FRAMEWORK_COLUMNS = ["report", "victim", "PyTorch forward, images/s",
+                     "pixeljax forward, images/s (/ PyTorch)",
+                     "PyTorch one-image DE, evaluations/s",
+                     "dense engine, evaluations/s (/ PyTorch DE)",
+                     "incremental engine, evaluations/s (/ PyTorch DE)"]
+
+
+def frameworks_row(path: Path, r: dict, base: Path) -> list[str] | None:
+    """The engines on an ONNX file against the PyTorch network itself: its forward pass and the
+    one-image DE loop calling it (None: a report without ``--torch``)."""
+    if r.get("torch_de_evaluations_per_second") is None:
+        return None
+    over, engines = r["engine_over_torch_de"], r["engines"]
+    torch = r.get("torch") or {}
+    version = f" (torch {torch['version']}, {torch['threads']} threads)" if torch else ""
+    return [_link(path, base), _victim(r) + version,
+            _rate(r["torch_forward_images_per_second"]),
+            f"{_rate(r['forward_images_per_second'])} "
+            f"({_ratio(r['forward_over_torch_forward'])})",
+            _rate(r["torch_de_evaluations_per_second"]),
+            f"{_rate(engines['dense']['evaluations_per_second'])} "
+            f"({_ratio(over['dense'], bold=True)})",
+            f"{_rate(engines['incremental']['evaluations_per_second'])} "
+            f"({_ratio(over['incremental'], bold=True)})"]
 
 
 def _fraction(engine: dict) -> str:
@@ -171,7 +213,8 @@ def precision_row(path: Path, r: dict, base: Path) -> list[str] | None:
 
 TABLES = {ENGINES: (ENGINE_COLUMNS, engines_row), LOOP: (LOOP_COLUMNS, loop_row),
           ROOFLINE: (ROOFLINE_COLUMNS, roofline_row),
-          PRECISION: (PRECISION_COLUMNS, precision_row)}
+          PRECISION: (PRECISION_COLUMNS, precision_row),
+          FRAMEWORKS: (FRAMEWORK_COLUMNS, frameworks_row)}
 
 
 def bench_tables(folder: str | Path, base: str | Path = ".") -> dict[str, list[str]]:

@@ -121,8 +121,17 @@ def _cmd_bench(args) -> int:
     from pixeljax.bench.measure import BenchConfig, device_scaling, run_bench, untrained
     from pixeljax.data import load_dataset
     from pixeljax.victims.checkpoint import load_victim
-    from pixeljax.victims.onnx import fitted, is_onnx
+    from pixeljax.victims.onnx import fitted, is_onnx, layout_of
 
+    if args.torch is not None:  # refused before any work
+        from pixeljax.bench.torch_model import check_torch_file
+        from pixeljax.errors import PixeljaxError
+
+        if not is_onnx(args.model) or args.untrained or args.devices:
+            raise PixeljaxError("--torch compares a PyTorch network with its ONNX export: give "
+                                "the export as --model net.onnx (without --untrained and "
+                                "--devices)")
+        check_torch_file(args.torch)
     for n in args.devices or ():
         local_devices(n)  # a count that does not fit fails before any work
     if args.untrained:  # random weights and images of the network's size: speed only
@@ -131,6 +140,7 @@ def _cmd_bench(args) -> int:
         victim = load_victim(args.model, args.checkpoint)
         data = load_dataset(args.data, "test")
         if is_onnx(args.model):  # its layout and image size, from the data
+            layout = layout_of(victim.model.graph, data.x.shape[1:], victim.model.layout)
             victim = fitted(victim, data.x.shape[1:])
         check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
@@ -142,8 +152,19 @@ def _cmd_bench(args) -> int:
     if args.devices:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
                               args)
-    report = run_bench(victim.predict, data, config)
+    torch_logits = None
+    if args.torch is not None:
+        from pixeljax.bench.torch_model import check_same_network, load_torch_model
+
+        torch_logits = load_torch_model(args.torch, layout)  # the ONNX file's
+        check_same_network(torch_logits, victim.predict, data.x, args.model, args.torch)
+    report = run_bench(victim.predict, data, config, torch_logits=torch_logits)
     report["model"], report["untrained"] = args.model, bool(args.untrained)
+    if args.torch is not None:
+        import torch
+
+        report["torch"] = {"file": str(args.torch), "version": torch.__version__,
+                           "threads": torch.get_num_threads()}
     if args.json:
         print(json.dumps(report))
         return 0
@@ -184,6 +205,14 @@ def _cmd_bench(args) -> int:
               f"({agreement['argmax_disagreements']} differ); largest probability difference "
               f"{agreement['max_probability_difference']:.4f}")
     print(f"(c) NumPy DE, 1 image {report['numpy_de_evaluations_per_second']:12,.0f} evaluations/s")
+    if report["numpy_threshold_evaluations_per_second"] is not None:
+        print(f"(c_t) NumPy threshold {report['numpy_threshold_evaluations_per_second']:10,.0f} "
+              f"evaluations/s  (1 image, th {config.threshold}, as ART's ThresholdAttack)")
+    if report["torch_forward_images_per_second"] is not None:
+        print(f"(f) PyTorch forward   {report['torch_forward_images_per_second']:12,.0f} images/s"
+              f"  (torch {report['torch']['version']}, {report['torch']['threads']} threads)")
+        print(f"(g) PyTorch DE, 1 img {report['torch_de_evaluations_per_second']:12,.0f} "
+              f"evaluations/s")
     if report["sweep_run"]["images"]:
         print(f"(e) sweep, corners    {report['sweep_candidates_per_second']:12,.0f} "
               f"candidates/s  ({report['sweep_run']['images']} images)")
@@ -195,6 +224,12 @@ def _cmd_bench(args) -> int:
              if report["sweep_over_incremental"] is not None else "")
           + (f"   (t)/(b) = {report['threshold_over_dense']:.2f}"
              if report.get("threshold_over_dense") is not None else "")
+          + (f"   (t)/(c_t) = {report['threshold_over_numpy_threshold']:.2f}"
+             if report["threshold_over_numpy_threshold"] is not None else "")
+          + (f"   (a)/(f) = {report['forward_over_torch_forward']:.2f}"
+             f"   (b)/(g) = {report['engine_over_torch_de']['dense']:.2f}"
+             f"   (b')/(g) = {report['engine_over_torch_de']['incremental']:.2f}"
+             if report["engine_over_torch_de"] is not None else "")
           + "".join(f"   bfloat16/float32 {kind} = {ratio:.2f}"
                     for kind, ratio in report["bfloat16_over_float32"].items()))
     return 0
@@ -293,5 +328,11 @@ def register(sub) -> None:
         p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),
                        help="override the platform's bench size"
                        + (" (per device with --devices)" if name in ("images", "slots") else ""))
+    p.add_argument("--torch", type=checks.path, metavar="FILE",
+                   help="with --model net.onnx: the same network in PyTorch, a TorchScript "
+                        "file (torch.jit.save(torch.jit.script(net), FILE)) or an exported "
+                        "program (torch.export.save(torch.export.export(net.eval(), ...), "
+                        "FILE.pt2)); also measures PyTorch's own forward pass and the "
+                        "one-image DE loop calling it (needs PyTorch)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_bench)
