@@ -122,7 +122,8 @@ def _row(attack_id, image, label, target, success, adversarial, before, probs,
            "target": int(target), "status": Status.SUCCESS if success else Status.FAILURE,
            "success": int(success), "adversarial_class": int(adversarial),
            "confidence": float(probs[adversarial]), "true_prob_before": float(before[label]),
-           "true_prob_after": float(probs[label]), "generations": 1, "evaluations": 1}
+           "true_prob_after": float(probs[label]), "generations": 1, "evaluations": 1,
+           "nonfinite_evaluations": 0, "precision_flip": 0}
     row.update({f: float(v) for f, v in zip(("x0", "y0", "r0", "g0", "b0"), candidate)})
     return row
 

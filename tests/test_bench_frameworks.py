@@ -5,6 +5,7 @@ input refused with one line. PyTorch is needed only where a test says so."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -115,7 +116,8 @@ def test_bench_measures_pytorch_beside_the_engines_on_its_onnx_export(capsys, to
             / report["torch_de_evaluations_per_second"])
     assert report["forward_over_torch_forward"] == pytest.approx(
         report["forward_images_per_second"] / report["torch_forward_images_per_second"])
-    assert report["torch"]["file"] == str(torch_files[kind]) and report["torch"]["threads"] >= 1
+    assert report["torch"]["file"] == torch_files[kind].name and report["torch"]["threads"] >= 1
+    assert report["torch"]["sha256"] == hashlib.sha256(torch_files[kind].read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("kind, message", [("not", "not a TorchScript file"),

@@ -62,7 +62,8 @@ def make_rows(seed, pixels, mode, index, labels, true_probs):
                    "confidence": float(rng.uniform(0.5, 1)),
                    "true_prob_before": float(true_probs[i]),
                    "true_prob_after": 0.3, "generations": 0 if skipped else int(rng.integers(6)),
-                   "evaluations": 0 if skipped else int(rng.integers(10, 60))}
+                   "evaluations": 0 if skipped else int(rng.integers(10, 60)),
+                   "nonfinite_evaluations": 0, "precision_flip": 0}
             for k in range(pixels):
                 row.update({f"x{k}": float(rng.integers(32)), f"y{k}": float(rng.integers(32)),
                             f"r{k}": 255.0, f"g{k}": 0.0, f"b{k}": 0.0})

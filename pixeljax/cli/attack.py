@@ -163,8 +163,11 @@ def _cmd_bench(args) -> int:
     if args.torch is not None:
         import torch
 
-        report["torch"] = {"file": str(args.torch), "version": torch.__version__,
-                           "threads": torch.get_num_threads()}
+        from pixeljax.victims.onnx import file_sha256
+
+        # the file by name and content: a report names no machine's paths
+        report["torch"] = {"file": Path(args.torch).name, "sha256": file_sha256(args.torch),
+                           "version": torch.__version__, "threads": torch.get_num_threads()}
     if args.json:
         print(json.dumps(report))
         return 0
