@@ -314,9 +314,10 @@ def test_bench_refuses_non_positive_counts_with_one_error_line(option, capsys):
 
 def test_bench_config_refuses_non_positive_counts():
     with pytest.raises(PixeljaxError, match="bench images must be an integer >= 1, got 0"):
-        BenchConfig(images=0).check()
-    with pytest.raises(PixeljaxError, match="bench incremental batch size"):
-        BenchConfig(incremental_batch_size=-3).check()
+        BenchConfig(images=0)
+    with pytest.raises(PixeljaxError, match="bench incremental_batch_size must be an integer "
+                                            ">= 1, got -3"):
+        BenchConfig(incremental_batch_size=-3)
 
 
 def test_an_attack_run_summary_says_how_it_scored(tmp_path, tiny):

@@ -299,7 +299,7 @@ def test_read_rows_merges_the_shards_once_per_attack_in_attack_id_order(tmp_path
         "results.csv", "results-0-of-2.csv", "results-1-of-2.csv"]
 
 
-RUN = {"mode": "all-targets", "pixels": 1}  # what every attack's config.json holds
+RUN = {"mode": "all-targets", "pixels": 1, "data_sha256": "0" * 64}  # every config.json's
 
 
 def test_one_config_json_when_processes_start_together_and_a_mismatch_is_refused(tmp_path):

@@ -148,7 +148,7 @@ def attacked_victim(config: dict, directory: str | Path, images: np.ndarray) -> 
                          input_scale=record.input_scale, outputs=record.outputs,
                          layout=record.layout)
     check_victim(config, victim, directory)
-    return as_attacked(victim, images, defence=record.defence)
+    return as_attacked(victim, images, defence=record.defence, translate=False)
 
 
 def load_attacks(directory: str | Path, *, model: str | None = None,

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixeljax._plumbing import settings
 from pixeljax.attack import scoring
 from pixeljax.attack.api import pixel_attack
 from pixeljax.attack.encoding import encoding_of
@@ -55,29 +56,23 @@ class BenchConfig:
     pass's), ``incremental_batch_size`` the incremental engine's (each near its best);
     ``threshold``: the threshold attack's bound for its engine run (0: none)."""
 
-    images: int = 8
-    baseline_images: int = 2
-    pixels: int = 1
-    popsize: int = 400
-    maxiter: int = 4
-    slots: int = 4
-    batch_size: int = 400
-    incremental_batch_size: int = 64
-    repeats: int = 3
-    seed: int = 0
-    sweep_images: int = 2
-    agreement_candidates: int = 10_000
-    threshold: int = 10
+    images: int = settings.count(8, 1, "images the engines attack (per device with --devices)")
+    baseline_images: int = settings.count(2, 1, "images the one-image loops attack")
+    pixels: int = settings.count(1, 1, "pixels changed per attack")
+    popsize: int = settings.count(400, MIN_POPSIZE, "DE population")
+    maxiter: int = settings.count(4, 0, "DE generations after the initial population")
+    slots: int = settings.count(4, 1, "attacks run at once (per device with --devices)")
+    batch_size: int = settings.count(400, 1, "the dense engine's and forward pass's micro-batch")
+    incremental_batch_size: int = settings.count(64, 1, "the incremental engine's micro-batch")
+    repeats: int = settings.count(3, 1, "timed repeats of the forward pass (the best is kept)")
+    seed: int = settings.count(0, 0, "seed of the attacks")
+    sweep_images: int = settings.count(2, 0, "images the sweep's run sweeps (0: no sweep run)")
+    agreement_candidates: int = settings.count(
+        10_000, 0, "candidates scored in bfloat16 and float32 for their agreement (0: none)")
+    threshold: int = settings.count(10, 0, "the threshold engine's bound th (0: no run)")
 
-    def check(self) -> None:
-        """Raises PixeljaxError naming the first size out of range."""
-        least = {"popsize": MIN_POPSIZE, "maxiter": 0, "seed": 0, "sweep_images": 0,
-                 "agreement_candidates": 0, "threshold": 0}
-        for field in dataclasses.fields(self):
-            value, low = getattr(self, field.name), least.get(field.name, 1)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise PixeljaxError(f"bench {field.name.replace('_', ' ')} must be an integer "
-                                    f">= {low}, got {value!r}")
+    def __post_init__(self):
+        settings.check_fields(self, "bench ")
 
     @classmethod
     def for_platform(cls, platform: str) -> "BenchConfig":
@@ -156,7 +151,6 @@ def engine_throughput(predict, data: ImageSet, config: BenchConfig, *, devices: 
     densely (b); otherwise incrementally where the victim allows (b'), at
     ``config.incremental_batch_size``; ``precision``: the scoring precision; ``threshold``:
     the threshold attack at this bound instead (dense: every pixel changes)."""
-    config.check()
     attack = dict(pixels=config.pixels) if threshold is None else dict(threshold=threshold)
     dense = dense or threshold is not None
     kwargs = dict(**attack, popsize=config.popsize, maxiter=config.maxiter,
@@ -350,7 +344,6 @@ def device_scaling(predict, data: ImageSet, config: BenchConfig, counts) -> dict
     On a CPU the "devices" (``--xla_force_host_platform_device_count``) share the same cores:
     the numbers show that the mechanism works, not a speed-up.
     """
-    config.check()
     counts = sorted(set(counts) | {1})
     for n in counts:
         local_devices(n)  # every count must fit before anything runs
@@ -451,7 +444,6 @@ def run_bench(predict, data: ImageSet, config: BenchConfig, *, torch_logits=None
     the ``pixeljax bench --json`` report. ``torch_logits``: the same network in PyTorch, float32
     (N, H, W, C) pixel values to logits (:func:`pixeljax.bench.torch_model.load_torch_model`):
     adds (f) its own forward pass and (g) the one-image DE loop calling it."""
-    config.check()
     ceiling = {"float32": matmul_rate(jnp.float32), "bfloat16": matmul_rate(jnp.bfloat16)}
     forward = forward_throughput(predict, data.x[:config.batch_size], config.batch_size,
                                  config.repeats)

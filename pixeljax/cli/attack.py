@@ -21,6 +21,9 @@ from pixeljax.cli.summaries import aside, attack_name, nothing_attacked, print_s
 
 DEMO_CPU = dict(images=12, popsize=100, maxiter=15, slots=4, batch_size=64)
 DEMO_ACCELERATOR = dict(images=100, popsize=400, maxiter=100, slots=100, batch_size=8000)
+# The bench sizes a command line overrides (the rest stay the platform's).
+BENCH_SIZES = ("images", "popsize", "maxiter", "slots", "batch_size", "incremental_batch_size",
+               "sweep_images", "agreement_candidates")
 
 
 def attack_spec(args):
@@ -144,10 +147,7 @@ def _cmd_bench(args) -> int:
             victim = fitted(victim, data.x.shape[1:])
         check_victim_fits(victim, data.x.shape[1:], f"--data {args.data} ({data.source})")
     config = BenchConfig.for_platform(jax.default_backend())
-    config = dataclasses.replace(config, **{k: getattr(args, k) for k in
-                                            ("images", "popsize", "maxiter", "slots",
-                                             "batch_size", "incremental_batch_size",
-                                             "sweep_images", "agreement_candidates")
+    config = dataclasses.replace(config, **{k: getattr(args, k) for k in BENCH_SIZES
                                             if getattr(args, k) is not None})
     if args.devices:
         return _print_scaling(device_scaling(victim.predict, data, config, args.devices),
@@ -309,7 +309,7 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_demo, first=True)
 
     from pixeljax._plumbing import settings
-    from pixeljax.attack.spec import AttackSpec
+    from pixeljax.bench.measure import BenchConfig
 
     p = sub.add_parser("bench", help="engine throughput (dense and incremental scoring, and "
                                      "the threshold attack at th 10) vs forward pass vs "
@@ -324,13 +324,8 @@ def register(sub) -> None:
     p.add_argument("--untrained", action="store_true",
                    help="random weights and random images of the network's own size (e.g. "
                         "allconv_imagenet at 224 x 224): speed, not success")
-    sizes = {"popsize": settings.argument_type(AttackSpec, "popsize"), "maxiter": checks.count,
-             "sweep-images": checks.count, "agreement-candidates": checks.count}
-    for name in ("images", "popsize", "maxiter", "slots", "batch-size",
-                 "incremental-batch-size", "sweep-images", "agreement-candidates"):
-        p.add_argument(f"--{name}", type=sizes.get(name, checks.positive_int),
-                       help="override the platform's bench size"
-                       + (" (per device with --devices)" if name in ("images", "slots") else ""))
+    settings.add_options(p, BenchConfig, BENCH_SIZES,
+                         shown=dict.fromkeys(BENCH_SIZES, "the platform's bench size"))
     p.add_argument("--torch", type=checks.path, metavar="FILE",
                    help="with --model net.onnx: the same network in PyTorch, a TorchScript "
                         "file (torch.jit.save(torch.jit.script(net), FILE)) or an exported "
