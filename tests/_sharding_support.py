@@ -75,9 +75,9 @@ def attack(out, *, seed: int = 0, mode: str = "all-targets", **kwargs) -> dict:
 def sweep(out, **kwargs) -> tuple[dict, list[dict], dict]:
     """One sweep_folder run of the test images into ``out`` (two images per wave, grid
     0/128/255): its summary, rows and maps (as lists, JSON-friendly)."""
-    from pixeljax.attack.sweep import SweepSpec
-    from pixeljax.attack.sweep_run import read_maps, sweep_folder
     from pixeljax.runs import results
+    from pixeljax.sweep.folder import read_maps, sweep_folder
+    from pixeljax.sweep.spec import SweepSpec
 
     predict, data = victim_and_data()
     summary = sweep_folder(predict, data, out, SweepSpec(levels=(0, 128, 255), first=True)

@@ -407,12 +407,12 @@ def test_a_summary_records_the_sizes_that_ran_and_fewer_attacks_reuse_the_progra
     its own images per wave and candidates per model call)."""
     from _attack_support import boundary_sample
 
-    from pixeljax.attack import sweep as sweep_module
     from pixeljax.attack.run import attack_folder
     from pixeljax.attack.spec import AttackSpec
-    from pixeljax.attack.sweep import SweepSpec
-    from pixeljax.attack.sweep_run import sweep_folder
     from pixeljax.data.arrays import make_image_set
+    from pixeljax.sweep import waves as sweep_module
+    from pixeljax.sweep.folder import sweep_folder
+    from pixeljax.sweep.spec import SweepSpec
 
     x, y, index = boundary_sample(tiny[1], n=3, wrong=0)
     data = make_image_set(x, y, index=index, source="boundary")

@@ -19,14 +19,14 @@ from pixeljax.attack.engine import Attack
 from pixeljax.attack.incremental import IncrementalScorer
 from pixeljax.attack.perturb import apply_candidates
 from pixeljax.attack.spec import AttackSpec
-from pixeljax.attack.sweep import SweepSpec
-from pixeljax.attack.sweep_run import pixel_sweep
 from pixeljax.cli import main
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.layers import matmul_conv
 from pixeljax.models.precision import lowered
 from pixeljax.runs.attack_result import AttackResult
 from pixeljax.runs.results import read_rows as results_rows
+from pixeljax.sweep.api import pixel_sweep
+from pixeljax.sweep.spec import SweepSpec
 
 BF16 = jnp.bfloat16
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixeljax.attack.sweep_run import read_maps
 from pixeljax.evaluation.archive import ARCHIVE
 from pixeljax.evaluation.confidence import (
     BINNED_CSV,
@@ -24,6 +23,7 @@ from pixeljax.evaluation.confidence import (
 from pixeljax.evaluation.publish import MECHANISM, PROVENANCE, mechanism_table, published_table
 from pixeljax.reporting.readme_blocks import readme_block
 from pixeljax.runs.stats import CONFIDENCE_BINS
+from pixeljax.sweep.folder import read_maps
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = sorted(p.parent for p in (REPO / "results").glob(f"*/{PROVENANCE}"))

@@ -9,21 +9,28 @@ import pytest
 from _sharding_support import VICTIM, attack, victim_and_data
 
 from pixeljax.attack import pixel_attack
-from pixeljax.attack.sizes import ATTACK_SLOTS, CPU_BATCH_SIZE, SEGMENT, SWEEP_SLOTS, EngineSizes
+from pixeljax.attack.sizes import (
+    ATTACK_SLOTS,
+    CPU_BATCH_SIZE,
+    SEGMENT,
+    SWEEP_SLOTS,
+    EngineSizes,
+    SweepSizes,
+)
 from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS, AttackSpec
-from pixeljax.attack.sweep import SweepSpec
 from pixeljax.cli import build_parser
 from pixeljax.cli.attack import attack_spec
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import Suite, Victim
 from pixeljax.evaluation.suite import Cell
 from pixeljax.runs import results
-from pixeljax.runs.modes import Goal
+from pixeljax.runs.modes import Mode
+from pixeljax.sweep.spec import SweepSpec
 
 
 def test_the_defaults_are_the_papers():
     assert (DEFAULTS.pixels, DEFAULTS.goal, DEFAULTS.popsize, DEFAULTS.maxiter) == (
-        1, Goal.NON_TARGETED, 400, 100)
+        1, Mode.NON_TARGETED, 400, 100)
     assert (DEFAULTS.strategy, DEFAULTS.F, DEFAULTS.crossover) == ("rand1", 0.5, None)
 
 
@@ -39,6 +46,7 @@ def test_config_round_trips_and_leaves_out_the_engine_sizes():
 
 @pytest.mark.parametrize("changes, message", [
     (dict(goal="sideways"), "goal must be one of"),
+    (dict(goal="sweep"), "the sweep is pixel_sweep and SweepSpec"),
     (dict(goal="targeted"), "a targeted attack needs target_class"),
     (dict(target_class=3), "target_class is for targeted attacks only"),
     (dict(popsize=3), "popsize must be an integer >= 4, got 3"),
@@ -78,17 +86,24 @@ def test_engine_sizes_are_resolved_once_for_the_platform_and_the_devices():
     assert EngineSizes(batch_size=16).resolve(per_slot=8, n_devices=1).batch_size == 16
     # A sweep's default is its own; fewer tasks than the default slots leave slots idle (one
     # program for every run), more slots than the default are never more than the tasks.
-    assert unset.resolve(per_slot=8192, n_devices=1, default_slots=SWEEP_SLOTS,
-                         tasks=3).slots == SWEEP_SLOTS
+    assert SweepSizes().resolve(per_slot=8192, n_devices=1, tasks=3).slots == SWEEP_SLOTS
     assert EngineSizes(slots=2000).resolve(per_slot=8, n_devices=1, tasks=2).slots == \
         ATTACK_SLOTS
     assert EngineSizes(slots=2000).resolve(per_slot=8, n_devices=1, tasks=100).slots == 100
     spec = DEFAULTS.replace(popsize=8, slots=4)
     assert spec.resolved_sizes(1).batch_size == min(32, CPU_BATCH_SIZE)
-    # A sweep's selection (whose summary records the slots) keeps the sweep's default.
-    assert SweepSpec().selection().sizes.slots == SWEEP_SLOTS
+    # A sweep's sizes (whose summary records the slots) keep the sweep's default.
     assert SweepSpec().resolved_sizes((32, 32, 3), 1, images=100).slots == SWEEP_SLOTS
-    assert SweepSpec().replace(slots=8).selection().sizes.slots == 8
+    assert SweepSpec().replace(slots=8).resolved_sizes((32, 32, 3), 1, images=100).slots == 8
+    # A sweep has no DE generations: its sizes have no segment, and say so.
+    assert "segment" not in SweepSizes.fields()
+    with pytest.raises(PixeljaxError, match="segment is not one of the sizes of SweepSizes"):
+        SweepSpec().replace(segment=3)
+    with pytest.raises(PixeljaxError, match="sizes must be a SweepSizes, got EngineSizes"):
+        SweepSpec(sizes=EngineSizes(slots=2))
+    # A suite's sizes reach its sweep cells without the segment.
+    assert SweepSizes.of(EngineSizes(slots=3, segment=7, dense=True)) == SweepSizes(
+        slots=3, dense=True)
 
 
 def test_the_command_line_options_are_the_specs_fields_with_its_checks(capsys):
@@ -128,7 +143,7 @@ def test_the_command_line_builds_the_same_spec_as_the_api():
     parser = build_parser()
     args = parser.parse_args(["attack", "allconv", "--out", "o", "--targeted", "2", "--images",
                               "9", "--popsize", "30", "--crossover", "0.1", "--slots", "6"])
-    assert attack_spec(args) == AttackSpec(goal=Goal.TARGETED, target_class=2, n_images=9,
+    assert attack_spec(args) == AttackSpec(goal=Mode.TARGETED, target_class=2, n_images=9,
                                            popsize=30, crossover=0.1,
                                            sizes=EngineSizes(slots=6))
     unset = attack_spec(parser.parse_args(["attack", "allconv", "--out", "o"]))
@@ -140,7 +155,7 @@ def test_a_suite_cell_is_a_spec_with_the_suites_settings():
     suite = Suite(name="s", victims=(Victim("allconv"),), pixels=(3,), attack=attack)
     cell = Cell(suite.victims[0], 3, "all-targets")
     spec = suite.spec(cell, n_images=10, first=True, sizes=EngineSizes(slots=8))
-    assert spec == attack.replace(pixels=3, goal=Goal.ALL_TARGETS, n_images=10, first=True,
+    assert spec == attack.replace(pixels=3, goal=Mode.ALL_TARGETS, n_images=10, first=True,
                                   slots=8)
     with pytest.raises(PixeljaxError, match="suite s: attack sets pixels, n_images"):
         Suite(name="s", victims=(Victim("allconv"),), attack=AttackSpec(pixels=3, n_images=5))
@@ -190,7 +205,7 @@ def test_pixel_attack_takes_a_spec_or_its_fields_and_defaults_the_key_to_the_see
 def test_a_targeted_spec_leaves_out_images_of_the_target_class_in_the_library_too(tmp_path):
     predict, data = victim_and_data()
     target = int(np.bincount(data.y).argmax())
-    spec = AttackSpec(goal=Goal.TARGETED, target_class=target, popsize=8, maxiter=2,
+    spec = AttackSpec(goal=Mode.TARGETED, target_class=target, popsize=8, maxiter=2,
                       first=True).replace(slots=4, batch_size=16)
     result = pixel_attack(predict, data.x, data.y, spec)
     assert (data.y[result.image_index] != target).all() and (result.target == target).all()

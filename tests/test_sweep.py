@@ -19,23 +19,19 @@ import numpy as np
 import pytest
 from _attack_support import boundary_sample, kill_after_first_yield
 
-import pixeljax.attack.sweep as sweep_module
-from pixeljax.attack.sizes import EngineSizes
-from pixeljax.attack.sweep import SweepSpec, colour_grid
-from pixeljax.attack.sweep_run import (
-    NONTARGETED,
-    pixel_sweep,
-    read_maps,
-    read_untargeted,
-    sweep_folder,
-)
+import pixeljax.sweep.waves as waves_module
+from pixeljax.attack.sizes import EngineSizes, SweepSizes
 from pixeljax.cli import main
 from pixeljax.data.arrays import make_image_set
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs import results
 from pixeljax.runs.attack_result import AttackResult
+from pixeljax.sweep.api import pixel_sweep
+from pixeljax.sweep.folder import NONTARGETED, read_maps, read_untargeted, sweep_folder
+from pixeljax.sweep.spec import SweepSpec, announce
+from pixeljax.sweep.waves import colour_grid
 
-ENGINE = dict(sizes=EngineSizes(slots=2, batch_size=64))
+ENGINE = dict(sizes=SweepSizes(slots=2, batch_size=64))
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +127,8 @@ def test_any_image_size_and_channel_count_with_a_denser_grid():
     ({"levels": (0, 256)}, "levels must be integers in [0, 255]"),
     ({"levels": ()}, "levels is empty"),
     ({"levels": (0.5,)}, "levels must be integers"),
-    ({"pixels": 3}, "the sweep changes one pixel, not 3"),
+    ({"pixels": 3}, "unknown sweep setting(s) pixels"),
+    ({"segment": 3}, "unknown sweep setting(s) segment"),
     ({"popsize": 10}, "unknown sweep setting(s) popsize"),
     ({"slots": 0}, "slots"),
 ])
@@ -165,16 +162,16 @@ def grey_data():
 def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupted_one(
         tmp_path, monkeypatch):
     data = grey_data()
-    spec = SweepSpec(levels=(0, 255), sizes=EngineSizes(slots=2, batch_size=16))
+    spec = SweepSpec(levels=(0, 255), sizes=SweepSizes(slots=2, batch_size=16))
     whole = sweep_folder(grey_predict, data, tmp_path / "whole", spec, victim=VICTIM,
                          progress=False)
-    real = kill_after_first_yield(monkeypatch, sweep_module, "stream")
+    real = kill_after_first_yield(monkeypatch, waves_module, "stream")
     with pytest.raises(KeyboardInterrupt):
         sweep_folder(grey_predict, data, tmp_path / "killed", spec, victim=VICTIM,
                      progress=False)
     partial = results.read_rows(tmp_path / "killed")
     assert 0 < sum(r["status"] != "skipped" for r in partial) < 6 * 2
-    monkeypatch.setattr(sweep_module, "stream", real)
+    monkeypatch.setattr(waves_module, "stream", real)
     resumed = sweep_folder(grey_predict, data, tmp_path / "killed", spec, victim=VICTIM,
                            progress=False)
     key = lambda r: r["attack_id"]  # noqa: E731
@@ -192,7 +189,7 @@ def test_a_killed_sweep_resumes_and_ends_with_exactly_the_rows_of_an_uninterrupt
 
 def test_a_sweep_folder_refuses_other_levels_and_other_data(tmp_path):
     data = grey_data()
-    sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(sizes=EngineSizes(slots=4)),
+    sweep_folder(grey_predict, data, tmp_path / "run", SweepSpec(sizes=SweepSizes(slots=4)),
                  victim=VICTIM,
                  progress=False)
     with pytest.raises(PixeljaxError, match="different configuration.*levels"):
@@ -239,7 +236,6 @@ def test_the_sweep_command_writes_a_results_folder_and_one_json_document(
 @pytest.mark.parametrize("extra, message", [
     (["--levels", "0,300"], "levels must be integers in [0, 255]"),
     (["--levels", "a,b"], "--levels takes comma-separated integers"),
-    (["--pixels", "3"], "the sweep changes one pixel, not 3"),
 ])
 def test_bad_sweep_options_get_one_error_line_and_write_nothing(victim, data_file, tmp_path,
                                                                  capsys, extra, message):
@@ -249,10 +245,20 @@ def test_bad_sweep_options_get_one_error_line_and_write_nothing(victim, data_fil
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("extra", [["--pixels", "3"], ["--segment", "3"]])
+def test_the_sweep_has_no_de_options(victim, data_file, tmp_path, capsys, extra):
+    with pytest.raises(SystemExit) as e:
+        main(sweep_args(victim, data_file, tmp_path / "run", *extra))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1
+    assert err[0].startswith(f"error: unrecognized arguments: {' '.join(extra)}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_many_levels_print_the_candidate_count_first(victim, data_file, tmp_path, capsys):
     levels = ",".join(str(v) for v in range(0, 256, 15))  # 18 levels: 5,832 colours
     spec = SweepSpec(levels=tuple(int(v) for v in levels.split(",")))
-    sweep_module.announce(spec, (32, 32, 3), 10)
+    announce(spec, (32, 32, 3), 10)
     err = capsys.readouterr().err
     assert "18 levels per channel: 5,832 colours, 5,971,968 candidates per image" in err
 
@@ -546,7 +552,7 @@ def nan_at_the_corner(images):
 def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
     data = grey_data()
     summary = sweep_folder(nan_at_the_corner, data, tmp_path / "run",
-                           SweepSpec(sizes=EngineSizes(slots=2)), victim=VICTIM, progress=False)
+                           SweepSpec(sizes=SweepSizes(slots=2)), victim=VICTIM, progress=False)
     assert summary["nonfinite_evaluations"] == summary["images_swept"]  # one per image
     for r in results.read_rows(tmp_path / "run") + read_untargeted(tmp_path / "run").to_rows():
         if r["status"] != "skipped":
@@ -555,7 +561,7 @@ def test_candidates_with_nan_logits_are_counted_and_never_reported(tmp_path):
 
 def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
     data = grey_data()
-    spec = SweepSpec(sizes=EngineSizes(slots=2))
+    spec = SweepSpec(sizes=SweepSizes(slots=2))
     sweep_folder(grey_predict, data, tmp_path / "run", spec, victim=VICTIM, progress=False)
     path = tmp_path / "run" / NONTARGETED
     text = path.read_text()

@@ -17,9 +17,12 @@ import numpy as np
 
 from pixeljax._plumbing.notices import quiet_notes
 from pixeljax.attack.perturb import adversarial_images
+from pixeljax.attack.selection import select
+from pixeljax.attack.spec import AttackSpec
 from pixeljax.data import ImageSet, load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs.attack_result import AttackResult
+from pixeljax.runs.modes import Mode
 from pixeljax.runs.results import (
     CONFIG,
     DATA_FINGERPRINT,
@@ -28,6 +31,7 @@ from pixeljax.runs.results import (
     read_config,
 )
 from pixeljax.runs.victim_record import VictimRecord
+from pixeljax.sweep.spec import SweepSpec
 from pixeljax.victims import checkpoint_ref
 from pixeljax.victims.attacked import as_attacked
 from pixeljax.victims.checkpoint import load_victim
@@ -94,20 +98,15 @@ RESCORE_TOLERANCE = 1e-2
 def _check_data(config: dict, victim: LoadedVictim, data: ImageSet, directory: Path) -> None:
     """The data named in ``config`` still hold the images the run attacked: the run's own
     selection, made again, has the fingerprint the run recorded."""
-    from pixeljax.attack import pipeline
-    from pixeljax.attack.spec import AttackSpec
-    from pixeljax.attack.sweep import SweepSpec
-    from pixeljax.runs.modes import SWEEP
-
     recorded = config.get(DATA_FINGERPRINT)
     if not recorded:
         return
     try:
-        spec = (SweepSpec.from_config(config).selection() if config.get("mode") == SWEEP
+        spec = (SweepSpec.from_config(config) if config.get("mode") == Mode.SWEEP
                 else AttackSpec.from_config(config))
         with quiet_notes():
-            p = pipeline.prepare(victim.predict, data.x, data.y, spec, image_ids=data.index,
-                                 source=data.source)
+            p = select(victim.predict, data.x, data.y, spec.selection, precision=spec.precision,
+                       image_ids=data.index, source=data.source)
         same = data_fingerprint(p.images, p.labels, p.image_ids) == recorded
     except PixeljaxError:
         same = False

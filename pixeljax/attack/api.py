@@ -9,13 +9,12 @@ import jax
 
 from pixeljax.attack import pipeline, validation
 from pixeljax.attack.perturb import adversarial_images
-from pixeljax.attack.sizes import FIELDS
 from pixeljax.attack.spec import DEFAULTS, AttackSpec
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs.attack_result import AttackResult
-from pixeljax.runs.modes import Goal
+from pixeljax.runs.modes import Mode
 
-ALL_TARGETS = Goal.ALL_TARGETS
+ALL_TARGETS = Mode.ALL_TARGETS
 
 
 def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = None, *,
@@ -61,7 +60,7 @@ def pixel_attack(predict: Callable, images, labels, spec: AttackSpec | None = No
         if targets not in (ALL_TARGETS, "all"):
             raise PixeljaxError(f"targets must be None, an array of classes or "
                                 f"{ALL_TARGETS.value!r}, got {targets!r}")
-        spec, targets = spec.replace(goal=Goal.ALL_TARGETS, target_class=None), None
+        spec, targets = spec.replace(goal=Mode.ALL_TARGETS, target_class=None), None
     if key is None:
         key = jax.random.key(spec.seed)
     validation.check_key(key)
@@ -100,25 +99,23 @@ def _spec(spec: AttackSpec | None, settings: dict) -> AttackSpec:
 def with_settings(spec, settings: dict, default, what: str):
     """``spec`` (default: ``default``) with the keyword ``settings``, which must be fields of
     the spec's class or of its engine sizes (``what`` names it in messages)."""
-    cls = type(default)
-    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)} - set(FIELDS))
+    cls, sizes = type(default), type(default.sizes)
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(cls)}
+                     - set(sizes.fields()))
     if unknown:
         raise PixeljaxError(f"unknown {what} setting(s) {', '.join(unknown)}; the settings are "
-                            f"the fields of {cls.__name__} and of EngineSizes")
+                            f"the fields of {cls.__name__} and of {sizes.__name__}")
     if spec is not None and not isinstance(spec, cls):
         article = "an" if cls.__name__[0] in "AEIOU" else "a"
         raise PixeljaxError(f"spec must be {article} {cls.__name__}, got {type(spec).__name__}")
     return (spec or default).replace(**settings)
 
 
-def collect(prepared: pipeline.Prepared, batches) -> AttackResult:
+def collect(prepared: pipeline.Planned, batches) -> AttackResult:
     """The engine's ``batches`` (skipped images' results among them) as one record in the
     plan's order, with the adversarial images."""
     p = prepared
-    found = AttackResult.concat(
-        list(batches), pixels=p.spec.pixels, channels=p.images.shape[-1],
-        delta_shape=p.images.shape[1:] if p.spec.threshold is not None else None,
-    ).in_order(p.attack_ids)
+    found = AttackResult.concat(list(batches), **p.result_layout()).in_order(p.attack_ids)
     adversarial = p.images[[i for i, _ in p.plan]].copy() if p.plan else p.images[:0].copy()
     done = ~found.skipped
     if done.any():

@@ -1,10 +1,11 @@
-"""The one road from images to finished attacks, for both ways of collecting them:
+"""The DE attack's road from images to finished attacks, for both ways of collecting them:
 ``pixel_attack`` (results in memory) and ``attack_folder`` (rows in a results folder).
 
 :func:`prepare` checks the inputs against an :class:`~pixeljax.attack.spec.AttackSpec`, selects
-the images (leaving out, for a targeted attack, those of the target class), plans the attacks
-and gives each a stable id; :func:`clean_probabilities` scores the clean images once;
-:func:`split_attacks` leaves out images the victim already misclassifies; the engine
+the images and plans the attacks (:mod:`pixeljax.attack.selection`, shared with the sweep),
+resolves the engine sizes and picks the scorer; :func:`clean_probabilities` scores the clean
+images once; :func:`split_attacks` leaves out images the victim already misclassifies (both
+shared with the sweep, on any :class:`Planned` run); the engine
 (:func:`pixeljax.attack.engine.stream`) runs the rest.
 """
 
@@ -16,38 +17,22 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from pixeljax._plumbing.notices import note
 from pixeljax.attack import scoring, validation
+from pixeljax.attack.encoding import PixelEncoding, ThresholdEncoding
 from pixeljax.attack.engine import (
-    NON_TARGETED,
     Attack,
     AttackParams,
     EngineConfig,
     stream,
     verdict_of,
 )
-from pixeljax.attack.mesh import local_devices
+from pixeljax.attack.selection import Selected, select
+from pixeljax.attack.sizes import EngineSizes, SweepSizes
 from pixeljax.attack.spec import AttackSpec
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32
 from pixeljax.runs.attack_result import AttackResult, Status
-from pixeljax.runs.modes import Goal
 from pixeljax.victims.accuracy import predict_logits
-
-
-def select_images(n_images: int | None, total: int, *, seed: int, first: bool) -> np.ndarray:
-    """Positions of the images to attack: the first N, or a seeded random sample of N (None:
-    all of them). Samples of one seed are nested: the N-image sample holds every smaller one,
-    so runs on 30, 100 and 500 images share their images."""
-    n = total if n_images is None else min(n_images, total)
-    if first or n == total:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).permutation(total)[:n])
-
-
-def attack_id(image_id: int, target: int, label: int, num_classes: int) -> int:
-    """A stable id per (image, target): the seed of the attack's random stream."""
-    return int(image_id) * num_classes + (target if target >= 0 else label)
 
 
 def _call(predict, images):
@@ -64,32 +49,37 @@ def clean_logits(predict: Callable, images: np.ndarray, batch_size: int) -> np.n
 
 
 @dataclasses.dataclass(frozen=True)
-class Prepared:
-    """Checked, selected and planned attacks.
+class Planned(Selected):
+    """A run's selected rows (:class:`~pixeljax.attack.selection.Selected`) and what every run
+    kind needs to run and record them.
 
     Attributes:
-      spec: the settings.
-      positions: (N,) the selected images' positions in the input.
-      images, labels, image_ids: (N, ...) the selected images, their classes and ids.
-      num_classes: the victim's classes.
-      plan: (selected image, target) per attack, in order; target -1 = non-targeted.
-      attack_ids: each attack's id (the seed of its random stream).
-      devices: this process's devices the engine runs on.
-      scorer: how the engine scores candidates (:func:`pixeljax.attack.scoring.scorer_for`,
-        made once here from the victim and the spec's ``pixels``, ``dense`` and ``precision``).
-      engine, params: what the engine compiles and takes as data (micro-batch resolved).
+      sizes: the engine sizes resolved once for the platform, the devices and the run: what
+        runs, and what ``summary.json`` records.
+      scorer: how candidates are scored (:func:`pixeljax.attack.scoring.scorer_for`, made
+        once from the victim and the spec).
+      encoding: what a result records of its change (:mod:`pixeljax.attack.encoding`).
     """
 
-    spec: AttackSpec
-    positions: np.ndarray
-    images: np.ndarray
-    labels: np.ndarray
-    image_ids: np.ndarray
-    num_classes: int
-    plan: list[tuple[int, int]]
-    attack_ids: list[int]
-    devices: list[jax.Device]
+    sizes: EngineSizes | SweepSizes
     scorer: scoring.Scorer
+    encoding: PixelEncoding | ThresholdEncoding
+
+    def result_layout(self) -> dict:
+        """How the rows' changes are laid out (``AttackResult.concat``'s sizes): the pixels
+        of a pixel change, or a threshold change's image shape (``delta_shape``)."""
+        threshold = isinstance(self.encoding, ThresholdEncoding)
+        return dict(pixels=1 if threshold else self.encoding.pixels,
+                    channels=self.images.shape[-1],
+                    delta_shape=self.images.shape[1:] if threshold else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared(Planned):
+    """Checked, selected and planned DE attacks: :class:`Planned` with the spec and what the
+    engine compiles (``engine``) and takes as data (``params``)."""
+
+    spec: AttackSpec
     engine: EngineConfig
     params: AttackParams
 
@@ -97,7 +87,8 @@ class Prepared:
 def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=None,
             targets=None, devices: int | Sequence[jax.Device] | None = None,
             source: str = "the data") -> Prepared:
-    """Everything before the first attack: checks, selection, plan and ids.
+    """Everything before the first attack: checks, selection, plan, ids, the engine sizes
+    and the scorer.
 
     Args:
       predict: ``predict(images) -> logits``.
@@ -113,56 +104,20 @@ def prepare(predict: Callable, images, labels, spec: AttackSpec, *, image_ids=No
     """
     if not isinstance(spec, AttackSpec):
         raise PixeljaxError(f"spec must be an AttackSpec, got {type(spec).__name__}")
-    images, labels = validation.check_images(images, labels)
-    spec.check_image_shape(images.shape[1:])
-    validation.check_devices(devices)
-    validation.check_victim_shape(predict, images.shape[1:], source)
-    scoring.check_lowerable(predict, spec.precision)
-    num_classes = validation.check_model(predict, images)
-    validation.check_labels(labels, num_classes)
-    image_ids = validation.check_image_ids(image_ids, len(images), num_classes)
-    devices = local_devices(devices)
-    eligible = np.arange(len(images))
-    if targets is not None:
-        targets = validation.check_targets(targets, labels, num_classes)
-    elif spec.goal is Goal.TARGETED:
-        if spec.target_class >= num_classes:
-            raise PixeljaxError(f"target class must lie in [0, {num_classes - 1}], got "
-                                f"{spec.target_class}")
-        # Images of the target class cannot be attacked towards it: attack the others.
-        eligible = np.flatnonzero(labels != spec.target_class)
-        if len(images) and not len(eligible):
-            raise PixeljaxError(f"every image of {source} is of class {spec.target_class}: "
-                                f"none can be attacked towards it")
-    if spec.n_images is not None and spec.n_images > len(eligible) and len(eligible):
-        other = " other-class" if spec.goal is Goal.TARGETED and targets is None else ""
-        note(f"{spec.n_images} images asked for, but {source} has {len(eligible)}{other} "
-             f"images: attacking all {len(eligible)}")
-    positions = eligible[select_images(spec.n_images, len(eligible), seed=spec.seed,
-                                       first=spec.first)]
-    labels = labels[positions]
-    if targets is not None:
-        plan = [(i, int(t)) for i, t in enumerate(targets[positions])]
-    elif spec.goal is Goal.ALL_TARGETS:
-        plan = [(i, t) for i in range(len(positions)) for t in range(num_classes)
-                if t != labels[i]]
-    else:
-        target = spec.target_class if spec.goal is Goal.TARGETED else NON_TARGETED
-        plan = [(i, target) for i in range(len(positions))]
-    ids = image_ids[positions]
+    selected = select(predict, images, labels, spec.selection, precision=spec.precision,
+                      image_ids=image_ids, targets=targets, devices=devices, source=source,
+                      check_shape=spec.check_image_shape)
+    sizes = spec.resolved_sizes(len(selected.devices), len(selected.plan))
+    engine = spec.engine_config(sizes)
     return Prepared(
-        spec=spec, positions=positions, images=images[positions], labels=labels,
-        image_ids=ids, num_classes=num_classes, plan=plan,
-        attack_ids=[attack_id(ids[i], t, labels[i], num_classes) for i, t in plan],
-        devices=devices, engine=spec.engine_config(spec.resolved_sizes(len(devices),
-                                                                       len(plan))),
-        params=spec.attack_params(),
+        **selected.parts(), sizes=sizes, encoding=engine.encoding,
         scorer=scoring.scorer_for(predict, pixels=spec.pixels,
                                   threshold=spec.threshold is not None,
-                                  dense=spec.sizes.dense, precision=spec.precision))
+                                  dense=spec.sizes.dense, precision=spec.precision),
+        spec=spec, engine=engine, params=spec.attack_params())
 
 
-def clean_probabilities(predict: Callable, prepared: Prepared,
+def clean_probabilities(predict: Callable, prepared: Planned,
                         need: Sequence[int] | None = None) -> np.ndarray:
     """(N, K) class probabilities of the selected clean images; only the rows ``need`` (default:
     all) are computed, the others are zero."""
@@ -170,12 +125,12 @@ def clean_probabilities(predict: Callable, prepared: Prepared,
     need = np.arange(len(p.images)) if need is None else np.asarray(sorted(need), np.int64)
     probs = np.zeros((len(p.images), p.num_classes), np.float32)
     if len(need):
-        logits = clean_logits(predict, p.images[need], p.engine.batch_size)
+        logits = clean_logits(predict, p.images[need], p.sizes.batch_size)
         probs[need] = np.asarray(jax.nn.softmax(logits, axis=-1))
     return probs
 
 
-def split_attacks(prepared: Prepared, pending: Sequence[int],
+def split_attacks(prepared: Planned, pending: Sequence[int],
                   probs: np.ndarray) -> tuple[list[Attack], list[int]]:
     """The engine's attacks among the plan's entries ``pending``, and those left out because
     the victim misclassifies their clean image (they count as skipped, never as successes)."""
@@ -194,7 +149,7 @@ def split_attacks(prepared: Prepared, pending: Sequence[int],
     return run, skipped
 
 
-def skipped_result(prepared: Prepared, skipped: Sequence[int],
+def skipped_result(prepared: Planned, skipped: Sequence[int],
                    probs: np.ndarray) -> AttackResult:
     """The results of the plan's entries ``skipped`` (misclassified clean images, not
     attacked): the clean image's class and probabilities, no budget spent."""
@@ -203,8 +158,8 @@ def skipped_result(prepared: Prepared, skipped: Sequence[int],
     n, clean = len(i), probs[i]
     labels = p.labels[i]
     shape = p.images.shape[1:]
-    unchanged = p.engine.encoding.result_fields(
-        np.zeros((n, p.engine.encoding.size(shape)), np.float32), shape)
+    unchanged = p.encoding.result_fields(np.zeros((n, p.encoding.size(shape)), np.float32),
+                                         shape)
     true = clean[np.arange(n), labels]
     return AttackResult(
         attack_id=[p.attack_ids[k] for k in skipped], image_index=p.image_ids[i],
@@ -217,8 +172,9 @@ def skipped_result(prepared: Prepared, skipped: Sequence[int],
 
 def run(predict: Callable, prepared: Prepared, attacks: list[Attack],
         key: jax.Array) -> Iterator[AttackResult]:
-    """The engine on ``attacks``; yields each harvest of finished attacks (re-checked by
-    ``predict`` in float32 when scored in lower precision)."""
+    """The engine on ``attacks``, each attack's stream drawn from ``key``; yields each harvest
+    of finished attacks (re-checked by ``predict`` in float32 when scored in lower
+    precision)."""
     lower = prepared.spec.precision != FLOAT32
     return stream(prepared.scorer, attacks, key, prepared.engine, prepared.params,
                   devices=prepared.devices, verify=verdict_of(predict, lower))

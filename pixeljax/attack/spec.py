@@ -16,11 +16,12 @@ from pixeljax._plumbing import settings
 from pixeljax._plumbing.settings import is_int
 from pixeljax.attack.engine import AttackParams, EngineConfig
 from pixeljax.attack.search import SEARCHES
+from pixeljax.attack.selection import Selection, first_field, n_images_field, seed_field
 from pixeljax.attack.sizes import INT32_MAX, EngineSizes, replace_in
 from pixeljax.de.core import MIN_POPSIZE, STRATEGIES, DEParams
 from pixeljax.errors import PixeljaxError
 from pixeljax.models.precision import FLOAT32, check_precision
-from pixeljax.runs.modes import Goal
+from pixeljax.runs.modes import GOALS, Mode
 
 # Settings recorded in config.json; the engine sizes are left out: results do not depend on them.
 RESULT_FIELDS = ("pixels", "mode", "target_class", "n_images", "first", "seed", "popsize",
@@ -36,13 +37,13 @@ OPTION_FIELDS = ("pixels", "threshold", "search", "seed", "popsize", "maxiter", 
 class AttackSpec:
     """An attack's settings, checked when made.
 
-    Goal and selection:
+    Mode and selection:
       pixels: pixels changed per attack (the pixel attack, L0).
       threshold: None (the pixel attack), or the threshold attack's bound ``th`` (an integer in
         [1, 255]): every pixel value changes by at most ``th`` (L-infinity; Kotyan & Vargas,
         arXiv 1906.06026), the image clipped to [0, 255]; ``pixels`` stays 1. ``config.json``
         records it, with ``pixels`` null.
-      goal: a :class:`Goal` (or its value, e.g. ``"all-targets"``).
+      goal: a :class:`Mode` of a DE attack (or its value, e.g. ``"all-targets"``).
       target_class: the class of a targeted attack (images of that class are not attacked).
       n_images: attack this many of the images (None: all of them).
       first: the first ``n_images``, not a random sample of them (seeded by ``seed``).
@@ -84,13 +85,11 @@ class AttackSpec:
                  "the authors' code (DualQualityAssessment) and ART's ThresholdAttack run "
                  "SciPy's DE with max(1, 400 // D) x D members, D the pixel values: "
                  "--popsize 3072 on CIFAR-10, 100 generations", optional=True, most=255)
-    goal: Goal = Goal.NON_TARGETED
+    goal: Mode = Mode.NON_TARGETED
     target_class: int | None = None
-    n_images: int | None = settings.count(None, 1, "images to attack (None: all of them)",
-                                          optional=True)
-    first: bool = settings.flag(False, "the first N images, not a seeded sample")
-    seed: int = settings.count(0, 0, "random seed of the attacks and the sample",
-                               most=2**63 - 1)
+    n_images: int | None = n_images_field()
+    first: bool = first_field()
+    seed: int = seed_field("random seed of the attacks and the sample")
     popsize: int = settings.count(400, MIN_POPSIZE, "DE population", most=MAX_POPSIZE)
     maxiter: int = settings.count(100, 0, "DE generations after the initial population",
                                   most=INT32_MAX)
@@ -121,11 +120,14 @@ class AttackSpec:
 
     def __post_init__(self):
         try:
-            object.__setattr__(self, "goal", Goal(self.goal))
+            object.__setattr__(self, "goal", Mode(self.goal))
         except ValueError:
-            raise PixeljaxError(f"goal must be one of {[g.value for g in Goal]}, "
-                                f"got {self.goal!r}") from None
-        if self.goal is Goal.TARGETED:
+            pass
+        if self.goal not in GOALS:
+            sweep = " (the sweep is pixel_sweep and SweepSpec)" if self.goal == Mode.SWEEP else ""
+            raise PixeljaxError(f"goal must be one of {[g.value for g in GOALS]}, "
+                                f"got {getattr(self.goal, 'value', self.goal)!r}{sweep}")
+        if self.goal is Mode.TARGETED:
             if not is_int(self.target_class) or self.target_class < 0:
                 raise PixeljaxError(f"a targeted attack needs target_class, a class >= 0, got "
                                     f"{self.target_class!r}")
@@ -153,6 +155,12 @@ class AttackSpec:
     def mode(self) -> str:
         """The goal as recorded in results: "non-targeted", "targeted" or "all-targets"."""
         return self.goal.value
+
+    @property
+    def selection(self) -> Selection:
+        """The images and rows this spec selects (shared with the sweep's selection)."""
+        return Selection(mode=self.goal, target_class=self.target_class,
+                         n_images=self.n_images, first=self.first, seed=self.seed)
 
     def replace(self, **changes) -> AttackSpec:
         """A copy with ``changes`` (checked again): fields of the spec or of its sizes."""

@@ -9,7 +9,7 @@ Four measurements on the same model and images, in one run (so machine noise hit
       size; victims it does not support are scored densely here too, and the report says why;
   (c) a one-image-at-a-time NumPy DE that evaluates each generation's population in one model
       call, which is what the existing implementations do;
-  (e) the exhaustive one-pixel sweep (:mod:`pixeljax.attack.sweep`), candidates per second at
+  (e) the exhaustive one-pixel sweep (:mod:`pixeljax.sweep`), candidates per second at
       the incremental engine's micro-batch, beside (b') (it has no DE work).
   (t) the threshold attack's dense engine (at ``config.threshold``), beside the same
       one-image NumPy DE running the threshold attack (c_t), as ART's ThresholdAttack does;
@@ -224,7 +224,7 @@ def precision_agreement(predict, data: ImageSet, candidates: int, *, batch: int 
 def sweep_throughput(predict, data: ImageSet, config: BenchConfig) -> tuple[float, dict]:
     """(e) candidates per second of the sweep (corner colours) over ``config.sweep_images``
     correctly classified images, compile time excluded (a first wave compiles it)."""
-    from pixeljax.attack.sweep_run import pixel_sweep
+    from pixeljax.sweep.api import pixel_sweep
 
     correct = _correct(predict, data)
     chosen = correct[:config.sweep_images]

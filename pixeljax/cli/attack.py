@@ -31,18 +31,18 @@ def attack_spec(args):
     spec's defaults)."""
     from pixeljax.attack.spec import DEFAULTS, OPTION_FIELDS
     from pixeljax.errors import PixeljaxError
-    from pixeljax.runs.modes import Goal
+    from pixeljax.runs.modes import Mode
 
-    goal = (Goal.ALL_TARGETS if args.all_targets else
-            Goal.TARGETED if args.targeted is not None else Goal.NON_TARGETED)
+    goal = (Mode.ALL_TARGETS if args.all_targets else
+            Mode.TARGETED if args.targeted is not None else Mode.NON_TARGETED)
     if args.threshold is not None and args.pixels is not None:
         raise PixeljaxError("--threshold changes every pixel value (the threshold attack); "
                             "--pixels is for the pixel attack: give one of them")
     # A stopping rule the goal never uses would only be recorded, and refuse a later resume.
-    if goal is Goal.NON_TARGETED and args.target_threshold is not None:
+    if goal is Mode.NON_TARGETED and args.target_threshold is not None:
         raise PixeljaxError("--target-threshold stops targeted attacks (--targeted, "
                             "--all-targets); a non-targeted one stops on --true-threshold")
-    if goal is not Goal.NON_TARGETED and args.true_threshold is not None:
+    if goal is not Mode.NON_TARGETED and args.true_threshold is not None:
         raise PixeljaxError("--true-threshold stops non-targeted attacks; a targeted one stops "
                             "on --target-threshold")
     return DEFAULTS.with_options(

@@ -100,23 +100,23 @@ def outside_package(target: Path, option: str) -> None:
                             f"--checkpoint")
 
 
-def add_engine_options(p: argparse.ArgumentParser, fields=None, *, shown=None,
-                       helps=None) -> None:
-    """The engine's sizes and scoring (``EngineSizes`` ``fields``, default all), the same for
-    every command that attacks: they change speed and memory, never results (unset: the
-    defaults of the run)."""
-    from pixeljax.attack.sizes import FIELDS, EngineSizes
+def add_engine_options(p: argparse.ArgumentParser, sizes=None, *, shown=None) -> None:
+    """The engine's sizes and scoring (the fields of ``sizes``: ``EngineSizes``, the default,
+    or ``SweepSizes``), the same for every command that attacks: they change speed and memory,
+    never results (unset: the defaults of the run)."""
+    from pixeljax.attack.sizes import EngineSizes
 
-    settings.add_options(p, EngineSizes, fields or FIELDS, shown=shown, helps=helps)
+    sizes = sizes or EngineSizes
+    settings.add_options(p, sizes, sizes.fields(), shown=shown)
+    p.set_defaults(sizes_class=sizes)
 
 
 def engine_sizes(args):
-    """The :class:`~pixeljax.attack.sizes.EngineSizes` of the options that
+    """The sizes (``EngineSizes`` or ``SweepSizes``) of the options that
     :func:`add_engine_options` added (unset ones None)."""
-    from pixeljax.attack.sizes import FIELDS, EngineSizes
-
-    return EngineSizes(**{k: getattr(args, k) for k in FIELDS if getattr(args, k, None)
-                          is not None})
+    sizes = args.sizes_class
+    return sizes(**{k: getattr(args, k) for k in sizes.fields() if getattr(args, k, None)
+                    is not None})
 
 
 def add_precision_option(p: argparse.ArgumentParser) -> None:

@@ -23,14 +23,14 @@ import numpy as np
 
 from pixeljax.analysis.attacks import RESCORE_TOLERANCE, attacked_victim
 from pixeljax.attack.pipeline import clean_logits
-from pixeljax.attack.sweep_run import read_maps
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import CellResults, SuiteResults
 from pixeljax.evaluation.suite import VARIANT_SEPARATOR
-from pixeljax.runs.modes import SWEEP, TARGET_MODES
+from pixeljax.runs.modes import TARGET_MODES, Mode
 from pixeljax.runs.results import read_config
 from pixeljax.runs.stats import CONFIDENCE_BINS, CellStats, bin_labels, binned_means, binned_rates
+from pixeljax.sweep.folder import read_maps
 
 BINNED_CSV, CLEAN_CSV, FOOLED_CSV = (
     "success_by_confidence.csv", "clean_probabilities.csv", "adversarial_confidence.csv")
@@ -119,7 +119,7 @@ def image_table(cell: CellResults, clean: Sequence[Mapping]) -> dict[int, dict]:
     margin = {int(r["image_index"]): float(r["margin"]) for r in clean
               if r["model"] == cell.model}
     vulnerable = {}
-    if cell.mode == SWEEP:
+    if cell.mode == Mode.SWEEP:
         maps = read_maps(cell.directory)
         if maps:
             counts = (maps["flips"] > 0).sum(axis=(1, 2))

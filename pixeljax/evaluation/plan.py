@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pixeljax._plumbing import locking
 from pixeljax.attack import validation
-from pixeljax.attack.pipeline import select_images
+from pixeljax.attack.selection import select_images
 from pixeljax.attack.sizes import EngineSizes
 from pixeljax.attack.spec import AttackSpec
 from pixeljax.data import ImageSet, data_key, load_dataset
@@ -24,7 +24,7 @@ from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation.suite import SWEEP_FIELDS, VARIANT_SEPARATOR, Cell, Suite, Victim
 from pixeljax.models import model_names, user
 from pixeljax.runs import results
-from pixeljax.runs.modes import SWEEP, TARGET_MODES
+from pixeljax.runs.modes import TARGET_MODES, Mode
 from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.training import TrainConfig, load_recipe
 from pixeljax.victims import checkpoint_ref
@@ -146,10 +146,10 @@ class Plan:
     def settings(self) -> dict:
         """What decides the results of every cell (all but the pixels and the goal), recorded
         in ``suite.json``."""
-        de = [c for c in self.suite.cells() if c.mode != SWEEP]
+        de = [c for c in self.suite.cells() if c.mode != Mode.SWEEP]
         config = self.cell_spec((de or self.suite.cells())[0]).to_config()
         shared = {k: v for k, v in config.items() if k not in ("pixels", "mode", "target_class")}
-        if SWEEP in self.suite.modes:
+        if Mode.SWEEP in self.suite.modes:
             shared["levels"] = list(self.suite.levels)
         if self.suite.variants:
             shared["variants"] = {v.name: v.describe() for v in self.suite.variants}
@@ -233,7 +233,7 @@ def cell_settings(settings: dict, key: str, mode: str) -> dict:
     if sizes is not None:
         settings["n_images"] = sizes.get(key, settings["n_images"])
     settings.update(variants.get(key.partition(VARIANT_SEPARATOR)[2], {}))
-    if mode == SWEEP:
+    if mode == Mode.SWEEP:
         return {k: v for k, v in settings.items()
                 if k in ("data", "split", "levels") + SWEEP_FIELDS}
     return {k: v for k, v in settings.items() if k != "levels"}

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pixeljax.attack.sweep_run import read_maps
 from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.evaluation import confidence, paper, tables
@@ -30,9 +29,10 @@ from pixeljax.evaluation.plan import RECORD
 from pixeljax.evaluation.store import CellResults, SuiteResults, load_folder_results, load_results
 from pixeljax.reporting import figures
 from pixeljax.runs.attack_result import AttackResult
-from pixeljax.runs.modes import SWEEP, Goal
+from pixeljax.runs.modes import Mode
 from pixeljax.runs.results import CONFIG
 from pixeljax.runs.stats import CellStats, Rate, cell_statistics
+from pixeljax.sweep.folder import read_maps
 
 REPORT = "report.md"
 FIGURES = "figures"
@@ -207,7 +207,7 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
         s = stats.get(c.key)
         if s is None:
             continue
-        protocol = c.mode == Goal.ALL_TARGETS
+        protocol = c.mode == Mode.ALL_TARGETS
         arch = c.architecture
         mode = c.mode + (f"{VARIANT_SEPARATOR}{c.variant}" if c.variant else "")
         rows.append([c.model, c.pixels, mode, f"{_pct(s.accuracy)} ({s.attacked}/{s.images})",
@@ -231,7 +231,7 @@ def _results_section(results: SuiteResults, stats) -> list[str]:
                         [[p["pixels"], p["mode"], p["models"],
                           _rate(Rate(p["successes"], p["trials"])), _pct(p["mean_of_rates"]),
                           _paper("success", None, p["pixels"])
-                          if p["mode"] == Goal.ALL_TARGETS else ""] for p in pooled]) + [""]
+                          if p["mode"] == Mode.ALL_TARGETS else ""] for p in pooled]) + [""]
     lines += ["Success counts images fooled out of images attacked (correctly classified); "
               "under all-targets an image is fooled when any of its targets is reached, the "
               "paper's definition. Targeted counts (image, target) pairs. Intervals are 95% "
@@ -410,7 +410,7 @@ def _write_figures(results: SuiteResults, stats, folder: Path,
             folder / "robust_by_level.png", ylabel="robust accuracy (%)",
             xlabel="level: pixels changed (L0) or threshold th (L-infinity)",
             title=f"{results.name}: robust accuracy by robustness level")
-    sweeps = [c for c in results.cells if c.mode == SWEEP and c.started]
+    sweeps = [c for c in results.cells if c.mode == Mode.SWEEP and c.started]
     images = _attacked_images(results, data) if sweeps else None
     for c in sweeps:
         maps = read_maps(c.directory)
@@ -458,7 +458,7 @@ def _comparison_section(results: SuiteResults) -> list[str]:
 
 
 def _vulnerability_section(results: SuiteResults, pngs: dict[str, Path]) -> list[str]:
-    cells = [c for c in results.cells if f"vulnerability_{c.model}" in pngs and c.mode == SWEEP]
+    cells = [c for c in results.cells if f"vulnerability_{c.model}" in pngs and c.mode == Mode.SWEEP]
     if not cells:
         return []
     lines = ["## Where one pixel suffices (sweep)", "",

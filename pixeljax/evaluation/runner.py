@@ -21,13 +21,13 @@ from pixeljax._plumbing import locking
 from pixeljax._plumbing.files import write_atomic
 from pixeljax.attack.run import attack_folder
 from pixeljax.attack.sizes import EngineSizes
-from pixeljax.attack.sweep import SweepSpec
-from pixeljax.attack.sweep_run import sweep_folder
 from pixeljax.evaluation.archive import restore
 from pixeljax.evaluation.plan import RECORD, CellPlan, Plan, make_plan
 from pixeljax.evaluation.suite import Suite
 from pixeljax.evaluation.victims import train_victim
 from pixeljax.runs import results
+from pixeljax.sweep.folder import sweep_folder
+from pixeljax.sweep.spec import SweepSpec
 from pixeljax.victims.attacked import as_attacked
 from pixeljax.victims.checkpoint import load_victim
 

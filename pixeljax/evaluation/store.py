@@ -22,7 +22,7 @@ from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.models import model_names
 from pixeljax.runs import results
 from pixeljax.runs.attack_result import AttackResult
-from pixeljax.runs.modes import SWEEP, TARGET_MODES
+from pixeljax.runs.modes import TARGET_MODES, Mode
 from pixeljax.runs.victim_record import VictimRecord
 from pixeljax.victims import checkpoint_ref
 from pixeljax.victims.checkpoint import read_metadata, shipped_checkpoint
@@ -232,7 +232,7 @@ def load_folder_results(directory: str | Path, *, data: str | None = None) -> Su
               "checkpoint_path": _checkpoint_path(config, directory)}
     fields = set(VictimRecord.__dataclass_fields__)
     record = {"suite": directory.resolve().name, "kind": "results folder",
-              "description": f"The {'sweep' if mode == SWEEP else 'attack'} of `{model}` in "
+              "description": f"The {'sweep' if mode == Mode.SWEEP else 'attack'} of `{model}` in "
                              f"this folder.",
               "settings": {k: v for k, v in config.items() if k not in fields or k in
                            ("data", "split")},

@@ -25,18 +25,18 @@ from pathlib import Path
 
 from pixeljax._plumbing.config_files import load_config, names_in
 from pixeljax._shipped import shipped_folder
-from pixeljax.attack.sizes import EngineSizes
+from pixeljax.attack.sizes import EngineSizes, SweepSizes
 from pixeljax.attack.spec import DEFAULTS, AttackSpec
-from pixeljax.attack.sweep import CORNERS, SweepSpec
 from pixeljax.errors import PixeljaxError
-from pixeljax.runs.modes import SWEEP, Goal
+from pixeljax.runs.modes import Mode
+from pixeljax.sweep.spec import CORNERS, SweepSpec
 from pixeljax.training import TrainConfig
 from pixeljax.victims.checkpoint_ref import SHIPPED
 from pixeljax.victims.defences import defence_name, parse_defences
 
 SUITES = shipped_folder("evaluate")
-MODES = (Goal.NON_TARGETED.value, Goal.ALL_TARGETS.value)  # a suite's DE modes by default
-ALL_MODES = MODES + (SWEEP,)  # and the exhaustive one-pixel sweep (one pixel only)
+MODES = (Mode.NON_TARGETED.value, Mode.ALL_TARGETS.value)  # a suite's DE modes by default
+ALL_MODES = MODES + (Mode.SWEEP.value,)  # and the exhaustive one-pixel sweep (one pixel only)
 SWEEP_FIELDS = ("n_images", "first", "seed")  # settings a sweep cell shares with DE cells
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -164,7 +164,7 @@ class Variant:
         """Whether the variant has cells of ``mode`` at ``pixels``: DE cells when it changes the
         attack (a threshold attack's at one pixel only), sweep cells when it changes the levels
         or only the precision."""
-        if mode == SWEEP:
+        if mode == Mode.SWEEP:
             return self.levels is not None or set(self.attack) == {"precision"}
         return bool(self.attack) and self.levels is None and (
             self.threshold is None or pixels == 1)
@@ -208,7 +208,7 @@ class Suite:
       modes: "non-targeted" (each image once, the true class's probability minimised),
         "all-targets" (the paper's protocol: each image towards each other class) and/or
         "sweep" (every position x the colour grid ``levels``, all classes at once: one pixel
-        only, so its cells exist at ``pixels`` 1 alone; see ``pixeljax.attack.sweep``).
+        only, so its cells exist at ``pixels`` 1 alone; see ``pixeljax.sweep``).
       images: attack the first N images of the split (None: all of them).
       sample: attack a seeded random sample of N images instead (the paper: 500 per network);
         the same images for every victim, so networks compare on equal footing.
@@ -271,7 +271,7 @@ class Suite:
         if any(v.threshold is not None for v in self.variants) and 1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: a threshold variant's cells sit at one "
                                 f"pixel; add 1 to pixels (got {self.pixels})")
-        if SWEEP in self.modes and 1 not in self.pixels:
+        if Mode.SWEEP in self.modes and 1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: the sweep changes one pixel; add 1 to "
                                 f"pixels (got {self.pixels})")
         try:
@@ -309,21 +309,21 @@ class Suite:
              sizes: EngineSizes | None = None) -> AttackSpec | SweepSpec:
         """The attack of one cell: the suite's ``attack`` with the cell's pixels and goal, the
         selection ``n_images``/``first`` and the engine ``sizes`` (default: the attack's); a
-        sweep cell's :class:`~pixeljax.attack.sweep.SweepSpec` takes the attack's seed and
-        precision."""
+        sweep cell's :class:`~pixeljax.sweep.spec.SweepSpec` takes the attack's seed and
+        precision, and the sizes a sweep has (all but the DE's segment)."""
         sizes = self.attack.sizes if sizes is None else sizes
         variant = cell.variant
         attack = self.attack.replace(**variant.attack) if variant else self.attack
-        if cell.mode == SWEEP:
+        if cell.mode == Mode.SWEEP:
             levels = variant.levels if variant and variant.levels else self.levels
             return SweepSpec(levels=levels, n_images=n_images, first=first, seed=attack.seed,
-                             precision=attack.precision, sizes=sizes)
+                             precision=attack.precision, sizes=SweepSizes.of(sizes))
         return attack.replace(pixels=cell.pixels, goal=cell.mode, n_images=n_images,
                               first=first, sizes=sizes)
 
     def _grid(self) -> list[Cell]:
         plain = [Cell(v, p, m) for v in self.victims for p in self.pixels for m in self.modes
-                 if m != SWEEP or p == 1]
+                 if m != Mode.SWEEP or p == 1]
         return plain + [dataclasses.replace(c, variant=variant) for variant in self.variants
                         for c in plain if variant.applies_to(c.mode, c.pixels)]
 

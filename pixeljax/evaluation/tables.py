@@ -15,7 +15,7 @@ import numpy as np
 
 from pixeljax.evaluation import paper
 from pixeljax.evaluation.store import SuiteResults
-from pixeljax.runs.modes import SWEEP, Goal
+from pixeljax.runs.modes import Mode
 from pixeljax.runs.stats import CellStats, Rate, compare, pool
 
 COST_COLUMNS = ("model", "pixels", "mode", "wall_seconds", "evaluations",
@@ -186,7 +186,7 @@ def pooled_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[
         if not cells:
             continue
         pooled = pool([stats[c.key].success for c in cells])
-        published = paper.published("success", None, pixels) if mode == Goal.ALL_TARGETS else None
+        published = paper.published("success", None, pixels) if mode == Mode.ALL_TARGETS else None
         table.append({"pixels": pixels, "mode": mode, "models": len(cells),
                       **pooled.success.to_dict(), "mean_of_rates": pooled.mean_of_rates,
                       **_paper_fields(published)})
@@ -204,9 +204,9 @@ def comparison_table(results: SuiteResults) -> list[dict]:
     one-pixel DE cells against the sweep, over the images both attacked (see
     :func:`pixeljax.runs.stats.compare`). A running DE cell is left out: its successes finish first."""
     table = []
-    for sweep in [c for c in results.cells if c.mode == SWEEP and c.started and not c.variant]:
+    for sweep in [c for c in results.cells if c.mode == Mode.SWEEP and c.started and not c.variant]:
         for de in [c for c in results.cells if c.model == sweep.model and c.pixels == 1
-                   and c.mode != SWEEP and c.complete]:
+                   and c.mode != Mode.SWEEP and c.complete]:
             cmp = compare(de.found, sweep.found)
             low, high = cmp.either.interval
             method = f"DE {de.mode}" + (f" ({de.variant})" if de.variant else "")
@@ -233,7 +233,7 @@ def paper_table(results: SuiteResults, stats: Mapping[str, CellStats]) -> list[d
     table, paper_models = [], paper.paper_models()
     for cell in results.cells:
         s = stats.get(cell.key)
-        if s is None or cell.mode != Goal.ALL_TARGETS or cell.architecture not in paper_models:
+        if s is None or cell.mode != Mode.ALL_TARGETS or cell.architecture not in paper_models:
             continue
         measured = {"success": s.success, "targeted": s.targeted,
                     "confidence": s.mean_confidence, "classes_reached": s.mean_classes_reached,

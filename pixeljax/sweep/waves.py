@@ -1,12 +1,7 @@
-"""The exhaustive one-pixel sweep: every position x a colour grid, all classes at once.
+"""The sweep's device code and its stream of waves.
 
-A one-pixel perturbation of an H x W image has H x W positions. Scoring each with every colour
-of a small grid (by default the 2^C corners of the colour cube, as Croce & Hein's CornerSearch,
-ICCV 2019) gives, per image, exactly which classes one grid-colour pixel reaches, from where and
-how strongly; one candidate's logits answer every class, so one pass serves all K - 1 targets.
-
-The images stream through the engine's slots (:mod:`pixeljax.attack.engine`: the same mesh,
-the same scorer, :func:`pixeljax.attack.scoring.scorer_for`) in *waves*: a wave loads up to
+The images stream through slots on the engine's mesh (:mod:`pixeljax.attack.mesh`, with the
+attack's scorer, :func:`pixeljax.attack.scoring.scorer_for`) in *waves*: a wave loads up to
 ``slots`` images, scores all their ``H * W * G`` candidates micro-batch by micro-batch (active
 slots first, so a partial last wave costs only its images) and reduces them on the device to a
 few numbers per (image, class) and per (image, position). Every image costs the same, so waves
@@ -30,118 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from pixeljax._plumbing.notices import note
-from pixeljax._plumbing.settings import is_int
 from pixeljax.attack import engine, generation, mesh, scoring
-from pixeljax.attack.sizes import SWEEP_SLOTS, EngineSizes, replace_in
-from pixeljax.attack.spec import AttackSpec, precision_config
-from pixeljax.errors import PixeljaxError
-from pixeljax.models.precision import FLOAT32
-from pixeljax.runs.modes import SWEEP, Goal
+from pixeljax.attack.sizes import SweepSizes
 
-CORNERS = (0, 255)
-MANY_LEVELS = 16  # above this many levels per channel the run is large: say so
 _NO_INDEX = np.iinfo(np.int32).max
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepSpec:
-    """A sweep's settings, checked when made.
-
-    Attributes:
-      levels: the values each channel takes (the grid is every combination: ``len(levels)^C``
-        colours); default the colour cube's corners, 0 and 255.
-      n_images, first, seed: the selection, as in :class:`~pixeljax.attack.spec.AttackSpec`.
-      sizes: the engine sizes (:class:`~pixeljax.attack.EngineSizes`): ``slots`` images
-        swept at once (default 4; rounded up to a multiple of the device count),
-        ``batch_size`` candidates per model call and device, ``dense`` scoring (``segment``
-        has no use here). :meth:`replace` also takes these fields directly.
-      precision: "float32" or "bfloat16" scoring (every reported candidate is re-checked in
-        float32 either way; the maps are the scoring precision's).
-    """
-
-    levels: tuple[int, ...] = CORNERS
-    n_images: int | None = None
-    first: bool = False
-    seed: int = 0
-    precision: str = FLOAT32
-    sizes: EngineSizes = EngineSizes()
-
-    def __post_init__(self):
-        try:
-            levels = tuple(self.levels)
-        except TypeError:
-            raise PixeljaxError(f"levels must be a sequence of values in [0, 255], got "
-                                f"{self.levels!r}") from None
-        if not levels:
-            raise PixeljaxError("levels is empty: give at least one value in [0, 255]")
-        if not all(is_int(v) and 0 <= v <= 255 for v in levels):
-            raise PixeljaxError(f"levels must be integers in [0, 255], got {list(levels)}")
-        object.__setattr__(self, "levels", tuple(sorted({int(v) for v in levels})))
-        if not isinstance(self.sizes, EngineSizes):
-            raise PixeljaxError(f"sizes must be an EngineSizes, got {type(self.sizes).__name__}")
-        if self.sizes.segment is not None:
-            raise PixeljaxError("a sweep has no DE generations: segment is not one of its sizes")
-        # The selection and engine sizes are checked as an attack's are.
-        self.selection()
-
-    def selection(self) -> AttackSpec:
-        """The all-targets attack whose checks, image selection and plan the sweep shares:
-        one (image, target) row per other class."""
-        sizes = self.sizes.replace(slots=self.sizes.slots or SWEEP_SLOTS)
-        return AttackSpec(goal=Goal.ALL_TARGETS, n_images=self.n_images, first=self.first,
-                          seed=self.seed, precision=self.precision, sizes=sizes)
-
-    @property
-    def mode(self) -> str:
-        return SWEEP
-
-    @property
-    def pixels(self) -> int:
-        return 1
-
-    def colours(self, channels: int) -> int:
-        return len(self.levels) ** channels
-
-    def candidates(self, image_shape) -> int:
-        """Candidates scored per image."""
-        h, w, c = image_shape
-        return h * w * self.colours(c)
-
-    def replace(self, **changes) -> SweepSpec:
-        """A copy with ``changes`` (checked again): fields of the spec or of its sizes."""
-        return replace_in(self, changes)
-
-    def resolved_sizes(self, image_shape, n_devices: int, images: int | None = None):
-        """The engine sizes of a sweep of ``images`` images on ``n_devices`` devices."""
-        return self.sizes.resolve(per_slot=self.candidates(image_shape), n_devices=n_devices,
-                                  default_slots=SWEEP_SLOTS, tasks=images)
-
-    def to_config(self) -> dict:
-        """The settings that decide the results (a results folder's ``config.json``)."""
-        return {"mode": SWEEP, "pixels": 1, "levels": list(self.levels),
-                "n_images": self.n_images, "first": self.first, "seed": self.seed,
-                **precision_config(self.precision)}
-
-    @classmethod
-    def from_config(cls, config: dict,
-                    engine_sizes: EngineSizes = EngineSizes()) -> SweepSpec:
-        try:
-            return cls(levels=tuple(config["levels"]), n_images=config["n_images"],
-                       first=config["first"], seed=config["seed"],
-                       precision=config.get("precision", FLOAT32), sizes=engine_sizes)
-        except KeyError as e:
-            raise PixeljaxError(f"config.json records no {e.args[0]!r}: not the configuration "
-                                f"of a sweep") from None
-
-
-def parse_levels(text: str) -> tuple[int, ...]:
-    """``"0,128,255"`` as levels (for the command line)."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise PixeljaxError(f"--levels takes comma-separated integers in [0, 255], got "
-                            f"{text!r}") from None
 
 
 def colour_grid(levels: Sequence[int], channels: int) -> np.ndarray:
@@ -314,21 +201,21 @@ def _chosen(found: dict, i: int, label: int) -> np.ndarray:
 
 
 def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels: np.ndarray,
-           spec: SweepSpec, *,
-           devices: int | Sequence[jax.Device] | None = None) -> Iterator[list[SweptImage]]:
-    """Sweeps ``images`` (N, H, W, C), a wave of the resolved slots at a time, scored by
-    ``scorer``; yields each wave's :class:`SweptImage` (positions into ``images``) once their
-    candidates are re-checked by ``predict`` (a dense float32 pass; behind a noise defence, on
-    fresh draws, see :func:`pixeljax.attack.engine.verdict_of`)."""
+           levels: Sequence[int], sizes: SweepSizes,
+           devices: Sequence[jax.Device]) -> Iterator[list[SweptImage]]:
+    """Sweeps ``images`` (N, H, W, C) over the colour grid of ``levels``, a wave of the
+    resolved ``sizes``' slots at a time on ``devices``, scored by ``scorer``; yields each
+    wave's :class:`SweptImage` (positions into ``images``) once their candidates are
+    re-checked by ``predict`` (a dense float32 pass; behind a noise defence, on fresh draws,
+    see :func:`pixeljax.attack.engine.verdict_of`)."""
     if not len(images):
         return
-    devices = tuple(mesh.local_devices(devices))
+    devices = tuple(devices)
     n_dev = len(devices)
     shape = images.shape[1:]
-    resolved = spec.resolved_sizes(shape, n_dev, len(images))
-    s, batch = resolved.slots, resolved.batch_size
-    grid = colour_grid(spec.levels, shape[-1])
-    n = spec.candidates(shape)
+    s, batch = sizes.slots, sizes.batch_size
+    grid = colour_grid(levels, shape[-1])
+    n = shape[0] * shape[1] * len(grid)
     programs = _program(batch, devices)
     program, split, replicated = programs["wave"], programs.slots, programs.replicated
     place = functools.partial(jax.device_put, device=split)
@@ -364,23 +251,4 @@ def stream(scorer: scoring.Scorer, predict: Callable, images: np.ndarray, labels
         yield swept
 
 
-def check_size(spec: SweepSpec, image_shape) -> None:
-    """The candidate indices of a wave fit in int32."""
-    slots = spec.selection().sizes.slots
-    if slots * spec.candidates(image_shape) >= 2 ** 31:
-        raise PixeljaxError(f"{spec.candidates(image_shape):,} candidates per image x "
-                            f"{slots} slots is more than one wave can index; use fewer "
-                            f"slots or levels")
-
-
-def announce(spec: SweepSpec, image_shape, images: int) -> None:
-    """One line on the size of a large grid before it starts (the user's call)."""
-    if len(spec.levels) > MANY_LEVELS:
-        note(f"{len(spec.levels)} levels per channel: {spec.colours(image_shape[-1]):,} colours, "
-             f"{spec.candidates(image_shape):,} candidates per image, "
-             f"{spec.candidates(image_shape) * images:,} in all; the progress bar shows the "
-             f"time left once the first wave is done")
-
-
-__all__ = ["CORNERS", "Found", "SweepSpec", "SweptImage", "colour_grid", "grid_candidates",
-           "check_size", "parse_levels", "stream", "sweep_wave"]
+__all__ = ["Found", "SweptImage", "colour_grid", "grid_candidates", "stream", "sweep_wave"]
