@@ -106,6 +106,37 @@ def test_engine_sizes_are_resolved_once_for_the_platform_and_the_devices():
         slots=3, dense=True)
 
 
+@pytest.mark.parametrize("changes, message", [
+    (dict(pixels=()), "suite s: pixels must hold at least one value (integers >= 1)"),
+    (dict(pixels=(1, 1)), "suite s: pixels must not repeat, got (1, 1)"),
+    (dict(pixels=(0, 3)), "suite s: pixels must be integers >= 1, got (0, 3)"),
+    (dict(pixels=3), "suite s: pixels must be a tuple, got 3"),
+    (dict(modes=("sideways",)), "suite s: modes must be among ('non-targeted', 'all-targets', "
+                                "'sweep'), got ('sideways',)"),
+    (dict(images=0), "suite s: images must be an integer >= 1, got 0"),
+    (dict(sample=2.5), "suite s: sample must be an integer >= 1, got 2.5"),
+])
+def test_a_suites_settings_are_checked_fields(changes, message):
+    with pytest.raises(PixeljaxError) as e:
+        Suite(name="s", victims=(Victim("tiny"),), **changes)
+    assert str(e.value) == message
+    suite = Suite(name="s", victims=(Victim("tiny"),), pixels=[1, 3], modes=["sweep"])
+    assert (suite.pixels, suite.modes) == ((1, 3), ("sweep",))  # normalised to tuples
+
+
+def test_evaluates_selection_options_are_the_suites_fields(capsys):
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["evaluate"].format_help()
+    assert "a seeded random sample of N images (the paper: 500)" in " ".join(help_text.split())
+    for option in ("--images", "--sample"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["evaluate", "quick", "--out", "o", option, "0"])
+        assert "expected an integer >= 1, got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one of the two
+        parser.parse_args(["evaluate", "quick", "--out", "o", "--images", "2", "--sample", "3"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_the_command_line_options_are_the_specs_fields_with_its_checks(capsys):
     parser = build_parser()
     for option, value, bound in (("--popsize", "3", ">= 4"),

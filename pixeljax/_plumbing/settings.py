@@ -45,6 +45,18 @@ def flag(default: bool, help: str):
     return dataclasses.field(default=default, metadata=dict(kind="flag", help=help))
 
 
+def counts(default: tuple[int, ...], least: int, help: str):
+    """A non-empty tuple of distinct integers >= ``least`` (e.g. a suite's pixel counts)."""
+    return dataclasses.field(default=default, metadata=dict(kind="counts", least=least,
+                                                            most=None, help=help))
+
+
+def choices(default: tuple[str, ...], allowed: tuple[str, ...], help: str):
+    """A non-empty tuple of distinct values from ``allowed`` (e.g. a suite's modes)."""
+    return dataclasses.field(default=default, metadata=dict(kind="choices", choices=allowed,
+                                                            help=help))
+
+
 def is_int(value) -> bool:
     """A Python or NumPy integer, but not a bool (``True`` is no count)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -94,6 +106,8 @@ def check_value(name: str, value, meta: dict):
             got = float(value) if kind == "number" and broken != "a number" else value
             raise PixeljaxError(f"{meta.get('label') or name} must be {broken}, got {got!r}")
         return int(value) if kind == "count" else float(value)
+    if kind in ("counts", "choices"):
+        return _check_tuple(name, value, meta)
     if kind == "choice":
         if value not in meta["choices"]:
             raise PixeljaxError(f"unknown {name} {value!r}; expected one of {meta['choices']}")
@@ -101,6 +115,26 @@ def check_value(name: str, value, meta: dict):
     if not isinstance(value, (bool, np.bool_)):
         raise PixeljaxError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def _check_tuple(name: str, value, meta: dict) -> tuple:
+    """A ``counts`` or ``choices`` field's value: a non-empty tuple of distinct valid values."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise PixeljaxError(f"{name} must be a tuple, got {value!r}")
+    value = tuple(value)
+    if meta["kind"] == "counts":
+        bad = [v for v in value if _violation(v, dict(meta, kind="count"))]
+        what = f"integers >= {meta['least']}"
+    else:
+        bad = [v for v in value if v not in meta["choices"]]
+        what = f"among {meta['choices']}"
+    if not value:
+        raise PixeljaxError(f"{name} must hold at least one value ({what})")
+    if bad:
+        raise PixeljaxError(f"{name} must be {what}, got {value}")
+    if len(set(value)) != len(value):
+        raise PixeljaxError(f"{name} must not repeat, got {value}")
+    return tuple(int(v) for v in value) if meta["kind"] == "counts" else value
 
 
 def check_fields(obj, prefix: str = "") -> None:
@@ -159,14 +193,16 @@ def add_options(parser, cls, names, *, shown: dict | None = None,
     """Adds ``--<name>`` (underscores as dashes) for each field ``name`` of ``cls``, with its
     type, choices and help; unset options stay None (the field's default applies). The help
     names the default: ``shown[name]`` (a command's own), else the field's ``shown``, else its
-    default (of ``defaults``, an instance, else ``cls()``); ``helps[name]`` replaces the whole
-    line."""
-    defaults, shown, helps = defaults or cls(), shown or {}, helps or {}
+    default (of ``defaults``, an instance, else the field's); ``helps[name]`` replaces the
+    whole line."""
+    shown, helps = shown or {}, helps or {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
         m = meta(cls, name)
         flag_name = "--" + name.replace("_", "-")
-        default = next((v for v in (shown.get(name), m.get("shown"), getattr(defaults, name))
-                        if v is not None), None)
+        own = getattr(defaults, name) if defaults is not None else fields[name].default
+        default = next((v for v in (shown.get(name), m.get("shown"), own)
+                        if v is not None and v is not dataclasses.MISSING), None)
         said = default is not None and m["kind"] != "flag"
         text = helps.get(name) or (f"{m['help']} (default {default})" if said else m["help"])
         if m["kind"] == "flag":

@@ -85,6 +85,9 @@ def _cmd_publish_bench(args) -> int:
 
 
 def register(sub) -> None:
+    from pixeljax._plumbing import settings
+    from pixeljax.evaluation.suite import Suite
+
     p = sub.add_parser("evaluate", help="run an evaluation suite (evaluate/NAME.py): attack "
                                         "every cell, resumably")
     p.add_argument("suite", help="suite name (evaluate/NAME.py, e.g. paper-cifar10, quick) or "
@@ -95,11 +98,8 @@ def register(sub) -> None:
                    help="train victims that have no checkpoint with their recipe first (hours "
                         "on a CPU); without it they are skipped")
     p.add_argument("--train-data", help="training images for --train-missing (default: --data)")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--sample", type=checks.positive_int, metavar="N",
-                       help="a seeded random sample of N images (the paper: 500)")
-    which.add_argument("--images", type=checks.positive_int, metavar="N",
-                       help="the first N images")
+    # The suite's own selection fields, with their checks; one of the two.
+    settings.add_options(p.add_mutually_exclusive_group(), Suite, ("sample", "images"))
     checks.add_engine_options(p)
     p.add_argument("--continue-from", type=checks.path, metavar="PUBLISHED",
                    help="first restore the cells --out lacks from a publication's run.tar.gz "

@@ -23,6 +23,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from pixeljax._plumbing import settings
 from pixeljax._plumbing.config_files import load_config, names_in
 from pixeljax._shipped import shipped_folder
 from pixeljax.attack.sizes import EngineSizes, SweepSizes
@@ -230,10 +231,11 @@ class Suite:
 
     name: str
     victims: tuple[Victim, ...]
-    pixels: tuple[int, ...] = (1, 3, 5)
-    modes: tuple[str, ...] = MODES
-    images: int | None = None
-    sample: int | None = None
+    pixels: tuple[int, ...] = settings.counts((1, 3, 5), 1, "pixel counts")
+    modes: tuple[str, ...] = settings.choices(MODES, ALL_MODES, "modes")
+    images: int | None = settings.count(None, 1, "the first N images", optional=True)
+    sample: int | None = settings.count(
+        None, 1, "a seeded random sample of N images (the paper: 500)", optional=True)
     split: str = "test"
     data: str | None = None
     attack: AttackSpec = DEFAULTS
@@ -249,25 +251,14 @@ class Suite:
                 len({v.name for v in self.variants}) != len(self.variants):
             raise PixeljaxError(f"suite {self.name}: variants must be Variant entries with "
                                 f"names of their own")
-        object.__setattr__(self, "pixels", tuple(self.pixels))
-        object.__setattr__(self, "modes", tuple(self.modes))
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise PixeljaxError(f"suite name {self.name!r} must be a plain name")
+        settings.check_fields(self, f"suite {self.name}: ")
         if not self.victims or not all(isinstance(v, Victim) for v in self.victims):
             raise PixeljaxError(f"suite {self.name}: victims must be a non-empty tuple of Victim")
         names = [v.name for v in self.victims]
         if len(set(names)) != len(names):
             raise PixeljaxError(f"suite {self.name}: victim names must be unique, got {names}")
-        if not self.pixels or not all(isinstance(p, int) and p >= 1 for p in self.pixels):
-            raise PixeljaxError(f"suite {self.name}: pixels must be positive integers, "
-                                f"got {self.pixels}")
-        bad = [m for m in self.modes if m not in ALL_MODES]
-        if not self.modes or bad:
-            raise PixeljaxError(f"suite {self.name}: modes must be among {ALL_MODES}, got "
-                                f"{self.modes}")
-        if len(set(self.modes)) != len(self.modes) or len(set(self.pixels)) != len(self.pixels):
-            raise PixeljaxError(f"suite {self.name}: modes and pixels must not repeat, got "
-                                f"modes {self.modes} and pixels {self.pixels}")
         if any(v.threshold is not None for v in self.variants) and 1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: a threshold variant's cells sit at one "
                                 f"pixel; add 1 to pixels (got {self.pixels})")
@@ -280,11 +271,6 @@ class Suite:
             raise PixeljaxError(f"suite {self.name}: {e}") from None
         self._check_attack()
         self._check_cell_images()
-        for field in ("images", "sample"):
-            value = getattr(self, field)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise PixeljaxError(f"suite {self.name}: {field} must be a positive integer, "
-                                    f"got {value!r}")
         if self.images is not None and self.sample is not None:
             raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
                                 f"random N), not both")
