@@ -7,7 +7,7 @@ adversarial fine-tuning, at CPU scale.
 The shipped AllConv, undefended and behind each defence of ``pixeljax.victims.defences`` (median and
 Gaussian smoothing, bit-depth reduction, Gaussian noise at inference scored over 4 draws), and
 the shipped ``allconv-adv1px`` (AllConv fine-tuned on one-pixel adversarial examples found by
-the project's own DE, ``train/allconv_adv1px.py``), x
+the project's own DE, ``allconv_adv1px`` in ``train/allconv.py``), x
 1, 3 and 5 pixels, DE non-targeted, on a seeded sample of 30 CIFAR-10 test images (seed 0:
 the first 30 images of the published suite's 500), population 100 and 30 generations (a
 smaller budget than the paper's, the same for every cell). The attack sees the whole defended

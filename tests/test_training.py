@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -14,6 +15,8 @@ from pixeljax.data import load_dataset
 from pixeljax.errors import PixeljaxError
 from pixeljax.models import create_model, split_for_inference
 from pixeljax.training import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 # 512 images in batches of 64: 8 steps per epoch, 16 in all; checkpoints every 5 steps and at
 # every epoch's end (steps 5, 8, 10, 15, 16).
@@ -197,24 +200,56 @@ def test_fine_tuning_from_something_unusable_is_refused_before_any_work(data, tm
     assert not (tmp_path / "run").exists()
 
 
-def test_every_shipped_recipe_loads_and_fine_tunes_from_another_recipes_work_dir():
-    from pixeljax.training import load_recipe, recipe_names
+def test_every_shipped_recipe_loads_and_its_schedules_derive_from_it():
+    from pixeljax.training import load_recipe, load_stages, recipe_names
+    from pixeljax.training.recipes import RECIPES
 
     names = recipe_names()
-    assert {"allconv", "nin", "vgg16", "resnet20", "tiny"} <= set(names)
+    assert {"allconv", "nin", "vgg16", "resnet20", "tiny", "vgg16_cpu", "nin_cpu",
+            "resnet20_cpu", "allconv_adv1px"} <= set(names)
     for name in names:
-        recipe = load_recipe(name)
-        if recipe.init_from is None:
-            continue
-        if recipe.init_from.startswith("shipped:"):  # a fine-tune of a shipped victim
-            assert recipe.init_from.split(":", 1)[1] in names, (name, recipe.init_from)
-            continue
-        # A staged CPU schedule: each stage starts from the previous stage's documented work dir.
-        prefix = "runs/"
-        assert recipe.init_from.startswith(prefix), (name, recipe.init_from)
-        previous = recipe.init_from[len(prefix):]
-        assert previous in names and previous != name, (name, recipe.init_from)
-        assert load_recipe(previous).model == recipe.model, name
+        stages = load_stages(name)
+        family = name if (RECIPES / f"{name}.py").is_file() else name.rsplit("_", 1)[0]
+        full = load_recipe(family)
+        for stage in stages:
+            assert stage.model == full.model, name
+            # No stage chains itself by a work dir: the runner does (a shipped victim may
+            # be named, as a fine-tune's start).
+            assert stage.init_from is None or stage.init_from.startswith("shipped:"), name
+            if stage.init_from:
+                assert stage.init_from.split(":", 1)[1].replace("-", "_") in names, name
+    # The shipped checkpoints' schedules are what their metadata recorded, stage by stage.
+    for checkpoint, name in (("vgg16", "vgg16_cpu"), ("nin", "nin_cpu"),
+                             ("resnet20", "resnet20_cpu")):
+        meta = json.loads((REPO / "checkpoints" / checkpoint / "metadata.json").read_text())
+        recorded = []
+        while meta:
+            recorded.insert(0, {k: v for k, v in meta["recipe"].items() if k != "init_from"})
+            meta = meta.get("initialised_from")
+        assert recorded == [s.to_dict() for s in load_stages(name)], name
+    with pytest.raises(PixeljaxError, match="trains in 3 stages"):
+        load_recipe("vgg16_cpu")
+    with pytest.raises(PixeljaxError, match="unknown recipe 'vgg16_gpu'; expected one of"):
+        load_stages("vgg16_gpu")
+
+
+def test_a_schedule_trains_its_stages_in_order_each_from_the_one_before(data, tmp_path):
+    from pixeljax.training import train_stages
+    from pixeljax.training.initial import recorded
+
+    stages = (CONFIG.replace(epochs=1), CONFIG.replace(epochs=1, learning_rate=0.01))
+    seen = []
+    result, config, last = train_stages(stages, *data, tmp_path / "run", progress=False,
+                                        on_stage=lambda k, n, c, d: seen.append((k, n, d)))
+    first, second = tmp_path / "run" / "stage-1", tmp_path / "run" / "stage-2"
+    assert seen == [(1, 2, first), (2, 2, second)] and last == second
+    assert config.init_from == str(first) and config.learning_rate == 0.01
+    assert recorded(second)["recipe"] == stages[0].to_dict()  # started from stage 1's weights
+    # Again: both stages are finished, so nothing trains and the result is the same.
+    again, *_ = train_stages(stages, *data, tmp_path / "run", progress=False)
+    assert again.steps == result.steps and again.test_accuracy == result.test_accuracy
+    leaves_a, leaves_b = leaves(result.model), leaves(again.model)
+    assert all(np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b))
 
 
 def test_a_fine_tune_of_a_fine_tune_records_the_whole_chain(uninterrupted, data, tmp_path):
@@ -284,4 +319,15 @@ def test_a_bad_adversarial_option_is_one_error_line_and_creates_nothing(args, me
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_schedule_takes_no_override_that_would_not_say_which_stage(tmp_path, capsys):
+    from pixeljax.cli import main
+
+    assert main(["train", "vgg16_cpu", "--data", "sample", "--workdir", str(tmp_path / "w"),
+                 "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: recipe vgg16_cpu trains in 3 stages, so --epochs would not say "
+                   "which; write a recipe file with the stages you want"]
     assert not (tmp_path / "w").exists()

@@ -19,9 +19,22 @@ def load_config(name_or_path: str | Path, folder: Path, attribute: str, kind: ty
     """``attribute`` of ``folder/NAME.py``, or of a ``.py`` file given by path.
 
     Raises:
+      PixeljaxError: as :func:`load_module`, or the file defines no ``attribute`` of type
+        ``kind``.
+    """
+    module, path = load_module(name_or_path, folder, what=what, names=names)
+    value = getattr(module, attribute, None)
+    if not isinstance(value, kind):
+        raise PixeljaxError(f"{path} defines no {attribute} = {kind.__name__}(...)")
+    return value
+
+
+def load_module(name_or_path: str | Path, folder: Path, *, what: str, names: list[str]):
+    """The module ``folder/NAME.py``, or a ``.py`` file given by path, run; and its path.
+
+    Raises:
       PixeljaxError: no such file, a syntax error or code in it that raises (named with its
-        line; the original exception is the ``__cause__``), or it defines no ``attribute`` of
-        type ``kind``.
+        line; the original exception is the ``__cause__``).
     """
     path = Path(name_or_path)
     if path.suffix != ".py":
@@ -43,10 +56,7 @@ def load_config(name_or_path: str | Path, folder: Path, attribute: str, kind: ty
         where = f"{what} file {path}" + (f", line {line}" if line else "")
         detail = str(e) if isinstance(e, PixeljaxError) else f"{type(e).__name__}: {e}"
         raise PixeljaxError(f"{where}: {detail}") from e
-    value = getattr(module, attribute, None)
-    if not isinstance(value, kind):
-        raise PixeljaxError(f"{path} defines no {attribute} = {kind.__name__}(...)")
-    return value
+    return module, path
 
 
 def _same(filename, path: Path) -> bool:

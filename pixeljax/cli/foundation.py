@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from pixeljax.cli import checks
 
@@ -30,7 +31,7 @@ def _cmd_train(args) -> int:
     from pixeljax.data import load_dataset
     from pixeljax.errors import PixeljaxError
     from pixeljax.models import create_model
-    from pixeljax.training import export_victim, load_recipe, train
+    from pixeljax.training import export_victim, load_stages, train_stages
     from pixeljax.training.config import TrainConfig
     from pixeljax.victims.checkpoint import check_replaceable
 
@@ -41,7 +42,14 @@ def _cmd_train(args) -> int:
         checks.replaceable_folder(args.export, "--export", may_replace=check_replaceable)
     options = ("epochs", "batch_size", "learning_rate", "seed", "init_from",
                *TrainConfig.ADVERSARIAL)
-    config = load_recipe(args.model).replace(**{k: getattr(args, k) for k in options})
+    stages = load_stages(args.model)
+    changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
+    if changes and len(stages) > 1:
+        raise PixeljaxError(f"recipe {args.model} trains in {len(stages)} stages, so "
+                            f"{', '.join('--' + k.replace('_', '-') for k in changes)} would "
+                            f"not say which; write a recipe file with the stages you want")
+    stages = tuple(stage.replace(**changes) for stage in stages)
+    config = stages[-1]
     given = [f"--{k.replace('_', '-')}" for k in TrainConfig.ADVERSARIAL[1:]
              if getattr(args, k) is not None]
     if given and not config.adversarial_fraction:
@@ -61,7 +69,13 @@ def _cmd_train(args) -> int:
         _nonempty(data, "--data", args.data)
     shape = nnx.eval_shape(lambda: create_model(config.model))  # no weights are made
     _check_fits(shape, train_set, "--data", args.data)
-    result = train(config, train_set, test_set, args.workdir, progress=not args.quiet)
+    def announce(k, n, stage, directory):
+        if n > 1:
+            print(f"stage {k} of {n}: {stage.epochs} epochs, peak learning rate "
+                  f"{stage.learning_rate:g}, in {directory}", file=sys.stderr)
+
+    result, config, workdir = train_stages(stages, train_set, test_set, args.workdir,
+                                           progress=not args.quiet, on_stage=announce)
     print(f"{config.model}: test accuracy {result.test_accuracy:.4f} after {result.epochs} "
           f"epochs ({result.steps} steps, {result.training_seconds:.0f} s)")
     if args.export:
@@ -69,7 +83,7 @@ def _cmd_train(args) -> int:
                              dtype=args.dtype,
                              test_set=test_set, training=_training_info(
                                  config, train_set.source, result.steps, result.epochs,
-                                 result.training_seconds, result.history, args.workdir))
+                                 result.training_seconds, result.history, workdir))
         print(f"exported to {args.export} (test accuracy {meta['test_accuracy']:.4f})")
     return 0
 
@@ -163,7 +177,9 @@ def register(sub) -> None:
     from pixeljax.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
-    p.add_argument("model", help="recipe name (train/NAME.py) or path to a recipe .py file")
+    p.add_argument("model", help="recipe name (train/FAMILY.py's full recipe FAMILY, or its "
+                                 "schedule FAMILY_NAME, whose stages train in order in "
+                                 "WORKDIR/stage-K) or path to a recipe .py file")
     p.add_argument("--data", required=True, help="CIFAR-10 source (see 'pixeljax.data')")
     p.add_argument("--workdir", required=True, type=checks.path)
     p.add_argument("--export", type=checks.path,
