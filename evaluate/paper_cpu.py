@@ -31,14 +31,12 @@ SUITE = Suite(
     description="The shipped victims at CPU scale: sweep, one-pixel DE, the paper's protocol, "
                 "3 and 5 pixels.",
     victims=(Victim("allconv"), Victim("nin"), Victim("vgg16"), Victim("resnet20")),
-    pixels=(1, 3, 5),
-    modes=("non-targeted", "all-targets", "sweep"),
     sample=500,
     attack=AttackSpec(popsize=400, maxiter=100),
     variants=(Variant("best1-dither", attack={"strategy": "best1", "dither": 0.5}),
               Variant("27-colours", levels=(0, 128, 255)),
               Variant("bfloat16", attack={"precision": "bfloat16"})),
-    cell_images=(
+    cells=(
         ("allconv/1px-sweep", 500),
         ("allconv/1px-non-targeted", 100),
         ("nin/1px-sweep", 500),

@@ -94,7 +94,7 @@ def test_the_robustness_suite_attacks_the_shipped_allconv_behind_every_defence_a
     tuned = [v for v in suite.victims if v.checkpoint == "shipped:allconv-adv1px"]
     assert len(tuned) == 1 and tuned[0].defence is None
     assert suite.pixels == (1, 3, 5) and suite.modes == ("non-targeted",)
-    assert len(suite.cells()) == 3 * (len(defended) + 2) and suite.sample == 30
+    assert len(suite.cell_list()) == 3 * (len(defended) + 2) and suite.sample == 30
 
 
 def test_paper_suite_is_the_papers_grid_at_full_budget_on_every_image():
@@ -104,13 +104,13 @@ def test_paper_suite_is_the_papers_grid_at_full_budget_on_every_image():
     a = suite.attack
     assert (a.popsize, a.maxiter, a.F, a.crossover) == (400, 100, 0.5, None)
     assert suite.images is None and suite.sample is None
-    assert len(suite.cells()) == 18
+    assert len(suite.cell_list()) == 18
     assert with_images(suite, sample=500).sample == 500
 
 
 def test_quick_suite_is_the_same_grid_on_a_handful_of_images_and_a_small_budget():
     paper, quick = load_suite("paper-cifar10"), load_suite("quick")
-    assert [c.key for c in quick.cells()] == [c.key for c in paper.cells()]
+    assert [c.key for c in quick.cell_list()] == [c.key for c in paper.cell_list()]
     assert quick.images <= 10 and quick.attack.popsize * quick.attack.maxiter < 1000
     assert quick.data == "sample"
 

@@ -211,7 +211,7 @@ def test_a_suite_gives_its_precision_to_every_cell_and_refuses_an_unknown_one():
     suite = Suite(name="low", victims=(Victim("tiny"),), pixels=(1,),
                   modes=("non-targeted", "sweep"), images=2,
                   attack=AttackSpec(precision="bfloat16"))
-    specs = [suite.spec(cell, n_images=2, first=True) for cell in suite.cells()]
+    specs = [suite.spec(cell, n_images=2, first=True) for cell in suite.cell_list()]
     assert [type(s).__name__ for s in specs] == ["AttackSpec", "SweepSpec"]
     assert all(s.to_config()["precision"] == "bfloat16" for s in specs)
     with pytest.raises(PixeljaxError, match="precision must be one of"):

@@ -280,9 +280,8 @@ def _sweep_suite(victim, data_file):
     from pixeljax.evaluation import AttackSpec, Suite, Victim
 
     return Suite(name="sweep-test", victims=(Victim("tiny", checkpoint=str(victim[0])),),
-                 pixels=(1, 3), modes=("non-targeted", "sweep"), images=5,
-                 data=str(data_file), attack=AttackSpec(popsize=8, maxiter=3),
-                 cell_images=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
+                 images=5, data=str(data_file), attack=AttackSpec(popsize=8, maxiter=3),
+                 cells=(("tiny/1px-sweep", 5), ("tiny/1px-non-targeted", 4)))
 
 
 def test_a_suite_runs_sweep_and_de_cells_in_its_order_on_nested_images(suite_run):
@@ -334,11 +333,20 @@ def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
 
     with pytest.raises(PixeljaxError, match="the sweep changes one pixel; add 1 to pixels"):
         Suite(name="s", victims=(Victim("tiny"),), pixels=(3,), modes=("sweep",))
-    with pytest.raises(PixeljaxError, match="modes and pixels must not repeat"):
+    with pytest.raises(PixeljaxError, match="pixels must not repeat"):
         Suite(name="s", victims=(Victim("tiny"),), pixels=(1, 1), modes=("non-targeted",))
-    with pytest.raises(PixeljaxError, match="cell_images names cells outside its grid"):
-        Suite(name="s", victims=(Victim("tiny"),), pixels=(1,), modes=("non-targeted",),
-              cell_images=(("tiny/3px-non-targeted", 5),))
+    # A suite lists its cells directly; their keys set the pixels and modes.
+    listed = Suite(name="s", victims=(Victim("tiny"),),
+                   cells=(("tiny/3px-all-targets", 5), ("tiny/1px-sweep", 7)))
+    assert (listed.pixels, listed.modes) == ((3, 1), ("all-targets", "sweep"))
+    assert [c.key for c in listed.cell_list()] == ["tiny/3px-all-targets", "tiny/1px-sweep"]
+    with pytest.raises(PixeljaxError, match="cells names cells the suite cannot make"):
+        Suite(name="s", victims=(Victim("tiny"),), cells=(("other/3px-non-targeted", 5),))
+    with pytest.raises(PixeljaxError, match="which are not cell keys"):
+        Suite(name="s", victims=(Victim("tiny"),), cells=(("tiny/three-pixels", 5),))
+    with pytest.raises(PixeljaxError, match="give the grid .pixels, modes. or the cells"):
+        Suite(name="s", victims=(Victim("tiny"),), pixels=(1,),
+              cells=(("tiny/1px-non-targeted", 5),))
 
 
 def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summaries(
@@ -577,13 +585,12 @@ def test_a_cut_off_last_untargeted_row_is_repaired_on_resume(tmp_path):
     assert path.read_text().endswith("\n")
 
 
-def _tiny_suite(victim, data_file, name, cell_images, variants=()):
+def _tiny_suite(victim, data_file, name, cells, variants=()):
     from pixeljax.evaluation import AttackSpec, Suite, Victim
 
-    return Suite(name=name, victims=(Victim("tiny", checkpoint=str(victim[0])),), pixels=(1,),
-                 modes=("non-targeted", "sweep"), images=5, data=str(data_file),
-                 attack=AttackSpec(popsize=8, maxiter=3), variants=variants,
-                 cell_images=cell_images)
+    return Suite(name=name, victims=(Victim("tiny", checkpoint=str(victim[0])),), images=5,
+                 data=str(data_file), attack=AttackSpec(popsize=8, maxiter=3),
+                 variants=variants, cells=cells)
 
 
 def _rows_by_attack(directory):

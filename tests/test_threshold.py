@@ -293,13 +293,13 @@ def test_the_levels_suite_runs_both_families_at_levels_1_3_5_10_on_allconv_and_n
 
     suite = load_suite("levels-cpu")
     assert [v.name for v in suite.victims] == ["allconv", "nin"]
-    keys = [c.key for c in suite.cells() if c.victim.name == "allconv"]
+    keys = [c.key for c in suite.cell_list() if c.victim.name == "allconv"]
     assert keys == [f"allconv/{p}px-non-targeted" for p in (1, 3, 5, 10)] + [
         f"allconv/1px-non-targeted+th{th}" for th in (1, 3, 5, 10)]
-    cell = next(c for c in suite.cells() if c.key == "allconv/1px-non-targeted+th5")
+    cell = next(c for c in suite.cell_list() if c.key == "allconv/1px-non-targeted+th5")
     spec = suite.spec(cell, n_images=30, first=False)
     assert (spec.threshold, spec.search, spec.pixels) == (5, "cmaes", 1)
-    assert suite.spec(suite.cells()[3], n_images=30, first=False).pixels == 10
+    assert suite.spec(suite.cell_list()[3], n_images=30, first=False).pixels == 10
 
 
 def test_a_threshold_variant_has_cells_at_one_pixel_only():
@@ -310,8 +310,8 @@ def test_a_threshold_variant_has_cells_at_one_pixel_only():
         Suite(name="x", victims=(Victim("allconv"),), pixels=(3,), variants=(variant,))
     suite = Suite(name="x", victims=(Victim("allconv"),), pixels=(1, 3), variants=(variant,),
                   modes=("non-targeted",))
-    assert [c.key for c in suite.cells()][-1] == "allconv/1px-non-targeted+th3"
-    assert len(suite.cells()) == 3
+    assert [c.key for c in suite.cell_list()][-1] == "allconv/1px-non-targeted+th3"
+    assert len(suite.cell_list()) == 3
 
 
 def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level(victim,

@@ -146,16 +146,16 @@ class Plan:
     def settings(self) -> dict:
         """What decides the results of every cell (all but the pixels and the goal), recorded
         in ``suite.json``."""
-        de = [c for c in self.suite.cells() if c.mode != Mode.SWEEP]
-        config = self.cell_spec((de or self.suite.cells())[0]).to_config()
+        de = [c for c in self.suite.cell_list() if c.mode != Mode.SWEEP]
+        config = self.cell_spec((de or self.suite.cell_list())[0]).to_config()
         shared = {k: v for k, v in config.items() if k not in ("pixels", "mode", "target_class")}
         if Mode.SWEEP in self.suite.modes:
             shared["levels"] = list(self.suite.levels)
         if self.suite.variants:
             shared["variants"] = {v.name: v.describe() for v in self.suite.variants}
-        if self.suite.cell_images:
+        if self.suite.cells:  # recorded under the name "cell_images"
             shared.update(n_images=self.n_images, cell_images={
-                c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cells()})
+                c.key: self.suite.images_of(c, self.n_images) for c in self.suite.cell_list()})
         return {"data": data_key(self.data_spec), "split": self.suite.split, **shared}
 
     def cell_victim(self, cell: Cell, fingerprint: str | None,
@@ -533,7 +533,7 @@ def make_plan(suite: Suite, out: str | Path, *, data: str | None = None,
                 victims=victims, cells=[], skipped=skipped, sizes=sizes)
     check_record(out, suite, plan.settings(), problems)
     cells = []
-    for cell in suite.cells():
+    for cell in suite.cell_list():
         victim = plan.victims.get(cell.victim.name)
         if victim is None:
             continue

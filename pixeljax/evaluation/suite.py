@@ -38,6 +38,8 @@ from pixeljax.victims.defences import defence_name, parse_defences
 SUITES = shipped_folder("evaluate")
 MODES = (Mode.NON_TARGETED.value, Mode.ALL_TARGETS.value)  # a suite's DE modes by default
 ALL_MODES = MODES + (Mode.SWEEP.value,)  # and the exhaustive one-pixel sweep (one pixel only)
+GRID_PIXELS = (1, 3, 5)  # a suite's pixel counts by default
+_CELL_KEY = re.compile(r"^(?P<victim>[^/]+)/(?P<pixels>\d+)px-(?P<mode>[a-z-]+?)(?:\+(?P<variant>.+))?$")
 SWEEP_FIELDS = ("n_images", "first", "seed")  # settings a sweep cell shares with DE cells
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -120,7 +122,7 @@ class Variant:
     """Cells that change some settings of the suite's attack, beside the cells that keep them
     (an ablation): the DE cells of the grid with ``attack`` applied to the suite's attack, and
     its sweep cells with ``levels`` (or a ``precision`` in ``attack``). Their keys end in
-    ``+<name>``; ``cell_images`` picks the ones to run. A variant that sets ``threshold``
+    ``+<name>``; a suite's ``cells`` may list them. A variant that sets ``threshold``
     (the threshold attack, which changes every pixel) has cells at one pixel only, e.g.
     ``Variant("th10", attack={"threshold": 10})``: ``<victim>/1px-<mode>+th10``.
 
@@ -222,16 +224,18 @@ class Suite:
         and selection at their defaults: the grid and ``images``/``sample`` set them.
       levels: the sweep's colour values per channel (default: the colour cube's corners).
       variants: :class:`Variant` cells beside the grid's (ablations of the attack's settings).
-      cell_images: ``((cell key, N), ...)`` (or a dict): run only these cells of the grid, in
-        this order, each on N of the selected images: the first N of them, or with ``sample``
-        the seeded sample of N, which lies inside every larger one of the same seed (so every
-        cell of a victim attacks some of the same images).
+      cells: ``((cell key, N), ...)`` (or a dict): the cells to run, listed directly instead
+        of the whole grid, in this order, each on N of the selected images: the first N of
+        them, or with ``sample`` the seeded sample of N, which lies inside every larger one of
+        the same seed (so every cell of a victim attacks some of the same images). The keys
+        (``<victim>/<pixels>px-<mode>[+<variant>]``) set ``pixels`` and ``modes``; leave those
+        at their defaults.
       description: one line for the report.
     """
 
     name: str
     victims: tuple[Victim, ...]
-    pixels: tuple[int, ...] = settings.counts((1, 3, 5), 1, "pixel counts")
+    pixels: tuple[int, ...] = settings.counts(GRID_PIXELS, 1, "pixel counts")
     modes: tuple[str, ...] = settings.choices(MODES, ALL_MODES, "modes")
     images: int | None = settings.count(None, 1, "the first N images", optional=True)
     sample: int | None = settings.count(
@@ -241,7 +245,7 @@ class Suite:
     attack: AttackSpec = DEFAULTS
     levels: tuple[int, ...] = CORNERS
     variants: tuple[Variant, ...] = ()
-    cell_images: tuple[tuple[str, int], ...] = ()
+    cells: tuple[tuple[str, int], ...] = ()
     description: str = ""
 
     def __post_init__(self):
@@ -253,6 +257,7 @@ class Suite:
                                 f"names of their own")
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise PixeljaxError(f"suite name {self.name!r} must be a plain name")
+        self._cells_listed()
         settings.check_fields(self, f"suite {self.name}: ")
         if not self.victims or not all(isinstance(v, Victim) for v in self.victims):
             raise PixeljaxError(f"suite {self.name}: victims must be a non-empty tuple of Victim")
@@ -270,11 +275,11 @@ class Suite:
         except PixeljaxError as e:
             raise PixeljaxError(f"suite {self.name}: {e}") from None
         self._check_attack()
-        self._check_cell_images()
+        self._check_cells()
         if self.images is not None and self.sample is not None:
             raise PixeljaxError(f"suite {self.name}: give images (the first N) or sample (a "
                                 f"random N), not both")
-        for cell in [c for c in self.cells() if c.victim == self.victims[0]]:
+        for cell in [c for c in self.cell_list() if c.victim == self.victims[0]]:
             try:
                 self.spec(cell, n_images=None, first=True)
             except PixeljaxError as e:
@@ -289,7 +294,7 @@ class Suite:
         if set_here:
             raise PixeljaxError(f"suite {self.name}: attack sets {', '.join(set_here)}; a suite "
                                 f"sets them per cell (pixels, modes, images, sample, "
-                                f"cell_images)")
+                                f"cells)")
 
     def spec(self, cell: Cell, *, n_images: int | None, first: bool,
              sizes: EngineSizes | None = None) -> AttackSpec | SweepSpec:
@@ -313,39 +318,59 @@ class Suite:
         return plain + [dataclasses.replace(c, variant=variant) for variant in self.variants
                         for c in plain if variant.applies_to(c.mode, c.pixels)]
 
-    def _check_cell_images(self) -> None:
-        items = self.cell_images.items() if isinstance(self.cell_images, dict) \
-            else self.cell_images
+    def _cells_listed(self) -> None:
+        """With ``cells`` listed, the grid's pixels and modes are those of their keys."""
+        items = self.cells.items() if isinstance(self.cells, dict) else self.cells
         try:
             items = tuple((str(k), n) for k, n in items)
         except (TypeError, ValueError):
-            raise PixeljaxError(f"suite {self.name}: cell_images must be (cell key, images) "
-                                f"pairs, got {self.cell_images!r}") from None
-        object.__setattr__(self, "cell_images", items)
+            raise PixeljaxError(f"suite {self.name}: cells must be (cell key, images) pairs, "
+                                f"got {self.cells!r}") from None
+        object.__setattr__(self, "cells", items)
+        if not items:
+            return
+        keys = [_CELL_KEY.match(k) for k, _ in items]
+        unparsed = [k for (k, _), m in zip(items, keys) if m is None]
+        if unparsed:
+            raise PixeljaxError(f"suite {self.name}: cells names {unparsed}, which are not "
+                                f"cell keys (<victim>/<pixels>px-<mode>[+<variant>], e.g. "
+                                f"'{self.victims[0].name}/1px-non-targeted')")
+        pixels = tuple(dict.fromkeys(int(m["pixels"]) for m in keys))
+        modes = tuple(dict.fromkeys(m["mode"] for m in keys))
+        # (a copy made by dataclasses.replace holds the listed cells' own)
+        if (tuple(self.pixels), tuple(self.modes)) not in ((GRID_PIXELS, MODES), (pixels, modes)):
+            raise PixeljaxError(f"suite {self.name}: give the grid (pixels, modes) or the cells "
+                                f"to run, not both: the cells' keys set the pixels and modes")
+        object.__setattr__(self, "pixels", pixels)
+        object.__setattr__(self, "modes", modes)
+
+    def _check_cells(self) -> None:
+        items = self.cells
         keys = [k for k, _ in items]
         grid = {c.key for c in self._grid()}
         unknown = [k for k in keys if k not in grid]
         if unknown:
-            raise PixeljaxError(f"suite {self.name}: cell_images names cells outside its grid: "
-                                f"{unknown} (the grid: {sorted(grid)})")
+            raise PixeljaxError(f"suite {self.name}: cells names cells the suite cannot make "
+                                f"(a victim or variant it lacks): {unknown} (it can make: "
+                                f"{sorted(grid)})")
         if len(set(keys)) != len(keys):
-            raise PixeljaxError(f"suite {self.name}: cell_images names a cell twice: {keys}")
+            raise PixeljaxError(f"suite {self.name}: cells names a cell twice: {keys}")
         bad = [n for _, n in items if not isinstance(n, int) or isinstance(n, bool) or n < 1]
         if bad:
-            raise PixeljaxError(f"suite {self.name}: cell_images counts must be positive "
+            raise PixeljaxError(f"suite {self.name}: cells' image counts must be positive "
                                 f"integers, got {bad}")
 
-    def cells(self) -> list[Cell]:
-        """Every (victim, pixels, mode), victim by victim (sweep cells at one pixel only), then
-        the variants' cells, or the cells ``cell_images`` names, in its order."""
-        if not self.cell_images:
+    def cell_list(self) -> list[Cell]:
+        """The cells ``cells`` lists, in its order; else every (victim, pixels, mode), victim by
+        victim (sweep cells at one pixel only), then the variants' cells."""
+        if not self.cells:
             return self._grid()
         grid = {c.key: c for c in self._grid()}
-        return [grid[k] for k, _ in self.cell_images]
+        return [grid[k] for k, _ in self.cells]
 
     def images_of(self, cell: Cell, n_images: int | None) -> int | None:
         """The images a cell attacks, of the ``n_images`` selected."""
-        wanted = dict(self.cell_images).get(cell.key)
+        wanted = dict(self.cells).get(cell.key)
         if wanted is None:
             return n_images
         return wanted if n_images is None else min(wanted, n_images)
