@@ -330,6 +330,8 @@ def test_propagation_and_locality_work_on_a_sweep_folder(suite_run, tmp_path, vi
 
 def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
     from pixeljax.evaluation import Suite, Victim
+    from pixeljax.evaluation.plan import shared_settings
+    from pixeljax.evaluation.suite import Variant
 
     with pytest.raises(PixeljaxError, match="the sweep changes one pixel; add 1 to pixels"):
         Suite(name="s", victims=(Victim("tiny"),), pixels=(3,), modes=("sweep",))
@@ -347,6 +349,17 @@ def test_a_suite_refuses_a_sweep_without_one_pixel_and_repeated_cells():
     with pytest.raises(PixeljaxError, match="give the grid .pixels, modes. or the cells"):
         Suite(name="s", victims=(Victim("tiny"),), pixels=(1,),
               cells=(("tiny/1px-non-targeted", 5),))
+    with pytest.raises(PixeljaxError, match="whose mode is not one of"):
+        Suite(name="s", victims=(Victim("tiny"),), cells=(("tiny/1px-targeted", 5),))
+    # A threshold variant beside listed 3-pixel cells: only its own cells sit at one pixel.
+    th5 = (Variant("th5", attack={"threshold": 5}),)
+    Suite(name="s", victims=(Victim("tiny"),), variants=th5,
+          cells=(("tiny/3px-non-targeted", 5),))
+    with pytest.raises(PixeljaxError, match="cells names cells the suite cannot make"):
+        Suite(name="s", victims=(Victim("tiny"),), variants=th5,
+              cells=(("tiny/3px-non-targeted+th5", 5),))
+    # The colour levels are each sweep cell's own setting, so a suite may gain its first one.
+    assert shared_settings({"seed": 0, "levels": [0, 255], "n_images": 5}) == {"seed": 0}
 
 
 def test_publish_copies_what_a_reader_needs_and_its_table_comes_from_the_summaries(

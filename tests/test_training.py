@@ -236,6 +236,8 @@ def test_every_shipped_recipe_loads_and_its_schedules_derive_from_it():
 def test_a_schedule_trains_its_stages_in_order_each_from_the_one_before(data, tmp_path):
     from pixeljax.training import train_stages
     from pixeljax.training.initial import recorded
+    from pixeljax.training.workdir import last_stage as recorded_workdir
+    from pixeljax.training.workdir import restore_model
 
     stages = (CONFIG.replace(epochs=1), CONFIG.replace(epochs=1, learning_rate=0.01))
     seen = []
@@ -245,11 +247,32 @@ def test_a_schedule_trains_its_stages_in_order_each_from_the_one_before(data, tm
     assert seen == [(1, 2, first), (2, 2, second)] and last == second
     assert config.init_from == str(first) and config.learning_rate == 0.01
     assert recorded(second)["recipe"] == stages[0].to_dict()  # started from stage 1's weights
-    # Again: both stages are finished, so nothing trains and the result is the same.
-    again, *_ = train_stages(stages, *data, tmp_path / "run", progress=False)
+    # Again, the work dir named by another path: both stages are finished, so nothing trains
+    # and the result is the same.
+    other_spelling = tmp_path / "run" / ".." / "run"
+    again, *_ = train_stages(stages, *data, other_spelling, progress=False)
     assert again.steps == result.steps and again.test_accuracy == result.test_accuracy
     leaves_a, leaves_b = leaves(result.model), leaves(again.model)
     assert all(np.array_equal(a, b) for a, b in zip(leaves_a, leaves_b))
+    # The schedule's folder exports and fine-tunes as its last stage.
+    assert restore_model(tmp_path / "run")[2] == result.steps
+    assert recorded_workdir(tmp_path / "run") == second
+    # A one-stage run's work dir is not taken over by a schedule.
+    with pytest.raises(PixeljaxError, match="holds a one-stage run"):
+        train_stages(stages, *data, first, progress=False)
+
+
+def test_a_recipe_file_of_ones_own_names_its_schedules(tmp_path):
+    from pixeljax.training import load_stages
+
+    file = tmp_path / "mine.py"
+    file.write_text("from pixeljax.training import TrainConfig\n"
+                    "RECIPE = TrainConfig(model='tiny', epochs=4)\n"
+                    "SCHEDULES = {'short': (RECIPE.replace(epochs=1), RECIPE.replace(epochs=2))}\n")
+    assert [s.epochs for s in load_stages(str(file))] == [4]
+    assert [s.epochs for s in load_stages(f"{file}:short")] == [1, 2]
+    with pytest.raises(PixeljaxError, match="unknown recipe"):
+        load_stages(f"{file}:long")
 
 
 def test_a_fine_tune_of_a_fine_tune_records_the_whole_chain(uninterrupted, data, tmp_path):
@@ -329,5 +352,6 @@ def test_a_schedule_takes_no_override_that_would_not_say_which_stage(tmp_path, c
                  "--epochs", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: recipe vgg16_cpu trains in 3 stages, so --epochs would not say "
-                   "which; write a recipe file with the stages you want"]
+                   "which; write a recipe file with the stages you want and train "
+                   "FILE.py:SCHEDULE"]
     assert not (tmp_path / "w").exists()

@@ -1,1 +1,2 @@
-"""Training recipes, one per victim: ``pixeljax train NAME --data SPEC --workdir DIR``."""
+"""Training recipes, one file per family (its full recipe and its schedules):
+``pixeljax train NAME --data SPEC --workdir DIR``."""

@@ -189,12 +189,12 @@ def argument_type(cls, name: str):
 
 
 def add_options(parser, cls, names, *, shown: dict | None = None,
-                helps: dict | None = None, defaults=None) -> None:
+                helps: dict | None = None, defaults=None, metavar: str | None = None) -> None:
     """Adds ``--<name>`` (underscores as dashes) for each field ``name`` of ``cls``, with its
     type, choices and help; unset options stay None (the field's default applies). The help
     names the default: ``shown[name]`` (a command's own), else the field's ``shown``, else its
     default (of ``defaults``, an instance, else the field's); ``helps[name]`` replaces the
-    whole line."""
+    whole line; ``metavar`` names the values of the options that take one."""
     shown, helps = shown or {}, helps or {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
@@ -210,4 +210,4 @@ def add_options(parser, cls, names, *, shown: dict | None = None,
         elif m["kind"] == "choice":
             parser.add_argument(flag_name, choices=m["choices"], help=text)
         else:
-            parser.add_argument(flag_name, type=_parser(name, m), help=text)
+            parser.add_argument(flag_name, type=_parser(name, m), help=text, metavar=metavar)

@@ -99,7 +99,8 @@ def register(sub) -> None:
                         "on a CPU); without it they are skipped")
     p.add_argument("--train-data", help="training images for --train-missing (default: --data)")
     # The suite's own selection fields, with their checks; one of the two.
-    settings.add_options(p.add_mutually_exclusive_group(), Suite, ("sample", "images"))
+    settings.add_options(p.add_mutually_exclusive_group(), Suite, ("sample", "images"),
+                         metavar="N")
     checks.add_engine_options(p)
     p.add_argument("--continue-from", type=checks.path, metavar="PUBLISHED",
                    help="first restore the cells --out lacks from a publication's run.tar.gz "

@@ -47,7 +47,8 @@ def _cmd_train(args) -> int:
     if changes and len(stages) > 1:
         raise PixeljaxError(f"recipe {args.model} trains in {len(stages)} stages, so "
                             f"{', '.join('--' + k.replace('_', '-') for k in changes)} would "
-                            f"not say which; write a recipe file with the stages you want")
+                            f"not say which; write a recipe file with the stages you want and train "
+                            f"FILE.py:SCHEDULE")
     stages = tuple(stage.replace(**changes) for stage in stages)
     config = stages[-1]
     given = [f"--{k.replace('_', '-')}" for k in TrainConfig.ADVERSARIAL[1:]
@@ -178,8 +179,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("train", help="train a victim with its recipe in train/")
     p.add_argument("model", help="recipe name (train/FAMILY.py's full recipe FAMILY, or its "
-                                 "schedule FAMILY_NAME, whose stages train in order in "
-                                 "WORKDIR/stage-K) or path to a recipe .py file")
+                                 "schedule FAMILY_NAME, whose stages, when there are several, "
+                                 "train in order in WORKDIR/stage-K) or path to a recipe .py "
+                                 "file (FILE.py:NAME for one of its SCHEDULES)")
     p.add_argument("--data", required=True, help="CIFAR-10 source (see 'pixeljax.data')")
     p.add_argument("--workdir", required=True, type=checks.path)
     p.add_argument("--export", type=checks.path,

@@ -239,7 +239,9 @@ def cell_settings(settings: dict, key: str, mode: str) -> dict:
     return {k: v for k, v in settings.items() if k != "levels"}
 
 
-PER_CELL = ("n_images", "cell_images", "variants")  # settings each cell's own config checks
+# Settings each cell's own config checks (a sweep cell's records the levels), so a suite may
+# gain cells, images, variants or its first sweep cell.
+PER_CELL = ("n_images", "cell_images", "variants", "levels")
 
 
 def shared_settings(settings: dict) -> dict:

@@ -2,8 +2,9 @@
 
 A suite is a small Python file in ``evaluate/`` (or anywhere, given by path) that starts with the
 command that runs it and defines ``SUITE = Suite(...)``, in the manner of big_vision's configs.
-Its *cells* are every (victim, pixel count, mode) combination; each cell is one
-``pixeljax.attack.run.attack_folder`` run into ``OUT/<victim>/<pixels>px-<mode>/``.
+Its *cells* are every (victim, pixel count, mode) combination of its grid, or the cells it
+lists (``cells=``); each cell is one ``pixeljax.attack.run.attack_folder`` run (a sweep cell's:
+``pixeljax.sweep.folder.sweep_folder``) into ``OUT/<victim>/<pixels>px-<mode>/``.
 
 Example (``evaluate/quick.py``)::
 
@@ -257,17 +258,19 @@ class Suite:
                                 f"names of their own")
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise PixeljaxError(f"suite name {self.name!r} must be a plain name")
-        self._cells_listed()
-        settings.check_fields(self, f"suite {self.name}: ")
         if not self.victims or not all(isinstance(v, Victim) for v in self.victims):
             raise PixeljaxError(f"suite {self.name}: victims must be a non-empty tuple of Victim")
         names = [v.name for v in self.victims]
         if len(set(names)) != len(names):
             raise PixeljaxError(f"suite {self.name}: victim names must be unique, got {names}")
-        if any(v.threshold is not None for v in self.variants) and 1 not in self.pixels:
+        self._cells_listed()
+        settings.check_fields(self, f"suite {self.name}: ")
+        # (listed cells are checked one by one against what the suite can make)
+        if not self.cells and any(v.threshold is not None for v in self.variants) and \
+                1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: a threshold variant's cells sit at one "
                                 f"pixel; add 1 to pixels (got {self.pixels})")
-        if Mode.SWEEP in self.modes and 1 not in self.pixels:
+        if not self.cells and Mode.SWEEP in self.modes and 1 not in self.pixels:
             raise PixeljaxError(f"suite {self.name}: the sweep changes one pixel; add 1 to "
                                 f"pixels (got {self.pixels})")
         try:
@@ -335,10 +338,14 @@ class Suite:
             raise PixeljaxError(f"suite {self.name}: cells names {unparsed}, which are not "
                                 f"cell keys (<victim>/<pixels>px-<mode>[+<variant>], e.g. "
                                 f"'{self.victims[0].name}/1px-non-targeted')")
+        odd = [k for (k, _), m in zip(items, keys) if m["mode"] not in ALL_MODES]
+        if odd:
+            raise PixeljaxError(f"suite {self.name}: cells names {odd}, whose mode is not one "
+                                f"of {ALL_MODES}")
         pixels = tuple(dict.fromkeys(int(m["pixels"]) for m in keys))
         modes = tuple(dict.fromkeys(m["mode"] for m in keys))
         # (a copy made by dataclasses.replace holds the listed cells' own)
-        if (tuple(self.pixels), tuple(self.modes)) not in ((GRID_PIXELS, MODES), (pixels, modes)):
+        if (self.pixels, self.modes) not in ((GRID_PIXELS, MODES), (pixels, modes)):
             raise PixeljaxError(f"suite {self.name}: give the grid (pixels, modes) or the cells "
                                 f"to run, not both: the cells' keys set the pixels and modes")
         object.__setattr__(self, "pixels", pixels)

@@ -9,7 +9,7 @@ from flax import nnx
 
 from pixeljax.errors import PixeljaxError
 from pixeljax.training.export import portable
-from pixeljax.training.workdir import CONFIG, restore_model
+from pixeljax.training.workdir import CONFIG, last_stage, restore_model
 from pixeljax.victims.checkpoint import METADATA, load_victim
 from pixeljax.victims.checkpoint_ref import SHIPPED
 
@@ -29,7 +29,7 @@ def load_initial(ref: str, architecture: str) -> tuple[nnx.Module, dict]:
             raise PixeljaxError(f"init_from {ref!r} is a {name!r} network, not {architecture!r}")
         victim = load_victim(architecture)
         return victim.model, _lineage(ref, victim.metadata)
-    path = Path(ref).expanduser()
+    path = last_stage(Path(ref).expanduser())
     if (path / METADATA).is_file():
         victim = load_victim(architecture, path)
         return victim.model, _lineage(portable(str(path)), victim.metadata)

@@ -41,6 +41,7 @@ from pixeljax.training.workdir import (
 )
 from pixeljax.victims.accuracy import accuracy
 from pixeljax.victims.checkpoint import TrainingCheckpoints
+from pixeljax.victims.checkpoint_ref import SHIPPED
 
 
 @dataclasses.dataclass
@@ -59,7 +60,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def _check_json(path: Path, expected: dict, what: str) -> None:
-    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs."""
+    """Writes ``expected`` to a new ``path``, or refuses a work dir whose file differs (a
+    starting folder named by another path to the same folder is the same)."""
     if not path.is_file():
         path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n")
         return
@@ -68,11 +70,22 @@ def _check_json(path: Path, expected: dict, what: str) -> None:
     except (OSError, ValueError) as e:
         raise PixeljaxError(f"work dir {path.parent}: unreadable {path.name} ({e}); use a new "
                             f"--workdir") from None
+    if _same_folder(previous.get("init_from"), expected.get("init_from")):
+        previous = {**previous, "init_from": expected["init_from"]}
     if previous != expected:
         changed = sorted(k for k in set(previous) | set(expected)
                          if previous.get(k) != expected.get(k))
         raise PixeljaxError(f"work dir {path.parent} holds a run of {what} (differs in "
                             f"{', '.join(changed)}); use a new --workdir")
+
+
+def _same_folder(a, b) -> bool:
+    """Two ``init_from`` paths that name one local folder (``shipped:`` names are compared as
+    they are)."""
+    if not (isinstance(a, str) and isinstance(b, str)) or a == b or \
+            SHIPPED in (a[:len(SHIPPED)], b[:len(SHIPPED)]):
+        return False
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _check_workdir(workdir: Path, config: TrainConfig, train_set: ImageSet) -> None:

@@ -57,9 +57,11 @@ def _family(name: str) -> tuple[str, str | None]:
 
 def load_stages(name_or_path: str) -> tuple[TrainConfig, ...]:
     """The stages of a recipe: one for a full recipe (``train/NAME.py`` or a ``.py`` file given
-    by path), those of a schedule for ``FAMILY_SCHEDULE``."""
-    by_path = Path(name_or_path).suffix == ".py"
-    family, schedule = (name_or_path, None) if by_path else _family(name_or_path)
+    by path), those of a schedule for ``FAMILY_SCHEDULE`` (or ``path/to/file.py:SCHEDULE``)."""
+    file, _, named = str(name_or_path).rpartition(".py:")
+    by_path = Path(name_or_path).suffix == ".py" or bool(file)
+    family, schedule = ((f"{file}.py", named) if file else (name_or_path, None)) if by_path \
+        else _family(name_or_path)
     if not by_path and family not in names_in(RECIPES):
         raise _unknown(name_or_path)
     module, path = load_module(family, RECIPES, what="recipe", names=[])
@@ -76,7 +78,8 @@ def load_stages(name_or_path: str) -> tuple[TrainConfig, ...]:
 
 def _unknown(name: str) -> PixeljaxError:
     return PixeljaxError(f"unknown recipe {name!r}; expected one of {', '.join(recipe_names())} "
-                         f"or a path to a recipe .py file")
+                         f"or a path to a recipe .py file (FILE.py:SCHEDULE for one of its "
+                         f"SCHEDULES)")
 
 
 def load_recipe(name_or_path: str) -> TrainConfig:

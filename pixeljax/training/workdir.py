@@ -48,9 +48,22 @@ def zero_meters():
             if jax.config.jax_enable_x64 else jnp.zeros((), jnp.float32)}
 
 
+STAGE = "stage-"  # a schedule's stages train in WORKDIR/stage-1, stage-2, ...
+
+
+def last_stage(workdir: str | Path) -> Path:
+    """The work dir itself, or for a schedule's work dir (no run of its own, stages below it)
+    its last stage's, so that a schedule's folder exports and fine-tunes like one run."""
+    workdir = Path(workdir)
+    stages = sorted((p for p in workdir.glob(f"{STAGE}*")
+                     if p.name[len(STAGE):].isdigit() and (p / CONFIG).is_file()),
+                    key=lambda p: int(p.name[len(STAGE):]))
+    return stages[-1] if stages and not (workdir / CONFIG).is_file() else workdir
+
+
 def training_data(workdir: str | Path) -> dict:
     """Where a work dir's training images came from (``train_data``, ``train_images``)."""
-    path = Path(workdir) / DATA
+    path = last_stage(workdir) / DATA
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -98,7 +111,7 @@ def read_config(workdir: str | Path) -> TrainConfig:
     Raises:
       PixeljaxError: the folder is not a training work dir (e.g. an attack results folder).
     """
-    workdir = Path(workdir)
+    workdir = last_stage(workdir)
     path = workdir / CONFIG
     if not path.is_file():
         raise PixeljaxError(f"{workdir} is not a training work dir (no {CONFIG})")
@@ -119,7 +132,7 @@ def restore_model(workdir: str | Path, num_classes: int = 10) -> tuple[nnx.Modul
 
     Returns ``(model, config, step, history, training_seconds)``.
     """
-    workdir = Path(workdir)
+    workdir = last_stage(workdir)
     config = read_config(workdir)
     if not (workdir / "checkpoints").is_dir():
         raise PixeljaxError(f"{workdir} holds no training checkpoint yet")
