@@ -66,13 +66,14 @@ def pixel_sweep(predict: Callable, images, labels, spec: SweepSpec | None = None
     probs = plan.check_some_correct(predict, prepared, "the images")
     attacks, skipped = split_attacks(prepared, range(len(prepared.plan)), probs)
     waves: list[SweptImage] = []
-    road = SweepRoad(lambda p, wave: waves.extend(wave))
+    road = SweepRoad(lambda p, wave, true_before: waves.extend(wave))
     targets = collect(prepared, [skipped_result(prepared, skipped, probs),
                                  *road.stream(predict, prepared, attacks)])
     nt = untargeted_plan(prepared)
     _, nt_skipped = split_attacks(nt, range(len(nt.plan)), probs)
     untargeted = collect(nt, [skipped_result(nt, nt_skipped, probs),
-                              untargeted_results(prepared, waves, probs)])
+                              untargeted_results(prepared, waves, probs[
+                                  np.arange(len(probs)), prepared.labels])])
     h, w = prepared.images.shape[1:3]
     stack = lambda name, shape, dtype: (  # noqa: E731
         np.stack([getattr(s, name) for s in waves]).astype(dtype) if waves

@@ -29,7 +29,6 @@ import numpy as np
 from pixeljax._plumbing import locking
 from pixeljax._plumbing.files import atomic_path
 from pixeljax.attack.folder import fill_folder
-from pixeljax.attack.pipeline import clean_probabilities
 from pixeljax.data import ImageSet
 from pixeljax.errors import PixeljaxError
 from pixeljax.runs import results
@@ -176,12 +175,11 @@ def sweep_folder(predict: Callable, data: ImageSet, out: str | Path, spec: Sweep
         (out / MAPS).mkdir(exist_ok=True)
         shape = data.x.shape[1:]
         with results.ResultsWriter(out, 1, shape[-1], name=NONTARGETED) as untargeted:
-            def on_wave(p, wave):
+            def on_wave(p, wave, true_before):
                 first = int(p.image_ids[wave[0].position])
                 _save_npz(out / MAPS / f"wave-{first:012d}-{len(wave)}.npz",
                           **wave_arrays(p, wave))
-                probs = clean_probabilities(predict, p, [s.position for s in wave])
-                untargeted.write(untargeted_results(p, wave, probs).to_rows())
+                untargeted.write(untargeted_results(p, wave, true_before).to_rows())
 
             road = FolderRoad(on_wave, out=out, spec=spec, image_shape=shape)
             return fill_folder(predict, data, out, prepared, config, road, progress=progress,

@@ -38,10 +38,10 @@ def prepare(predict: Callable, images, labels, spec: SweepSpec, *, image_ids=Non
     selected = select(predict, images, labels, spec.selection, precision=spec.precision,
                       image_ids=image_ids, devices=devices, source=source)
     shape = selected.images.shape[1:]
-    check_size(spec, shape)
+    sizes = spec.resolved_sizes(shape, len(selected.devices), len(selected.images))
+    check_size(spec, shape, sizes.slots)
     return SweepPlan(
-        **selected.parts(), spec=spec, encoding=PixelEncoding(1),
-        sizes=spec.resolved_sizes(shape, len(selected.devices), len(selected.images)),
+        **selected.parts(), spec=spec, encoding=PixelEncoding(1), sizes=sizes,
         scorer=scoring.scorer_for(predict, pixels=1, threshold=False, dense=spec.sizes.dense,
                                   precision=spec.precision))
 

@@ -54,22 +54,23 @@ def untargeted_plan(plan: SweepPlan) -> SweepPlan:
 
 
 def untargeted_results(plan: SweepPlan, wave: list[SweptImage],
-                       probs: np.ndarray) -> AttackResult:
+                       true_before: np.ndarray) -> AttackResult:
     """The non-targeted results of a wave: one per image, its best candidate against the true
-    class (``probs``: the clean probabilities)."""
+    class (``true_before``: (N,) the clean true-class probabilities)."""
     p = untargeted_plan(plan)
     entries = [(p.attack_ids[s.position], w, int(p.labels[s.position]))
                for w, s in enumerate(wave)]
-    return _found(p, entries, wave, probs[np.arange(len(probs)), p.labels])
+    return _found(p, entries, wave, true_before)
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepRoad:
     """The sweep's :class:`~pixeljax.attack.folder.Road`: it sweeps each image that has
-    pending rows once (``on_wave`` gets every wave first) and yields the pending rows among
-    its (image, class) results; a batch costs its images' candidates, once each."""
+    pending rows once (``on_wave`` gets every wave first, with the (N,) clean true-class
+    probabilities the rows carry) and yields the pending rows among its (image, class)
+    results; a batch costs its images' candidates, once each."""
 
-    on_wave: Callable[[SweepPlan, list[SweptImage]], None]
+    on_wave: Callable[[SweepPlan, list[SweptImage], np.ndarray], None]
     what: str = "sweep"
 
     def stream(self, predict: Callable, plan: SweepPlan,
@@ -84,7 +85,7 @@ class SweepRoad:
                                  plan.labels[positions], plan.spec.levels, plan.sizes,
                                  plan.devices):
             wave = [dataclasses.replace(s, position=positions[s.position]) for s in wave]
-            self.on_wave(plan, wave)
+            self.on_wave(plan, wave, true_before)
             entries = []
             for w, s in enumerate(wave):
                 label = int(plan.labels[s.position])

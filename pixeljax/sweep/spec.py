@@ -121,9 +121,9 @@ def parse_levels(text: str) -> tuple[int, ...]:
                             f"{text!r}") from None
 
 
-def check_size(spec: SweepSpec, image_shape) -> None:
-    """The candidate indices of a wave fit in int32."""
-    slots = spec.sizes.slots or SweepSizes.DEFAULT_SLOTS
+def check_size(spec: SweepSpec, image_shape, slots: int) -> None:
+    """The candidate indices of a wave of ``slots`` images (the resolved sizes') fit in
+    int32."""
     if slots * spec.candidates(image_shape) >= 2 ** 31:
         raise PixeljaxError(f"{spec.candidates(image_shape):,} candidates per image x "
                             f"{slots} slots is more than one wave can index; use fewer "
