@@ -82,8 +82,8 @@ def _check_json(path: Path, expected: dict, what: str) -> None:
 def _same_folder(a, b) -> bool:
     """Two ``init_from`` paths that name one local folder (``shipped:`` names are compared as
     they are)."""
-    if not (isinstance(a, str) and isinstance(b, str)) or a == b or \
-            SHIPPED in (a[:len(SHIPPED)], b[:len(SHIPPED)]):
+    if not (isinstance(a, str) and isinstance(b, str)) or a.startswith(SHIPPED) or \
+            b.startswith(SHIPPED):
         return False
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 

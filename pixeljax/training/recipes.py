@@ -52,18 +52,21 @@ def _family(name: str) -> tuple[str, str | None]:
     for family in sorted(families, key=len, reverse=True):
         if name.replace("-", "_").startswith(family + "_"):
             return family, name.replace("-", "_")[len(family) + 1:]
-    return name, None  # unknown: load_module names the choices
+    return name, None  # unknown
 
 
 def load_stages(name_or_path: str) -> tuple[TrainConfig, ...]:
     """The stages of a recipe: one for a full recipe (``train/NAME.py`` or a ``.py`` file given
     by path), those of a schedule for ``FAMILY_SCHEDULE`` (or ``path/to/file.py:SCHEDULE``)."""
     file, _, named = str(name_or_path).rpartition(".py:")
-    by_path = Path(name_or_path).suffix == ".py" or bool(file)
-    family, schedule = ((f"{file}.py", named) if file else (name_or_path, None)) if by_path \
-        else _family(name_or_path)
-    if not by_path and family not in names_in(RECIPES):
-        raise _unknown(name_or_path)
+    if file:  # FILE.py:SCHEDULE
+        family, schedule = f"{file}.py", named
+    elif Path(name_or_path).suffix == ".py":
+        family, schedule = name_or_path, None
+    else:
+        family, schedule = _family(name_or_path)
+        if family not in names_in(RECIPES):
+            raise _unknown(name_or_path)
     module, path = load_module(family, RECIPES, what="recipe", names=[])
     if schedule is not None:
         schedules = _schedules(module, path)
