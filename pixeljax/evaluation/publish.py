@@ -5,14 +5,16 @@
     DEST/cells/<victim>/<cell>/     each cell's ``summary.json`` and ``config.json`` (paths of
                                     this machine cut to their last part, here and in the report)
     DEST/victims.json               each victim's clean accuracy, from its checkpoint metadata
-    DEST/provenance.json            the command, the commit, the machine and the date
+    DEST/provenance.json            the command, the commit, the machine, the date and the
+                                    kind of table shown (:func:`table_kind`)
     DEST/run.tar.gz                 the run itself: every cell's rows, sweep maps and timing
                                     (``pixeljax.evaluation.archive``), to re-analyse it or to
                                     continue it (``pixeljax evaluate ... --continue-from DEST``)
 
 The headline table is computed from the stored summaries and ``victims.json`` alone
-(:func:`headline_table`), so a test can recompute it from what is published beside it; the
-paper's numbers come from :mod:`pixeljax.evaluation.paper`. Beside it, :func:`mechanism_table`
+(:func:`headline_table`; a suite of defended victims shows :func:`robustness_table`, one that
+runs the threshold attack :func:`levels_table`), so a test can recompute it from what is
+published beside it; the paper's numbers come from :mod:`pixeljax.evaluation.paper`. Beside it, :func:`mechanism_table`
 renders the report's tables of success against clean confidence, of the successes' confidence
 and classes, and of DE against the sweep, from the CSV files in ``tables/`` (which a test
 recomputes from the rows in the archive). With ``readme``, the headline table also replaces
@@ -37,7 +39,7 @@ from pixeljax.evaluation.archive import ARCHIVE, write_archive
 from pixeljax.evaluation.confidence import NO_PAPER
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
 from pixeljax.evaluation.store import load_results
-from pixeljax.evaluation.tables import COMPARISON_CSV
+from pixeljax.evaluation.tables import COMPARISON_CSV, L0, LINF, threshold_variants
 from pixeljax.reporting.readme_blocks import block, check_blocks, readme_block, write_blocks
 from pixeljax.runs import results
 from pixeljax.runs.modes import TARGET_MODES
@@ -120,38 +122,79 @@ def read_cells(dest: str | Path) -> list[dict]:
             config = results.read_config(dest / CELLS / key)
             cells.append({**summary, "key": key, "planned_images": planned,
                           **{k: config.get(k) for k in ("defence", "checkpoint", "strategy",
-                                                        "F", "dither")}})
+                                                        "F", "dither", "threshold")},
+                          "search": config.get("search", "de")})
     return cells
 
 
+def table_kind(suite) -> str:
+    """Which table a suite's publication shows, from its settings (so it keeps its shape while
+    the suite runs): "levels" when it runs the threshold attack (robustness levels, Kotyan &
+    Vargas), "robustness" when a victim is defended, else "headline" (beside the paper's)."""
+    if threshold_variants(suite):
+        return "levels"
+    if any(v.get("defence") for v in suite.record["victims"].values()):
+        return "robustness"
+    return "headline"
+
+
 def published_table(dest: str | Path) -> list[str]:
-    """The table a publication shows, from what is stored in it: the robustness table when a
-    victim is defended, else the headline table beside the paper's."""
+    """The table a publication shows (its ``table`` kind, :func:`table_kind`), from what is
+    stored in it."""
+    dest = Path(dest)
     cells = read_cells(dest)
-    if any(c["defence"] for c in cells):
-        return robustness_table(cells)
-    return headline_table(cells, json.loads((Path(dest) / VICTIMS).read_text()))
+    kind = json.loads((dest / PROVENANCE).read_text())["table"]
+    if kind == "headline":
+        return headline_table(cells, json.loads((dest / VICTIMS).read_text()))
+    return {"levels": levels_table, "robustness": robustness_table}[kind](cells)
+
+
+ROBUST_COLUMNS = ("images", "clean accuracy [95% CI]", "fooled [95% CI]",
+                  "robust accuracy [95% CI]", "evaluations/s")
+
+
+def _robust_rows(cells: list[dict], head) -> list[str]:
+    """The rows of a table whose ``head(cell)`` columns are followed by :data:`ROBUST_COLUMNS`:
+    clean accuracy on the cell's images, success over those attacked and robust accuracy
+    (correctly classified and not fooled) over all of them, with 95% Wilson intervals."""
+    lines = []
+    for c in cells:
+        if c["n_images"] < c["planned_images"]:  # no rates while running (see headline_table)
+            shown = (f"{c['n_images']} of {c['planned_images']} done (running)",
+                     "–", "–", "–", "–")
+        else:
+            attacked, fooled = c["n_attacked"], c["n_success"]
+            shown = (c["n_images"], _rate(attacked, c["n_images"]), _rate(fooled, attacked),
+                     _rate(attacked - fooled, c["n_images"]),
+                     f"{c['evaluations_per_second']:,.0f}")
+        lines.append("| " + " | ".join(str(v) for v in (*head(c), *shown)) + " |")
+    return lines
+
+
+def _header(columns) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
 
 
 def robustness_table(cells: list[dict]) -> list[str]:
-    """Per cell: clean accuracy on its images, success over those attacked and robust accuracy
-    (correctly classified and not fooled) over all of them, with 95% Wilson intervals."""
-    lines = ["| victim | defence | checkpoint | pixels | images | clean accuracy [95% CI] | "
-             "fooled [95% CI] | robust accuracy [95% CI] | evaluations/s |",
-             "|" + " --- |" * 9]
-    for c in cells:
-        head = [c["model"], c["defence"] or "none", f"`{c['checkpoint']}`", c["pixels"]]
-        if c["n_images"] < c["planned_images"]:  # no rates while running (see headline_table)
-            lines.append("| " + " | ".join(str(v) for v in (
-                *head, f"{c['n_images']} of {c['planned_images']} done (running)",
-                "–", "–", "–", "–")) + " |")
-            continue
-        attacked, fooled = c["n_attacked"], c["n_success"]
-        lines.append("| " + " | ".join(str(v) for v in (
-            *head, c["n_images"], _rate(attacked, c["n_images"]), _rate(fooled, attacked),
-            _rate(attacked - fooled, c["n_images"]),
-            f"{c['evaluations_per_second']:,.0f}")) + " |")
-    return lines
+    """Per cell, its victim's defence and checkpoint, then :data:`ROBUST_COLUMNS`."""
+    return _header(("victim", "defence", "checkpoint", "pixels", *ROBUST_COLUMNS)) + \
+        _robust_rows(cells, lambda c: (c["model"], c["defence"] or "none",
+                                       f"`{c['checkpoint']}`", c["pixels"]))
+
+
+SEARCHES = {"de": "DE", "cmaes": "CMA-ES"}
+
+
+def levels_table(cells: list[dict]) -> list[str]:
+    """Robustness levels (Kotyan & Vargas), in suite order: per cell, the attack's family and
+    level (pixels changed, L0, or the threshold th, L-infinity) and its search, then
+    :data:`ROBUST_COLUMNS`."""
+    def head(c):
+        family, level = (LINF, c["threshold"]) if c["threshold"] else (L0, c["pixels"])
+        return c["model"], family, level, SEARCHES.get(c["search"], c["search"]), c["mode"]
+
+    return _header(("victim", "attack", "level", "search", "mode", *ROBUST_COLUMNS)) + \
+        _robust_rows(cells, head)
 
 
 def headline_table(cells: list[dict], victims: dict) -> list[str]:
@@ -307,6 +350,7 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
                   "machine": _machine(),
                   "published": datetime.datetime.now(datetime.timezone.utc).strftime(
                       "%Y-%m-%d %H:%M UTC"),
+                  "table": table_kind(suite),
                   "cells": [[c.key, _planned_images(c, len(suite.class_names))]
                             for c in suite.cells]}
     (dest / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -318,8 +362,8 @@ def _publish(suite_out: Path, dest: Path, *, command: str, readme, data, live: P
         f"Command: `{command}`  ", f"Commit: `{provenance['commit']}`  ",
         f"Machine: {provenance['machine']}  ", f"Published: {provenance['published']}", "",
         "Computed from the `summary.json` of each cell in `cells/` and the victims' clean "
-        "accuracy in `victims.json` (on the 10,000 test images; a robustness table gives the "
-        "clean accuracy of each cell's images instead); paper numbers marked * are "
+        "accuracy in `victims.json` (on the 10,000 test images; a robustness or levels table "
+        "gives the clean accuracy of each cell's images instead); paper numbers marked * are "
         "unverified, \"(all)\" is the paper's figure over its networks together, TEVC or "
         "arXiv v1 the version of the paper it is from. The whole "
         f"report: [report.md]({REPORT}). The run itself (every attack's row, the sweep's "
