@@ -366,6 +366,32 @@ def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level
             f"{int(row['robust']) / int(row['images']):.1%} [")
 
 
+def test_a_levels_table_names_each_cells_family_level_search_and_variant():
+    from pixeljax.evaluation.publish import levels_table
+
+    base = {"model": "allconv", "pixels": 1, "mode": "non-targeted", "n_images": 10,
+            "planned_images": 10, "n_attacked": 8, "n_success": 2,
+            "evaluations_per_second": 100.0, "threshold": None, "search": "de"}
+    cells = [{**base, "key": "allconv/3px-non-targeted", "pixels": 3},
+             {**base, "key": "allconv/1px-non-targeted+best1-dither"},
+             {**base, "key": "allconv/1px-sweep", "mode": "sweep"},
+             {**base, "key": "allconv/1px-non-targeted+th5", "threshold": 5, "search": "cmaes"},
+             {**base, "key": "allconv/1px-non-targeted+th10", "threshold": 10,
+              "search": "cmaes", "n_images": 4}]
+    rows = [line.split(" | ") for line in levels_table(cells)[2:]]
+    assert [r[1:5] for r in rows] == [
+        ["L0 pixels", "3", "DE", "non-targeted"],
+        ["L0 pixels", "1", "DE", "non-targeted+best1-dither"],
+        ["L0 pixels", "1", "–", "sweep"],
+        ["L-inf threshold", "5", "CMA-ES", "non-targeted"],
+        ["L-inf threshold", "10", "CMA-ES", "non-targeted"]]
+    # clean accuracy 8/10, fooled 2/8, robust (correct and not fooled) 6/10
+    assert [r[6][:6] for r in rows[:4]] == ["80.0% "] * 4
+    assert [r[7][:6] for r in rows[:4]] == ["25.0% "] * 4
+    assert [r[8][:6] for r in rows[:4]] == ["60.0% "] * 4
+    assert rows[4][5:9] == ["4 of 10 done (running)", "–", "–", "–"]  # no rates while running
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 def test_the_bench_measures_the_threshold_engine_beside_the_pixel_engine(victim, data_file):

@@ -187,11 +187,13 @@ SEARCHES = {"de": "DE", "cmaes": "CMA-ES"}
 
 def levels_table(cells: list[dict]) -> list[str]:
     """Robustness levels (Kotyan & Vargas), in suite order: per cell, the attack's family and
-    level (pixels changed, L0, or the threshold th, L-infinity) and its search, then
-    :data:`ROBUST_COLUMNS`."""
+    level (pixels changed, L0, or the threshold th, L-infinity), its search and mode (with the
+    variant of any other variant cell), then :data:`ROBUST_COLUMNS`."""
     def head(c):
         family, level = (LINF, c["threshold"]) if c["threshold"] else (L0, c["pixels"])
-        return c["model"], family, level, SEARCHES.get(c["search"], c["search"]), c["mode"]
+        search = "–" if c["mode"] == "sweep" else SEARCHES.get(c["search"], c["search"])
+        mode = c["mode"] if c["threshold"] else c["key"].split("/", 1)[1].split("px-", 1)[1]
+        return c["model"], family, level, search, mode
 
     return _header(("victim", "attack", "level", "search", "mode", *ROBUST_COLUMNS)) + \
         _robust_rows(cells, head)
