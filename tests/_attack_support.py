@@ -111,3 +111,17 @@ def kill_after_first_harvest(monkeypatch):
     import pixeljax.attack.pipeline as pipeline
 
     return kill_after_first_yield(monkeypatch, pipeline, "stream")
+
+
+def published_in_readme(out: Path, folder: Path, name: str) -> list[str]:
+    """The table of the suite run in ``out`` once published as ``folder/pub/name`` with a
+    README that has its block (checked to hold that very table)."""
+    from pixeljax.evaluation.publish import publish, published_table
+    from pixeljax.reporting.readme_blocks import readme_block
+
+    readme = folder / "README.md"
+    readme.write_text(f"<!-- published:{name} -->\n<!-- /published:{name} -->\n")
+    publish(out, folder / "pub" / name, command="pixeljax evaluate x", readme=readme)
+    shown = published_table(folder / "pub" / name)
+    assert readme_block(readme.read_text(), name) == "\n".join(shown)
+    return shown

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.ndimage
-from _attack_support import TINY_ENGINE
+from _attack_support import TINY_ENGINE, published_in_readme
 from _incremental_support import border_and_random_pixels, compare, random_images, scaled
 
 from pixeljax.analysis.attacks import load_attacks
@@ -186,15 +186,7 @@ def test_a_suite_attacks_a_victim_behind_its_defence_and_records_it(victim, tmp_
                     accuracy["tiny", pixels] - accuracy[model, pixels])
     assert table["tiny", "1"]["undefended"] == "" and table["tiny", "1"]["accuracy_cost"] == ""
     # Its publication's table is the robustness table, from the stored summaries alone.
-    from pixeljax.evaluation.publish import publish, published_table
-    from pixeljax.reporting.readme_blocks import readme_block
-
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- published:defended -->\n<!-- /published:defended -->\n")
-    publish(tmp_path / "out", tmp_path / "pub" / "defended", command="pixeljax evaluate x",
-            readme=readme)
-    shown = published_table(tmp_path / "pub" / "defended")
-    assert readme_block(readme.read_text(), "defended") == "\n".join(shown)
+    shown = published_in_readme(tmp_path / "out", tmp_path, "defended")
     assert shown[0].startswith("| victim | defence | checkpoint | pixels | images | clean")
     rows = {(r.split(" | ")[0][2:], int(r.split(" | ")[3])): r for r in shown[2:]}
     assert len(rows) == 6 and " | noise60x2 | " in rows["tiny-noise", 1]

@@ -22,6 +22,7 @@ from _attack_support import (
     boundary_file,
     boundary_sample,
     kill_after_first_harvest,
+    published_in_readme,
 )
 
 from pixeljax.attack import AttackSpec, pixel_attack, threshold_attack
@@ -347,15 +348,7 @@ def test_a_levels_suite_reports_success_and_robust_accuracy_per_family_and_level
     # a stronger threshold never fools fewer images here (th 8 succeeds wherever th 2 does)
     assert int(rows[2]["fooled"]) >= int(rows[1]["fooled"])
     # Its publication shows the same levels, from the stored summaries alone.
-    from pixeljax.evaluation.publish import publish, published_table
-    from pixeljax.reporting.readme_blocks import readme_block
-
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- published:levels-test -->\n<!-- /published:levels-test -->\n")
-    publish(tmp_path / "out", tmp_path / "pub" / "levels-test", command="pixeljax evaluate x",
-            readme=readme)
-    shown = published_table(tmp_path / "pub" / "levels-test")
-    assert readme_block(readme.read_text(), "levels-test") == "\n".join(shown)
+    shown = published_in_readme(tmp_path / "out", tmp_path, "levels-test")
     assert shown[0] == ("| victim | attack | level | search | mode | images | clean accuracy "
                         "[95% CI] | fooled [95% CI] | robust accuracy [95% CI] | evaluations/s |")
     assert [r.split(" | ")[1:4] for r in shown[2:]] == [
