@@ -369,6 +369,7 @@ def test_a_levels_table_names_each_cells_family_level_search_and_variant():
              {**base, "key": "allconv/1px-non-targeted+best1-dither"},
              {**base, "key": "allconv/1px-sweep", "mode": "sweep"},
              {**base, "key": "allconv/1px-non-targeted+th5", "threshold": 5, "search": "cmaes"},
+             {**base, "key": "nin/1px-non-targeted", "model": "nin"},
              {**base, "key": "allconv/1px-non-targeted+th10", "threshold": 10,
               "search": "cmaes", "n_images": 4}]
     rows = [line.split(" | ") for line in levels_table(cells)[2:]]
@@ -377,7 +378,9 @@ def test_a_levels_table_names_each_cells_family_level_search_and_variant():
         ["L0 pixels", "1", "DE", "non-targeted+best1-dither"],
         ["L0 pixels", "1", "–", "sweep"],
         ["L-inf threshold", "5", "CMA-ES", "non-targeted"],
-        ["L-inf threshold", "10", "CMA-ES", "non-targeted"]]
+        ["L-inf threshold", "10", "CMA-ES", "non-targeted"],
+        ["L0 pixels", "1", "DE", "non-targeted"]]  # victim by victim
+    assert rows[5][0] == "| nin"
     # clean accuracy 8/10, fooled 2/8, robust (correct and not fooled) 6/10
     assert [r[6][:6] for r in rows[:4]] == ["80.0% "] * 4
     assert [r[7][:6] for r in rows[:4]] == ["25.0% "] * 4

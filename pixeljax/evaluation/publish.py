@@ -186,7 +186,7 @@ SEARCHES = {"de": "DE", "cmaes": "CMA-ES"}
 
 
 def levels_table(cells: list[dict]) -> list[str]:
-    """Robustness levels (Kotyan & Vargas), in suite order: per cell, the attack's family and
+    """Robustness levels (Kotyan & Vargas), victim by victim (each in suite order): per cell, the attack's family and
     level (pixels changed, L0, or the threshold th, L-infinity), its search and mode (with the
     variant of any other variant cell), then :data:`ROBUST_COLUMNS`."""
     def head(c):
@@ -195,8 +195,9 @@ def levels_table(cells: list[dict]) -> list[str]:
         mode = c["mode"] if c["threshold"] else c["key"].split("/", 1)[1].split("px-", 1)[1]
         return c["model"], family, level, search, mode
 
+    victims = {c["model"]: i for i, c in reversed(list(enumerate(cells)))}  # first cell of each
     return _header(("victim", "attack", "level", "search", "mode", *ROBUST_COLUMNS)) + \
-        _robust_rows(cells, head)
+        _robust_rows(sorted(cells, key=lambda c: victims[c["model"]]), head)
 
 
 def headline_table(cells: list[dict], victims: dict) -> list[str]:
