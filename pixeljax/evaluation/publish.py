@@ -14,12 +14,13 @@
 The headline table is computed from the stored summaries and ``victims.json`` alone
 (:func:`headline_table`; a suite of defended victims shows :func:`robustness_table`, one that
 runs the threshold attack :func:`levels_table`), so a test can recompute it from what is
-published beside it; the paper's numbers come from :mod:`pixeljax.evaluation.paper`. Beside it, :func:`mechanism_table`
-renders the report's tables of success against clean confidence, of the successes' confidence
-and classes, and of DE against the sweep, from the CSV files in ``tables/`` (which a test
-recomputes from the rows in the archive). With ``readme``, the headline table also replaces
-the block between ``<!-- published:NAME -->`` and ``<!-- /published:NAME -->`` there, and the
-mechanism tables the block ``NAME-mechanism`` where the README has one.
+published beside it; the paper's numbers come from :mod:`pixeljax.evaluation.paper`. Beside
+it, :func:`mechanism_table` renders the report's tables of success against clean confidence, of
+the successes' confidence and classes, and of DE against the sweep, from the CSV files in
+``tables/`` (which a test recomputes from the rows in the archive). With ``readme``, the
+headline table also replaces the block between ``<!-- published:NAME -->`` and
+``<!-- /published:NAME -->`` there, and the mechanism tables the block ``NAME-mechanism`` where
+the README has one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from pixeljax.evaluation import confidence, paper
 from pixeljax.evaluation.archive import ARCHIVE, write_archive
 from pixeljax.evaluation.confidence import NO_PAPER
 from pixeljax.evaluation.report import FIGURES, REPORT, TABLES, write_report
-from pixeljax.evaluation.store import load_results
+from pixeljax.evaluation.store import load_results, parse_key
+from pixeljax.evaluation.suite import VARIANT_SEPARATOR
 from pixeljax.evaluation.tables import COMPARISON_CSV, L0, LINF, threshold_variants
 from pixeljax.reporting.readme_blocks import block, check_blocks, readme_block, write_blocks
 from pixeljax.runs import results
@@ -144,9 +146,11 @@ def published_table(dest: str | Path) -> list[str]:
     dest = Path(dest)
     cells = read_cells(dest)
     kind = json.loads((dest / PROVENANCE).read_text())["table"]
-    if kind == "headline":
-        return headline_table(cells, json.loads((dest / VICTIMS).read_text()))
-    return {"levels": levels_table, "robustness": robustness_table}[kind](cells)
+    if kind == "levels":
+        return levels_table(cells)
+    if kind == "robustness":
+        return robustness_table(cells)
+    return headline_table(cells, json.loads((dest / VICTIMS).read_text()))
 
 
 ROBUST_COLUMNS = ("images", "clean accuracy [95% CI]", "fooled [95% CI]",
@@ -186,18 +190,21 @@ SEARCHES = {"de": "DE", "cmaes": "CMA-ES"}
 
 
 def levels_table(cells: list[dict]) -> list[str]:
-    """Robustness levels (Kotyan & Vargas), victim by victim (each in suite order): per cell, the attack's family and
-    level (pixels changed, L0, or the threshold th, L-infinity), its search and mode (with the
-    variant of any other variant cell), then :data:`ROBUST_COLUMNS`."""
+    """Robustness levels (Kotyan & Vargas), victim by victim (each in suite order): per cell,
+    the attack's family and level (pixels changed, L0, or the threshold th, L-infinity), its
+    search and mode (with the variant of any other variant cell), then
+    :data:`ROBUST_COLUMNS`."""
     def head(c):
         family, level = (LINF, c["threshold"]) if c["threshold"] else (L0, c["pixels"])
         search = "–" if c["mode"] == "sweep" else SEARCHES.get(c["search"], c["search"])
-        mode = c["mode"] if c["threshold"] else c["key"].split("/", 1)[1].split("px-", 1)[1]
+        variant = parse_key(c["key"])[3]
+        mode = c["mode"] + (f"{VARIANT_SEPARATOR}{variant}"
+                            if variant and not c["threshold"] else "")
         return c["model"], family, level, search, mode
 
-    victims = {c["model"]: i for i, c in reversed(list(enumerate(cells)))}  # first cell of each
+    victims = list(dict.fromkeys(c["model"] for c in cells))
     return _header(("victim", "attack", "level", "search", "mode", *ROBUST_COLUMNS)) + \
-        _robust_rows(sorted(cells, key=lambda c: victims[c["model"]]), head)
+        _robust_rows(sorted(cells, key=lambda c: victims.index(c["model"])), head)
 
 
 def headline_table(cells: list[dict], victims: dict) -> list[str]:

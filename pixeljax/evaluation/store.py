@@ -143,7 +143,7 @@ class SuiteResults:
         return None
 
 
-def _parse_key(key: str) -> tuple[str, int, str, str | None]:
+def parse_key(key: str) -> tuple[str, int, str, str | None]:
     """``<victim>/<pixels>px-<mode>[+<variant>]`` as (victim, pixels, mode, variant)."""
     try:
         model, rest = key.split("/")
@@ -172,7 +172,7 @@ def load_results(out: str | Path) -> SuiteResults:
     k = len(record["class_names"])
     cells = []
     for key in record["cells"]:
-        model, pixels, mode, variant = _parse_key(key)
+        model, pixels, mode, variant = parse_key(key)
         directory = out / key
         found, summary = AttackResult.empty(pixels, 3), None
         if (directory / results.CONFIG).is_file():
